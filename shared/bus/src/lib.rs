@@ -1,0 +1,58 @@
+//! Duet's message bus: per-channel publish/subscribe between hubs.
+//!
+//! Two backends behind one trait: [`redis::RedisBus`] (Redis pub/sub, the scaled services) and
+//! [`local::LocalBus`] (in-process, the all-in-one binary). Delivery is at-most-once, as Redis pub/sub is:
+//! after a connection outage a subscriber receives [`BusEvent::Resubscribed`] on every channel it holds,
+//! telling it that messages may have been missed so it can resync.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+pub mod local;
+pub mod redis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    #[error("bus error: {0}")]
+    Other(String),
+}
+
+/// What a subscription delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusEvent {
+    /// A message published on the channel.
+    Message(Bytes),
+    /// The connection to the bus was lost and is back; the subscription is live again, but messages
+    /// published in between may have been missed.
+    Resubscribed,
+}
+
+/// A live subscription. Dropping it (or calling [`Subscription::unsubscribe`]) ends it; the backend
+/// unsubscribes from the channel when its last local subscription is gone.
+pub struct Subscription {
+    pub channel: String,
+    pub rx: mpsc::Receiver<BusEvent>,
+    pub(crate) _guard: Box<dyn Send + Sync>,
+}
+
+impl Subscription {
+    pub async fn recv(&mut self) -> Option<BusEvent> {
+        self.rx.recv().await
+    }
+    pub fn unsubscribe(self) {}
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError>;
+    async fn subscribe(&self, channel: &str) -> Result<Subscription, BusError>;
+    /// Cheap round trip, for `/readyz`.
+    async fn ping(&self) -> Result<(), BusError>;
+    /// Key/value with expiry, for hub registration (`duet:hub:<id>` with a heartbeat TTL).
+    async fn set_with_ttl(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), BusError>;
+    /// Keys with the given prefix that have not expired, for discovering live hubs.
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, BusError>;
+}

@@ -1,0 +1,231 @@
+//! Domain types shared by every Duet service.
+//!
+//! Values are parsed once at the edge (`SessionCode::parse`, `Language::parse`, `Title::parse`) so the
+//! inside of the system never re-validates them.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The alphabet session codes are drawn from: no `0/O`, `1/I/L`, `U` (avoids accidental words), so a code
+/// read aloud or copied by hand is unambiguous.
+pub const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Length of a session code. 30^8 ≈ 6.6e11 codes: collisions are rare and retried.
+pub const CODE_LEN: usize = 8;
+/// Longest title a session may have, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest display name a participant may have, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A human-readable session code such as `K7MX2QPA`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionCode(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DomainError {
+    #[error("session code must be {CODE_LEN} characters from 2-9 and A-Z without I, L, O, U")]
+    InvalidCode,
+    #[error("unknown language {0:?}; supported: javascript, python, html")]
+    UnknownLanguage(String),
+    #[error("title is longer than {MAX_TITLE_CHARS} characters")]
+    TitleTooLong,
+    #[error("name must be 1 to {MAX_NAME_CHARS} characters")]
+    InvalidName,
+}
+
+impl SessionCode {
+    /// Parses a code typed by a person: surrounding blanks are ignored and lower case is accepted.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let code = raw.trim().to_ascii_uppercase();
+        if code.len() == CODE_LEN && code.bytes().all(|b| CODE_ALPHABET.contains(&b)) {
+            Ok(Self(code))
+        } else {
+            Err(DomainError::InvalidCode)
+        }
+    }
+
+    /// A fresh random code. Uniqueness is the store's job: it rejects a taken code and the caller retries.
+    pub fn generate() -> Self {
+        let mut rng = rand::thread_rng();
+        let code = (0..CODE_LEN)
+            .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
+            .collect();
+        Self(code)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SessionCode {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<SessionCode> for String {
+    fn from(value: SessionCode) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for SessionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionCode({})", self.0)
+    }
+}
+
+/// The languages an interview can be in: the closed list the browser can run or render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Language {
+    #[default]
+    Javascript,
+    Python,
+    Html,
+}
+
+impl Language {
+    pub const ALL: [Language; 3] = [Language::Javascript, Language::Python, Language::Html];
+
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "javascript" => Ok(Self::Javascript),
+            "python" => Ok(Self::Python),
+            "html" => Ok(Self::Html),
+            _ => Err(DomainError::UnknownLanguage(raw.chars().take(40).collect())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Javascript => "javascript",
+            Self::Python => "python",
+            Self::Html => "html",
+        }
+    }
+}
+
+impl TryFrom<String> for Language {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A session title: optional, at most [`MAX_TITLE_CHARS`] characters, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Title(String);
+
+impl Title {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let t = raw.trim();
+        if t.chars().count() > MAX_TITLE_CHARS {
+            return Err(DomainError::TitleTooLong);
+        }
+        Ok(Self(t.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A participant's display name: 1 to [`MAX_NAME_CHARS`] characters, trimmed, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let n = raw.trim();
+        let len = n.chars().count();
+        if len == 0 || len > MAX_NAME_CHARS || n.chars().any(char::is_control) {
+            return Err(DomainError::InvalidName);
+        }
+        Ok(Self(n.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An interview session as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub id: Uuid,
+    pub code: SessionCode,
+    pub title: Title,
+    pub language: Language,
+    /// The plain text of the document, kept current by the hub for the REST API.
+    pub text: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// What a caller supplies to create a session.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub code: SessionCode,
+    pub title: Title,
+    pub language: Language,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_codes_parse_and_use_only_the_alphabet() {
+        for _ in 0..1000 {
+            let c = SessionCode::generate();
+            assert_eq!(SessionCode::parse(c.as_str()), Ok(c.clone()));
+            assert_eq!(c.as_str().len(), CODE_LEN);
+        }
+    }
+
+    #[test]
+    fn codes_are_case_insensitive_and_trimmed() {
+        assert_eq!(SessionCode::parse(" k7mx2qpa ").unwrap().as_str(), "K7MX2QPA");
+    }
+
+    #[test]
+    fn ambiguous_or_wrong_length_codes_are_rejected() {
+        for bad in ["", "K7MX2QP", "K7MX2QPAA", "K7MX2QP0", "K7MX2QPO", "K7MX2QP1", "K7MX2QPI", "K7MX2QP-", "ÄÄÄÄÄÄÄÄ"] {
+            assert_eq!(SessionCode::parse(bad), Err(DomainError::InvalidCode), "{bad}");
+        }
+    }
+
+    #[test]
+    fn languages_round_trip_and_unknown_is_rejected() {
+        for l in Language::ALL {
+            assert_eq!(Language::parse(l.as_str()), Ok(l));
+        }
+        assert!(matches!(Language::parse("cobol"), Err(DomainError::UnknownLanguage(_))));
+    }
+
+    #[test]
+    fn titles_and_names_are_bounded() {
+        assert!(Title::parse(&"x".repeat(MAX_TITLE_CHARS)).is_ok());
+        assert_eq!(Title::parse(&"x".repeat(MAX_TITLE_CHARS + 1)), Err(DomainError::TitleTooLong));
+        assert_eq!(DisplayName::parse("  "), Err(DomainError::InvalidName));
+        assert_eq!(DisplayName::parse("a\u{7}b"), Err(DomainError::InvalidName));
+        assert_eq!(DisplayName::parse(" Ada ").unwrap().as_str(), "Ada");
+    }
+}
