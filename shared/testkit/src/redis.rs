@@ -1,0 +1,1 @@
+//! Throw-away redis-server for tests.
