@@ -2,8 +2,9 @@
 //!
 //! Two backends behind one trait: [`redis::RedisBus`] (Redis pub/sub, the scaled services) and
 //! [`local::LocalBus`] (in-process, the all-in-one binary). Delivery is at-most-once, as Redis pub/sub is:
-//! after a connection outage a subscriber receives [`BusEvent::Resubscribed`] on every channel it holds,
-//! telling it that messages may have been missed so it can resync.
+//! after a connection outage (or when a slow subscriber's queue overflowed) a subscriber receives
+//! [`BusEvent::Missed`] on the affected channels, telling it that messages may have been missed so it can
+//! resync.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,9 +26,9 @@ pub enum BusError {
 pub enum BusEvent {
     /// A message published on the channel.
     Message(Bytes),
-    /// The connection to the bus was lost and is back; the subscription is live again, but messages
-    /// published in between may have been missed.
-    Resubscribed,
+    /// Messages on this channel may have been lost: the connection to the bus dropped and is back (the
+    /// subscription is live again), or this subscriber fell behind and its queue overflowed.
+    Missed,
 }
 
 /// A live subscription. Dropping it (or calling [`Subscription::unsubscribe`]) ends it; the backend
