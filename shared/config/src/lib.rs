@@ -1,1 +1,288 @@
-//! duet-config
+//! Duet's configuration: built-in defaults, then an optional TOML file, then the environment.
+//!
+//! - The seed's variables keep working unprefixed: `PORT`, `HOST`, `DATABASE_URL`, `REDIS_URL`,
+//!   `SECRET_KEY`, `MAX_CONTENT_LENGTH`.
+//! - Everything can be set with `DUET_` + the key path, `__` between sections:
+//!   `DUET_LOG_FORMAT=json`, `DUET_HUB__IDLE_UNLOAD_SECS=60`.
+//! - `DUET_CONFIG=/path/file.toml` names the optional file (default `duet.toml` if present).
+//!
+//! A value that does not parse stops start-up with an error naming the key.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address to bind. `127.0.0.1` by default so a developer's `cargo run` is not exposed.
+    pub host: String,
+    /// Port to bind; 0 picks a free one (tests).
+    pub port: u16,
+    /// PostgreSQL URL (`postgres://…`) or `sqlite://path`; unset means SQLite under `data_dir`.
+    pub database_url: Option<String>,
+    /// Redis URL; unset means the in-process bus (single process only).
+    pub redis_url: Option<String>,
+    /// Key that signs tokens. Unset: a random key per process (tokens die with the process).
+    pub secret_key: Option<SecretString>,
+    /// Largest request body / Socket.IO payload in bytes.
+    pub max_content_length: usize,
+    /// Where the all-in-one binary keeps its SQLite file.
+    pub data_dir: PathBuf,
+    /// The built browser client (`npm run build` in `frontend/`).
+    pub frontend_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,duet=debug`.
+    pub log_level: String,
+    /// OTLP endpoint for traces; unset means tracing stays local.
+    pub otlp_endpoint: Option<String>,
+    pub hub: HubSettings,
+    pub gateway: GatewaySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HubSettings {
+    /// This hub's id in Redis / the participants table; unset means a random one per process.
+    pub id: Option<String>,
+    /// Unload an interview from memory after it has had no participants for this long.
+    pub idle_unload_secs: u64,
+    /// Registration TTL; the hub refreshes it every third of this.
+    pub heartbeat_ttl_secs: u64,
+    /// Group commit: the longest an update waits before its batch is flushed.
+    pub flush_interval_ms: u64,
+    /// Write a snapshot after this many updates since the last one.
+    pub snapshot_every: u64,
+    /// Socket.IO heartbeat.
+    pub ping_interval_ms: u64,
+    pub ping_timeout_ms: u64,
+    /// Allowed `Origin`s for handshakes; empty allows any.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewaySettings {
+    /// Base URLs of session-API replicas, e.g. `http://127.0.0.1:8081`.
+    pub session_api_urls: Vec<String>,
+    /// Static hub URLs, used when Redis registration is not available.
+    pub hub_urls: Vec<String>,
+}
+
+/// The seed's unprefixed variables, mapped to their keys.
+const SEED_VARS: [(&str, &str); 6] = [
+    ("PORT", "port"),
+    ("HOST", "host"),
+    ("DATABASE_URL", "database_url"),
+    ("REDIS_URL", "redis_url"),
+    ("SECRET_KEY", "secret_key"),
+    ("MAX_CONTENT_LENGTH", "max_content_length"),
+];
+
+impl Settings {
+    /// Loads from defaults, the optional file and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::vars())
+    }
+
+    /// Loads from defaults, the optional file and the given variables (testable without touching
+    /// the process environment).
+    pub fn load_from(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let mut b = config::Config::builder()
+            .set_default("host", "127.0.0.1")
+            .and_then(|b| b.set_default("port", 8080))
+            .and_then(|b| b.set_default("max_content_length", 1_000_000))
+            .and_then(|b| b.set_default("data_dir", "./data"))
+            .and_then(|b| b.set_default("frontend_dir", "frontend/dist"))
+            .and_then(|b| b.set_default("log_format", "text"))
+            .and_then(|b| b.set_default("log_level", "info"))
+            .and_then(|b| b.set_default("hub.idle_unload_secs", 30))
+            .and_then(|b| b.set_default("hub.heartbeat_ttl_secs", 15))
+            .and_then(|b| b.set_default("hub.flush_interval_ms", 5))
+            .and_then(|b| b.set_default("hub.snapshot_every", 500))
+            .and_then(|b| b.set_default("hub.ping_interval_ms", 25_000))
+            .and_then(|b| b.set_default("hub.ping_timeout_ms", 20_000))
+            .and_then(|b| b.set_default("hub.allowed_origins", Vec::<String>::new()))
+            .and_then(|b| b.set_default("gateway.session_api_urls", Vec::<String>::new()))
+            .and_then(|b| b.set_default("gateway.hub_urls", Vec::<String>::new()))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+
+        let file = get("DUET_CONFIG");
+        let file_required = file.is_some();
+        b = b.add_source(
+            config::File::with_name(file.as_deref().unwrap_or("duet.toml"))
+                .format(config::FileFormat::Toml)
+                .required(file_required),
+        );
+
+        let mut env: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for (var, key) in SEED_VARS {
+            if let Some(v) = get(var).filter(|v| !v.is_empty()) {
+                env.insert(key.to_uppercase(), v);
+            }
+        }
+        for (name, value) in &vars {
+            if let Some(rest) = name.strip_prefix("DUET_") {
+                if rest != "CONFIG" && !value.is_empty() {
+                    env.insert(rest.to_owned(), value.clone());
+                }
+            }
+        }
+        b = b.add_source(
+            config::Environment::default()
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("hub.allowed_origins")
+                .with_list_parse_key("gateway.session_api_urls")
+                .with_list_parse_key("gateway.hub_urls")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let settings: Settings = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_content_length < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_content_length (MAX_CONTENT_LENGTH) must be at least 1024 bytes".into(),
+            ));
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite://"))
+            {
+                return Err(ConfigError::Invalid(
+                    "database_url (DATABASE_URL) must start with postgres://, postgresql:// or sqlite://".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::Invalid(
+                    "redis_url (REDIS_URL) must start with redis:// or rediss://".into(),
+                ));
+            }
+        }
+        if self.hub.heartbeat_ttl_secs < 3 {
+            return Err(ConfigError::Invalid(
+                "hub.heartbeat_ttl_secs (DUET_HUB__HEARTBEAT_TTL_SECS) must be at least 3".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The SQLite file the all-in-one binary uses when `DATABASE_URL` is unset.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match self.database_url.as_deref().and_then(|u| u.strip_prefix("sqlite://")) {
+            Some(path) => PathBuf::from(path),
+            None => self.data_dir.join("duet.sqlite3"),
+        }
+    }
+
+    /// True when `DATABASE_URL` names a PostgreSQL server.
+    pub fn uses_postgres(&self) -> bool {
+        self.database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load_from(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_serve_on_8080_with_sqlite_under_data() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.max_content_length, 1_000_000);
+        assert!(!s.uses_postgres());
+        assert_eq!(s.sqlite_path(), PathBuf::from("./data/duet.sqlite3"));
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn seed_variables_are_honoured() {
+        let s = load(&[
+            ("PORT", "9001"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("REDIS_URL", "redis://127.0.0.1:6380"),
+            ("MAX_CONTENT_LENGTH", "2048"),
+            ("SECRET_KEY", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(s.port, 9001);
+        assert!(s.uses_postgres());
+        assert_eq!(s.redis_url.as_deref(), Some("redis://127.0.0.1:6380"));
+        assert_eq!(s.max_content_length, 2048);
+        assert!(s.secret_key.is_some());
+        assert!(!format!("{s:?}").contains("s3cret"), "secrets never print");
+    }
+
+    #[test]
+    fn prefixed_nested_keys_and_lists() {
+        let s = load(&[
+            ("DUET_HUB__IDLE_UNLOAD_SECS", "7"),
+            ("DUET_LOG_FORMAT", "json"),
+            ("DUET_GATEWAY__HUB_URLS", "http://a:1,http://b:2"),
+        ])
+        .unwrap();
+        assert_eq!(s.hub.idle_unload_secs, 7);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.gateway.hub_urls, vec!["http://a:1", "http://b:2"]);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        for (var, val, key) in [
+            ("PORT", "eighty", "port"),
+            ("MAX_CONTENT_LENGTH", "-5", "max_content_length"),
+            ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
+            ("REDIS_URL", "http://x", "REDIS_URL"),
+            ("DUET_LOG_FORMAT", "xml", "log_format"),
+        ] {
+            let err = load(&[(var, val)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{var}={val}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_named_config_file_is_read_and_env_wins() {
+        let dir = std::env::temp_dir().join(format!("duet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("duet.toml");
+        std::fs::write(&file, "port = 7000\nlog_level = \"debug\"\n[hub]\nsnapshot_every = 9\n").unwrap();
+        let path = file.to_string_lossy().to_string();
+        let s = load(&[("DUET_CONFIG", path.as_str()), ("PORT", "7001")]).unwrap();
+        assert_eq!(s.port, 7001);
+        assert_eq!(s.log_level, "debug");
+        assert_eq!(s.hub.snapshot_every, 9);
+        let missing = load(&[("DUET_CONFIG", "/nonexistent/duet.toml")]);
+        assert!(missing.is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
