@@ -1,1 +1,115 @@
-//! duet
+//! `duet`: the whole of Duet in one process on one port — session-API, realtime-hub and the browser
+//! client — with embedded SQLite and an in-process bus by default. Setting `DATABASE_URL`
+//! (`postgres://…`) and/or `REDIS_URL` switches the same code to the scaled backends.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{dev::Server, App, HttpServer};
+use async_trait::async_trait;
+use duet_bus::{local::LocalBus, redis::RedisBus, Bus};
+use duet_config::Settings;
+use duet_domain::SessionCode;
+use duet_gateway::pages::{PagesState, SessionDirectory};
+use duet_realtime_hub::Hub;
+use duet_storage::{postgres::PgStorage, sqlite::SqliteStorage, Storage};
+use duet_telemetry::health::{ReadyCheck, Readiness};
+
+/// Session lookups for the pages, straight from storage.
+struct StorageDirectory(Arc<dyn Storage>);
+
+#[async_trait]
+impl SessionDirectory for StorageDirectory {
+    async fn exists(&self, code: &SessionCode) -> Result<bool, String> {
+        self.0.session_by_code(code).await.map(|s| s.is_some()).map_err(|e| e.to_string())
+    }
+}
+
+/// Opens the storage the settings name: PostgreSQL for `postgres://`, SQLite otherwise.
+pub async fn open_storage(settings: &Settings) -> anyhow::Result<Arc<dyn Storage>> {
+    if settings.uses_postgres() {
+        let url = settings.database_url.as_deref().unwrap_or_default();
+        Ok(Arc::new(PgStorage::connect(url).await?))
+    } else {
+        let path = settings.sqlite_path();
+        tracing::info!(path = %path.display(), "using embedded SQLite");
+        Ok(Arc::new(SqliteStorage::open(&path).await?))
+    }
+}
+
+/// Opens the bus the settings name: Redis when `REDIS_URL` is set, in-process otherwise.
+pub async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
+    match settings.redis_url.as_deref() {
+        Some(url) => Ok(Arc::new(RedisBus::connect(url).await?)),
+        None => Ok(Arc::new(LocalBus::new())),
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    hub: Hub,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .map_err(|e| anyhow::anyhow!("cannot bind {}:{}: {e}", settings.host, settings.port))?;
+        let storage = open_storage(settings).await?;
+        let bus = open_bus(settings).await?;
+        Self::with_backends(settings, listener, storage, bus).await
+    }
+
+    pub async fn with_backends(
+        settings: &Settings,
+        listener: TcpListener,
+        storage: Arc<dyn Storage>,
+        bus: Arc<dyn Bus>,
+    ) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let hub = Hub::start(settings, storage.clone(), bus.clone()).await?;
+        let api = duet_session_api::ApiState { storage: storage.clone(), max_body: settings.max_content_length };
+        let pages = PagesState {
+            frontend_dir: settings.frontend_dir.clone(),
+            directory: Arc::new(StorageDirectory(storage.clone())),
+        };
+        let bus_check = bus.clone();
+        let readiness = Readiness(vec![
+            duet_session_api::storage_check(storage),
+            ReadyCheck::new("bus", move || {
+                let bus = bus_check.clone();
+                async move { bus.ping().await.map_err(|e| e.to_string()) }
+            }),
+        ]);
+        let hub_routes = hub.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .configure(|c| duet_session_api::configure(c, api.clone()))
+                .configure(|c| hub_routes.configure(c))
+                .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
+                .configure(|c| duet_gateway::pages::configure(c, pages.clone()))
+        })
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .disable_signals()
+        .run();
+        Ok(Self { port, server, hub })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM / Ctrl-C, then stops accepting, drains connections and lets the hub flush
+    /// every pending edit to the database before the process exits.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        duet_telemetry::shutdown_signal().await;
+        self.hub.shutdown().await;
+        handle.stop(true).await;
+        server.await??;
+        Ok(())
+    }
+}

@@ -1,4 +1,7 @@
-//! Logging for every Duet service: `tracing` with an env filter, human-readable or JSON lines.
+//! Operations basics for every Duet service: logging (`tracing`, text or JSON), graceful-shutdown
+//! signals, and the `/healthz` / `/readyz` endpoints ([`health`]).
+
+pub mod health;
 
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 

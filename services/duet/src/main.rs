@@ -1,0 +1,16 @@
+use duet_config::{LogFormat, Settings};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("duet: {e}");
+            std::process::exit(2);
+        }
+    };
+    duet_telemetry::init(&settings.log_level, settings.log_format == LogFormat::Json);
+    let app = duet::Application::build(&settings).await?;
+    tracing::info!("Duet is serving on http://{}:{}/", settings.host, app.port());
+    app.run_until_stopped().await
+}

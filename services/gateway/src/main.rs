@@ -1,0 +1,11 @@
+use duet_config::{LogFormat, Settings};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    duet_telemetry::init(&settings.log_level, settings.log_format == LogFormat::Json);
+    let app = duet_gateway::Application::build(&settings).await?;
+    tracing::info!(port = app.port(), "gateway listening");
+    app.run_until_stopped().await?;
+    Ok(())
+}
