@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what it needs on a fresh Debian machine (as root; otherwise it says what
+# to install), then runs the Rust tests and the end-to-end tests (real socket.io-client, yjs and headless
+# Chromium). Tests start their own throw-away PostgreSQL and Redis unless TEST_DATABASE_URL /
+# TEST_REDIS_URL are set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+need_pkgs=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx-light)
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "test.sh: please install: ${need_pkgs[*]} (e.g. sudo apt-get install ${need_pkgs[*]})" >&2
+    exit 1
+  fi
+fi
+
+echo "== npm packages"
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests && npm ci --no-audit --no-fund --loglevel=error)
+echo "== browser client"
+(cd frontend && npm run build --silent)
+
+echo "== Rust tests"
+cargo build --workspace --all-targets --examples
+cargo test --workspace --all-targets --no-fail-fast
+
+echo "== end-to-end tests"
+export DUET_REPO="$root"
+(cd tests && node --test --test-concurrency=1 --test-reporter=spec js/)
