@@ -1,0 +1,335 @@
+// The realtime connection: socket.io-client speaking Duet's protocol (docs/PROTOCOL.md).
+//
+// - `join_session` on every (re)connect, then the y-protocols sync handshake: our sync step 1, the
+//   server's step 2 + step 1, our step 2 (which carries whatever the server lacks — edits made offline,
+//   or edits whose ack was lost).
+// - Every local Y.Doc update is sent as one `yjs` emit holding one binary y-protocols message, with an
+//   ack callback. The server acks only after the change is committed, so the set of local updates
+//   without a successful ack is exactly "unsaved edits"; they are re-sent (merged) when an ack fails
+//   and covered by the step 2 of the handshake after a reconnect.
+// - Awareness (name, colour, cursor) rides on the same `yjs` event (messageAwareness = 1).
+//
+// Events (lib0 Observable): 'status' (status object), 'joined' (ack), 'synced', 'fatal' ({code, message}),
+// 'server-error' ({code, message}), and the server's own events forwarded as 'sync_code', 'user_joined',
+// 'user_left', 'language_updated', 'execution_result', 'code_updated'.
+import { io } from 'socket.io-client';
+import * as Y from 'yjs';
+import * as encoding from 'lib0/encoding';
+import * as decoding from 'lib0/decoding';
+import { Observable } from 'lib0/observable';
+import * as syncProtocol from 'y-protocols/sync';
+import * as awarenessProtocol from 'y-protocols/awareness';
+
+export const MESSAGE_SYNC = 0;
+export const MESSAGE_AWARENESS = 1;
+
+const ACK_TIMEOUT_MS = 20000;
+const JOIN_TIMEOUT_MS = 10000;
+const FORWARDED = ['sync_code', 'user_joined', 'user_left', 'language_updated', 'execution_result', 'code_updated'];
+// Errors after which reconnecting cannot help.
+const FATAL_CODES = new Set(['session_not_found', 'forbidden', 'unauthorized', 'invalid_token']);
+
+function toUint8Array(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return null;
+}
+
+export class DuetConnection extends Observable {
+  /**
+   * @param {object} opts
+   * @param {string} opts.sessionCode
+   * @param {string} opts.name
+   * @param {string} opts.userId
+   * @param {Y.Doc} opts.doc
+   * @param {awarenessProtocol.Awareness} opts.awareness
+   * @param {string} [opts.token] credentials from the session API, when it hands any out
+   * @param {string} [opts.url] server origin (default: this page's)
+   * @param {object} [opts.socketOptions]
+   */
+  constructor({ sessionCode, name, userId, doc, awareness, token, url, socketOptions = {} }) {
+    super();
+    this.sessionCode = sessionCode;
+    this.name = name;
+    this.userId = userId;
+    this.token = token;
+    this.doc = doc;
+    this.awareness = awareness;
+    this.joined = false;
+    this.everJoined = false;
+    this.synced = false;
+    this.fatal = null;
+    this.online = typeof navigator === 'undefined' ? true : navigator.onLine !== false;
+    /** Local updates not yet acknowledged as committed: seq → update. */
+    this.pending = new Map();
+    this._seq = 0;
+    this._retryTimer = null;
+    this._retryDelay = 1000;
+    this._joinTimer = null;
+    this._lastStatusKey = '';
+
+    this.socket = io(url, {
+      path: '/socket.io/',
+      autoConnect: false,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 4000,
+      randomizationFactor: 0.3,
+      timeout: 10000,
+      ...socketOptions,
+    });
+
+    this._onDocUpdate = this._onDocUpdate.bind(this);
+    this._onAwarenessUpdate = this._onAwarenessUpdate.bind(this);
+    this._onOnline = () => {
+      this.online = true;
+      if (!this.socket.connected && !this.fatal) this.socket.connect();
+      this._emitStatus();
+    };
+    this._onOffline = () => {
+      this.online = false;
+      this._emitStatus();
+    };
+
+    const s = this.socket;
+    s.on('connect', () => this._join());
+    s.on('disconnect', (reason) => this._onDisconnect(reason));
+    s.on('connect_error', () => this._emitStatus());
+    s.io.on('reconnect_attempt', () => this._emitStatus());
+    s.on('yjs', (data) => this._onYjsMessage(data));
+    s.on('error', (err) => this._onServerError(err));
+    for (const ev of FORWARDED) s.on(ev, (payload) => this.emit(ev, [payload]));
+
+    doc.on('update', this._onDocUpdate);
+    awareness.on('update', this._onAwarenessUpdate);
+    if (typeof window !== 'undefined') {
+      window.addEventListener('online', this._onOnline);
+      window.addEventListener('offline', this._onOffline);
+    }
+  }
+
+  connect() {
+    this.socket.connect();
+    this._emitStatus();
+    return this;
+  }
+
+  // ---- joining ------------------------------------------------------------------------------------
+
+  _join() {
+    clearTimeout(this._joinTimer);
+    const payload = { session_code: this.sessionCode, name: this.name, user_id: this.userId, yjs: true };
+    if (this.token) payload.token = this.token;
+    this._emitStatus();
+    this._joining = true;
+    this.socket.timeout(JOIN_TIMEOUT_MS).emit('join_session', payload, (err, res) => {
+      this._joining = false;
+      if (!this.socket.connected) return;
+      if (err || !res || res.ok === false) {
+        const error = res?.error ?? { code: 'join_timeout', message: 'The server did not answer in time.' };
+        if (FATAL_CODES.has(error.code)) {
+          this._setFatal(error);
+          return;
+        }
+        this.emit('server-error', [error]);
+        this._joinTimer = setTimeout(() => this.socket.connected && !this.joined && this._join(), 2000);
+        return;
+      }
+      this.joined = true;
+      this.everJoined = true;
+      if (typeof res.user_id === 'string') this.userId = res.user_id;
+      this.emit('joined', [res]);
+      this._startSync();
+      this._emitStatus();
+    });
+  }
+
+  _startSync() {
+    // Sync step 1: our state vector. The server answers with step 2 (what we lack) and its step 1.
+    const encoder = encoding.createEncoder();
+    encoding.writeVarUint(encoder, MESSAGE_SYNC);
+    syncProtocol.writeSyncStep1(encoder, this.doc);
+    this._send(encoding.toUint8Array(encoder), []);
+    // Our awareness (name, colour, cursor) for everyone else.
+    if (this.awareness.getLocalState() !== null) {
+      this._sendAwareness([this.doc.clientID]);
+    }
+  }
+
+  _onDisconnect(reason) {
+    this.joined = false;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    // Remote participants' cursors are stale now; the server re-sends them after we re-join.
+    const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID);
+    if (others.length) awarenessProtocol.removeAwarenessStates(this.awareness, others, this);
+    // The server closed the socket on purpose: socket.io will not retry by itself.
+    if (reason === 'io server disconnect' && !this.fatal) {
+      setTimeout(() => !this.fatal && !this.socket.connected && this.socket.connect(), 1000);
+    }
+    this._emitStatus();
+  }
+
+  _onServerError(err) {
+    const error = err && typeof err === 'object' ? err : { code: 'internal', message: String(err) };
+    if (error.code === 'session_not_found') {
+      this._setFatal(error);
+      return;
+    }
+    if (error.code === 'not_joined' && this.socket.connected && !this._joining) {
+      // The server lost track of us (e.g. restarted state): join again.
+      this.joined = false;
+      this._join();
+    }
+    this.emit('server-error', [error]);
+  }
+
+  _setFatal(error) {
+    this.fatal = error;
+    this.joined = false;
+    this.socket.disconnect();
+    this.emit('fatal', [error]);
+    this._emitStatus();
+  }
+
+  // ---- yjs messages -------------------------------------------------------------------------------
+
+  _onYjsMessage(data) {
+    const buf = toUint8Array(data);
+    if (!buf) return;
+    try {
+      const decoder = decoding.createDecoder(buf);
+      const type = decoding.readVarUint(decoder);
+      if (type === MESSAGE_SYNC) {
+        // A step 2 written in reply to the server's step 1 covers every local update we have now.
+        const covers = [...this.pending.keys()];
+        const encoder = encoding.createEncoder();
+        encoding.writeVarUint(encoder, MESSAGE_SYNC);
+        const syncType = syncProtocol.readSyncMessage(decoder, encoder, this.doc, this);
+        if (encoding.length(encoder) > 1) this._send(encoding.toUint8Array(encoder), covers);
+        if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) {
+          this.synced = true;
+          this.emit('synced', []);
+          this._emitStatus();
+        }
+      } else if (type === MESSAGE_AWARENESS) {
+        awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(decoder), this);
+      }
+    } catch (e) {
+      this.emit('server-error', [{ code: 'invalid_update', message: `Could not read a message from the server: ${e.message}` }]);
+    }
+  }
+
+  _onDocUpdate(update, origin) {
+    if (origin === this) return; // came from the server
+    const seq = ++this._seq;
+    this.pending.set(seq, update);
+    if (this.joined && this.socket.connected) {
+      const encoder = encoding.createEncoder();
+      encoding.writeVarUint(encoder, MESSAGE_SYNC);
+      syncProtocol.writeUpdate(encoder, update);
+      this._send(encoding.toUint8Array(encoder), [seq]);
+    }
+    this._emitStatus();
+  }
+
+  /** Emits one `yjs` message; a successful ack marks the local updates it `covers` as saved. */
+  _send(message, covers) {
+    this.socket.timeout(ACK_TIMEOUT_MS).emit('yjs', message, (err, res) => {
+      if (!err && !(res && res.ok === false)) {
+        for (const seq of covers) this.pending.delete(seq);
+        if (covers.length) this._retryDelay = 1000;
+      } else if (covers.length) {
+        if (res?.error) this.emit('server-error', [res.error]);
+        this._scheduleRetry();
+      }
+      this._emitStatus();
+    });
+  }
+
+  /** Re-sends every unacknowledged update, merged into one, after a growing delay. */
+  _scheduleRetry() {
+    if (this._retryTimer || !this.joined) return;
+    const delay = this._retryDelay;
+    this._retryDelay = Math.min(this._retryDelay * 2, 15000);
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      if (!this.joined || !this.socket.connected || this.pending.size === 0) return;
+      const covers = [...this.pending.keys()];
+      const encoder = encoding.createEncoder();
+      encoding.writeVarUint(encoder, MESSAGE_SYNC);
+      syncProtocol.writeUpdate(encoder, Y.mergeUpdates([...this.pending.values()]));
+      this._send(encoding.toUint8Array(encoder), covers);
+    }, delay);
+  }
+
+  // ---- awareness ----------------------------------------------------------------------------------
+
+  _onAwarenessUpdate({ added, updated, removed }, origin) {
+    if (origin !== 'local') return; // only our own state goes out; the server relays the others
+    const changed = added.concat(updated, removed);
+    if (changed.length && this.joined && this.socket.connected) this._sendAwareness(changed);
+  }
+
+  _sendAwareness(clients) {
+    const encoder = encoding.createEncoder();
+    encoding.writeVarUint(encoder, MESSAGE_AWARENESS);
+    encoding.writeVarUint8Array(encoder, awarenessProtocol.encodeAwarenessUpdate(this.awareness, clients));
+    this.socket.emit('yjs', encoding.toUint8Array(encoder));
+  }
+
+  // ---- other events -------------------------------------------------------------------------------
+
+  /** Emits an event with an ack; resolves with the ack ({ok, ...}) or rejects when not connected. */
+  request(event, payload, timeoutMs = 10000) {
+    return new Promise((resolve, reject) => {
+      if (!this.joined || !this.socket.connected) {
+        reject(Object.assign(new Error('Not connected'), { code: 'offline' }));
+        return;
+      }
+      this.socket.timeout(timeoutMs).emit(event, payload, (err, res) => {
+        if (err) reject(Object.assign(new Error('No answer from the server'), { code: 'timeout' }));
+        else if (res && res.ok === false) reject(Object.assign(new Error(res.error?.message ?? 'Refused'), res.error ?? {}));
+        else resolve(res ?? { ok: true });
+      });
+    });
+  }
+
+  // ---- status -------------------------------------------------------------------------------------
+
+  /**
+   * What the connection indicator shows. `state` is one of:
+   * connecting | syncing | saving | saved | reconnecting | offline | error
+   */
+  get status() {
+    const unsaved = this.pending.size;
+    let state;
+    if (this.fatal) state = 'error';
+    else if (this.joined && this.socket.connected) state = !this.synced ? 'syncing' : unsaved > 0 ? 'saving' : 'saved';
+    else if (!this.everJoined) state = 'connecting';
+    else if (!this.online || unsaved > 0) state = 'offline';
+    else state = 'reconnecting';
+    return { state, unsaved, connected: this.joined && this.socket.connected, online: this.online };
+  }
+
+  _emitStatus() {
+    const st = this.status;
+    const key = `${st.state}:${st.unsaved}`;
+    if (key === this._lastStatusKey) return;
+    this._lastStatusKey = key;
+    this.emit('status', [st]);
+  }
+
+  destroy() {
+    clearTimeout(this._retryTimer);
+    clearTimeout(this._joinTimer);
+    this.doc.off('update', this._onDocUpdate);
+    this.awareness.off('update', this._onAwarenessUpdate);
+    if (typeof window !== 'undefined') {
+      window.removeEventListener('online', this._onOnline);
+      window.removeEventListener('offline', this._onOffline);
+    }
+    this.socket.disconnect();
+    super.destroy();
+  }
+}

@@ -1,0 +1,146 @@
+// Runs Python through Pyodide in a module Web Worker (Pyodide refuses classic workers). The runtime
+// is loaded from /static/pyodide/ (copied from the pyodide npm package at build time: no CDN), lazily,
+// on the first Python run; download progress is reported to the page. The page enforces the time limit
+// by terminating this worker (and starting a new one).
+//
+// page → worker: {type: 'load'} | {type: 'run', id, code}
+// worker → page: {type: 'progress', loaded, total} | {type: 'ready', version} | {type: 'load-error', message}
+//                {type: 'started', id} | {type: 'output', id, stream, text} | {type: 'done', id, status}
+
+/* global __PYODIDE_SIZES__ */
+const INDEX_URL = new URL('/static/pyodide/', self.location.href).href;
+const KNOWN_SIZES = typeof __PYODIDE_SIZES__ === 'object' ? __PYODIDE_SIZES__ : {};
+const TRACKED = Object.keys(KNOWN_SIZES).length ? Object.keys(KNOWN_SIZES) : ['pyodide.asm.wasm', 'python_stdlib.zip'];
+const MAX_OUTPUT_CHARS = 512 * 1024;
+
+const post = (msg) => self.postMessage(msg);
+
+// Count the bytes of the two big downloads as Pyodide fetches them (no second download).
+const loaded = {};
+const totals = {};
+function reportProgress() {
+  let l = 0;
+  let t = 0;
+  for (const f of TRACKED) {
+    l += loaded[f] || 0;
+    t += totals[f] || KNOWN_SIZES[f] || 0;
+  }
+  post({ type: 'progress', loaded: Math.min(l, t), total: t });
+}
+const realFetch = self.fetch.bind(self);
+self.fetch = async (input, init) => {
+  const res = await realFetch(input, init);
+  const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+  const name = TRACKED.find((f) => url.split('?')[0].endsWith(`/${f}`));
+  if (!name || !res.ok || !res.body) return res;
+  totals[name] = KNOWN_SIZES[name] || Number(res.headers.get('content-length')) || 0;
+  loaded[name] = 0;
+  const reader = res.body.getReader();
+  const body = new ReadableStream({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) {
+        controller.close();
+        return;
+      }
+      loaded[name] += value.byteLength;
+      reportProgress();
+      controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+};
+
+let pyodidePromise = null;
+let current = null; // {id, written, truncated, decoder}
+
+function emit(stream, text) {
+  if (!current || current.truncated || !text) return;
+  if (current.written + text.length > MAX_OUTPUT_CHARS) {
+    current.truncated = true;
+    post({ type: 'output', id: current.id, stream: 'stderr', text: `\n[output truncated after ${MAX_OUTPUT_CHARS / 1024} KiB]\n` });
+    return;
+  }
+  current.written += text.length;
+  post({ type: 'output', id: current.id, stream, text });
+}
+
+function load() {
+  if (!pyodidePromise) {
+    pyodidePromise = (async () => {
+      reportProgress();
+      const { loadPyodide } = await import('/static/pyodide/pyodide.mjs');
+      const py = await loadPyodide({ indexURL: INDEX_URL, checkAPIVersion: true });
+      const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+      for (const stream of ['stdout', 'stderr']) {
+        const setter = stream === 'stdout' ? py.setStdout : py.setStderr;
+        setter.call(py, {
+          write: (buf) => {
+            emit(stream, decoders[stream].decode(buf, { stream: true }));
+            return buf.length;
+          },
+        });
+      }
+      py.setStdin({ error: true }); // input() raises instead of blocking the worker
+      post({ type: 'ready', version: py.version });
+      return py;
+    })();
+    pyodidePromise.catch((e) => post({ type: 'load-error', message: String(e?.message ?? e) }));
+  }
+  return pyodidePromise;
+}
+
+/** Keeps the traceback from the first frame of the user's program ("main.py") on. */
+export function trimTraceback(message) {
+  const lines = String(message).replace(/\n+$/, '').split('\n');
+  const first = lines.findIndex((l) => /^ {2}File "main\.py"/.test(l));
+  if (lines[0].startsWith('Traceback') && first > 0) return [lines[0], ...lines.slice(first)].join('\n');
+  return lines.join('\n');
+}
+
+async function run(id, code) {
+  let py;
+  try {
+    py = await load();
+  } catch (e) {
+    post({ type: 'output', id, stream: 'stderr', text: `Could not load Python: ${e?.message ?? e}\n` });
+    post({ type: 'done', id, status: 'error' });
+    return;
+  }
+  current = { id, written: 0, truncated: false };
+  post({ type: 'started', id });
+  const globals = py.globals.get('dict')();
+  globals.set('__name__', '__main__');
+  let status = 'ok';
+  try {
+    await py.runPythonAsync(code, { globals, filename: 'main.py' });
+  } catch (e) {
+    status = 'error';
+    try {
+      py.runPython('import sys\nsys.stdout.flush()');
+    } catch {
+      /* ignore */
+    }
+    emit('stderr', `${trimTraceback(e?.message ?? e)}\n`);
+  } finally {
+    try {
+      py.runPython('import sys\nsys.stdout.flush()\nsys.stderr.flush()');
+    } catch {
+      /* ignore */
+    }
+    globals.destroy();
+  }
+  post({ type: 'done', id, status });
+  current = null;
+}
+
+// Runs one at a time, in order.
+let queue = Promise.resolve();
+self.onmessage = (e) => {
+  const msg = e.data || {};
+  if (msg.type === 'load') load().catch(() => {});
+  else if (msg.type === 'run') queue = queue.then(() => run(msg.id, String(msg.code ?? '')));
+};
