@@ -33,7 +33,7 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<Arc<dyn Storage
     } else {
         let path = settings.sqlite_path();
         tracing::info!(path = %path.display(), "using embedded SQLite");
-        Ok(Arc::new(SqliteStorage::open(&path).await?))
+        Ok(Arc::new(SqliteStorage::open(&path)?))
     }
 }
 

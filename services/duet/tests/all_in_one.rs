@@ -1,0 +1,110 @@
+//! The `duet` binary as a user runs it: no configuration but a port and a data directory.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+struct Duet {
+    child: Child,
+    base: String,
+}
+
+impl Duet {
+    async fn start(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Self {
+        let port = duet_testkit::free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_duet"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("DUET_DATA_DIR", data_dir)
+            .env("DUET_FRONTEND_DIR", data_dir.join("no-frontend"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start duet");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if reqwest::get(format!("{base}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
+                return Self { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("duet did not become healthy");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) -> std::process::ExitStatus {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "duet did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Duet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test]
+async fn a_session_survives_a_restart_and_shutdown_is_graceful() {
+    let dir = tempfile::tempdir().unwrap();
+    let duet = Duet::start(dir.path(), &[]).await;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/api/session", duet.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = created["code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        http.get(format!("{}/interview/{code}", duet.base)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        http.get(format!("{}/interview/ZZZZ2222", duet.base)).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(http.get(format!("{}/readyz", duet.base)).send().await.unwrap().status(), StatusCode::OK);
+    let status = duet.stop();
+    assert!(status.success(), "clean exit on SIGTERM, got {status}");
+    assert!(dir.path().join("duet.sqlite3").exists(), "SQLite file under the data dir");
+
+    let duet = Duet::start(dir.path(), &[]).await;
+    let found: Value = http
+        .get(format!("{}/api/session/{code}", duet.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["code"], code.as_str());
+    assert_eq!(found["id"], created["id"]);
+    duet.stop();
+}
+
+#[test]
+fn an_invalid_setting_stops_start_up_naming_the_key() {
+    for (var, value, key) in [("PORT", "eighty", "port"), ("MAX_CONTENT_LENGTH", "lots", "max_content_length")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_duet")).env(var, value).output().unwrap();
+        assert!(!out.status.success(), "{var}={value} must not start");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{var}={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

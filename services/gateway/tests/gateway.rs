@@ -1,0 +1,95 @@
+//! The gateway in front of a real session-API (SQLite backend): API calls and pages go through it.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use duet_config::Settings;
+use duet_storage::{sqlite::SqliteStorage, Storage};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+async fn spawn_session_api() -> String {
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::in_memory().unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = duet_session_api::Application::with_storage(listener, storage, 1_000_000).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    base
+}
+
+fn settings(api_urls: Vec<String>, frontend: &std::path::Path) -> Settings {
+    let mut s = Settings::load_from(Vec::<(String, String)>::new()).unwrap();
+    s.port = 0;
+    s.gateway.session_api_urls = api_urls;
+    s.frontend_dir = frontend.to_path_buf();
+    s
+}
+
+async fn spawn_gateway(s: &Settings) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = duet_gateway::Application::with_listener(s, listener).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    base
+}
+
+#[tokio::test]
+async fn api_and_pages_go_through_the_gateway() {
+    let frontend = tempfile::tempdir().unwrap();
+    std::fs::write(frontend.path().join("index.html"), "<!doctype html><title>landing</title>").unwrap();
+    std::fs::write(frontend.path().join("editor.html"), "<!doctype html><title>editor</title>").unwrap();
+    std::fs::create_dir(frontend.path().join("static")).unwrap();
+    std::fs::write(frontend.path().join("static/app.js"), "console.log(1)").unwrap();
+
+    let api = spawn_session_api().await;
+    let gw = spawn_gateway(&settings(vec![api], frontend.path())).await;
+    let http = reqwest::Client::new();
+
+    let r = http
+        .post(format!("{gw}/api/session"))
+        .header("content-type", "application/json")
+        .body(r#"{"language":"html"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let code = created["code"].as_str().unwrap();
+    assert_eq!(created["language"], "html");
+
+    let found: Value = http.get(format!("{gw}/api/session/{code}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(found["id"], created["id"]);
+
+    // Errors pass through unchanged.
+    let r = http.post(format!("{gw}/api/session")).header("content-type", "application/json").body("{").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+
+    let page = http.get(format!("{gw}/interview/{code}")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("editor"));
+    assert_eq!(http.get(format!("{gw}/interview/ZZZZ2222")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(http.get(format!("{gw}/interview/bad")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert!(http.get(format!("{gw}/")).send().await.unwrap().text().await.unwrap().contains("landing"));
+    assert_eq!(http.get(format!("{gw}/static/app.js")).send().await.unwrap().text().await.unwrap(), "console.log(1)");
+    assert_eq!(http.get(format!("{gw}/readyz")).send().await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn no_upstream_gives_a_json_502_and_not_ready() {
+    let frontend = tempfile::tempdir().unwrap();
+    let dead = format!("http://127.0.0.1:{}", duet_testkit::free_port());
+    let gw = spawn_gateway(&settings(vec![dead], frontend.path())).await;
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{gw}/api/session/ZZZZ2222")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unavailable");
+    let r = http.get(format!("{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "no hub configured");
+    assert_eq!(http.get(format!("{gw}/readyz")).send().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(http.get(format!("{gw}/interview/ZZZZ2222")).send().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Without a built client the landing page says so instead of failing.
+    assert!(http.get(format!("{gw}/")).send().await.unwrap().text().await.unwrap().contains("not been built"));
+}

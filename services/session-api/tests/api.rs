@@ -1,0 +1,194 @@
+//! The sessions REST API against real backends: every test runs on SQLite and on PostgreSQL.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use duet_session_api::Application;
+use duet_storage::{postgres::PgStorage, sqlite::SqliteStorage, Storage};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Small so the 413 test does not need megabytes.
+const TEST_MAX_BODY: usize = 4096;
+
+struct TestApp {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl TestApp {
+    async fn spawn(storage: Arc<dyn Storage>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let app = Application::with_storage(listener, storage, TEST_MAX_BODY).unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    async fn post_raw(&self, body: &'static str, content_type: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/session", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn create(&self, body: Value) -> (StatusCode, Value) {
+        let r = self.http.post(format!("{}/api/session", self.base)).json(&body).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn sqlite() -> Arc<dyn Storage> {
+    Arc::new(SqliteStorage::in_memory().unwrap())
+}
+
+async fn postgres() -> Arc<dyn Storage> {
+    let url = duet_testkit::postgres::fresh_database_url().await;
+    Arc::new(PgStorage::connect(&url).await.unwrap())
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+async fn create_then_find(storage: Arc<dyn Storage>) {
+    let app = TestApp::spawn(storage).await;
+    let (status, created) = app.create(json!({"language": "python", "title": "  Round 1 "})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let code = created["code"].as_str().unwrap();
+    assert!(duet_domain::SessionCode::parse(code).is_ok(), "{code}");
+    assert_eq!(created["language"], "python");
+    assert_eq!(created["title"], "Round 1");
+    assert!(uuid::Uuid::parse_str(created["id"].as_str().unwrap()).is_ok());
+    assert!(time::OffsetDateTime::parse(
+        created["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339
+    )
+    .is_ok());
+
+    let (status, found) = app.get(&format!("/api/session/{}", code.to_lowercase())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["code"], code);
+    assert_eq!(found["id"], created["id"]);
+    assert_eq!(found["language"], "python");
+    assert_eq!(found["connected_users"], 0);
+    assert_eq!(found["created_at"], created["created_at"]);
+
+    // An empty body gets the defaults; codes differ.
+    let (status, other) = app.post_raw("", "application/json").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(other["language"], "javascript");
+    assert_ne!(other["code"], created["code"]);
+
+    let (status, runs) = app.get(&format!("/api/session/{code}/runs")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(runs["runs"], json!([]));
+}
+
+async fn bad_input_gets_typed_errors(storage: Arc<dyn Storage>) {
+    let app = TestApp::spawn(storage).await;
+    let cases: Vec<(&'static str, &str, StatusCode, &str)> = vec![
+        ("{not json", "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
+        ("[1,2", "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
+        (r#"{"language": 5}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_field"),
+        (r#"{"title": ["x"]}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_field"),
+        (r#"{"lang": "python"}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_field"),
+        (r#""python""#, "application/json", StatusCode::BAD_REQUEST, "invalid_field"),
+        (r#"{"language": "cobol"}"#, "application/json", StatusCode::UNPROCESSABLE_ENTITY, "unknown_language"),
+        (r#"{"language": "python"}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    ];
+    for (body, ct, status, code) in cases {
+        let (got, json) = app.post_raw(body, ct).await;
+        assert_eq!(got, status, "{body}: {json}");
+        assert_eq!(error_code(&json), code, "{body}");
+        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (status, json) = app.create(json!({"title": "x".repeat(201)})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&json), "title_too_long");
+
+    let big = json!({"title": "y".repeat(TEST_MAX_BODY)});
+    let (status, json) = app.create(big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&json), "payload_too_large");
+
+    let (status, json) = app.get("/api/session/ZZZZ2222").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&json), "session_not_found");
+    for bad in ["/api/session/short", "/api/session/K7MX2QP0", "/api/session/%E2%9C%93%E2%9C%93%E2%9C%93"] {
+        let (status, json) = app.get(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(error_code(&json), "invalid_code");
+    }
+    let (status, json) = app.get("/api/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&json), "not_found");
+
+    // Nothing above was stored: a good request still works and the service is healthy.
+    let (status, _) = app.create(json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
+    let (status, langs) = app.get("/api/languages").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(langs["languages"], json!(["javascript", "python", "html"]));
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
+        mod postgres_backend { $( #[tokio::test] async fn $name() { super::$name(super::postgres().await).await } )* }
+    };
+}
+
+on_both_backends!(create_then_find, bad_input_gets_typed_errors);
+
+/// PostgreSQL going away gives 503s (not hangs or panics); when it is back the same service recovers.
+#[tokio::test]
+async fn database_outage_gives_503_and_recovers() {
+    let mut pg = duet_testkit::postgres::TestPostgres::start().await;
+    let url = pg.fresh_database_url().await;
+    let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&url).await.unwrap());
+    let app = TestApp::spawn(storage).await;
+    let (_, created) = app.create(json!({})).await;
+    let code = created["code"].as_str().unwrap().to_owned();
+
+    pg.stop().await;
+    let started = std::time::Instant::now();
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&body), "unavailable");
+    let (status, body) = app.get(&format!("/api/session/{code}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "unavailable");
+    let (status, body) = app.create(json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "503s must come quickly, not after a hang");
+
+    pg.start_again().await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        if app.get("/readyz").await.0 == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "readiness recovers by itself");
+    let (status, found) = app.get(&format!("/api/session/{code}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["code"], code.as_str());
+}
