@@ -2,6 +2,9 @@
 // strings raw at the top level, quoted inside structures; arrays, objects, Maps, Sets, errors, dates.
 
 const MAX_DEPTH = 3;
+
+/** The JS runner wraps the program as `${PROGRAM_PREFIX}<code>\n})`: columns on line 1 are shifted. */
+export const PROGRAM_PREFIX = '(async function () {';
 const MAX_ITEMS = 100;
 const MAX_STRING = 10000;
 
@@ -24,7 +27,13 @@ export function errorText(e) {
     // Chromium's stack starts with "Name: message"; keep only the frames in the user's code.
     const lines = e.stack.split('\n');
     const head = lines.filter((l) => !/^\s+at /.test(l));
-    const frames = lines.filter((l) => /^\s+at /.test(l) && /main\.js:\d+/.test(l));
+    const frames = lines
+      .filter((l) => /^\s+at /.test(l) && /main\.js:\d+/.test(l))
+      .map((l) =>
+        l
+          .replace(/at (?:eval|async \S*eval\S*) \((main\.js:\d+:\d+)\)/, 'at $1')
+          .replace(/main\.js:1:(\d+)/, (m, c) => `main.js:1:${Math.max(1, Number(c) - PROGRAM_PREFIX.length)}`),
+      );
     return [...head, ...frames].join('\n');
   }
   if (e && typeof e === 'object' && 'message' in e) return `${e.name || 'Error'}: ${e.message}`;

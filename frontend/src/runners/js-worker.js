@@ -7,7 +7,7 @@
 //
 // The program may use top-level await; it is finished when its body has settled and no timer it set
 // is pending (like Node.js exiting when the event loop is empty). An uncaught error ends it.
-import { errorText, formatArgs } from './format.js';
+import { PROGRAM_PREFIX, errorText, formatArgs } from './format.js';
 
 const MAX_OUTPUT_CHARS = 512 * 1024;
 let written = 0;
@@ -98,9 +98,12 @@ const active = new Set();
 
 function checkDone() {
   if (!bodyDone || finished || active.size > 0) return;
-  // Let pending promise callbacks run first.
+  // Let pending promise callbacks run first, and the 'unhandledrejection' event (a task queued after
+  // the microtask checkpoint) arrive.
   realSetTimeout(() => {
-    if (bodyDone && !finished && active.size === 0) finish(failed ? 'error' : 'ok');
+    realSetTimeout(() => {
+      if (bodyDone && !finished && active.size === 0) finish(failed ? 'error' : 'ok');
+    }, 5);
   }, 0);
 }
 
@@ -156,7 +159,7 @@ self.onmessage = async (e) => {
   try {
     // Indirect eval in the global scope; no newline after the opening brace so line numbers in
     // stack traces are the program's own. `//# sourceURL` names the frames "main.js".
-    body = (0, eval)(`(async function () {${msg.code}\n})\n//# sourceURL=main.js`);
+    body = (0, eval)(`${PROGRAM_PREFIX}${msg.code}\n})\n//# sourceURL=main.js`);
   } catch (err) {
     fail(err);
     return;

@@ -84,7 +84,15 @@ function load() {
           },
         });
       }
-      py.setStdin({ error: true }); // input() raises instead of blocking the worker
+      py.setStdin({ error: true });
+      // There is no keyboard to read from: say so instead of a bare I/O error.
+      py.runPython(
+        'import builtins\n' +
+          'def input(prompt=""):\n' +
+          '    raise EOFError("input() is not available here: the program cannot read from the keyboard")\n' +
+          'builtins.input = input\n' +
+          'del input',
+      );
       post({ type: 'ready', version: py.version });
       return py;
     })();
