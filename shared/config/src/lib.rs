@@ -58,6 +58,9 @@ pub struct Settings {
 pub struct HubSettings {
     /// This hub's id in Redis / the participants table; unset means a random one per process.
     pub id: Option<String>,
+    /// The base URL gateways use to reach this hub (registered in Redis); unset means
+    /// `http://<host>:<port>`.
+    pub public_url: Option<String>,
     /// Unload an interview from memory after it has had no participants for this long.
     pub idle_unload_secs: u64,
     /// Registration TTL; the hub refreshes it every third of this.
