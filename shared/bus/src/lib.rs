@@ -10,8 +10,20 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+mod fanout;
 pub mod local;
 pub mod redis;
+
+pub use local::LocalBus;
+pub use redis::RedisBus;
+
+/// How many messages a subscription buffers before it counts as slow.
+///
+/// A subscriber that lets this many messages pile up loses the next ones and receives
+/// [`BusEvent::Missed`] instead; nobody else waits for it. One more slot than this is reserved in each
+/// queue so that the `Missed` always fits. 256 covers a burst of keystrokes from a whole interview while
+/// the consumer is briefly busy, and bounds the memory one stuck subscriber can hold.
+pub const SUBSCRIPTION_QUEUE_CAPACITY: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
