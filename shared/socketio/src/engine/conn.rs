@@ -1,0 +1,192 @@
+//! One Engine.IO session: its outbound queue, transport state and close logic.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderMap;
+use bytes::Bytes;
+use bytestring::ByteString;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{EngineHandler, EngineShared};
+use crate::{DisconnectReason, SendError};
+
+/// One outbound Engine.IO packet, already encoded. Cloning shares the bytes, which is how a
+/// broadcast sends the same encoded packet to every recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A text packet, type digit included (`42[...]`, `2`, `3probe`).
+    Text(ByteString),
+    /// A binary message (a Socket.IO attachment).
+    Binary(Bytes),
+}
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Polling,
+    /// A WebSocket answered the probe; polling requests get `noop` until the `upgrade` packet.
+    Upgrading,
+    WebSocket,
+}
+
+/// What is known about the HTTP request that opened a session.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The handshake request's headers.
+    pub headers: HeaderMap,
+    /// The handshake request's query string, undecoded.
+    pub query: String,
+    /// The peer's address as seen by this server (the proxy's, behind one).
+    pub peer_addr: Option<SocketAddr>,
+}
+
+pub(crate) struct State {
+    queue: VecDeque<Frame>,
+    pub(crate) transport: Transport,
+    pub(crate) closed: Option<DisconnectReason>,
+    pub(crate) get_active: bool,
+    pub(crate) post_active: bool,
+    /// A WebSocket is attached for an upgrade (in probe or done).
+    pub(crate) ws_attached: bool,
+}
+
+/// One Engine.IO session, shared by its transport tasks and the layer above.
+pub struct Conn<H: EngineHandler> {
+    sid: Arc<str>,
+    pub(crate) state: Mutex<State>,
+    /// Woken when frames are queued or the transport changes (one consumer at a time: the
+    /// pending long-poll request or the WebSocket task).
+    pub(crate) notify: Notify,
+    /// Cancelled when the session closes.
+    pub(crate) closed: CancellationToken,
+    /// Counts pongs, so the polling heartbeat can tell a fresh pong from an old one.
+    pub(crate) pongs: AtomicU64,
+    pub(crate) pong_notify: Notify,
+    info: Arc<ConnInfo>,
+    engine: Arc<EngineShared<H>>,
+    data: H::ConnData,
+}
+
+impl<H: EngineHandler> Conn<H> {
+    pub(crate) fn new(
+        sid: Arc<str>,
+        transport: Transport,
+        info: Arc<ConnInfo>,
+        engine: Arc<EngineShared<H>>,
+    ) -> Self {
+        let data = engine.handler.new_conn_data();
+        Conn {
+            sid,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                transport,
+                closed: None,
+                get_active: false,
+                post_active: false,
+                ws_attached: false,
+            }),
+            notify: Notify::new(),
+            closed: CancellationToken::new(),
+            pongs: AtomicU64::new(0),
+            pong_notify: Notify::new(),
+            info,
+            engine,
+            data,
+        }
+    }
+
+    /// The Engine.IO session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    pub(crate) fn sid_arc(&self) -> &Arc<str> {
+        &self.sid
+    }
+
+    /// The handshake request.
+    pub fn info(&self) -> &Arc<ConnInfo> {
+        &self.info
+    }
+
+    /// The upper layer's per-connection state.
+    pub fn data(&self) -> &H::ConnData {
+        &self.data
+    }
+
+    /// The engine handler (the upper layer).
+    pub fn handler(&self) -> &H {
+        &self.engine.handler
+    }
+
+    /// True once the session is closed.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed.is_some()
+    }
+
+    /// Queues frames as one unit: all of them or none. A full queue closes the session with
+    /// [`DisconnectReason::SlowClient`] (the rule: never skip a slow client silently).
+    pub fn send_frames(self: &Arc<Self>, frames: &[Frame]) -> Result<(), SendError> {
+        {
+            let mut s = self.state.lock();
+            if s.closed.is_some() {
+                return Err(SendError::Closed);
+            }
+            if s.queue.len() + frames.len() > self.engine.config.outbound_queue {
+                drop(s);
+                tracing::info!(sid = %self.sid, "outbound queue full, disconnecting slow client");
+                self.close(DisconnectReason::SlowClient);
+                return Err(SendError::QueueFull);
+            }
+            s.queue.extend(frames.iter().cloned());
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queues one text packet.
+    pub fn send_text(self: &Arc<Self>, text: impl Into<ByteString>) -> Result<(), SendError> {
+        self.send_frames(&[Frame::Text(text.into())])
+    }
+
+    /// Queues one binary message.
+    pub fn send_binary(self: &Arc<Self>, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.send_frames(&[Frame::Binary(data.into())])
+    }
+
+    /// Takes everything queued. The queue's buffer goes with it, so an idle session holds none.
+    pub(crate) fn take_queue(&self) -> VecDeque<Frame> {
+        std::mem::take(&mut self.state.lock().queue)
+    }
+
+    pub(crate) fn note_pong(&self) {
+        self.pongs.fetch_add(1, Ordering::Relaxed);
+        self.pong_notify.notify_one();
+    }
+
+    /// Closes the session (first call wins): removes it from the server, wakes its transport
+    /// tasks (which send a close frame or `1` to a pending long-poll) and tells the layer above.
+    pub fn close(self: &Arc<Self>, reason: DisconnectReason) {
+        {
+            let mut s = self.state.lock();
+            if s.closed.is_some() {
+                return;
+            }
+            s.closed = Some(reason);
+        }
+        tracing::debug!(sid = %self.sid, %reason, "engine session closed");
+        self.engine.remove(&self.sid);
+        self.closed.cancel();
+        self.notify.notify_one();
+        self.engine.handler.on_close(self, reason);
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<DisconnectReason> {
+        self.state.lock().closed
+    }
+}
