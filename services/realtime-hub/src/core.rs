@@ -1,0 +1,293 @@
+//! The transport-independent hub: the registry of live interviews, loading, background tasks
+//! (group-commit writer, bus publisher, heartbeat) and shutdown. Connections come in through
+//! [`Core::connect`]; the Socket.IO wiring (`socket.rs`) is a thin layer over it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use duet_bus::Bus;
+use duet_domain::Session;
+use duet_storage::{Participant, Storage};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::Connection;
+use crate::ctx::{Ctx, HubConfig, Stats};
+use crate::error::HubError;
+use crate::interview::{doc_from_storage, worker, Interview};
+use crate::limits::{PUBLISH_QUEUE, SHUTDOWN_FLUSH_TIMEOUT};
+use crate::relay;
+use crate::transport::{ConnSink, Outbound};
+use crate::writer::{self, Writer, WriterCmd};
+
+/// Bus publishes in flight at once (pipelined on one connection, still in order).
+const PUBLISH_PIPELINE: usize = 64;
+
+/// The hub core. Cheap to clone.
+#[derive(Clone)]
+pub struct Core {
+    pub(crate) ctx: Arc<Ctx>,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl Core {
+    /// Starts the background tasks and registers the hub.
+    pub async fn start(
+        cfg: HubConfig,
+        hub_id: String,
+        public_url: String,
+        storage: Arc<dyn Storage>,
+        bus: Arc<dyn Bus>,
+        out: Arc<dyn Outbound>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !hub_id.is_empty() && hub_id.len() <= 255,
+            "hub.id (DUET_HUB__ID) must be 1 to 255 bytes"
+        );
+        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let (pub_tx, pub_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let tracker = TaskTracker::new();
+        let ctx = Arc::new(Ctx {
+            hub_id,
+            public_url,
+            cfg: cfg.clone(),
+            storage: storage.clone(),
+            bus: bus.clone(),
+            out,
+            writer: writer_tx,
+            publisher: pub_tx,
+            registry: Mutex::new(HashMap::new()),
+            tracker: tracker.clone(),
+            cancel: CancellationToken::new(),
+            db_ok: AtomicBool::new(true),
+            stats: Stats::default(),
+            orphan_rows: Mutex::new(Vec::new()),
+        });
+        let w = Writer {
+            storage: storage.clone(),
+            flush_interval: cfg.flush_interval,
+            ctx_stats: writer::stats_hook(Arc::downgrade(&ctx)),
+        };
+        tracker.spawn(writer::run(w, writer_rx));
+        tracker.spawn(publisher(bus.clone(), pub_rx));
+        if let Err(e) = beat(&ctx).await {
+            tracing::warn!(error = %e, "first hub heartbeat failed; will retry");
+        }
+        tracker.spawn(heartbeat(ctx.clone()));
+        tracing::info!(hub = %ctx.hub_id, url = %ctx.public_url, "realtime hub started");
+        Ok(Self {
+            ctx,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// This hub's id.
+    pub fn hub_id(&self) -> &str {
+        &self.ctx.hub_id
+    }
+
+    /// A new connection.
+    pub fn connect(&self, sink: Arc<dyn ConnSink>) -> Arc<Connection> {
+        Stats::add(&self.ctx.stats.connections, 1);
+        Arc::new(Connection::new(self.ctx.clone(), sink))
+    }
+
+    /// Ready to serve: not shutting down, and the database and bus answer.
+    pub async fn ready(&self) -> bool {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return false;
+        }
+        let (db, bus) = tokio::join!(self.ctx.storage.ping(), self.ctx.bus.ping());
+        db.is_ok() && bus.is_ok()
+    }
+
+    /// Counters, for `/metrics`.
+    pub fn stats(&self) -> &Stats {
+        &self.ctx.stats
+    }
+
+    /// Loaded interviews and connected local participants.
+    pub fn load(&self) -> (usize, usize) {
+        let loaded = self.ctx.loaded();
+        let users = loaded.iter().map(|iv| iv.lock().local.len()).sum();
+        (loaded.len(), users)
+    }
+
+    /// A loaded interview, for tests.
+    pub fn interview(&self, id: uuid::Uuid) -> Option<Arc<Interview>> {
+        self.ctx
+            .registry
+            .lock()
+            .get(&id)
+            .and_then(|c| c.get().cloned())
+    }
+
+    /// Stops every background task at once, without flushing or deregistering: what a crash looks
+    /// like to the other hubs. For tests.
+    #[doc(hidden)]
+    pub fn halt(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.ctx.cancel.cancel();
+    }
+
+    /// Flushes every pending edit, deregisters the hub and removes its participant rows. Idempotent.
+    pub async fn shutdown(&self) {
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.ctx.writer.send(WriterCmd::Flush(done_tx)).is_ok()
+            && tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, done_rx)
+                .await
+                .is_err()
+        {
+            tracing::error!("shutdown: pending edits could not be committed in time");
+        }
+        for iv in self.ctx.loaded() {
+            if let Some(text) = iv.text_to_save(std::time::Duration::ZERO) {
+                let _ = self.ctx.storage.set_text(iv.id, &text).await;
+            }
+        }
+        if let Err(e) = self
+            .ctx
+            .storage
+            .remove_hub_participants(&self.ctx.hub_id)
+            .await
+        {
+            tracing::warn!(error = %e, "shutdown: removing participant rows failed");
+        }
+        // Expire the registration at once so the gateway stops routing here.
+        let _ = self
+            .ctx
+            .bus
+            .set_with_ttl(&relay::hub_key(&self.ctx.hub_id), &self.ctx.public_url, 1)
+            .await;
+        self.ctx.cancel.cancel();
+        tracing::info!(hub = %self.ctx.hub_id, "realtime hub stopped");
+    }
+}
+
+/// Finds the interview of a session, loading it on first use. Concurrent first joins share one load.
+pub(crate) async fn interview_for(
+    ctx: &Arc<Ctx>,
+    session: &Session,
+) -> Result<Arc<Interview>, HubError> {
+    let cell = ctx.registry.lock().entry(session.id).or_default().clone();
+    let iv = cell.get_or_try_init(|| load(ctx, session)).await?;
+    Ok(iv.clone())
+}
+
+async fn load(ctx: &Arc<Ctx>, session: &Session) -> Result<Arc<Interview>, HubError> {
+    let channel = relay::channel(session.id);
+    // Subscribe before reading the database so nothing published in between is missed.
+    let sub = match ctx.bus.subscribe(&channel).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(session = %session.id, error = %e, "bus subscribe failed; the worker retries");
+            None
+        }
+    };
+    let state = ctx.storage.load_document(session.id).await?;
+    let stored = state.updates.len();
+    let doc = doc_from_storage(session.id, &state);
+    let iv = Interview::new(
+        ctx.clone(),
+        session.id,
+        session.code.clone(),
+        session.language,
+        doc,
+        stored,
+    );
+    if sub.is_none() {
+        iv.lock().resync_needed = true;
+    }
+    tracing::debug!(session = %session.id, snapshot = state.snapshot.is_some(), updates = stored, "interview loaded");
+    ctx.tracker.spawn(worker::run(iv.clone(), sub));
+    Ok(iv)
+}
+
+/// Publishes queued bus messages in order, several in flight at once.
+async fn publisher(bus: Arc<dyn Bus>, mut rx: mpsc::Receiver<(Arc<str>, Bytes)>) {
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut failures = 0u64;
+    let mut sends = stream
+        .map(|(channel, data)| {
+            let bus = bus.clone();
+            async move { bus.publish(&channel, data).await }
+        })
+        .buffered(PUBLISH_PIPELINE);
+    while let Some(r) = sends.next().await {
+        if let Err(e) = r {
+            failures += 1;
+            if failures.is_power_of_two() {
+                tracing::warn!(error = %e, failures, "bus publish failed");
+            }
+        }
+    }
+}
+
+/// Refreshes the registration every third of its TTL, re-announces presence and retries participant
+/// rows that could not be written.
+async fn heartbeat(ctx: Arc<Ctx>) {
+    let every = ctx.cfg.heartbeat_ttl / 3;
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = beat(&ctx).await {
+            tracing::warn!(error = %e, "hub heartbeat failed");
+        }
+        for iv in ctx.loaded() {
+            if iv.has_locals() {
+                iv.publish_presence();
+            }
+            for (row_id, p) in iv.unsaved_rows() {
+                if ctx.storage.add_participant(&p).await.is_ok() {
+                    iv.row_saved(row_id);
+                }
+            }
+        }
+        let orphans = std::mem::take(&mut *ctx.orphan_rows.lock());
+        for row in orphans {
+            if ctx.storage.remove_participant(row).await.is_err() {
+                ctx.orphan_rows.lock().push(row);
+            }
+        }
+    }
+}
+
+async fn beat(ctx: &Ctx) -> anyhow::Result<()> {
+    let ttl = ctx.cfg.heartbeat_ttl.as_secs().max(1);
+    let key = relay::hub_key(&ctx.hub_id);
+    let (db, bus) = tokio::join!(
+        ctx.storage.hub_heartbeat(&ctx.hub_id, ttl as i64),
+        ctx.bus.set_with_ttl(&key, &ctx.public_url, ttl)
+    );
+    db.context("hub heartbeat in the database")?;
+    bus.context("hub registration in the bus")?;
+    Ok(())
+}
+
+/// The participants row of a local participant.
+pub(crate) fn participant_row(
+    ctx: &Ctx,
+    session_id: uuid::Uuid,
+    row_id: uuid::Uuid,
+    user: &crate::presence::UserInfo,
+) -> Participant {
+    Participant {
+        id: row_id,
+        session_id,
+        user_id: user.user_id,
+        name: user.name.clone(),
+        color: user.color.clone(),
+        hub_id: ctx.hub_id.clone(),
+    }
+}

@@ -1,0 +1,99 @@
+//! What every part of one hub shares: its id, configuration, backends and background queues.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use duet_bus::Bus;
+use duet_storage::Storage;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, OnceCell};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::interview::Interview;
+use crate::transport::Outbound;
+use crate::writer::WriterCmd;
+
+/// The hub's settings, resolved once from `duet_config::Settings`.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Group commit: the longest an update waits before its batch is flushed.
+    pub flush_interval: Duration,
+    /// Write a snapshot after this many committed updates of an interview.
+    pub snapshot_every: u64,
+    /// Unload an interview after this long without local participants.
+    pub idle_unload: Duration,
+    /// Registration TTL in Redis and the hubs table.
+    pub heartbeat_ttl: Duration,
+    /// Largest `yjs` message / `code_change` text accepted.
+    pub max_message_bytes: usize,
+}
+
+/// Counters for `/metrics` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub updates_committed: AtomicU64,
+    pub commit_batches: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub errors_sent: AtomicU64,
+    pub bus_dropped: AtomicU64,
+    pub resyncs: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A slot per loaded (or loading) interview; the `OnceCell` makes concurrent first joins share one load.
+pub type Registry = Mutex<HashMap<Uuid, Arc<OnceCell<Arc<Interview>>>>>;
+
+pub struct Ctx {
+    pub hub_id: String,
+    /// This hub's base URL, registered in Redis for the gateway.
+    pub public_url: String,
+    pub cfg: HubConfig,
+    pub storage: Arc<dyn Storage>,
+    pub bus: Arc<dyn Bus>,
+    pub out: Arc<dyn Outbound>,
+    pub writer: mpsc::UnboundedSender<WriterCmd>,
+    /// Outgoing bus messages `(channel, bytes)`, published in order by one task.
+    pub publisher: mpsc::Sender<(Arc<str>, Bytes)>,
+    pub registry: Registry,
+    pub tracker: TaskTracker,
+    pub cancel: CancellationToken,
+    /// False while commits fail because the database is unavailable.
+    pub db_ok: AtomicBool,
+    pub stats: Stats,
+    /// Participant rows whose removal failed (database down); retried by the heartbeat.
+    pub orphan_rows: Mutex<Vec<Uuid>>,
+}
+
+impl Ctx {
+    /// Queues a bus message. Never blocks: when the queue is full the message is dropped (the bus is
+    /// at-most-once anyway) and the caller resyncs the interview.
+    pub fn publish(&self, channel: &Arc<str>, data: Bytes) -> bool {
+        match self.publisher.try_send((channel.clone(), data)) {
+            Ok(()) => true,
+            Err(_) => {
+                Stats::add(&self.stats.bus_dropped, 1);
+                false
+            }
+        }
+    }
+
+    /// Every loaded interview.
+    pub fn loaded(&self) -> Vec<Arc<Interview>> {
+        self.registry
+            .lock()
+            .values()
+            .filter_map(|c| c.get().cloned())
+            .collect()
+    }
+}

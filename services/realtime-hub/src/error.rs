@@ -1,0 +1,101 @@
+//! The typed errors a client can receive (`error` event `{code, message}`, or an ack
+//! `{ok: false, error: {code, message}}`). The codes are part of the wire protocol (docs/PROTOCOL.md);
+//! messages are for people and never carry internals (causes are logged, not sent).
+
+use serde_json::{json, Value};
+
+/// Stable error codes, one per kind of refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// An interview event arrived before a successful `join_session`.
+    NotJoined,
+    /// `join_session` named a code that does not exist.
+    SessionNotFound,
+    /// The event's payload does not have the documented shape or values.
+    InvalidPayload,
+    /// A `yjs` message that does not decode or cannot be applied.
+    InvalidUpdate,
+    /// A payload over its documented size limit.
+    PayloadTooLarge,
+    /// Too many events of one kind; the client should slow down.
+    RateLimited,
+    /// The database is unreachable: edits are kept by the client and re-sent.
+    Unavailable,
+    /// A bug or corrupt data on the server; details are in the server's log.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotJoined => "not_joined",
+            Self::SessionNotFound => "session_not_found",
+            Self::InvalidPayload => "invalid_payload",
+            Self::InvalidUpdate => "invalid_update",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A refusal sent to one client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct HubError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl HubError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn not_joined() -> Self {
+        Self::new(
+            ErrorCode::NotJoined,
+            "join an interview with join_session first",
+        )
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidPayload, message)
+    }
+    pub fn unavailable() -> Self {
+        Self::new(
+            ErrorCode::Unavailable,
+            "the database is unavailable; try again shortly",
+        )
+    }
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// The body of an `error` event.
+    pub fn to_json(&self) -> Value {
+        json!({ "code": self.code.as_str(), "message": self.message })
+    }
+
+    /// The body of a refusing ack.
+    pub fn to_ack(&self) -> Value {
+        json!({ "ok": false, "error": self.to_json() })
+    }
+}
+
+impl From<duet_storage::StorageError> for HubError {
+    fn from(e: duet_storage::StorageError) -> Self {
+        match e {
+            duet_storage::StorageError::Unavailable(_) => Self::unavailable(),
+            duet_storage::StorageError::NotFound => {
+                Self::new(ErrorCode::SessionNotFound, "no interview with that code")
+            }
+            other => {
+                tracing::error!(error = %other, "storage error");
+                Self::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! One background task per loaded interview: it owns the interview's bus subscription and does the
+//! slow work off the message path — resyncs, snapshots, plain-text saves, takeovers, unloading.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use duet_bus::{BusEvent, Subscription};
+use yrs::{ReadTxn, StateVector, Transact};
+
+use super::{doc_from_storage, Interview};
+use crate::ctx::Stats;
+use crate::limits::{MAINTENANCE_TICK, TEXT_SAVE_DEBOUNCE};
+use crate::relay::BusMessage;
+
+/// How often stale awareness states and remote presence are looked for.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
+
+async fn next_event(sub: &mut Option<Subscription>) -> Option<BusEvent> {
+    match sub {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs until the interview is unloaded or the hub shuts down. `sub` is the subscription taken before
+/// the interview was loaded from the database (so nothing published meanwhile is missed).
+pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
+    if sub.is_some() {
+        // Ask the other hubs for what they have not committed yet, and tell them who is here.
+        let (ask, presence) = iv.sync_request();
+        iv.ctx.publish(&iv.channel, ask);
+        iv.ctx.publish(&iv.channel, presence);
+    }
+    let mut tick = tokio::time::interval(MAINTENANCE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge = Instant::now();
+    loop {
+        tokio::select! {
+            _ = iv.cancel.cancelled() => break,
+            ev = next_event(&mut sub) => match ev {
+                Some(BusEvent::Message(raw)) => {
+                    if let Some((origin, msg)) = BusMessage::decode(&raw) {
+                        iv.handle_bus(origin, msg);
+                    }
+                    continue;
+                }
+                Some(BusEvent::Missed) => {
+                    tracing::info!(session = %iv.id, "bus messages may have been missed; resyncing");
+                    iv.lock().resync_needed = true;
+                }
+                None => {
+                    tracing::warn!(session = %iv.id, "bus subscription ended; will resubscribe");
+                    sub = None;
+                    iv.lock().resync_needed = true;
+                }
+            },
+            _ = iv.wake.notified() => {}
+            _ = tick.tick() => {}
+        }
+        if !maintain(&iv, &mut sub, &mut last_purge).await {
+            break;
+        }
+    }
+    iv.cancel.cancel();
+}
+
+/// Housekeeping; returns false once the interview is unloaded.
+async fn maintain(
+    iv: &Arc<Interview>,
+    sub: &mut Option<Subscription>,
+    last_purge: &mut Instant,
+) -> bool {
+    let ctx = iv.ctx.clone();
+    let broken = iv.lock().broken;
+    if broken {
+        unload(iv, true).await;
+        return false;
+    }
+    // Subscribed while there are local participants; a new subscription starts with a resync.
+    if iv.has_locals() {
+        if sub.is_none() {
+            match ctx.bus.subscribe(&iv.channel).await {
+                Ok(s) => {
+                    *sub = Some(s);
+                    iv.lock().resync_needed = true;
+                }
+                Err(e) => {
+                    tracing::debug!(session = %iv.id, error = %e, "bus subscribe failed; retrying")
+                }
+            }
+        }
+    } else if sub.is_some() {
+        *sub = None;
+    }
+    let resync = std::mem::take(&mut iv.lock().resync_needed);
+    if resync && sub.is_some() {
+        resync_now(iv).await;
+    } else if resync {
+        iv.lock().resync_needed = true;
+    }
+    if let Some(notice) = iv.commit_notice() {
+        ctx.publish(&iv.channel, notice);
+    }
+    iv.take_over_stale();
+    if last_purge.elapsed() >= PURGE_EVERY {
+        *last_purge = Instant::now();
+        iv.expire_remote();
+        iv.purge_awareness();
+    }
+    let due = {
+        let st = iv.lock();
+        st.committed_since_snapshot >= ctx.cfg.snapshot_every
+    };
+    if due {
+        snapshot(iv).await;
+    }
+    save_text(iv).await;
+    let idle = {
+        let st = iv.lock();
+        st.local.is_empty()
+            && st.in_flight == 0
+            && st.remote_pending.is_empty()
+            && st
+                .idle_since
+                .is_some_and(|t| t.elapsed() >= ctx.cfg.idle_unload)
+    };
+    if idle {
+        return !unload(iv, false).await;
+    }
+    true
+}
+
+async fn save_text(iv: &Arc<Interview>) {
+    if let Some(text) = iv.text_to_save(TEXT_SAVE_DEBOUNCE) {
+        if let Err(e) = iv.ctx.storage.set_text(iv.id, &text).await {
+            tracing::debug!(session = %iv.id, error = %e, "saving the plain text failed; will retry");
+            iv.mark_text_dirty();
+        }
+    }
+}
+
+/// Reloads the interview from the database and asks the other hubs for what they hold, so that no
+/// missed bus message leaves this replica diverged.
+pub(crate) async fn resync_now(iv: &Arc<Interview>) {
+    Stats::add(&iv.ctx.stats.resyncs, 1);
+    let (ask, presence) = iv.sync_request();
+    iv.ctx.publish(&iv.channel, ask);
+    iv.ctx.publish(&iv.channel, presence);
+    let storage = iv.ctx.storage.clone();
+    let (doc, session) = tokio::join!(storage.load_document(iv.id), storage.session_by_id(iv.id));
+    match doc {
+        Ok(state) => {
+            let full = doc_from_storage(iv.id, &state)
+                .transact()
+                .encode_state_as_update_v1(&StateVector::default());
+            let language = session.ok().flatten().map(|s| s.language);
+            iv.merge_from_storage(&full, language);
+        }
+        Err(e) => {
+            tracing::warn!(session = %iv.id, error = %e, "resync from the database failed; will retry");
+            iv.lock().resync_needed = true;
+        }
+    }
+}
+
+/// Writes a snapshot built from the database (so it covers exactly the updates up to the newest
+/// stored one, whichever hub wrote them), and merges it into the live document.
+async fn snapshot(iv: &Arc<Interview>) {
+    let storage = iv.ctx.storage.clone();
+    let state = match storage.load_document(iv.id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(session = %iv.id, error = %e, "snapshot: load failed; will retry");
+            return;
+        }
+    };
+    let Some(upto) = state.updates.last().map(|u| u.seq) else {
+        iv.lock().committed_since_snapshot = 0;
+        return;
+    };
+    let full = doc_from_storage(iv.id, &state)
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    match storage.save_snapshot(iv.id, upto, &full).await {
+        Ok(()) => {
+            iv.lock().committed_since_snapshot = 0;
+            iv.merge_from_storage(&full, None);
+            tracing::debug!(session = %iv.id, upto, bytes = full.len(), "snapshot saved");
+        }
+        Err(e) => {
+            tracing::debug!(session = %iv.id, error = %e, "snapshot: save failed; will retry")
+        }
+    }
+}
+
+/// Removes the interview from the registry (unless someone joined meanwhile). Returns true if done.
+pub(crate) async fn unload(iv: &Arc<Interview>, force: bool) -> bool {
+    save_text(iv).await;
+    if let Some(text) = iv.text_to_save(Duration::ZERO) {
+        let _ = iv.ctx.storage.set_text(iv.id, &text).await;
+    }
+    let ctx = iv.ctx.clone();
+    let mut reg = ctx.registry.lock();
+    let mut st = iv.lock();
+    if !force && (!st.local.is_empty() || st.in_flight > 0) {
+        return false;
+    }
+    st.closed = true;
+    let ours = reg
+        .get(&iv.id)
+        .and_then(|c| c.get())
+        .is_some_and(|x| Arc::ptr_eq(x, iv));
+    if ours {
+        reg.remove(&iv.id);
+    }
+    drop(st);
+    drop(reg);
+    iv.cancel.cancel();
+    tracing::debug!(session = %iv.id, "interview unloaded");
+    true
+}

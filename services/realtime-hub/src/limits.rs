@@ -1,0 +1,110 @@
+//! The hub's limits and timings, in one place. Each says why it has the value it has.
+
+use std::time::{Duration, Instant};
+
+/// Largest y-protocols message (one `yjs` emit) a client may send. A paste of a large source file
+/// fits; anything bigger is refused with `payload_too_large` (and capped further by the Socket.IO
+/// payload limit, `MAX_CONTENT_LENGTH`).
+pub const MAX_YJS_MESSAGE_BYTES: usize = 512 * 1024;
+/// Longest text a seed client may send with `code_change`, in bytes (same reasoning as above).
+pub const MAX_CODE_BYTES: usize = 512 * 1024;
+/// Largest awareness state (JSON) one Yjs client may publish: name, colour, cursor and selection
+/// need a few hundred bytes; more is abuse.
+pub const MAX_AWARENESS_STATE_BYTES: usize = 4 * 1024;
+/// Awareness client ids one connection may own (one per Y.Doc the tab has; a couple is normal).
+pub const MAX_AWARENESS_CLIENTS_PER_CONN: usize = 4;
+/// Longest run output shared with `execute_code`; a browser run prints at most this much.
+pub const MAX_RUN_OUTPUT_BYTES: usize = 64 * 1024;
+/// Longest run duration a client may report (browser runs are killed well before this).
+pub const MAX_RUN_DURATION_MS: i64 = 10 * 60 * 1000;
+
+/// Document messages (sync and updates) a connection may send per second on average. A fast typist
+/// sends ~15/s; Yjs batches bursts. Above it the client is abusive and is disconnected (dropping a
+/// document update would leave it unacknowledged and the replicas diverged until reconnect).
+pub const DOC_MESSAGES_PER_SEC: f64 = 100.0;
+/// Burst allowance for document messages (a reconnect re-sends a few at once).
+pub const DOC_MESSAGES_BURST: f64 = 400.0;
+/// Awareness messages per second (cursor moves are throttled by the client to ~10/s).
+pub const AWARENESS_PER_SEC: f64 = 30.0;
+/// Burst allowance for awareness messages.
+pub const AWARENESS_BURST: f64 = 60.0;
+/// Awareness messages refused in a row before the connection is closed as abusive.
+pub const AWARENESS_STRIKES_BEFORE_DISCONNECT: u32 = 200;
+/// Other events (language, runs, seed `code_change`) per second and burst.
+pub const EVENTS_PER_SEC: f64 = 20.0;
+pub const EVENTS_BURST: f64 = 60.0;
+
+/// Housekeeping period of an interview's worker (text saves, snapshots, unload, takeovers).
+pub const MAINTENANCE_TICK: Duration = Duration::from_millis(200);
+/// The plain text (`sessions.text`, read by the REST API) is written at most this often per
+/// interview: it is a convenience copy, the history is the truth.
+pub const TEXT_SAVE_DEBOUNCE: Duration = Duration::from_millis(750);
+/// An update relayed by another hub that it has not confirmed as committed within this time is
+/// committed by this hub too (the other hub may have died). Duplicates are harmless: Yjs updates
+/// are idempotent.
+pub const REMOTE_COMMIT_TAKEOVER: Duration = Duration::from_millis(1500);
+/// Awareness states not renewed for this long are dropped (y-protocols clients renew every 15 s and
+/// drop remote states after 30 s themselves).
+pub const AWARENESS_STALE: Duration = Duration::from_secs(30);
+/// Seed texts kept per interview to find which one a seed client's `code_change` was based on.
+pub const SEED_BASE_HISTORY: usize = 16;
+
+/// Group commit: most updates in one `append_updates` transaction.
+pub const MAX_BATCH: usize = 4096;
+/// First retry delay after a failed commit; doubles up to [`WRITE_RETRY_MAX`].
+pub const WRITE_RETRY_MIN: Duration = Duration::from_millis(50);
+/// Longest delay between commit retries while the database is down.
+pub const WRITE_RETRY_MAX: Duration = Duration::from_secs(2);
+/// Commit attempts failing with a non-availability error before the batch is split per interview
+/// and the failing interviews are closed (a deleted session must not block everyone else).
+pub const WRITE_HARD_FAILURES: u32 = 3;
+/// How long shutdown waits for pending edits to be committed.
+pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Capacity of the outgoing bus queue; when full, messages are dropped and the interview resyncs.
+pub const PUBLISH_QUEUE: usize = 65_536;
+
+/// A token bucket: `rate` tokens per second, at most `burst` stored.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_the_burst_then_refuses() {
+        let mut b = TokenBucket::new(1.0, 3.0);
+        assert!(b.try_take() && b.try_take() && b.try_take());
+        assert!(!b.try_take());
+    }
+}

@@ -1,0 +1,243 @@
+//! What hubs say to each other on an interview's bus channel (`duet:interview:<session_id>`).
+//!
+//! Binary, small, encoded once per message: `[version][kind][origin len][origin][body]`. Every message
+//! names its origin hub so a hub ignores its own (Redis delivers a publisher's messages back to it).
+//!
+//! | kind | body | meaning |
+//! |---|---|---|
+//! | `Update` | seq u64, author flag + uuid, Yjs update | an edit made on the origin hub; `seq` is the origin's write id |
+//! | `Committed` | seq u64 | the origin committed all its edits of this interview up to `seq` |
+//! | `Awareness` | y-protocols awareness message | relayed as is to local Yjs clients |
+//! | `SyncStep1` | want_reply u8, state vector | "send me what I lack" (resync after a missed message) |
+//! | `SyncReply` | target len, target, Yjs update | the diff for `target`'s state vector |
+//! | `Presence` | JSON participants | the origin's full list of local participants |
+//! | `Language` | JSON `{language, user_id}` | someone switched the language |
+//! | `Run` | JSON execution result | someone shared a run |
+
+use bytes::{BufMut, Bytes, BytesMut};
+use uuid::Uuid;
+
+/// Format version; a hub drops messages of another version (rolling upgrades resync from the database).
+pub const VERSION: u8 = 1;
+
+/// The channel of one interview.
+pub fn channel(session_id: Uuid) -> String {
+    format!("duet:interview:{session_id}")
+}
+
+/// The registration key of one hub.
+pub fn hub_key(hub_id: &str) -> String {
+    format!("duet:hub:{hub_id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusMessage {
+    Update {
+        seq: u64,
+        author: Option<Uuid>,
+        data: Bytes,
+    },
+    Committed {
+        seq: u64,
+    },
+    Awareness {
+        data: Bytes,
+    },
+    SyncStep1 {
+        want_reply: bool,
+        sv: Bytes,
+    },
+    SyncReply {
+        target: String,
+        data: Bytes,
+    },
+    Presence {
+        json: Bytes,
+    },
+    Language {
+        json: Bytes,
+    },
+    Run {
+        json: Bytes,
+    },
+}
+
+impl BusMessage {
+    fn kind(&self) -> u8 {
+        match self {
+            Self::Update { .. } => 1,
+            Self::Committed { .. } => 2,
+            Self::Awareness { .. } => 3,
+            Self::SyncStep1 { .. } => 4,
+            Self::SyncReply { .. } => 5,
+            Self::Presence { .. } => 6,
+            Self::Language { .. } => 7,
+            Self::Run { .. } => 8,
+        }
+    }
+
+    /// Encodes the message with its origin. Origins are hub ids, at most 255 bytes (checked at start).
+    pub fn encode(&self, origin: &str) -> Bytes {
+        let mut b = BytesMut::with_capacity(64 + origin.len());
+        b.put_u8(VERSION);
+        b.put_u8(self.kind());
+        b.put_u8(origin.len() as u8);
+        b.put_slice(origin.as_bytes());
+        match self {
+            Self::Update { seq, author, data } => {
+                b.put_u64(*seq);
+                match author {
+                    Some(a) => {
+                        b.put_u8(1);
+                        b.put_slice(a.as_bytes());
+                    }
+                    None => b.put_u8(0),
+                }
+                b.put_slice(data);
+            }
+            Self::Committed { seq } => b.put_u64(*seq),
+            Self::Awareness { data } => b.put_slice(data),
+            Self::SyncStep1 { want_reply, sv } => {
+                b.put_u8(u8::from(*want_reply));
+                b.put_slice(sv);
+            }
+            Self::SyncReply { target, data } => {
+                b.put_u8(target.len() as u8);
+                b.put_slice(target.as_bytes());
+                b.put_slice(data);
+            }
+            Self::Presence { json } | Self::Language { json } | Self::Run { json } => {
+                b.put_slice(json)
+            }
+        }
+        b.freeze()
+    }
+
+    /// Decodes a message and its origin; `None` for anything malformed or of another version.
+    pub fn decode(raw: &Bytes) -> Option<(String, BusMessage)> {
+        let mut pos = 0usize;
+        let take = |pos: &mut usize, n: usize| -> Option<Bytes> {
+            let end = pos.checked_add(n)?;
+            if end > raw.len() {
+                return None;
+            }
+            let s = raw.slice(*pos..end);
+            *pos = end;
+            Some(s)
+        };
+        let head = take(&mut pos, 3)?;
+        if head[0] != VERSION {
+            return None;
+        }
+        let origin = String::from_utf8(take(&mut pos, head[2] as usize)?.to_vec()).ok()?;
+        let rest = |pos: usize| raw.slice(pos..);
+        let u64_at = |pos: &mut usize| -> Option<u64> {
+            let s = take(pos, 8)?;
+            Some(u64::from_be_bytes(s[..].try_into().ok()?))
+        };
+        let msg = match head[1] {
+            1 => {
+                let seq = u64_at(&mut pos)?;
+                let flag = take(&mut pos, 1)?[0];
+                let author = if flag == 1 {
+                    Some(Uuid::from_slice(&take(&mut pos, 16)?).ok()?)
+                } else {
+                    None
+                };
+                Self::Update {
+                    seq,
+                    author,
+                    data: rest(pos),
+                }
+            }
+            2 => Self::Committed {
+                seq: u64_at(&mut pos)?,
+            },
+            3 => Self::Awareness { data: rest(pos) },
+            4 => {
+                let want_reply = take(&mut pos, 1)?[0] == 1;
+                Self::SyncStep1 {
+                    want_reply,
+                    sv: rest(pos),
+                }
+            }
+            5 => {
+                let len = take(&mut pos, 1)?[0] as usize;
+                let target = String::from_utf8(take(&mut pos, len)?.to_vec()).ok()?;
+                Self::SyncReply {
+                    target,
+                    data: rest(pos),
+                }
+            }
+            6 => Self::Presence { json: rest(pos) },
+            7 => Self::Language { json: rest(pos) },
+            8 => Self::Run { json: rest(pos) },
+            _ => return None,
+        };
+        Some((origin, msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips() {
+        let msgs = [
+            BusMessage::Update {
+                seq: 7,
+                author: Some(Uuid::new_v4()),
+                data: Bytes::from_static(b"\x01\x02"),
+            },
+            BusMessage::Update {
+                seq: u64::MAX,
+                author: None,
+                data: Bytes::new(),
+            },
+            BusMessage::Committed { seq: 42 },
+            BusMessage::Awareness {
+                data: Bytes::from_static(b"aw"),
+            },
+            BusMessage::SyncStep1 {
+                want_reply: true,
+                sv: Bytes::from_static(b"\x00"),
+            },
+            BusMessage::SyncReply {
+                target: "hub-b".into(),
+                data: Bytes::from_static(b"\x00\x00"),
+            },
+            BusMessage::Presence {
+                json: Bytes::from_static(b"[]"),
+            },
+            BusMessage::Language {
+                json: Bytes::from_static(b"{}"),
+            },
+            BusMessage::Run {
+                json: Bytes::from_static(b"{}"),
+            },
+        ];
+        for m in msgs {
+            let raw = m.encode("hub-a");
+            assert_eq!(BusMessage::decode(&raw), Some(("hub-a".to_owned(), m)));
+        }
+    }
+
+    #[test]
+    fn garbage_is_ignored() {
+        for raw in [
+            &b""[..],
+            b"\x01",
+            b"\x02\x01\x00",
+            b"\x01\x01\x05ab",
+            b"\x01\x09\x00",
+            b"\x01\x02\x00\x01",
+        ] {
+            assert_eq!(
+                BusMessage::decode(&Bytes::copy_from_slice(raw)),
+                None,
+                "{raw:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The group-commit writer: one task per hub appends the updates of every interview it serves.
+//!
+//! Updates queue up while a batch is being collected; a batch is committed with one
+//! [`Storage::append_updates`] call when [`HubConfig::flush_interval`](crate::ctx::HubConfig) has passed
+//! since its first update or when it holds [`MAX_BATCH`] updates. Only then are the interviews told, and
+//! they release their clients' acks.
+//!
+//! If the database is unavailable the batch is kept and retried with exponential backoff (acks are
+//! withheld meanwhile, so clients show their edits as unsaved); the writer recovers by itself. Errors
+//! that are not about availability (for example a session deleted while live) are retried a few times,
+//! then the batch is split per interview so one broken interview cannot block the others.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duet_storage::{NewUpdate, Storage, StorageError};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::ctx::Stats;
+use crate::interview::Interview;
+use crate::limits::{MAX_BATCH, WRITE_HARD_FAILURES, WRITE_RETRY_MAX, WRITE_RETRY_MIN};
+
+/// One update to append, with the interview to tell once it is committed.
+pub struct WriteItem {
+    pub interview: Arc<Interview>,
+    /// The interview's write id (monotonic per interview; also its bus sequence number).
+    pub write_id: u64,
+    pub update: NewUpdate,
+}
+
+pub enum WriterCmd {
+    Write(WriteItem),
+    /// Commit everything queued before this command, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+pub struct Writer {
+    pub storage: Arc<dyn Storage>,
+    pub flush_interval: Duration,
+    pub ctx_stats: Arc<dyn Fn(u64, bool) + Send + Sync>,
+}
+
+/// Runs until the command channel closes, committing what is left.
+pub async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<WriterCmd>) {
+    let mut batch: Vec<WriteItem> = Vec::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut closed = false;
+    while !closed {
+        if batch.is_empty() && flushes.is_empty() {
+            match rx.recv().await {
+                Some(WriterCmd::Write(item)) => batch.push(item),
+                Some(WriterCmd::Flush(done)) => flushes.push(done),
+                None => break,
+            }
+        }
+        let deadline = Instant::now() + writer.flush_interval;
+        while batch.len() < MAX_BATCH && flushes.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(WriterCmd::Write(item))) => batch.push(item),
+                Ok(Some(WriterCmd::Flush(done))) => flushes.push(done),
+                Ok(None) => {
+                    closed = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit(&writer, std::mem::take(&mut batch)).await;
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+    if !batch.is_empty() {
+        commit(&writer, batch).await;
+    }
+}
+
+async fn commit(writer: &Writer, batch: Vec<WriteItem>) {
+    let rows: Vec<NewUpdate> = batch.iter().map(|i| i.update.clone()).collect();
+    let mut delay = WRITE_RETRY_MIN;
+    let mut hard_failures = 0u32;
+    let mut told_unavailable = false;
+    loop {
+        match writer.storage.append_updates(&rows).await {
+            Ok(seqs) => {
+                (writer.ctx_stats)(rows.len() as u64, true);
+                deliver(&batch, &seqs);
+                return;
+            }
+            Err(StorageError::Unavailable(e)) => {
+                if !told_unavailable {
+                    tracing::warn!(error = %e, pending = rows.len(), "database unavailable; holding acks and retrying");
+                    (writer.ctx_stats)(0, false);
+                    for iv in distinct(&batch) {
+                        iv.storage_unavailable();
+                    }
+                    told_unavailable = true;
+                }
+            }
+            Err(e) => {
+                hard_failures += 1;
+                tracing::error!(error = %e, attempt = hard_failures, "committing updates failed");
+                if hard_failures >= WRITE_HARD_FAILURES {
+                    commit_per_interview(writer, batch).await;
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(WRITE_RETRY_MAX);
+    }
+}
+
+/// Last resort after repeated hard failures: commit each interview's updates alone; an interview whose
+/// own updates still fail for a reason other than availability is closed.
+async fn commit_per_interview(writer: &Writer, batch: Vec<WriteItem>) {
+    let mut groups: HashMap<uuid::Uuid, Vec<WriteItem>> = HashMap::new();
+    for item in batch {
+        groups.entry(item.interview.id).or_default().push(item);
+    }
+    for (_, items) in groups {
+        let rows: Vec<NewUpdate> = items.iter().map(|i| i.update.clone()).collect();
+        let mut delay = WRITE_RETRY_MIN;
+        loop {
+            match writer.storage.append_updates(&rows).await {
+                Ok(seqs) => {
+                    (writer.ctx_stats)(rows.len() as u64, true);
+                    deliver(&items, &seqs);
+                    break;
+                }
+                Err(StorageError::Unavailable(_)) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(WRITE_RETRY_MAX);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, session = %items[0].interview.id, "dropping an interview whose updates cannot be stored");
+                    items[0].interview.writes_failed();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn distinct(batch: &[WriteItem]) -> Vec<Arc<Interview>> {
+    let mut seen = HashMap::new();
+    for item in batch {
+        seen.entry(item.interview.id)
+            .or_insert_with(|| item.interview.clone());
+    }
+    seen.into_values().collect()
+}
+
+/// Tells each interview how far its writes are committed.
+fn deliver(batch: &[WriteItem], seqs: &[i64]) {
+    struct Done {
+        interview: Arc<Interview>,
+        upto: u64,
+        count: u64,
+        max_seq: i64,
+    }
+    let mut done: HashMap<uuid::Uuid, Done> = HashMap::new();
+    for (i, item) in batch.iter().enumerate() {
+        let seq = seqs.get(i).copied().unwrap_or(0);
+        let d = done.entry(item.interview.id).or_insert_with(|| Done {
+            interview: item.interview.clone(),
+            upto: 0,
+            count: 0,
+            max_seq: 0,
+        });
+        d.upto = d.upto.max(item.write_id);
+        d.count += 1;
+        d.max_seq = d.max_seq.max(seq);
+    }
+    for d in done.into_values() {
+        d.interview.writes_committed(d.upto, d.count, d.max_seq);
+    }
+}
+
+/// Stats hook: counts committed updates and tracks database availability.
+pub fn stats_hook(ctx: std::sync::Weak<crate::ctx::Ctx>) -> Arc<dyn Fn(u64, bool) + Send + Sync> {
+    Arc::new(move |n, ok| {
+        if let Some(ctx) = ctx.upgrade() {
+            ctx.db_ok.store(ok, Ordering::Relaxed);
+            if n > 0 {
+                Stats::add(&ctx.stats.updates_committed, n);
+                Stats::add(&ctx.stats.commit_batches, 1);
+            }
+        }
+    })
+}

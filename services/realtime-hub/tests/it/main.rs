@@ -1,0 +1,4 @@
+//! One integration-test binary (faster linking); shared helpers in `common/`.
+
+mod common;
+mod core;
