@@ -1,1 +1,625 @@
-pub struct PgStorage;
+//! [`Storage`] on PostgreSQL, for the scaled services (session-api, realtime-hub).
+//!
+//! A deadpool-postgres pool with short timeouts: when the database is down every call fails with
+//! [`StorageError::Unavailable`] within a few seconds instead of hanging, and because the pool drops
+//! closed connections and opens new ones on demand it recovers by itself once the database is back.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use duet_domain::{Language, NewSession, Session, SessionCode, Title};
+use time::OffsetDateTime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use crate::{
+    DocumentState, NewRun, NewUpdate, Participant, Result, Run, Snapshot, Storage, StorageError,
+    StoredUpdate,
+};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// How long a caller waits for a pooled connection, or for a new one to be opened, before the call
+/// fails as `Unavailable`. Short, so a database outage surfaces as a 503 rather than a hung request.
+const POOL_TIMEOUT: Duration = Duration::from_secs(3);
+/// TCP connect timeout for new connections, unless the URL sets `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Unacknowledged data older than this kills the connection (Linux `TCP_USER_TIMEOUT`), so a
+/// connection to a vanished host is closed and replaced instead of being reused forever.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound on one storage call, pool wait included: the "never hang" guarantee even when the
+/// server accepts the connection but stops answering.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Key of the advisory lock held while migrating, so replicas starting together migrate one at a time.
+const MIGRATION_LOCK_KEY: i64 = 0x6475_6574_6d69_6772; // "duetmigr"
+/// Name of the unique constraint on `sessions.code` (see the V1 migration).
+const CODE_CONSTRAINT: &str = "sessions_code_key";
+
+const SESSION_COLUMNS: &str = "id, code, title, language, text, created_at";
+const RUN_COLUMNS: &str =
+    "id, session_id, user_id, user_name, language, output, status, duration_ms, created_at";
+
+/// PostgreSQL storage. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct PgStorage {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: show only the pool's state.
+        f.debug_struct("PgStorage")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgStorage {
+    /// Builds the pool for `url` (`postgres://user:pass@host:port/db?...`) and brings the schema up to
+    /// date. Fails with `Unavailable` if the database cannot be reached, so start-up can retry or stop.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StorageError::Other(format!("invalid database URL: {e}")))?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if pg.get_tcp_user_timeout().is_none() {
+            pg.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            // `Fast` skips a round trip per checkout; connections closed by the server are still
+            // detected (`is_closed`) and replaced.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(|e| StorageError::Other(format!("cannot build the connection pool: {e}")))?;
+        let storage = Self { pool };
+        storage.migrate().await?;
+        Ok(storage)
+    }
+
+    /// Runs the embedded migrations under an advisory lock, on a connection taken out of the pool so
+    /// the lock dies with it whatever happens.
+    async fn migrate(&self) -> Result<()> {
+        let object = self.pool.get().await.map_err(pool_error)?;
+        let mut client = Object::take(object);
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await
+            .map_err(pg_error)?;
+        let report = embedded::migrations::runner()
+            .run_async(&mut *client)
+            .await
+            .map_err(|e| StorageError::Other(format!("PostgreSQL migration failed: {e}")))?;
+        for m in report.applied_migrations() {
+            tracing::info!(migration = %m, "applied PostgreSQL migration");
+        }
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+/// Bounds a whole call (pool wait + queries) by [`CALL_TIMEOUT`].
+async fn bounded<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(CALL_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| Err(StorageError::Unavailable("database call timed out".into())))
+}
+
+fn pool_error(e: PoolError) -> StorageError {
+    match e {
+        PoolError::Backend(e) => pg_error(e),
+        PoolError::Timeout(kind) => {
+            StorageError::Unavailable(format!("timed out waiting for a connection ({kind:?})"))
+        }
+        PoolError::Closed => StorageError::Unavailable("connection pool closed".into()),
+        other => StorageError::Other(other.to_string()),
+    }
+}
+
+/// Sorts a PostgreSQL error into the contract's kinds.
+fn pg_error(e: tokio_postgres::Error) -> StorageError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(CODE_CONSTRAINT) {
+            return StorageError::CodeTaken;
+        }
+        // Every foreign key in the schema points at `sessions(id)`.
+        if *code == SqlState::FOREIGN_KEY_VIOLATION {
+            return StorageError::NotFound;
+        }
+        let class = &code.code()[..2];
+        // 08: connection exception; 53: insufficient resources (too many connections, disk full);
+        // 57P0x: the server is shutting down or starting up.
+        let transient = matches!(class, "08" | "53")
+            || matches!(
+                *code,
+                SqlState::ADMIN_SHUTDOWN | SqlState::CRASH_SHUTDOWN | SqlState::CANNOT_CONNECT_NOW
+            );
+        let msg = format!("{} ({})", db.message(), code.code());
+        return if transient {
+            StorageError::Unavailable(msg)
+        } else {
+            StorageError::Other(msg)
+        };
+    }
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
+        StorageError::Unavailable(e.to_string())
+    } else {
+        StorageError::Other(e.to_string())
+    }
+}
+
+fn session_from_row(row: &Row) -> Result<Session> {
+    let code: String = row.try_get("code").map_err(pg_error)?;
+    let title: String = row.try_get("title").map_err(pg_error)?;
+    let language: String = row.try_get("language").map_err(pg_error)?;
+    Ok(Session {
+        id: row.try_get("id").map_err(pg_error)?,
+        code: SessionCode::parse(&code).map_err(|e| corrupt("sessions.code", e))?,
+        title: Title::parse(&title).map_err(|e| corrupt("sessions.title", e))?,
+        language: Language::parse(&language).map_err(|e| corrupt("sessions.language", e))?,
+        text: row.try_get("text").map_err(pg_error)?,
+        created_at: row.try_get("created_at").map_err(pg_error)?,
+    })
+}
+
+fn update_from_row(row: &Row) -> Result<StoredUpdate> {
+    Ok(StoredUpdate {
+        seq: row.try_get("seq").map_err(pg_error)?,
+        author: row.try_get("author").map_err(pg_error)?,
+        data: row.try_get("data").map_err(pg_error)?,
+        created_at: row.try_get("created_at").map_err(pg_error)?,
+    })
+}
+
+fn run_from_row(row: &Row) -> Result<Run> {
+    let language: String = row.try_get("language").map_err(pg_error)?;
+    Ok(Run {
+        id: row.try_get("id").map_err(pg_error)?,
+        session_id: row.try_get("session_id").map_err(pg_error)?,
+        user_id: row.try_get("user_id").map_err(pg_error)?,
+        user_name: row.try_get("user_name").map_err(pg_error)?,
+        language: Language::parse(&language).map_err(|e| corrupt("runs.language", e))?,
+        output: row.try_get("output").map_err(pg_error)?,
+        status: row.try_get("status").map_err(pg_error)?,
+        duration_ms: row.try_get("duration_ms").map_err(pg_error)?,
+        created_at: row.try_get("created_at").map_err(pg_error)?,
+    })
+}
+
+fn corrupt(column: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Other(format!("corrupt value in {column}: {e}"))
+}
+
+#[async_trait]
+impl Storage for PgStorage {
+    async fn ping(&self) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(code = %new.code))]
+    async fn create_session(&self, new: NewSession) -> Result<Session> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO sessions (id, code, title, language) VALUES ($1, $2, $3, $4) \
+                     RETURNING created_at",
+                )
+                .await
+                .map_err(pg_error)?;
+            let id = Uuid::new_v4();
+            let row = client
+                .query_one(
+                    &stmt,
+                    &[
+                        &id,
+                        &new.code.as_str(),
+                        &new.title.as_str(),
+                        &new.language.as_str(),
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            let created_at: OffsetDateTime = row.try_get(0).map_err(pg_error)?;
+            Ok(Session {
+                id,
+                code: new.code,
+                title: new.title,
+                language: new.language,
+                text: String::new(),
+                created_at,
+            })
+        })
+        .await
+    }
+
+    async fn session_by_code(&self, code: &SessionCode) -> Result<Option<Session>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE code = $1"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_opt(&stmt, &[&code.as_str()])
+                .await
+                .map_err(pg_error)?;
+            row.as_ref().map(session_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn session_by_id(&self, id: Uuid) -> Result<Option<Session>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let row = client.query_opt(&stmt, &[&id]).await.map_err(pg_error)?;
+            row.as_ref().map(session_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn set_language(&self, session_id: Uuid, language: Language) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached("UPDATE sessions SET language = $2 WHERE id = $1")
+                .await
+                .map_err(pg_error)?;
+            let n = client
+                .execute(&stmt, &[&session_id, &language.as_str()])
+                .await
+                .map_err(pg_error)?;
+            if n == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_text(&self, session_id: Uuid, text: &str) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached("UPDATE sessions SET text = $2 WHERE id = $1")
+                .await
+                .map_err(pg_error)?;
+            let n = client
+                .execute(&stmt, &[&session_id, &text])
+                .await
+                .map_err(pg_error)?;
+            if n == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One statement (hence one transaction) for the whole batch: three arrays unnested into rows.
+    /// Within a statement the identity values are drawn in row order, and the rows are fed in input
+    /// order (`ORDER BY ordinality`), so the returned `seq`s sorted ascending are the input order,
+    /// whatever order `RETURNING` yields them in.
+    #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
+    async fn append_updates(&self, batch: &[NewUpdate]) -> Result<Vec<i64>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sessions: Vec<Uuid> = batch.iter().map(|u| u.session_id).collect();
+        let authors: Vec<Option<Uuid>> = batch.iter().map(|u| u.author).collect();
+        let data: Vec<&[u8]> = batch.iter().map(|u| u.data.as_slice()).collect();
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO doc_updates (session_id, author, data) \
+                     SELECT s, a, d FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[]) \
+                         WITH ORDINALITY AS u(s, a, d, n) ORDER BY n \
+                     RETURNING seq",
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&sessions, &authors, &data])
+                .await
+                .map_err(pg_error)?;
+            let mut seqs = rows
+                .iter()
+                .map(|r| r.try_get::<_, i64>(0).map_err(pg_error))
+                .collect::<Result<Vec<_>>>()?;
+            if seqs.len() != batch.len() {
+                return Err(StorageError::Other(format!(
+                    "inserted {} updates for a batch of {}",
+                    seqs.len(),
+                    batch.len()
+                )));
+            }
+            seqs.sort_unstable();
+            Ok(seqs)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn load_document(&self, session_id: Uuid) -> Result<DocumentState> {
+        bounded(async {
+            let client = self.client().await?;
+            let snap_stmt = client
+                .prepare_cached(
+                    "SELECT upto_seq, data FROM doc_snapshots WHERE session_id = $1 \
+                     ORDER BY upto_seq DESC LIMIT 1",
+                )
+                .await
+                .map_err(pg_error)?;
+            let snapshot = client
+                .query_opt(&snap_stmt, &[&session_id])
+                .await
+                .map_err(pg_error)?
+                .map(|row| -> Result<Snapshot> {
+                    Ok(Snapshot {
+                        upto_seq: row.try_get(0).map_err(pg_error)?,
+                        data: row.try_get(1).map_err(pg_error)?,
+                    })
+                })
+                .transpose()?;
+            // Read after the snapshot, with its bound: a snapshot saved in between cannot hide updates.
+            let after = snapshot.as_ref().map_or(0, |s| s.upto_seq);
+            let stmt = client
+                .prepare_cached(
+                    "SELECT seq, author, data, created_at FROM doc_updates \
+                     WHERE session_id = $1 AND seq > $2 ORDER BY seq",
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&session_id, &after])
+                .await
+                .map_err(pg_error)?;
+            let updates = rows.iter().map(update_from_row).collect::<Result<_>>()?;
+            Ok(DocumentState { snapshot, updates })
+        })
+        .await
+    }
+
+    async fn history(&self, session_id: Uuid) -> Result<Vec<StoredUpdate>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT seq, author, data, created_at FROM doc_updates \
+                     WHERE session_id = $1 ORDER BY seq",
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&session_id])
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(update_from_row).collect()
+        })
+        .await
+    }
+
+    /// Saving the same `(session, upto_seq)` twice keeps the first: both describe the same state.
+    async fn save_snapshot(&self, session_id: Uuid, upto_seq: i64, data: &[u8]) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO doc_snapshots (session_id, upto_seq, data) VALUES ($1, $2, $3) \
+                     ON CONFLICT (session_id, upto_seq) DO NOTHING",
+                )
+                .await
+                .map_err(pg_error)?;
+            client
+                .execute(&stmt, &[&session_id, &upto_seq, &data])
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Uses the database's clock, so hubs with skewed clocks still agree on who is alive.
+    async fn hub_heartbeat(&self, hub_id: &str, ttl_secs: i64) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO hubs (hub_id, expires_at) \
+                     VALUES ($1, now() + $2::bigint * interval '1 second') \
+                     ON CONFLICT (hub_id) DO UPDATE SET expires_at = excluded.expires_at",
+                )
+                .await
+                .map_err(pg_error)?;
+            client
+                .execute(&stmt, &[&hub_id, &ttl_secs])
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Idempotent: adding the same participant id again updates its row (a re-sent join).
+    async fn add_participant(&self, p: &Participant) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO participants (id, session_id, user_id, name, color, hub_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, \
+                         user_id = excluded.user_id, name = excluded.name, \
+                         color = excluded.color, hub_id = excluded.hub_id",
+                )
+                .await
+                .map_err(pg_error)?;
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &p.id,
+                        &p.session_id,
+                        &p.user_id,
+                        &p.name,
+                        &p.color,
+                        &p.hub_id,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removing an unknown participant is not an error: leaving is idempotent.
+    async fn remove_participant(&self, participant_id: Uuid) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached("DELETE FROM participants WHERE id = $1")
+                .await
+                .map_err(pg_error)?;
+            client
+                .execute(&stmt, &[&participant_id])
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_hub_participants(&self, hub_id: &str) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached("DELETE FROM participants WHERE hub_id = $1")
+                .await
+                .map_err(pg_error)?;
+            client.execute(&stmt, &[&hub_id]).await.map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Counts connections (rows), not distinct users: a user with two tabs counts twice.
+    async fn connected_count(&self, session_id: Uuid) -> Result<i64> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT count(*) FROM participants p JOIN hubs h ON h.hub_id = p.hub_id \
+                     WHERE p.session_id = $1 AND h.expires_at > now()",
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one(&stmt, &[&session_id])
+                .await
+                .map_err(pg_error)?;
+            row.try_get(0).map_err(pg_error)
+        })
+        .await
+    }
+
+    async fn record_run(&self, run: NewRun) -> Result<Run> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO runs (id, session_id, user_id, user_name, language, output, \
+                         status, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     RETURNING created_at",
+                )
+                .await
+                .map_err(pg_error)?;
+            let id = Uuid::new_v4();
+            let row = client
+                .query_one(
+                    &stmt,
+                    &[
+                        &id,
+                        &run.session_id,
+                        &run.user_id,
+                        &run.user_name,
+                        &run.language.as_str(),
+                        &run.output,
+                        &run.status,
+                        &run.duration_ms,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(Run {
+                id,
+                session_id: run.session_id,
+                user_id: run.user_id,
+                user_name: run.user_name,
+                language: run.language,
+                output: run.output,
+                status: run.status,
+                duration_ms: run.duration_ms,
+                created_at: row.try_get(0).map_err(pg_error)?,
+            })
+        })
+        .await
+    }
+
+    /// A negative `limit` is treated as 0.
+    async fn recent_runs(&self, session_id: Uuid, limit: i64) -> Result<Vec<Run>> {
+        let limit = limit.max(0);
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE session_id = $1 \
+                     ORDER BY created_at DESC, id LIMIT $2"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&session_id, &limit])
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(run_from_row).collect()
+        })
+        .await
+    }
+}

@@ -1,1 +1,511 @@
-pub struct SqliteStorage;
+//! [`Storage`] on embedded SQLite, for the all-in-one `duet` binary.
+//!
+//! One connection behind a mutex; every call runs on tokio's blocking pool (`spawn_blocking`) so the
+//! async runtime never waits on disk. SQLite allows one writer at a time anyway, and the hub already
+//! batches its writes (group commit), so a single connection is not the bottleneck for one process.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use duet_domain::{Language, NewSession, Session, SessionCode, Title};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    DocumentState, NewRun, NewUpdate, Participant, Result, Run, Snapshot, Storage, StorageError,
+    StoredUpdate,
+};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+/// How long a statement waits for a lock held by another connection (another process opening the
+/// same file, or a backup tool) before failing as `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// `SQLITE_CONSTRAINT_FOREIGNKEY`: every foreign key in the schema points at `sessions(id)`.
+const FOREIGN_KEY_VIOLATION: std::ffi::c_int = 787;
+
+const SESSION_COLUMNS: &str = "id, code, title, language, text, created_at";
+const RUN_COLUMNS: &str =
+    "id, session_id, user_id, user_name, language, output, status, duration_ms, created_at";
+
+/// SQLite storage. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStorage").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStorage {
+    /// Opens (or creates) the database file at `path`, creating its parent directory, and brings the
+    /// schema up to date. Blocking: meant for start-up.
+    ///
+    /// WAL journal (readers never block the writer), `synchronous = FULL` (a commit is on disk when
+    /// it returns: the durability contract acknowledges an edit only once committed, and the hub's
+    /// group commit makes the per-commit fsync affordable), foreign keys on, a busy timeout.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StorageError::Other(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(sqlite_error)?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+            .map_err(sqlite_error)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite_error)?;
+        Self::setup(conn)
+    }
+
+    /// A private in-memory database (tests, demos): gone when the last clone is dropped.
+    pub fn in_memory() -> Result<Self> {
+        Self::setup(Connection::open_in_memory().map_err(sqlite_error)?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sqlite_error)?;
+        let report = embedded::migrations::runner()
+            .run(&mut conn)
+            .map_err(|e| StorageError::Other(format!("SQLite migration failed: {e}")))?;
+        for m in report.applied_migrations() {
+            tracing::info!(migration = %m, "applied SQLite migration");
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a transaction open (rusqlite rolls back
+            // on drop), so a poisoned connection is still consistent.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StorageError::Other(format!("SQLite task failed: {e}")))?
+    }
+}
+
+/// Sorts an SQLite error into the contract's kinds.
+fn sqlite_error(e: rusqlite::Error) -> StorageError {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        match f.code {
+            ErrorCode::ConstraintViolation
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    && msg.as_deref().is_some_and(|m| m.contains("sessions.code")) =>
+            {
+                return StorageError::CodeTaken;
+            }
+            ErrorCode::ConstraintViolation if f.extended_code == FOREIGN_KEY_VIOLATION => {
+                return StorageError::NotFound;
+            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return StorageError::Unavailable(e.to_string());
+            }
+            _ => {}
+        }
+    }
+    StorageError::Other(e.to_string())
+}
+
+/// Timestamps are stored as microseconds since the epoch: PostgreSQL's precision, so the backends
+/// agree exactly.
+fn now_micros() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn from_micros(micros: i64) -> rusqlite::Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+/// Reads a text column into a domain type, reporting a value that does not parse as a conversion
+/// failure (it can only come from corrupt data: values are validated before they are written).
+fn parsed<T, E>(
+    row: &Row<'_>,
+    idx: usize,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> rusqlite::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let raw: String = row.get(idx)?;
+    parse(&raw).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn read_session(r: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: r.get(0)?,
+        code: parsed(r, 1, SessionCode::parse)?,
+        title: parsed(r, 2, Title::parse)?,
+        language: parsed(r, 3, Language::parse)?,
+        text: r.get(4)?,
+        created_at: from_micros(r.get(5)?)?,
+    })
+}
+
+fn read_run(r: &Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        user_id: r.get(2)?,
+        user_name: r.get(3)?,
+        language: parsed(r, 4, Language::parse)?,
+        output: r.get(5)?,
+        status: r.get(6)?,
+        duration_ms: r.get(7)?,
+        created_at: from_micros(r.get(8)?)?,
+    })
+}
+
+fn read_update(row: &Row<'_>) -> rusqlite::Result<StoredUpdate> {
+    Ok(StoredUpdate {
+        seq: row.get(0)?,
+        author: row.get(1)?,
+        data: row.get(2)?,
+        created_at: from_micros(row.get(3)?)?,
+    })
+}
+
+fn session_where(
+    conn: &Connection,
+    column: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<Option<Session>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE {column} = ?1"
+    ))
+    .and_then(|mut stmt| stmt.query_row([value], read_session).optional())
+    .map_err(sqlite_error)
+}
+
+fn updates_after(conn: &Connection, session_id: Uuid, after: i64) -> Result<Vec<StoredUpdate>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, author, data, created_at FROM doc_updates \
+             WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .map_err(sqlite_error)?;
+    let rows = stmt
+        .query_map(params![session_id, after], read_update)
+        .map_err(sqlite_error)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn ping(&self) -> Result<()> {
+        self.call(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(sqlite_error)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(code = %new.code))]
+    async fn create_session(&self, new: NewSession) -> Result<Session> {
+        self.call(move |conn| {
+            let id = Uuid::new_v4();
+            let created = now_micros();
+            conn.prepare_cached(
+                "INSERT INTO sessions (id, code, title, language, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    id,
+                    new.code.as_str(),
+                    new.title.as_str(),
+                    new.language.as_str(),
+                    created
+                ])
+            })
+            .map_err(sqlite_error)?;
+            Ok(Session {
+                id,
+                code: new.code,
+                title: new.title,
+                language: new.language,
+                text: String::new(),
+                created_at: from_micros(created).map_err(sqlite_error)?,
+            })
+        })
+        .await
+    }
+
+    async fn session_by_code(&self, code: &SessionCode) -> Result<Option<Session>> {
+        let code = code.as_str().to_owned();
+        self.call(move |conn| session_where(conn, "code", &code))
+            .await
+    }
+
+    async fn session_by_id(&self, id: Uuid) -> Result<Option<Session>> {
+        self.call(move |conn| session_where(conn, "id", &id)).await
+    }
+
+    async fn set_language(&self, session_id: Uuid, language: Language) -> Result<()> {
+        self.call(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE sessions SET language = ?2 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![session_id, language.as_str()]))
+                .map_err(sqlite_error)?;
+            if n == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_text(&self, session_id: Uuid, text: &str) -> Result<()> {
+        let text = text.to_owned();
+        self.call(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE sessions SET text = ?2 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![session_id, text]))
+                .map_err(sqlite_error)?;
+            if n == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One transaction, one prepared statement executed per update; each insert's rowid is its
+    /// `seq`, so the result is in input order by construction. Dropping the transaction on error
+    /// rolls the whole batch back.
+    #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
+    async fn append_updates(&self, batch: &[NewUpdate]) -> Result<Vec<i64>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = batch.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let created = now_micros();
+            let mut seqs = Vec::with_capacity(batch.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO doc_updates (session_id, author, data, created_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(sqlite_error)?;
+                for u in &batch {
+                    // `insert` returns the new rowid, which is `seq` (INTEGER PRIMARY KEY).
+                    let seq = stmt
+                        .insert(params![u.session_id, u.author, u.data, created])
+                        .map_err(sqlite_error)?;
+                    seqs.push(seq);
+                }
+            }
+            tx.commit().map_err(sqlite_error)?;
+            Ok(seqs)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn load_document(&self, session_id: Uuid) -> Result<DocumentState> {
+        self.call(move |conn| {
+            // One read transaction: the snapshot and the updates come from the same state.
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let snapshot = tx
+                .prepare_cached(
+                    "SELECT upto_seq, data FROM doc_snapshots WHERE session_id = ?1 \
+                     ORDER BY upto_seq DESC LIMIT 1",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row([session_id], |r| {
+                        Ok(Snapshot {
+                            upto_seq: r.get(0)?,
+                            data: r.get(1)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(sqlite_error)?;
+            let after = snapshot.as_ref().map_or(0, |s| s.upto_seq);
+            let updates = updates_after(&tx, session_id, after)?;
+            Ok(DocumentState { snapshot, updates })
+        })
+        .await
+    }
+
+    async fn history(&self, session_id: Uuid) -> Result<Vec<StoredUpdate>> {
+        self.call(move |conn| updates_after(conn, session_id, 0))
+            .await
+    }
+
+    /// Saving the same `(session, upto_seq)` twice keeps the first: both describe the same state.
+    async fn save_snapshot(&self, session_id: Uuid, upto_seq: i64, data: &[u8]) -> Result<()> {
+        let data = data.to_vec();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO doc_snapshots (session_id, upto_seq, data, created_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (session_id, upto_seq) DO NOTHING",
+            )
+            .and_then(|mut stmt| stmt.execute(params![session_id, upto_seq, data, now_micros()]))
+            .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn hub_heartbeat(&self, hub_id: &str, ttl_secs: i64) -> Result<()> {
+        let hub_id = hub_id.to_owned();
+        self.call(move |conn| {
+            let expires = now_micros().saturating_add(ttl_secs.saturating_mul(1_000_000));
+            conn.prepare_cached(
+                "INSERT INTO hubs (hub_id, expires_at) VALUES (?1, ?2) \
+                 ON CONFLICT (hub_id) DO UPDATE SET expires_at = excluded.expires_at",
+            )
+            .and_then(|mut stmt| stmt.execute(params![hub_id, expires]))
+            .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Idempotent: adding the same participant id again updates its row (a re-sent join).
+    async fn add_participant(&self, p: &Participant) -> Result<()> {
+        let p = p.clone();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO participants (id, session_id, user_id, name, color, hub_id, joined_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, \
+                     user_id = excluded.user_id, name = excluded.name, \
+                     color = excluded.color, hub_id = excluded.hub_id",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    p.id,
+                    p.session_id,
+                    p.user_id,
+                    p.name,
+                    p.color,
+                    p.hub_id,
+                    now_micros()
+                ])
+            })
+            .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removing an unknown participant is not an error: leaving is idempotent.
+    async fn remove_participant(&self, participant_id: Uuid) -> Result<()> {
+        self.call(move |conn| {
+            conn.prepare_cached("DELETE FROM participants WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([participant_id]))
+                .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_hub_participants(&self, hub_id: &str) -> Result<()> {
+        let hub_id = hub_id.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached("DELETE FROM participants WHERE hub_id = ?1")
+                .and_then(|mut stmt| stmt.execute([hub_id]))
+                .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Counts connections (rows), not distinct users: a user with two tabs counts twice.
+    async fn connected_count(&self, session_id: Uuid) -> Result<i64> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT count(*) FROM participants p JOIN hubs h ON h.hub_id = p.hub_id \
+                 WHERE p.session_id = ?1 AND h.expires_at > ?2",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![session_id, now_micros()], |r| r.get(0)))
+            .map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn record_run(&self, run: NewRun) -> Result<Run> {
+        self.call(move |conn| {
+            let id = Uuid::new_v4();
+            let created = now_micros();
+            conn.prepare_cached(
+                "INSERT INTO runs (id, session_id, user_id, user_name, language, output, status, \
+                     duration_ms, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    id,
+                    run.session_id,
+                    run.user_id,
+                    run.user_name,
+                    run.language.as_str(),
+                    run.output,
+                    run.status,
+                    run.duration_ms,
+                    created
+                ])
+            })
+            .map_err(sqlite_error)?;
+            Ok(Run {
+                id,
+                session_id: run.session_id,
+                user_id: run.user_id,
+                user_name: run.user_name,
+                language: run.language,
+                output: run.output,
+                status: run.status,
+                duration_ms: run.duration_ms,
+                created_at: from_micros(created).map_err(sqlite_error)?,
+            })
+        })
+        .await
+    }
+
+    /// A negative `limit` is treated as 0. Runs recorded in the same microsecond keep their
+    /// insertion order (rowid) as the tie-break.
+    async fn recent_runs(&self, session_id: Uuid, limit: i64) -> Result<Vec<Run>> {
+        let limit = limit.max(0);
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ?1 \
+                     ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+                ))
+                .map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map(params![session_id, limit], read_run)
+                .map_err(sqlite_error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
+        })
+        .await
+    }
+}
