@@ -1,0 +1,754 @@
+//! One suite, run against both backends: every test below is an async fn taking a fresh [`Backend`],
+//! and `suite!` instantiates it once for PostgreSQL (`pg::name`, a new database on the test server)
+//! and once for SQLite (`sqlite::name`, a new file). Backend-specific tests follow the suite.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use duet_domain::{Language, NewSession, Session, SessionCode, Title};
+use duet_storage::postgres::PgStorage;
+use duet_storage::sqlite::SqliteStorage;
+use duet_storage::{NewRun, NewUpdate, Participant, Storage, StorageError};
+use duet_testkit::postgres::{fresh_database_url, TestPostgres};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A storage under test plus a raw connection to the same database, to check what is really stored.
+struct Backend {
+    store: Arc<dyn Storage>,
+    raw: Raw,
+    /// Keeps the SQLite file's directory alive for the test.
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Raw {
+    Pg(String),
+    Sqlite(PathBuf),
+}
+
+impl Backend {
+    async fn pg() -> Self {
+        let url = fresh_database_url().await;
+        let store = PgStorage::connect(&url)
+            .await
+            .expect("connect to the test database");
+        Self {
+            store: Arc::new(store),
+            raw: Raw::Pg(url),
+            _dir: None,
+        }
+    }
+
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("duet.db");
+        let store = SqliteStorage::open(&path).expect("open the SQLite database");
+        Self {
+            store: Arc::new(store),
+            raw: Raw::Sqlite(path),
+            _dir: Some(dir),
+        }
+    }
+
+    /// Runs one SQL statement outside the storage layer; returns the first column of the first row
+    /// as an integer (0 when there is none).
+    async fn raw_sql(&self, sql: &str) -> Result<i64, String> {
+        match &self.raw {
+            Raw::Pg(url) => {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                let rows = client.query(sql, &[]).await.map_err(|e| format!("{e:?}"))?;
+                Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)))
+            }
+            Raw::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+                let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+                let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+                match rows.next().map_err(|e| e.to_string())? {
+                    Some(row) => row.get(0).map_err(|e| e.to_string()),
+                    None => Ok(0),
+                }
+            }
+        }
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        self.raw_sql(&format!("SELECT count(*) FROM {table}"))
+            .await
+            .expect("count rows")
+    }
+}
+
+macro_rules! suite {
+    ($($test:ident),* $(,)?) => {
+        mod pg {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Backend::pg().await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Backend::sqlite().await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    ping_answers,
+    sessions_are_created_and_found_by_code_and_id,
+    a_taken_code_is_code_taken_and_writes_nothing,
+    language_and_text_are_updated_and_unknown_ids_are_not_found,
+    appended_updates_keep_input_order_and_seq_grows_across_batches_and_sessions,
+    a_batch_is_all_or_nothing,
+    concurrent_batches_all_land_with_distinct_seqs,
+    load_document_is_the_newest_snapshot_plus_only_later_updates,
+    history_keeps_every_update_after_snapshots_and_refuses_rewrites,
+    participants_count_only_while_their_hub_is_alive,
+    runs_are_listed_newest_first_with_a_limit,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn new_session(title: &str) -> NewSession {
+    NewSession {
+        code: SessionCode::generate(),
+        title: Title::parse(title).unwrap(),
+        language: Language::Python,
+    }
+}
+
+async fn session(b: &Backend) -> Session {
+    b.store.create_session(new_session("t")).await.unwrap()
+}
+
+fn update(session_id: Uuid, author: Option<Uuid>, data: &str) -> NewUpdate {
+    NewUpdate {
+        session_id,
+        author,
+        data: data.as_bytes().to_vec(),
+    }
+}
+
+fn payloads(updates: &[duet_storage::StoredUpdate]) -> Vec<String> {
+    updates
+        .iter()
+        .map(|u| String::from_utf8(u.data.clone()).unwrap())
+        .collect()
+}
+
+fn assert_recent(t: OffsetDateTime) {
+    let age = OffsetDateTime::now_utc() - t;
+    assert!(
+        age.abs() < time::Duration::seconds(60),
+        "timestamp {t} is not about now"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suite
+
+async fn ping_answers(b: Backend) {
+    b.store.ping().await.unwrap();
+}
+
+async fn sessions_are_created_and_found_by_code_and_id(b: Backend) {
+    let new = new_session("Senior backend — round 2");
+    let created = b.store.create_session(new.clone()).await.unwrap();
+    assert_eq!(created.code, new.code);
+    assert_eq!(created.title, new.title);
+    assert_eq!(created.language, Language::Python);
+    assert_eq!(created.text, "");
+    assert_recent(created.created_at);
+
+    let by_code = b.store.session_by_code(&new.code).await.unwrap();
+    assert_eq!(
+        by_code.as_ref(),
+        Some(&created),
+        "read back exactly what create returned"
+    );
+    let by_id = b.store.session_by_id(created.id).await.unwrap();
+    assert_eq!(by_id.as_ref(), Some(&created));
+
+    let other = b.store.create_session(new_session("")).await.unwrap();
+    assert_ne!(other.id, created.id);
+    assert_eq!(
+        b.store.session_by_id(other.id).await.unwrap().unwrap().code,
+        other.code
+    );
+
+    let unknown = loop {
+        let c = SessionCode::generate();
+        if c != created.code && c != other.code {
+            break c;
+        }
+    };
+    assert_eq!(b.store.session_by_code(&unknown).await.unwrap(), None);
+    assert_eq!(b.store.session_by_id(Uuid::new_v4()).await.unwrap(), None);
+}
+
+async fn a_taken_code_is_code_taken_and_writes_nothing(b: Backend) {
+    let first = b.store.create_session(new_session("first")).await.unwrap();
+    let clash = NewSession {
+        code: first.code.clone(),
+        title: Title::parse("second").unwrap(),
+        language: Language::Html,
+    };
+    let err = b.store.create_session(clash).await.unwrap_err();
+    assert!(matches!(err, StorageError::CodeTaken), "got {err:?}");
+
+    assert_eq!(
+        b.count("sessions").await,
+        1,
+        "the rejected session left no row"
+    );
+    let stored = b.store.session_by_code(&first.code).await.unwrap();
+    assert_eq!(stored, Some(first), "the existing session is untouched");
+
+    // The caller's retry with another code succeeds.
+    b.store.create_session(new_session("second")).await.unwrap();
+    assert_eq!(b.count("sessions").await, 2);
+}
+
+async fn language_and_text_are_updated_and_unknown_ids_are_not_found(b: Backend) {
+    let s = session(&b).await;
+    let other = session(&b).await;
+    b.store.set_language(s.id, Language::Html).await.unwrap();
+    b.store.set_text(s.id, "<h1>héllo 🌍</h1>\n").await.unwrap();
+    let got = b.store.session_by_id(s.id).await.unwrap().unwrap();
+    assert_eq!(got.language, Language::Html);
+    assert_eq!(got.text, "<h1>héllo 🌍</h1>\n");
+    assert_eq!(got.code, s.code);
+
+    let untouched = b.store.session_by_id(other.id).await.unwrap().unwrap();
+    assert_eq!(untouched, other, "only the targeted session changed");
+
+    let missing = Uuid::new_v4();
+    let err = b
+        .store
+        .set_language(missing, Language::Python)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+    let err = b.store.set_text(missing, "x").await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn appended_updates_keep_input_order_and_seq_grows_across_batches_and_sessions(b: Backend) {
+    let a = session(&b).await;
+    let c = session(&b).await;
+    let alice = Uuid::new_v4();
+    assert_eq!(
+        b.store.append_updates(&[]).await.unwrap(),
+        Vec::<i64>::new()
+    );
+
+    let first = vec![
+        update(a.id, Some(alice), "a1"),
+        update(c.id, None, "c1"),
+        update(a.id, None, "a2"),
+        update(a.id, Some(alice), "a3"),
+        update(c.id, Some(alice), "c2"),
+    ];
+    let seqs1 = b.store.append_updates(&first).await.unwrap();
+    assert_eq!(seqs1.len(), first.len());
+    assert!(
+        seqs1.windows(2).all(|w| w[0] < w[1]),
+        "seqs follow input order: {seqs1:?}"
+    );
+
+    // A batch large enough to matter, with distinct payloads.
+    let second: Vec<NewUpdate> = (0..300)
+        .map(|i| update(if i % 3 == 0 { c.id } else { a.id }, None, &format!("b{i}")))
+        .collect();
+    let seqs2 = b.store.append_updates(&second).await.unwrap();
+    assert_eq!(seqs2.len(), 300);
+    assert!(seqs2.windows(2).all(|w| w[0] < w[1]));
+    assert!(
+        seqs2[0] > *seqs1.last().unwrap(),
+        "a later batch gets larger seqs"
+    );
+
+    let history_a = b.store.history(a.id).await.unwrap();
+    let mut expected_a = vec!["a1".to_owned(), "a2".into(), "a3".into()];
+    expected_a.extend((0..300).filter(|i| i % 3 != 0).map(|i| format!("b{i}")));
+    assert_eq!(payloads(&history_a), expected_a);
+    assert!(history_a.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(history_a[0].author, Some(alice));
+    assert_eq!(history_a[1].author, None);
+    assert_eq!(
+        history_a[0].seq, seqs1[0],
+        "the returned seq is the stored one"
+    );
+    assert_eq!(history_a[2].seq, seqs1[3]);
+    assert_recent(history_a[0].created_at);
+
+    let history_c = b.store.history(c.id).await.unwrap();
+    let mut expected_c = vec!["c1".to_owned(), "c2".into()];
+    expected_c.extend((0..300).filter(|i| i % 3 == 0).map(|i| format!("b{i}")));
+    assert_eq!(payloads(&history_c), expected_c);
+    assert_eq!(history_c[1].author, Some(alice));
+
+    // Binary data round-trips byte for byte.
+    let bytes: Vec<u8> = (0..=255).collect();
+    let seq = b
+        .store
+        .append_updates(&[NewUpdate {
+            session_id: c.id,
+            author: None,
+            data: bytes.clone(),
+        }])
+        .await
+        .unwrap();
+    let last = b.store.history(c.id).await.unwrap().pop().unwrap();
+    assert_eq!((last.seq, last.data), (seq[0], bytes));
+}
+
+async fn a_batch_is_all_or_nothing(b: Backend) {
+    let s = session(&b).await;
+    b.store
+        .append_updates(&[update(s.id, None, "kept")])
+        .await
+        .unwrap();
+    let batch = vec![
+        update(s.id, None, "x1"),
+        update(Uuid::new_v4(), None, "orphan"),
+        update(s.id, None, "x2"),
+    ];
+    let err = b.store.append_updates(&batch).await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+    assert_eq!(payloads(&b.store.history(s.id).await.unwrap()), ["kept"]);
+    assert_eq!(
+        b.count("doc_updates").await,
+        1,
+        "no row of the failed batch was kept"
+    );
+
+    // And the store goes on working.
+    b.store
+        .append_updates(&[update(s.id, None, "after")])
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads(&b.store.history(s.id).await.unwrap()),
+        ["kept", "after"]
+    );
+}
+
+async fn concurrent_batches_all_land_with_distinct_seqs(b: Backend) {
+    let s = session(&b).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for batch in 0..5 {
+                    let updates: Vec<_> = (0..20)
+                        .map(|i| update(s.id, None, &format!("{t}-{batch}-{i}")))
+                        .collect();
+                    seqs.extend(store.append_updates(&updates).await.unwrap());
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        let seqs = task.await.unwrap();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one writer's seqs only grow"
+        );
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 400, "every update got its own seq");
+    let history = b.store.history(s.id).await.unwrap();
+    assert_eq!(history.iter().map(|u| u.seq).collect::<Vec<_>>(), all);
+}
+
+async fn load_document_is_the_newest_snapshot_plus_only_later_updates(b: Backend) {
+    let s = session(&b).await;
+    let other = session(&b).await;
+
+    let empty = b.store.load_document(s.id).await.unwrap();
+    assert_eq!(empty.snapshot, None);
+    assert!(empty.updates.is_empty());
+
+    let first: Vec<_> = (1..=5)
+        .map(|i| update(s.id, None, &format!("u{i}")))
+        .collect();
+    let seqs = b.store.append_updates(&first).await.unwrap();
+    b.store
+        .append_updates(&[update(other.id, None, "elsewhere")])
+        .await
+        .unwrap();
+
+    let doc = b.store.load_document(s.id).await.unwrap();
+    assert_eq!(doc.snapshot, None);
+    assert_eq!(payloads(&doc.updates), ["u1", "u2", "u3", "u4", "u5"]);
+
+    b.store
+        .save_snapshot(s.id, seqs[1], b"snap-upto-u2")
+        .await
+        .unwrap();
+    b.store
+        .save_snapshot(s.id, seqs[3], b"snap-upto-u4")
+        .await
+        .unwrap();
+    // Saved last but older: "newest" means the highest upto_seq, not the latest write.
+    b.store
+        .save_snapshot(s.id, seqs[2], b"snap-upto-u3")
+        .await
+        .unwrap();
+    // Saving the same point again keeps the first snapshot.
+    b.store
+        .save_snapshot(s.id, seqs[3], b"duplicate")
+        .await
+        .unwrap();
+    let more: Vec<_> = (6..=7)
+        .map(|i| update(s.id, None, &format!("u{i}")))
+        .collect();
+    b.store.append_updates(&more).await.unwrap();
+
+    let doc = b.store.load_document(s.id).await.unwrap();
+    let snap = doc.snapshot.expect("a snapshot");
+    assert_eq!(snap.upto_seq, seqs[3]);
+    assert_eq!(snap.data, b"snap-upto-u4");
+    assert_eq!(payloads(&doc.updates), ["u5", "u6", "u7"]);
+    assert!(doc.updates.iter().all(|u| u.seq > snap.upto_seq));
+
+    // Snapshots of one session do not leak into another.
+    let doc = b.store.load_document(other.id).await.unwrap();
+    assert_eq!(doc.snapshot, None);
+    assert_eq!(payloads(&doc.updates), ["elsewhere"]);
+
+    let err = b
+        .store
+        .save_snapshot(Uuid::new_v4(), 1, b"x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn history_keeps_every_update_after_snapshots_and_refuses_rewrites(b: Backend) {
+    let s = session(&b).await;
+    let batch: Vec<_> = (1..=6)
+        .map(|i| update(s.id, None, &format!("u{i}")))
+        .collect();
+    let seqs = b.store.append_updates(&batch).await.unwrap();
+    b.store
+        .save_snapshot(s.id, seqs[5], b"everything")
+        .await
+        .unwrap();
+    b.store
+        .append_updates(&[update(s.id, None, "u7")])
+        .await
+        .unwrap();
+
+    let history = b.store.history(s.id).await.unwrap();
+    assert_eq!(
+        payloads(&history),
+        ["u1", "u2", "u3", "u4", "u5", "u6", "u7"]
+    );
+    assert_eq!(b.count("doc_updates").await, 7);
+    assert_eq!(b.store.load_document(s.id).await.unwrap().updates.len(), 1);
+
+    // The database itself refuses to rewrite history, whoever asks.
+    let delete = b.raw_sql("DELETE FROM doc_updates").await;
+    assert!(
+        delete.as_ref().is_err_and(|e| e.contains("append-only")),
+        "got {delete:?}"
+    );
+    let rewrite = b.raw_sql("UPDATE doc_updates SET data = data").await;
+    assert!(
+        rewrite.as_ref().is_err_and(|e| e.contains("append-only")),
+        "got {rewrite:?}"
+    );
+    assert_eq!(b.count("doc_updates").await, 7);
+}
+
+async fn participants_count_only_while_their_hub_is_alive(b: Backend) {
+    let s = session(&b).await;
+    let other = session(&b).await;
+    let participant = |session_id: Uuid, hub: &str, name: &str| Participant {
+        id: Uuid::new_v4(),
+        session_id,
+        user_id: Uuid::new_v4(),
+        name: name.into(),
+        color: "#e91e63".into(),
+        hub_id: hub.into(),
+    };
+    // Hub ids are random so the test does not depend on other rows (shared tables stay isolated
+    // anyway: each test has its own database).
+    let short = format!("hub-short-{}", Uuid::new_v4());
+    let long = format!("hub-long-{}", Uuid::new_v4());
+    let silent = format!("hub-silent-{}", Uuid::new_v4());
+    b.store.hub_heartbeat(&short, 1).await.unwrap();
+    b.store.hub_heartbeat(&long, 60).await.unwrap();
+
+    let p1 = participant(s.id, &short, "Ada");
+    let p2 = participant(s.id, &short, "Grace");
+    let p3 = participant(s.id, &long, "Linus");
+    let p4 = participant(s.id, &silent, "Ghost");
+    let p5 = participant(other.id, &long, "Elsewhere");
+    for p in [&p1, &p2, &p3, &p4, &p5] {
+        b.store.add_participant(p).await.unwrap();
+    }
+    // Adding again is idempotent (a re-sent join), not a second connection.
+    b.store.add_participant(&p1).await.unwrap();
+    assert_eq!(
+        b.store.connected_count(s.id).await.unwrap(),
+        3,
+        "a hub with no heartbeat counts for nothing"
+    );
+    assert_eq!(b.store.connected_count(other.id).await.unwrap(), 1);
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        b.store.connected_count(s.id).await.unwrap(),
+        1,
+        "the short hub expired"
+    );
+
+    b.store.hub_heartbeat(&short, 60).await.unwrap();
+    assert_eq!(
+        b.store.connected_count(s.id).await.unwrap(),
+        3,
+        "its heartbeat revives its rows"
+    );
+
+    b.store.remove_participant(p1.id).await.unwrap();
+    b.store.remove_participant(p1.id).await.unwrap();
+    assert_eq!(b.store.connected_count(s.id).await.unwrap(), 2);
+
+    b.store.remove_hub_participants(&short).await.unwrap();
+    assert_eq!(
+        b.store.connected_count(s.id).await.unwrap(),
+        1,
+        "only the long hub's row is left"
+    );
+    assert_eq!(
+        b.store.connected_count(other.id).await.unwrap(),
+        1,
+        "other hubs keep their rows"
+    );
+    assert_eq!(b.count("participants").await, 3, "p3, p4 and p5 remain");
+
+    let err = b
+        .store
+        .add_participant(&participant(Uuid::new_v4(), &long, "Nobody"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn runs_are_listed_newest_first_with_a_limit(b: Backend) {
+    let s = session(&b).await;
+    let other = session(&b).await;
+    let user = Uuid::new_v4();
+    let mut recorded = Vec::new();
+    for i in 0..5 {
+        let run = b
+            .store
+            .record_run(NewRun {
+                session_id: s.id,
+                user_id: (i % 2 == 0).then_some(user),
+                user_name: format!("user {i}"),
+                language: if i == 4 {
+                    Language::Javascript
+                } else {
+                    Language::Python
+                },
+                output: format!("output {i}\nline two"),
+                status: if i == 3 { "error".into() } else { "ok".into() },
+                duration_ms: 10 * i,
+            })
+            .await
+            .unwrap();
+        assert_recent(run.created_at);
+        recorded.push(run);
+        // Distinct timestamps on any clock resolution.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.store
+        .record_run(NewRun {
+            session_id: other.id,
+            user_id: None,
+            user_name: "x".into(),
+            language: Language::Html,
+            output: String::new(),
+            status: "ok".into(),
+            duration_ms: 1,
+        })
+        .await
+        .unwrap();
+
+    let recent = b.store.recent_runs(s.id, 3).await.unwrap();
+    let expected: Vec<_> = recorded.iter().rev().take(3).cloned().collect();
+    assert_eq!(recent, expected, "newest first, limited, fields round-trip");
+
+    assert_eq!(b.store.recent_runs(s.id, 100).await.unwrap().len(), 5);
+    assert!(b.store.recent_runs(s.id, 0).await.unwrap().is_empty());
+    assert!(b
+        .store
+        .recent_runs(Uuid::new_v4(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let err = b
+        .store
+        .record_run(NewRun {
+            session_id: Uuid::new_v4(),
+            user_id: None,
+            user_name: "x".into(),
+            language: Language::Html,
+            output: String::new(),
+            status: "ok".into(),
+            duration_ms: 1,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite only
+
+#[tokio::test]
+async fn sqlite_in_memory_works() {
+    let store = SqliteStorage::in_memory().unwrap();
+    let s = store.create_session(new_session("mem")).await.unwrap();
+    store
+        .append_updates(&[update(s.id, None, "x")])
+        .await
+        .unwrap();
+    assert_eq!(store.session_by_id(s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(payloads(&store.history(s.id).await.unwrap()), ["x"]);
+}
+
+#[tokio::test]
+async fn sqlite_creates_its_directory_uses_wal_and_persists_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/deeper/duet.db");
+    let s = {
+        let store = SqliteStorage::open(&path).unwrap();
+        let s = store.create_session(new_session("kept")).await.unwrap();
+        store
+            .append_updates(&[update(s.id, None, "edit")])
+            .await
+            .unwrap();
+        s
+    };
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(raw);
+
+    // Reopening runs the migrations again: nothing to do, nothing lost.
+    let store = SqliteStorage::open(&path).unwrap();
+    assert_eq!(store.session_by_id(s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(payloads(&store.history(s.id).await.unwrap()), ["edit"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only
+
+#[tokio::test]
+async fn pg_replicas_connecting_together_migrate_once() {
+    let url = fresh_database_url().await;
+    let (a, b, c) = tokio::join!(
+        PgStorage::connect(&url),
+        PgStorage::connect(&url),
+        PgStorage::connect(&url)
+    );
+    let (a, b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    let s = a.create_session(new_session("shared")).await.unwrap();
+    assert_eq!(b.session_by_id(s.id).await.unwrap(), Some(s));
+}
+
+#[tokio::test]
+async fn pg_connect_to_nothing_is_unavailable_quickly() {
+    let port = duet_testkit::free_port();
+    let started = Instant::now();
+    let err = PgStorage::connect(&format!("postgres://postgres@127.0.0.1:{port}/duet"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "got {err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The database goes away under a running storage: calls fail fast as `Unavailable` (never hang),
+/// and once it is back the same storage works again without being rebuilt.
+#[tokio::test]
+async fn pg_outage_is_unavailable_then_recovers_without_rebuilding() {
+    let mut server = TestPostgres::start().await;
+    let url = server.fresh_database_url().await;
+    let store = PgStorage::connect(&url).await.unwrap();
+    let s = store.create_session(new_session("outage")).await.unwrap();
+    // Fill the pool with several open connections, which the outage will kill.
+    let warm: Vec<_> = (0..4).map(|_| store.session_by_id(s.id)).collect();
+    for r in futures_util::future::join_all(warm).await {
+        r.unwrap();
+    }
+
+    server.stop().await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = store.session_by_id(s.id).await.unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "got {err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        let err = store
+            .append_updates(&[update(s.id, None, "lost")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "got {err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "got {err:?}");
+
+    server.start_again().await;
+    store
+        .ping()
+        .await
+        .expect("the first call after the restart succeeds");
+    assert_eq!(store.session_by_id(s.id).await.unwrap(), Some(s.clone()));
+    let seqs = store
+        .append_updates(&[update(s.id, None, "after")])
+        .await
+        .unwrap();
+    assert_eq!(seqs.len(), 1);
+    assert_eq!(
+        payloads(&store.history(s.id).await.unwrap()),
+        ["after"],
+        "the failed append wrote nothing"
+    );
+}
