@@ -68,4 +68,6 @@ pub trait Bus: Send + Sync + 'static {
     async fn set_with_ttl(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), BusError>;
     /// Keys with the given prefix that have not expired, for discovering live hubs.
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, BusError>;
+    /// The value of a key that has not expired (a hub's registered URL).
+    async fn get(&self, key: &str) -> Result<Option<String>, BusError>;
 }

@@ -98,6 +98,16 @@ impl Bus for LocalBus {
         Ok(())
     }
 
+    async fn get(&self, key: &str) -> Result<Option<String>, BusError> {
+        let now = Instant::now();
+        Ok(self
+            .shared
+            .keys()
+            .get(key)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(value, _)| value.clone()))
+    }
+
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, BusError> {
         let now = Instant::now();
         let mut keys = self.shared.keys();

@@ -243,6 +243,12 @@ impl Bus for RedisBus {
         query::<()>(&self.commands, "set", &set).await
     }
 
+    async fn get(&self, key: &str) -> Result<Option<String>, BusError> {
+        let mut get = ::redis::cmd("GET");
+        get.arg(key);
+        query::<Option<String>>(&self.commands, "get", &get).await
+    }
+
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, BusError> {
         let pattern = format!("{}*", escape_glob(prefix));
         // SCAN may return a key more than once; the set removes duplicates (and sorts).
