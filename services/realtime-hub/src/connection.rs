@@ -202,7 +202,12 @@ impl Connection {
                 Ok(iv) => iv,
                 Err(e) => return Err((e, ack)),
             };
-            match iv.admit(local, ack) {
+            let joined = Joined {
+                iv: iv.clone(),
+                user: user.clone(),
+                row_id,
+            };
+            match iv.admit(local, ack, || self.state.lock().joined = Some(joined)) {
                 Ok(()) => break iv,
                 // Unloaded meanwhile: the next lookup loads it afresh.
                 Err(back) => {
@@ -214,18 +219,10 @@ impl Connection {
                 }
             }
         };
-        {
-            let mut st = self.state.lock();
-            if st.closed {
-                drop(st);
-                iv.leave(self.sink.id());
-                return Ok(());
-            }
-            st.joined = Some(Joined {
-                iv: iv.clone(),
-                user: user.clone(),
-                row_id,
-            });
+        if self.state.lock().closed {
+            // Disconnected while joining.
+            self.leave().await;
+            return Ok(());
         }
         let row = participant_row(&self.ctx, session.id, row_id, &user);
         match self.ctx.storage.add_participant(&row).await {

@@ -1,4 +1,51 @@
-//! duet-realtime-hub (work in progress)
+//! # duet-realtime-hub
+//!
+//! Where interviews live: participants connect over Socket.IO (`/socket.io/`), edit one Yjs document
+//! per interview, see each other's cursors, and every edit is committed to the database before it is
+//! acknowledged. Hubs scale out: each interview has a bus channel (`duet:interview:<session_id>`) that
+//! relays edits between the hubs that have participants in it. The wire protocol is
+//! `docs/PROTOCOL.md`.
+//!
+//! ## Using it
+//!
+//! Embedded (the all-in-one `duet` binary, or any actix-web app):
+//!
+//! ```no_run
+//! # async fn demo(settings: duet_config::Settings,
+//! #               storage: std::sync::Arc<dyn duet_storage::Storage>,
+//! #               bus: std::sync::Arc<dyn duet_bus::Bus>) -> anyhow::Result<()> {
+//! use duet_realtime_hub::Hub;
+//! let hub = Hub::start(&settings, storage, bus).await?;       // background tasks, registration
+//! let routes = hub.clone();
+//! let server = actix_web::HttpServer::new(move || {
+//!     actix_web::App::new().configure(|c| routes.configure(c)) // mounts /socket.io/
+//! });
+//! // … serve; on SIGTERM:
+//! hub.shutdown().await;  // disconnect clients, commit pending edits, deregister, remove rows
+//! # let _ = server; Ok(()) }
+//! ```
+//!
+//! - [`Hub::start`] / [`Hub::start_with`] (with [`HubOptions`], e.g. the URL registered for the
+//!   gateway), [`Hub::configure`], [`Hub::ready`] (database and bus answer, not shutting down),
+//!   [`Hub::shutdown`], [`Hub::metrics`] (Prometheus text).
+//! - Standalone: [`startup::Application`] (`Application::build(&settings)` binds — port 0 for tests —
+//!   opens PostgreSQL/Redis, or SQLite/in-process bus when `DATABASE_URL`/`REDIS_URL` are unset, and
+//!   serves `/socket.io/`, `/healthz`, `/readyz`, `/metrics`; then `port()`, `run_until_stopped()`).
+//!   `main.rs` of the `realtime-hub` binary is just that.
+//!
+//! ## How it is built
+//!
+//! - [`interview`]: one live interview — a yrs `Doc` with the `Y.Text` `"code"` (UTF-16 offsets),
+//!   awareness, language, participants; y-protocols sync (step 1/2, updates, awareness); seed
+//!   `code_change` applied as a rebased minimal diff ([`interview::text`]); the durability bookkeeping
+//!   that releases acks only after commit. Its worker task owns the bus subscription and does resyncs,
+//!   snapshots, plain-text saves and unloading.
+//! - [`writer`]: group commit — one task per hub batches every interview's updates into one
+//!   `Storage::append_updates` per flush interval, retries with backoff while the database is down.
+//! - [`relay`]: what hubs say to each other on the bus; [`core`]: registry, loading, heartbeat,
+//!   shutdown; [`connection`]: per-connection validation and rate limits; [`socket`]: the Socket.IO
+//!   wiring. [`transport`] is the seam that keeps the core testable without sockets.
+//! - Limits and timings are named constants in [`limits`], each with its reason.
 
 pub mod connection;
 pub mod core;
@@ -8,5 +55,188 @@ pub mod interview;
 pub mod limits;
 pub mod presence;
 pub mod relay;
+pub mod socket;
+pub mod startup;
 pub mod transport;
 pub mod writer;
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duet_bus::Bus;
+use duet_config::Settings;
+use duet_socketio::{SioConfig, SocketIo};
+use duet_storage::Storage;
+
+use crate::core::Core;
+use crate::ctx::HubConfig;
+
+pub use crate::error::{ErrorCode, HubError};
+
+/// Options beyond `Settings`.
+#[derive(Debug, Clone, Default)]
+pub struct HubOptions {
+    /// Base URL registered in Redis (`duet:hub:<id>`) for the gateway. Default:
+    /// `http://{settings.host}:{settings.port}`.
+    pub public_url: Option<String>,
+}
+
+/// A running hub. Cheap to clone (every clone is the same hub).
+#[derive(Clone)]
+pub struct Hub {
+    core: Core,
+    io: SocketIo,
+}
+
+impl Hub {
+    /// Starts a hub with the URL derived from `settings`.
+    pub async fn start(
+        settings: &Settings,
+        storage: Arc<dyn Storage>,
+        bus: Arc<dyn Bus>,
+    ) -> anyhow::Result<Hub> {
+        Self::start_with(settings, storage, bus, HubOptions::default()).await
+    }
+
+    /// Starts a hub: the group-commit writer, the bus publisher and the heartbeat run until
+    /// [`Hub::shutdown`].
+    pub async fn start_with(
+        settings: &Settings,
+        storage: Arc<dyn Storage>,
+        bus: Arc<dyn Bus>,
+        options: HubOptions,
+    ) -> anyhow::Result<Hub> {
+        let h = &settings.hub;
+        let cfg = HubConfig {
+            flush_interval: Duration::from_millis(h.flush_interval_ms.max(1)),
+            snapshot_every: h.snapshot_every.max(1),
+            idle_unload: Duration::from_secs(h.idle_unload_secs),
+            heartbeat_ttl: Duration::from_secs(h.heartbeat_ttl_secs),
+            max_message_bytes: settings.max_content_length,
+        };
+        let io = SocketIo::builder()
+            .config(SioConfig {
+                ping_interval: Duration::from_millis(h.ping_interval_ms),
+                ping_timeout: Duration::from_millis(h.ping_timeout_ms),
+                max_payload: settings.max_content_length,
+                allowed_origins: (!h.allowed_origins.is_empty()).then(|| h.allowed_origins.clone()),
+                ..SioConfig::default()
+            })
+            .build();
+        let hub_id = h
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("hub-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+        let public_url = options
+            .public_url
+            .unwrap_or_else(|| format!("http://{}:{}", settings.host, settings.port));
+        let core = Core::start(
+            cfg,
+            hub_id,
+            public_url,
+            storage,
+            bus,
+            Arc::new(socket::SioOut(io.clone())),
+        )
+        .await?;
+        socket::mount(&io, core.clone());
+        Ok(Hub { core, io })
+    }
+
+    /// Mounts `/socket.io/` (HTTP long-polling and WebSocket).
+    pub fn configure(&self, cfg: &mut actix_web::web::ServiceConfig) {
+        self.io.configure(cfg);
+    }
+
+    /// True while the hub can serve: the database and the bus answer and it is not shutting down.
+    pub async fn ready(&self) -> bool {
+        self.core.ready().await
+    }
+
+    /// Graceful shutdown: disconnects every client (they reconnect to another hub), commits every
+    /// pending edit, removes this hub's participant rows and its registration. Idempotent.
+    pub async fn shutdown(&self) {
+        self.io.shutdown();
+        self.core.shutdown().await;
+    }
+
+    /// This hub's id (Redis registration and participant rows).
+    pub fn id(&self) -> &str {
+        self.core.hub_id()
+    }
+
+    /// The transport-independent core (tests, embedding).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Prometheus text exposition of the hub's metrics.
+    pub fn metrics(&self) -> String {
+        let s = self.core.stats();
+        let (interviews, users) = self.core.load();
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        };
+        gauge(
+            "duet_hub_active_interviews",
+            "Interviews loaded on this hub.",
+            "gauge",
+            interviews as u64,
+        );
+        gauge(
+            "duet_hub_connected_users",
+            "Participants connected to this hub.",
+            "gauge",
+            users as u64,
+        );
+        gauge(
+            "duet_hub_connections_total",
+            "Socket.IO connections accepted.",
+            "counter",
+            s.connections.load(Ordering::Relaxed),
+        );
+        gauge(
+            "duet_hub_messages_total",
+            "Collaboration messages received.",
+            "counter",
+            s.messages_in.load(Ordering::Relaxed),
+        );
+        gauge(
+            "duet_hub_updates_committed_total",
+            "Document updates committed.",
+            "counter",
+            s.updates_committed.load(Ordering::Relaxed),
+        );
+        gauge(
+            "duet_hub_commit_batches_total",
+            "Group-commit transactions.",
+            "counter",
+            s.commit_batches.load(Ordering::Relaxed),
+        );
+        gauge(
+            "duet_hub_errors_total",
+            "Typed errors sent to clients.",
+            "counter",
+            s.errors_sent.load(Ordering::Relaxed),
+        );
+        gauge(
+            "duet_hub_bus_dropped_total",
+            "Bus messages dropped (queue full).",
+            "counter",
+            s.bus_dropped.load(Ordering::Relaxed),
+        );
+        gauge(
+            "duet_hub_resyncs_total",
+            "Interview resyncs after missed bus messages.",
+            "counter",
+            s.resyncs.load(Ordering::Relaxed),
+        );
+        out
+    }
+}

@@ -1,1 +1,22 @@
-fn main() {}
+//! `realtime-hub`: the standalone hub service (see the library's docs).
+
+use duet_config::{LogFormat, Settings};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("realtime-hub: {e}");
+            std::process::exit(2);
+        }
+    };
+    duet_telemetry::init(&settings.log_level, settings.log_format == LogFormat::Json);
+    let app = duet_realtime_hub::startup::Application::build(&settings).await?;
+    tracing::info!(
+        "realtime hub listening on http://{}:{}/",
+        settings.host,
+        app.port()
+    );
+    app.run_until_stopped().await
+}

@@ -321,6 +321,7 @@ impl Interview {
         &self,
         local: Local,
         ack: Option<AckFn>,
+        on_admitted: impl FnOnce(),
     ) -> Result<(), Box<(Local, Option<AckFn>)>> {
         let mut st = self.state.lock();
         if st.closed {
@@ -355,6 +356,8 @@ impl Interview {
             "participants": participants,
             "count": after.len(),
         });
+        // The connection must know it joined before the client can act on the ack.
+        on_admitted();
         if let Some(ack) = ack {
             ack(Ok(body));
         }

@@ -1,0 +1,123 @@
+//! The Socket.IO wiring: each event of the main namespace is handed to the connection's core object.
+//! Kept thin on purpose; everything that decides is in `connection.rs` and `interview/`.
+
+use std::sync::Arc;
+
+use duet_socketio::{AckSender, Payload, Socket, SocketIo};
+use serde_json::Value;
+
+use crate::core::Core;
+use crate::error::HubError;
+use crate::transport::{AckFn, ConnId, ConnSink, Outbound, Outgoing};
+
+fn payload(out: Outgoing) -> Payload {
+    match out {
+        Outgoing::Json(v) => Payload::json(v),
+        Outgoing::Binary(b) => Payload::empty().with_binary(b),
+    }
+}
+
+/// Room broadcasts through the Socket.IO server (each packet encoded once for all recipients).
+pub struct SioOut(pub SocketIo);
+
+impl Outbound for SioOut {
+    fn broadcast(&self, room: &str, except: Option<&ConnId>, event: &'static str, out: Outgoing) {
+        let mut op = self.0.to(room);
+        if let Some(id) = except {
+            op = op.except(id.as_ref());
+        }
+        op.emit(event, payload(out));
+    }
+}
+
+/// One Socket.IO socket as the core sees it.
+struct SocketSink {
+    id: ConnId,
+    socket: Socket,
+}
+
+impl ConnSink for SocketSink {
+    fn id(&self) -> &ConnId {
+        &self.id
+    }
+    fn emit(&self, event: &'static str, out: Outgoing) {
+        // A full queue disconnects the client (it resyncs on reconnect); nothing else to do here.
+        let _ = self.socket.emit(event, payload(out));
+    }
+    fn join(&self, room: &str) {
+        self.socket.join(room);
+    }
+    fn leave(&self, room: &str) {
+        self.socket.leave(room);
+    }
+    fn disconnect(&self) {
+        self.socket.disconnect();
+    }
+}
+
+fn ack_fn(ack: Option<AckSender>) -> Option<AckFn> {
+    ack.map(|a| {
+        Box::new(move |r: Result<Value, HubError>| {
+            let body = match r {
+                Ok(v) => v,
+                Err(e) => e.to_ack(),
+            };
+            let _ = a.send(Payload::json(body));
+        }) as AckFn
+    })
+}
+
+fn first_json(data: &Payload) -> Value {
+    data.args.first().cloned().unwrap_or(Value::Null)
+}
+
+/// Registers the main namespace's handlers.
+pub fn mount(io: &SocketIo, core: Core) {
+    io.ns("/", move |socket: Socket| {
+        let core = core.clone();
+        async move {
+            let sink = Arc::new(SocketSink {
+                id: socket.id().into(),
+                socket: socket.clone(),
+            });
+            let conn = core.connect(sink);
+
+            let c = conn.clone();
+            socket.on("join_session", move |_s, data: Payload, ack| {
+                let c = c.clone();
+                async move { c.join(first_json(&data), ack_fn(ack)).await }
+            });
+            let c = conn.clone();
+            socket.on("yjs", move |_s, data: Payload, ack| {
+                match data.binaries.first() {
+                    Some(bytes) => c.yjs(bytes, ack_fn(ack)),
+                    None => c.refuse(
+                        HubError::invalid("yjs needs one binary attachment"),
+                        ack_fn(ack),
+                    ),
+                }
+                std::future::ready(())
+            });
+            let c = conn.clone();
+            socket.on("code_change", move |_s, data: Payload, ack| {
+                c.code_change(first_json(&data), ack_fn(ack));
+                std::future::ready(())
+            });
+            let c = conn.clone();
+            socket.on("language_change", move |_s, data: Payload, ack| {
+                let c = c.clone();
+                async move { c.language_change(first_json(&data), ack_fn(ack)).await }
+            });
+            let c = conn.clone();
+            socket.on("execute_code", move |_s, data: Payload, ack| {
+                let c = c.clone();
+                async move { c.execute_code(first_json(&data), ack_fn(ack)).await }
+            });
+            let c = conn;
+            socket.on_disconnect(move |_s, _reason| {
+                let c = c.clone();
+                async move { c.disconnected().await }
+            });
+        }
+    });
+}
