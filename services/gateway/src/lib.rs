@@ -11,14 +11,48 @@ use std::time::Duration;
 
 use actix_web::{dev::Server, web, App, HttpServer};
 use async_trait::async_trait;
+use duet_bus::Bus;
 use duet_config::Settings;
 use duet_domain::SessionCode;
-use duet_telemetry::health::{ReadyCheck, Readiness};
+use duet_telemetry::health::{Readiness, ReadyCheck};
 use pages::{PagesState, SessionDirectory};
 use proxy::Upstreams;
 
 /// How long a page waits for the session-API to say whether an interview exists.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the set of live hubs is re-read from their Redis registrations. Hubs register with a TTL of
+/// several seconds, so a dead hub leaves the set within TTL + this.
+const HUB_REFRESH: Duration = Duration::from_secs(1);
+/// Key prefix under which hubs register their base URL (`duet:hub:<id>` → `http://host:port`).
+pub const HUB_KEY_PREFIX: &str = "duet:hub:";
+
+/// Reads the live hubs' URLs from their registrations.
+pub async fn live_hubs(bus: &dyn Bus) -> Result<Vec<String>, duet_bus::BusError> {
+    let mut urls = Vec::new();
+    for key in bus.keys_with_prefix(HUB_KEY_PREFIX).await? {
+        if let Some(url) = bus.get(&key).await? {
+            urls.push(url);
+        }
+    }
+    Ok(urls)
+}
+
+/// Keeps `upstreams` in step with the registered hubs. The static list from the settings is used
+/// whenever no hub is registered (or the bus cannot be read).
+fn spawn_hub_discovery(bus: Arc<dyn Bus>, upstreams: Arc<Upstreams>, fallback: Vec<String>) {
+    tokio::spawn(async move {
+        loop {
+            match live_hubs(bus.as_ref()).await {
+                Ok(hubs) if !hubs.is_empty() => upstreams.set_hubs(hubs),
+                Ok(_) => upstreams.set_hubs(fallback.clone()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read hub registrations; keeping the last set")
+                }
+            }
+            tokio::time::sleep(HUB_REFRESH).await;
+        }
+    });
+}
 
 /// Session lookups through the session-API (`GET /api/session/{code}`).
 struct ApiDirectory {
@@ -52,17 +86,33 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
-        Self::with_listener(settings, listener)
+        let bus: Option<Arc<dyn Bus>> = match settings.redis_url.as_deref() {
+            Some(url) => Some(Arc::new(duet_bus::RedisBus::connect(url).await?)),
+            None => None,
+        };
+        Self::with_listener(settings, listener, bus)
     }
 
-    pub fn with_listener(settings: &Settings, listener: TcpListener) -> anyhow::Result<Self> {
+    /// Serves on `listener`. With a bus, the hubs are the ones registered on it (refreshed every
+    /// [`HUB_REFRESH`]); without one, the static `gateway.hub_urls`.
+    pub fn with_listener(
+        settings: &Settings,
+        listener: TcpListener,
+        bus: Option<Arc<dyn Bus>>,
+    ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let apis = settings.gateway.session_api_urls.clone();
-        let upstreams = Arc::new(Upstreams::new(apis.clone(), settings.gateway.hub_urls.clone()));
+        let upstreams = Arc::new(Upstreams::new(
+            apis.clone(),
+            settings.gateway.hub_urls.clone(),
+        ));
         let http = reqwest::Client::new();
         let pages = PagesState {
             frontend_dir: settings.frontend_dir.clone(),
-            directory: Arc::new(ApiDirectory { http: http.clone(), apis: apis.clone() }),
+            directory: Arc::new(ApiDirectory {
+                http: http.clone(),
+                apis: apis.clone(),
+            }),
         };
         let readiness = Readiness(vec![ReadyCheck::new("session-api", move || {
             let http = http.clone();
@@ -70,13 +120,21 @@ impl Application {
             async move {
                 for api in &apis {
                     let url = format!("{}/healthz", api.trim_end_matches('/'));
-                    if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                    if http
+                        .get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                    {
                         return Ok(());
                     }
                 }
                 Err("no session-API answers".to_owned())
             }
         })]);
+        if let Some(bus) = bus {
+            spawn_hub_discovery(bus, upstreams.clone(), settings.gateway.hub_urls.clone());
+        }
         let up = upstreams.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -91,7 +149,11 @@ impl Application {
         .shutdown_timeout(10)
         .listen(listener)?
         .run();
-        Ok(Self { port, server, upstreams })
+        Ok(Self {
+            port,
+            server,
+            upstreams,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -51,7 +51,10 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn message_page(title: &str, message: &str) -> String {
@@ -84,11 +87,18 @@ async fn index(state: web::Data<PagesState>) -> HttpResponse {
     page_file(&state, "index.html").await
 }
 
-async fn editor(state: web::Data<PagesState>, code: web::Path<String>, _req: HttpRequest) -> HttpResponse {
+async fn editor(
+    state: web::Data<PagesState>,
+    code: web::Path<String>,
+    _req: HttpRequest,
+) -> HttpResponse {
     let not_found = || {
         html(
             StatusCode::NOT_FOUND,
-            message_page("Interview not found", "No interview has this code. Check the link or ask for a new one."),
+            message_page(
+                "Interview not found",
+                "No interview has this code. Check the link or ask for a new one.",
+            ),
         )
     };
     let Ok(code) = SessionCode::parse(&code) else {
@@ -101,7 +111,10 @@ async fn editor(state: web::Data<PagesState>, code: web::Path<String>, _req: Htt
             tracing::warn!(error = %e, "session lookup failed");
             html(
                 StatusCode::SERVICE_UNAVAILABLE,
-                message_page("Try again shortly", "Duet cannot reach its database right now."),
+                message_page(
+                    "Try again shortly",
+                    "Duet cannot reach its database right now.",
+                ),
             )
         }
     }

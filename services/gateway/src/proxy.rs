@@ -35,7 +35,11 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(apis: Vec<String>, hubs: Vec<String>) -> Self {
-        Self { apis, next_api: AtomicUsize::new(0), hubs: RwLock::new(hubs) }
+        Self {
+            apis,
+            next_api: AtomicUsize::new(0),
+            hubs: RwLock::new(hubs),
+        }
     }
 
     /// Replaces the set of live hubs (from Redis registration).
@@ -92,9 +96,16 @@ async fn forward_http(
     client: &awc::Client,
     upstream: &str,
 ) -> HttpResponse {
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let url = format!("{}{}", upstream.trim_end_matches('/'), path);
-    let mut fwd = client.request(req.method().clone(), &url).no_decompress().timeout(UPSTREAM_TIMEOUT);
+    let mut fwd = client
+        .request(req.method().clone(), &url)
+        .no_decompress()
+        .timeout(UPSTREAM_TIMEOUT);
     for (name, value) in req.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST {
             fwd = fwd.append_header((name.clone(), value.clone()));
@@ -154,9 +165,22 @@ pub async fn socketio(
 }
 
 /// Bridges a browser WebSocket to the hub's: frames are passed through unchanged in both directions.
-async fn forward_ws(req: HttpRequest, payload: web::Payload, client: &awc::Client, hub: &str) -> HttpResponse {
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let url = format!("{}{}", hub.trim_end_matches('/').replacen("http", "ws", 1), path);
+async fn forward_ws(
+    req: HttpRequest,
+    payload: web::Payload,
+    client: &awc::Client,
+    hub: &str,
+) -> HttpResponse {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let url = format!(
+        "{}{}",
+        hub.trim_end_matches('/').replacen("http", "ws", 1),
+        path
+    );
     let mut connect = client.ws(&url).max_frame_size(16 * 1024 * 1024);
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         connect = connect.origin(origin.clone());
@@ -244,7 +268,12 @@ mod tests {
             assert_eq!(&again.hub_for(k).unwrap(), b);
         }
         // Remove hub2: only its keys move.
-        again.set_hubs(hubs.iter().filter(|h| !h.ends_with("hub2")).cloned().collect());
+        again.set_hubs(
+            hubs.iter()
+                .filter(|h| !h.ends_with("hub2"))
+                .cloned()
+                .collect(),
+        );
         for (k, b) in keys.iter().zip(&before) {
             let now = again.hub_for(k).unwrap();
             if !b.ends_with("hub2") {

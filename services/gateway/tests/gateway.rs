@@ -27,7 +27,7 @@ fn settings(api_urls: Vec<String>, frontend: &std::path::Path) -> Settings {
 
 async fn spawn_gateway(s: &Settings) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = duet_gateway::Application::with_listener(s, listener).unwrap();
+    let app = duet_gateway::Application::with_listener(s, listener, None).unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     base
@@ -36,8 +36,16 @@ async fn spawn_gateway(s: &Settings) -> String {
 #[tokio::test]
 async fn api_and_pages_go_through_the_gateway() {
     let frontend = tempfile::tempdir().unwrap();
-    std::fs::write(frontend.path().join("index.html"), "<!doctype html><title>landing</title>").unwrap();
-    std::fs::write(frontend.path().join("editor.html"), "<!doctype html><title>editor</title>").unwrap();
+    std::fs::write(
+        frontend.path().join("index.html"),
+        "<!doctype html><title>landing</title>",
+    )
+    .unwrap();
+    std::fs::write(
+        frontend.path().join("editor.html"),
+        "<!doctype html><title>editor</title>",
+    )
+    .unwrap();
     std::fs::create_dir(frontend.path().join("static")).unwrap();
     std::fs::write(frontend.path().join("static/app.js"), "console.log(1)").unwrap();
 
@@ -57,23 +65,78 @@ async fn api_and_pages_go_through_the_gateway() {
     let code = created["code"].as_str().unwrap();
     assert_eq!(created["language"], "html");
 
-    let found: Value = http.get(format!("{gw}/api/session/{code}")).send().await.unwrap().json().await.unwrap();
+    let found: Value = http
+        .get(format!("{gw}/api/session/{code}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(found["id"], created["id"]);
 
     // Errors pass through unchanged.
-    let r = http.post(format!("{gw}/api/session")).header("content-type", "application/json").body("{").send().await.unwrap();
+    let r = http
+        .post(format!("{gw}/api/session"))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_json");
 
-    let page = http.get(format!("{gw}/interview/{code}")).send().await.unwrap();
+    let page = http
+        .get(format!("{gw}/interview/{code}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("editor"));
-    assert_eq!(http.get(format!("{gw}/interview/ZZZZ2222")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
-    assert_eq!(http.get(format!("{gw}/interview/bad")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
-    assert!(http.get(format!("{gw}/")).send().await.unwrap().text().await.unwrap().contains("landing"));
-    assert_eq!(http.get(format!("{gw}/static/app.js")).send().await.unwrap().text().await.unwrap(), "console.log(1)");
-    assert_eq!(http.get(format!("{gw}/readyz")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        http.get(format!("{gw}/interview/ZZZZ2222"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        http.get(format!("{gw}/interview/bad"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(http
+        .get(format!("{gw}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("landing"));
+    assert_eq!(
+        http.get(format!("{gw}/static/app.js"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "console.log(1)"
+    );
+    assert_eq!(
+        http.get(format!("{gw}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -82,14 +145,81 @@ async fn no_upstream_gives_a_json_502_and_not_ready() {
     let dead = format!("http://127.0.0.1:{}", duet_testkit::free_port());
     let gw = spawn_gateway(&settings(vec![dead], frontend.path())).await;
     let http = reqwest::Client::new();
-    let r = http.get(format!("{gw}/api/session/ZZZZ2222")).send().await.unwrap();
+    let r = http
+        .get(format!("{gw}/api/session/ZZZZ2222"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_unavailable");
-    let r = http.get(format!("{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222")).send().await.unwrap();
+    let r = http
+        .get(format!(
+            "{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222"
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "no hub configured");
-    assert_eq!(http.get(format!("{gw}/readyz")).send().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(http.get(format!("{gw}/interview/ZZZZ2222")).send().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        http.get(format!("{gw}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        http.get(format!("{gw}/interview/ZZZZ2222"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     // Without a built client the landing page says so instead of failing.
-    assert!(http.get(format!("{gw}/")).send().await.unwrap().text().await.unwrap().contains("not been built"));
+    assert!(http
+        .get(format!("{gw}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("not been built"));
+}
+
+#[tokio::test]
+async fn hubs_are_discovered_from_their_registrations() {
+    use duet_bus::Bus;
+    let bus: Arc<dyn Bus> = Arc::new(duet_bus::LocalBus::new());
+    let frontend = tempfile::tempdir().unwrap();
+    let s = settings(vec![], frontend.path());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = duet_gateway::Application::with_listener(&s, listener, Some(bus.clone())).unwrap();
+    let upstreams = app.upstreams();
+    tokio::spawn(app.run_until_stopped());
+    bus.set_with_ttl("duet:hub:a", "http://127.0.0.1:1", 2)
+        .await
+        .unwrap();
+    bus.set_with_ttl("duet:hub:b", "http://127.0.0.1:2", 60)
+        .await
+        .unwrap();
+    let wait_for = |want: Vec<&'static str>| {
+        let upstreams = upstreams.clone();
+        async move {
+            for _ in 0..60 {
+                let mut hubs = upstreams.hubs();
+                hubs.sort();
+                if hubs == want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("hubs never became {want:?}: {:?}", upstreams.hubs());
+        }
+    };
+    wait_for(vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]).await;
+    // Hub a stops refreshing its registration: it drops out when the TTL runs out.
+    wait_for(vec!["http://127.0.0.1:2"]).await;
 }

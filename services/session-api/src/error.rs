@@ -70,7 +70,9 @@ impl From<StorageError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) | Self::InvalidField(_) | Self::InvalidCode(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidJson(_) | Self::InvalidField(_) | Self::InvalidCode(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UnknownLanguage(_) | Self::TitleTooLong(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use actix_web::{dev::Server, http::StatusCode, web, App, HttpServer};
 use duet_config::Settings;
 use duet_storage::{postgres::PgStorage, Storage};
-use duet_telemetry::health::{ReadyCheck, Readiness};
+use duet_telemetry::health::{Readiness, ReadyCheck};
 
 pub use routes::ApiState;
 
@@ -65,9 +65,16 @@ impl Application {
     }
 
     /// Serves on `listener` with the given storage (tests use port 0 and any backend).
-    pub fn with_storage(listener: TcpListener, storage: Arc<dyn Storage>, max_body: usize) -> anyhow::Result<Self> {
+    pub fn with_storage(
+        listener: TcpListener,
+        storage: Arc<dyn Storage>,
+        max_body: usize,
+    ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
-        let state = ApiState { storage: storage.clone(), max_body };
+        let state = ApiState {
+            storage: storage.clone(),
+            max_body,
+        };
         let readiness = Readiness(vec![storage_check(storage)]);
         let server = HttpServer::new(move || {
             App::new()

@@ -3,7 +3,10 @@ use duet_config::Settings;
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    duet_telemetry::init(&settings.log_level, settings.log_format == duet_config::LogFormat::Json);
+    duet_telemetry::init(
+        &settings.log_level,
+        settings.log_format == duet_config::LogFormat::Json,
+    );
     let app = duet_session_api::Application::build(&settings).await?;
     tracing::info!(port = app.port(), "session-api listening");
     app.run_until_stopped().await?;

@@ -43,7 +43,11 @@ pub(crate) async fn with_timeout<T>(
 }
 
 /// Reads the body up to `limit` bytes; a longer one is refused with 413 before it is all read.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     if let Some(len) = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -84,13 +88,20 @@ pub async fn create_session(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.max_body).await?;
     if !body.is_empty() {
-        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !ct.is_empty() && !ct.starts_with("application/json") {
             return Err(ApiError::UnsupportedMediaType);
         }
     }
     let input: CreateSession = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateSession { language: None, title: None }
+        CreateSession {
+            language: None,
+            title: None,
+        }
     } else {
         serde_json::from_slice(&body).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => ApiError::InvalidField(e.to_string()),
@@ -104,7 +115,11 @@ pub async fn create_session(
     let title = Title::parse(input.title.as_deref().unwrap_or(""))?;
 
     for _ in 0..CODE_ATTEMPTS {
-        let new = NewSession { code: SessionCode::generate(), title: title.clone(), language };
+        let new = NewSession {
+            code: SessionCode::generate(),
+            title: title.clone(),
+            language,
+        };
         match with_timeout(state.storage.create_session(new)).await {
             Ok(session) => {
                 tracing::info!(code = %session.code, language = %session.language, "session created");
@@ -113,19 +128,27 @@ pub async fn create_session(
                     .json(session_json(&session)));
             }
             Err(ApiError::Unexpected(e))
-                if matches!(e.downcast_ref::<StorageError>(), Some(StorageError::CodeTaken)) =>
+                if matches!(
+                    e.downcast_ref::<StorageError>(),
+                    Some(StorageError::CodeTaken)
+                ) =>
             {
                 tracing::warn!("session code collision, retrying");
             }
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::Unexpected(anyhow::anyhow!("no free session code after {CODE_ATTEMPTS} attempts")))
+    Err(ApiError::Unexpected(anyhow::anyhow!(
+        "no free session code after {CODE_ATTEMPTS} attempts"
+    )))
 }
 
 /// `GET /api/session/{code}`
 #[tracing::instrument(skip(state))]
-pub async fn get_session(state: web::Data<ApiState>, code: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_session(
+    state: web::Data<ApiState>,
+    code: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let raw = code.into_inner();
     let code = SessionCode::parse(&raw)?;
     let session = with_timeout(state.storage.session_by_code(&code))
@@ -139,7 +162,10 @@ pub async fn get_session(state: web::Data<ApiState>, code: web::Path<String>) ->
 
 /// `GET /api/session/{code}/runs` — the newest runs (most recent first).
 #[tracing::instrument(skip(state))]
-pub async fn get_runs(state: web::Data<ApiState>, code: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_runs(
+    state: web::Data<ApiState>,
+    code: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let code = SessionCode::parse(&code.into_inner())?;
     let session = with_timeout(state.storage.session_by_code(&code))
         .await?

@@ -22,7 +22,10 @@ impl TestApp {
         let app = Application::with_storage(listener, storage, TEST_MAX_BODY).unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
-        Self { base, http: reqwest::Client::new() }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn post_raw(&self, body: &'static str, content_type: &str) -> (StatusCode, Value) {
@@ -39,13 +42,24 @@ impl TestApp {
     }
 
     async fn create(&self, body: Value) -> (StatusCode, Value) {
-        let r = self.http.post(format!("{}/api/session", self.base)).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/api/session", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap())
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -66,7 +80,9 @@ fn error_code(body: &Value) -> &str {
 
 async fn create_then_find(storage: Arc<dyn Storage>) {
     let app = TestApp::spawn(storage).await;
-    let (status, created) = app.create(json!({"language": "python", "title": "  Round 1 "})).await;
+    let (status, created) = app
+        .create(json!({"language": "python", "title": "  Round 1 "}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let code = created["code"].as_str().unwrap();
     assert!(duet_domain::SessionCode::parse(code).is_ok(), "{code}");
@@ -79,7 +95,9 @@ async fn create_then_find(storage: Arc<dyn Storage>) {
     )
     .is_ok());
 
-    let (status, found) = app.get(&format!("/api/session/{}", code.to_lowercase())).await;
+    let (status, found) = app
+        .get(&format!("/api/session/{}", code.to_lowercase()))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(found["code"], code);
     assert_eq!(found["id"], created["id"]);
@@ -101,20 +119,62 @@ async fn create_then_find(storage: Arc<dyn Storage>) {
 async fn bad_input_gets_typed_errors(storage: Arc<dyn Storage>) {
     let app = TestApp::spawn(storage).await;
     let cases: Vec<(&'static str, &str, StatusCode, &str)> = vec![
-        ("{not json", "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
-        ("[1,2", "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
-        (r#"{"language": 5}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_field"),
-        (r#"{"title": ["x"]}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_field"),
-        (r#"{"lang": "python"}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_field"),
-        (r#""python""#, "application/json", StatusCode::BAD_REQUEST, "invalid_field"),
-        (r#"{"language": "cobol"}"#, "application/json", StatusCode::UNPROCESSABLE_ENTITY, "unknown_language"),
-        (r#"{"language": "python"}"#, "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (
+            "{not json",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            r#"{"language": "python""#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            r#"{"language": 5}"#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            r#"{"title": ["x"]}"#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            r#"{"lang": "python"}"#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            r#""python""#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            r#"{"language": "cobol"}"#,
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_language",
+        ),
+        (
+            r#"{"language": "python"}"#,
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
     ];
     for (body, ct, status, code) in cases {
         let (got, json) = app.post_raw(body, ct).await;
         assert_eq!(got, status, "{body}: {json}");
         assert_eq!(error_code(&json), code, "{body}");
-        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     let (status, json) = app.create(json!({"title": "x".repeat(201)})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -128,7 +188,11 @@ async fn bad_input_gets_typed_errors(storage: Arc<dyn Storage>) {
     let (status, json) = app.get("/api/session/ZZZZ2222").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&json), "session_not_found");
-    for bad in ["/api/session/short", "/api/session/K7MX2QP0", "/api/session/%E2%9C%93%E2%9C%93%E2%9C%93"] {
+    for bad in [
+        "/api/session/short",
+        "/api/session/K7MX2QP0",
+        "/api/session/%E2%9C%93%E2%9C%93%E2%9C%93",
+    ] {
         let (status, json) = app.get(bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(error_code(&json), "invalid_code");
@@ -176,7 +240,10 @@ async fn database_outage_gives_503_and_recovers() {
     assert_eq!(error_code(&body), "unavailable");
     let (status, body) = app.create(json!({})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "503s must come quickly, not after a hang");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "503s must come quickly, not after a hang"
+    );
 
     pg.start_again().await;
     let mut recovered = false;

@@ -102,7 +102,9 @@ impl Settings {
 
     /// Loads from defaults, the optional file and the given variables (testable without touching
     /// the process environment).
-    pub fn load_from(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load_from(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let vars: Vec<(String, String)> = vars.into_iter().collect();
         let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let mut b = config::Config::builder()
@@ -196,7 +198,11 @@ impl Settings {
 
     /// The SQLite file the all-in-one binary uses when `DATABASE_URL` is unset.
     pub fn sqlite_path(&self) -> PathBuf {
-        match self.database_url.as_deref().and_then(|u| u.strip_prefix("sqlite://")) {
+        match self
+            .database_url
+            .as_deref()
+            .and_then(|u| u.strip_prefix("sqlite://"))
+        {
             Some(path) => PathBuf::from(path),
             None => self.data_dir.join("duet.sqlite3"),
         }
@@ -278,7 +284,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("duet-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("duet.toml");
-        std::fs::write(&file, "port = 7000\nlog_level = \"debug\"\n[hub]\nsnapshot_every = 9\n").unwrap();
+        std::fs::write(
+            &file,
+            "port = 7000\nlog_level = \"debug\"\n[hub]\nsnapshot_every = 9\n",
+        )
+        .unwrap();
         let path = file.to_string_lossy().to_string();
         let s = load(&[("DUET_CONFIG", path.as_str()), ("PORT", "7001")]).unwrap();
         assert_eq!(s.port, 7001);
