@@ -142,3 +142,15 @@ impl From<()> for Payload {
         Payload::empty()
     }
 }
+
+/// One-argument payloads from plain values: `socket.emit("n", 3)`, `emit("s", "text")`.
+macro_rules! from_scalar {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Payload {
+            fn from(v: $t) -> Self {
+                Payload::json(Value::from(v))
+            }
+        }
+    )*};
+}
+from_scalar!(bool, i32, i64, u32, u64, usize, f64, String, &str);

@@ -1,0 +1,525 @@
+//! Transport tests over real sockets: every item of the issue's "Bad input" list (the server
+//! closes that one connection or answers 4xx, and keeps serving others), the slow-client rule,
+//! origins, and server → client ack timeouts. One test binary for the crate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use awc::ws::{Frame, Message};
+use bytes::Bytes;
+use duet_socketio::{AckError, DisconnectReason, Payload, SioConfig, Socket, SocketIo};
+use futures_util::{SinkExt as _, StreamExt as _};
+use parking_lot::Mutex;
+
+type Framed = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+struct TestServer {
+    base: String,
+    ws: String,
+    io: SocketIo,
+    reasons: Arc<Mutex<Vec<DisconnectReason>>>,
+    sockets: Arc<Mutex<Vec<Socket>>>,
+}
+
+fn test_config() -> SioConfig {
+    SioConfig {
+        // Long heartbeat, so that only the behaviour under test closes a connection.
+        ping_interval: Duration::from_secs(20),
+        ping_timeout: Duration::from_secs(20),
+        connect_timeout: Duration::from_secs(20),
+        ..SioConfig::default()
+    }
+}
+
+async fn spawn(config: SioConfig) -> TestServer {
+    let io = SocketIo::builder().config(config).build();
+    let reasons = Arc::new(Mutex::new(Vec::new()));
+    let sockets = Arc::new(Mutex::new(Vec::new()));
+    let (r, s) = (reasons.clone(), sockets.clone());
+    io.ns("/", move |socket| {
+        let r = r.clone();
+        s.lock().push(socket.clone());
+        async move {
+            socket.on_disconnect(move |_, reason| {
+                r.lock().push(reason);
+                async {}
+            });
+            socket.on("echo", |socket, data: Payload, _| async move {
+                let _ = socket.emit("echo", data);
+            });
+        }
+    });
+    let app_io = io.clone();
+    let server = HttpServer::new(move || {
+        let io = app_io.clone();
+        App::new().configure(move |cfg| io.configure(cfg))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    actix_rt::spawn(server.run());
+    TestServer {
+        base: format!("http://127.0.0.1:{port}/socket.io/?EIO=4"),
+        ws: format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"),
+        io,
+        reasons,
+        sockets,
+    }
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish()
+}
+
+impl TestServer {
+    fn polling(&self) -> String {
+        format!("{}&transport=polling", self.base)
+    }
+
+    async fn get(&self, query: &str) -> (u16, String) {
+        let mut res = client()
+            .get(format!("{}{query}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let body = res.body().await.unwrap();
+        (
+            res.status().as_u16(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    async fn post(&self, sid: &str, body: impl Into<Bytes>) -> u16 {
+        let url = format!("{}&sid={sid}", self.polling());
+        let res = client().post(url).send_body(body.into()).await.unwrap();
+        res.status().as_u16()
+    }
+
+    async fn open_polling(&self) -> String {
+        let (status, body) = self.get("&transport=polling").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body[1..]).unwrap();
+        v["sid"].as_str().unwrap().to_owned()
+    }
+
+    async fn poll(&self, sid: &str) -> (u16, String) {
+        self.get(&format!("&transport=polling&sid={sid}")).await
+    }
+
+    async fn open_ws(&self) -> Framed {
+        let (_, mut framed) = client().ws(&self.ws).connect().await.unwrap();
+        let open = next_text(&mut framed).await.unwrap();
+        assert!(open.starts_with('0'), "{open}");
+        framed
+    }
+
+    async fn open_ws_connected(&self) -> Framed {
+        let mut framed = self.open_ws().await;
+        framed.send(Message::Text("40".into())).await.unwrap();
+        let connect = next_text(&mut framed).await.unwrap();
+        assert!(connect.starts_with("40{"), "{connect}");
+        framed
+    }
+
+    /// The server still works for a new client.
+    async fn still_serves(&self) {
+        let mut framed = self.open_ws_connected().await;
+        framed
+            .send(Message::Text(r#"42["echo","still up"]"#.into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_text(&mut framed).await.unwrap(),
+            r#"42["echo","still up"]"#
+        );
+    }
+}
+
+/// Next text frame (skipping Engine.IO pings), `None` on close or after 3 s.
+async fn next_text(framed: &mut Framed) -> Option<String> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(3), framed.next())
+            .await
+            .ok()??;
+        match frame.ok()? {
+            Frame::Text(t) if &t[..] == b"2" => continue,
+            Frame::Text(t) => return Some(String::from_utf8_lossy(&t).into_owned()),
+            Frame::Close(_) => return None,
+            _ => continue,
+        }
+    }
+}
+
+/// Waits until the server closes the WebSocket (close frame or end of stream).
+async fn assert_closed(framed: &mut Framed, within: Duration) {
+    let closed = tokio::time::timeout(within, async {
+        while let Some(frame) = framed.next().await {
+            match frame {
+                Ok(Frame::Close(_)) | Err(_) => return,
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "websocket not closed within {within:?}");
+}
+
+#[actix_rt::test]
+async fn handshake_query_errors() {
+    let srv = spawn(test_config()).await;
+    // Missing / invalid EIO, unknown transport: 400 with the reference server's error codes.
+    for q in [
+        "&transport=polling",
+        "&EIO=3&transport=polling",
+        "&transport=tobi",
+        "",
+    ] {
+        let url = srv.base.replace("EIO=4", "x=1") + q;
+        let mut res = client().get(url).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 400, "{q}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(body["code"].is_number());
+    }
+    assert_eq!(srv.get("&transport=tobi").await.0, 400);
+    // WebSocket with a bad transport or version is refused before the upgrade.
+    let bad_ws = srv.ws.replace("EIO=4", "EIO=abc");
+    assert!(client().ws(bad_ws).connect().await.is_err());
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn unknown_sid_is_400_on_every_transport() {
+    let srv = spawn(test_config()).await;
+    // Unknown, or issued by another hub (same shape, not in this server's map).
+    for sid in ["nope", "AAAAAAAAAAAAAAAAAAAA"] {
+        assert_eq!(srv.poll(sid).await.0, 400);
+        assert_eq!(srv.post(sid, "40").await, 400);
+        assert!(client()
+            .ws(format!("{}&sid={sid}", srv.ws))
+            .connect()
+            .await
+            .is_err());
+    }
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn post_over_the_limit_is_413_and_closes_the_session() {
+    let srv = spawn(SioConfig {
+        max_payload: 1000,
+        ..test_config()
+    })
+    .await;
+    let sid = srv.open_polling().await;
+    let body = format!("4{}", "x".repeat(1000));
+    assert_eq!(srv.post(&sid, body).await, 413);
+    assert_eq!(srv.poll(&sid).await.0, 400);
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn concurrent_polls_close_the_session() {
+    let srv = spawn(test_config()).await;
+    let sid = srv.open_polling().await;
+    let first = srv.poll(&sid);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        srv.poll(&sid).await
+    };
+    let ((s1, b1), (s2, _)) = futures_util::join!(first, second);
+    assert_eq!(
+        (s1, b1.as_str()),
+        (200, "1"),
+        "the pending poll gets a close packet"
+    );
+    assert_eq!(s2, 400);
+    assert_eq!(srv.poll(&sid).await.0, 400);
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn undecodable_packets_close_the_connection() {
+    let srv = spawn(test_config()).await;
+    let cases = [
+        "4abc",
+        "42{}",
+        r#"42abc["message-with-ack",1]"#,
+        r#"442["x""#,
+        "0[]",
+        "40[]",
+        "7",
+        "",
+    ];
+    for case in cases {
+        let mut ws = srv.open_ws_connected().await;
+        ws.send(Message::Text(case.into())).await.unwrap();
+        assert_closed(&mut ws, Duration::from_secs(2)).await;
+
+        let sid = srv.open_polling().await;
+        assert_eq!(srv.post(&sid, "40").await, 200);
+        assert_eq!(srv.post(&sid, case).await, 400, "{case:?}");
+        assert_eq!(srv.poll(&sid).await.0, 400, "{case:?}");
+    }
+    // Not UTF-8, or not base64 after `b`.
+    let sid = srv.open_polling().await;
+    assert_eq!(srv.post(&sid, Bytes::from_static(&[0x34, 0xff])).await, 400);
+    let sid = srv.open_polling().await;
+    assert_eq!(srv.post(&sid, "b!!!").await, 400);
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn reserved_event_names_close_the_connection() {
+    let srv = spawn(test_config()).await;
+    for name in [
+        "connect",
+        "disconnect",
+        "error",
+        "connect_error",
+        "disconnecting",
+    ] {
+        let mut ws = srv.open_ws_connected().await;
+        ws.send(Message::Text(format!(r#"42["{name}",1]"#).into()))
+            .await
+            .unwrap();
+        assert_closed(&mut ws, Duration::from_secs(2)).await;
+    }
+    assert!(srv
+        .reasons
+        .lock()
+        .iter()
+        .all(|r| *r == DisconnectReason::ParseError));
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn too_many_attachments_close_the_connection() {
+    let srv = spawn(test_config()).await;
+    let mut ws = srv.open_ws_connected().await;
+    ws.send(Message::Text(
+        r#"4511-["echo",{"_placeholder":true,"num":0}]"#.into(),
+    ))
+    .await
+    .unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    // A placeholder pointing past the announced attachments.
+    let mut ws = srv.open_ws_connected().await;
+    ws.send(Message::Text(
+        r#"451-["echo",{"_placeholder":true,"num":3}]"#.into(),
+    ))
+    .await
+    .unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn attachments_that_never_arrive_time_out() {
+    let srv = spawn(SioConfig {
+        attachment_timeout: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    let mut ws = srv.open_ws_connected().await;
+    ws.send(Message::Text(
+        r#"452-["echo",{"_placeholder":true,"num":0}]"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Binary(Bytes::from_static(b"one of two")))
+        .await
+        .unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    // And a text packet while attachments are pending is a protocol error too.
+    let mut ws = srv.open_ws_connected().await;
+    ws.send(Message::Text(
+        r#"451-["echo",{"_placeholder":true,"num":0}]"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(r#"42["echo",1]"#.into()))
+        .await
+        .unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn stray_binary_frames_close_the_connection() {
+    let srv = spawn(test_config()).await;
+    let mut ws = srv.open_ws_connected().await;
+    ws.send(Message::Binary(Bytes::from_static(&[1, 2, 3])))
+        .await
+        .unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    // Over polling too (`b` + base64 with no binary header before it).
+    let sid = srv.open_polling().await;
+    assert_eq!(srv.post(&sid, "40").await, 200);
+    assert_eq!(srv.post(&sid, "bAQID").await, 400);
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn oversize_websocket_frames_close_the_connection() {
+    let srv = spawn(SioConfig {
+        max_payload: 1000,
+        ..test_config()
+    })
+    .await;
+    let mut ws = srv.open_ws_connected().await;
+    let big = format!(r#"42["echo","{}"]"#, "x".repeat(2000));
+    ws.send(Message::Text(big.into())).await.unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    let mut ws = srv.open_ws_connected().await;
+    ws.send(Message::Binary(Bytes::from(vec![0u8; 2000])))
+        .await
+        .unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn upgrade_without_probe_is_refused_and_polling_goes_on() {
+    let srv = spawn(test_config()).await;
+    let sid = srv.open_polling().await;
+    let (_, mut ws) = client()
+        .ws(format!("{}&sid={sid}", srv.ws))
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::Text("5".into())).await.unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    // The polling session is intact.
+    assert_eq!(srv.post(&sid, "40").await, 200);
+    let (status, body) = srv.poll(&sid).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("40{"), "{body}");
+    // A proper upgrade still works afterwards.
+    let (_, mut ws) = client()
+        .ws(format!("{}&sid={sid}", srv.ws))
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::Text("2probe".into())).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.unwrap(), "3probe");
+    ws.send(Message::Text("5".into())).await.unwrap();
+    ws.send(Message::Text(r#"42["echo","upgraded"]"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await.unwrap(),
+        r#"42["echo","upgraded"]"#
+    );
+}
+
+#[actix_rt::test]
+async fn no_namespace_connect_closes_after_the_connect_timeout() {
+    let srv = spawn(SioConfig {
+        connect_timeout: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    let mut ws = srv.open_ws().await;
+    let t0 = std::time::Instant::now();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+    let sid = srv.open_polling().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(srv.poll(&sid).await.0, 400);
+    assert_eq!(srv.io.session_count(), 0);
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn a_slow_client_is_disconnected_with_a_reason() {
+    let srv = spawn(SioConfig {
+        outbound_queue: 16,
+        ..test_config()
+    })
+    .await;
+    let sid = srv.open_polling().await;
+    assert_eq!(srv.post(&sid, "40").await, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The client never polls: its queue fills and it is dropped, not silently skipped.
+    let mut delivered = 0;
+    for i in 0..40 {
+        delivered += srv.io.emit("tick", i);
+    }
+    assert!(delivered < 40);
+    assert_eq!(
+        srv.reasons.lock().as_slice(),
+        &[DisconnectReason::SlowClient]
+    );
+    assert_eq!(srv.poll(&sid).await.0, 400);
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn origins_outside_the_allow_list_are_refused() {
+    let srv = spawn(SioConfig {
+        allowed_origins: Some(vec!["https://duet.example".into()]),
+        ..test_config()
+    })
+    .await;
+    let url = srv.polling();
+    let res = client()
+        .get(&url)
+        .insert_header(("Origin", "https://evil.example"))
+        .send()
+        .await;
+    assert_eq!(res.unwrap().status().as_u16(), 403);
+    let res = client()
+        .get(&url)
+        .insert_header(("Origin", "https://duet.example"))
+        .send()
+        .await;
+    let res = res.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://duet.example"
+    );
+    assert!(client()
+        .ws(&srv.ws)
+        .origin("https://evil.example")
+        .connect()
+        .await
+        .is_err());
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
+async fn server_acks_time_out_and_resolve() {
+    let srv = spawn(test_config()).await;
+    let mut ws = srv.open_ws_connected().await;
+    let socket = srv.sockets.lock()[0].clone();
+    // No answer: timeout.
+    let res = socket
+        .emit_with_ack("q", 1, Duration::from_millis(200))
+        .await;
+    assert_eq!(res.unwrap_err(), AckError::Timeout);
+    assert_eq!(next_text(&mut ws).await.unwrap(), r#"420["q",1]"#);
+    // Answered (with a binary attachment).
+    let pending = socket.emit_with_ack("q", 2, None);
+    assert_eq!(next_text(&mut ws).await.unwrap(), r#"421["q",2]"#);
+    ws.send(Message::Text(
+        r#"461-1["ok",{"_placeholder":true,"num":0}]"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Binary(Bytes::from_static(b"bin")))
+        .await
+        .unwrap();
+    let p = pending.await.unwrap();
+    assert_eq!(p.args[0], "ok");
+    assert_eq!(&p.binary(&p.args[1]).unwrap()[..], b"bin");
+    // Disconnect while waiting.
+    let pending = socket.emit_with_ack("q", 3, None);
+    drop(ws);
+    assert_eq!(pending.await.unwrap_err(), AckError::Disconnected);
+}
