@@ -13,7 +13,7 @@ use duet_domain::SessionCode;
 use duet_gateway::pages::{PagesState, SessionDirectory};
 use duet_realtime_hub::Hub;
 use duet_storage::{postgres::PgStorage, sqlite::SqliteStorage, Storage};
-use duet_telemetry::health::{ReadyCheck, Readiness};
+use duet_telemetry::health::{Readiness, ReadyCheck};
 
 /// Session lookups for the pages, straight from storage.
 struct StorageDirectory(Arc<dyn Storage>);
@@ -21,7 +21,11 @@ struct StorageDirectory(Arc<dyn Storage>);
 #[async_trait]
 impl SessionDirectory for StorageDirectory {
     async fn exists(&self, code: &SessionCode) -> Result<bool, String> {
-        self.0.session_by_code(code).await.map(|s| s.is_some()).map_err(|e| e.to_string())
+        self.0
+            .session_by_code(code)
+            .await
+            .map(|s| s.is_some())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -68,7 +72,10 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let hub = Hub::start(settings, storage.clone(), bus.clone()).await?;
-        let api = duet_session_api::ApiState { storage: storage.clone(), max_body: settings.max_content_length };
+        let api = duet_session_api::ApiState {
+            storage: storage.clone(),
+            max_body: settings.max_content_length,
+        };
         let pages = PagesState {
             frontend_dir: settings.frontend_dir.clone(),
             directory: Arc::new(StorageDirectory(storage.clone())),

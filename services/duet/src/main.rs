@@ -11,6 +11,10 @@ async fn main() -> anyhow::Result<()> {
     };
     duet_telemetry::init(&settings.log_level, settings.log_format == LogFormat::Json);
     let app = duet::Application::build(&settings).await?;
-    tracing::info!("Duet is serving on http://{}:{}/", settings.host, app.port());
+    tracing::info!(
+        "Duet is serving on http://{}:{}/",
+        settings.host,
+        app.port()
+    );
     app.run_until_stopped().await
 }

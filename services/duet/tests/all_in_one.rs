@@ -29,7 +29,10 @@ impl Duet {
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if reqwest::get(format!("{base}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
+            if reqwest::get(format!("{base}/healthz"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Self { child, base };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -39,7 +42,11 @@ impl Duet {
 
     /// SIGTERM, then wait for a clean exit.
     fn stop(mut self) -> std::process::ExitStatus {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -72,17 +79,35 @@ async fn a_session_survives_a_restart_and_shutdown_is_graceful() {
         .unwrap();
     let code = created["code"].as_str().unwrap().to_owned();
     assert_eq!(
-        http.get(format!("{}/interview/{code}", duet.base)).send().await.unwrap().status(),
+        http.get(format!("{}/interview/{code}", duet.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
     assert_eq!(
-        http.get(format!("{}/interview/ZZZZ2222", duet.base)).send().await.unwrap().status(),
+        http.get(format!("{}/interview/ZZZZ2222", duet.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(http.get(format!("{}/readyz", duet.base)).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        http.get(format!("{}/readyz", duet.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     let status = duet.stop();
     assert!(status.success(), "clean exit on SIGTERM, got {status}");
-    assert!(dir.path().join("duet.sqlite3").exists(), "SQLite file under the data dir");
+    assert!(
+        dir.path().join("duet.sqlite3").exists(),
+        "SQLite file under the data dir"
+    );
 
     let duet = Duet::start(dir.path(), &[]).await;
     let found: Value = http
@@ -100,11 +125,46 @@ async fn a_session_survives_a_restart_and_shutdown_is_graceful() {
 
 #[test]
 fn an_invalid_setting_stops_start_up_naming_the_key() {
-    for (var, value, key) in [("PORT", "eighty", "port"), ("MAX_CONTENT_LENGTH", "lots", "max_content_length")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_duet")).env(var, value).output().unwrap();
+    for (var, value, key) in [
+        ("PORT", "eighty", "port"),
+        ("MAX_CONTENT_LENGTH", "lots", "max_content_length"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_duet"))
+            .env(var, value)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{var}={value} must not start");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(key), "{var}={value}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[test]
+fn logs_are_json_lines_when_configured() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .env("PORT", "0")
+        .env("DUET_DATA_DIR", dir.path())
+        .env("DUET_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut serving = None;
+    for line in BufReader::new(stdout).lines().take(50) {
+        let line = line.unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        if v["message"].as_str().is_some_and(|m| m.contains("serving")) {
+            serving = Some(v);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(serving.is_some(), "the start-up line was logged as JSON");
 }
