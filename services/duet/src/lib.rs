@@ -5,13 +5,13 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::{dev::Server, App, HttpServer};
+use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
 use async_trait::async_trait;
 use duet_bus::{local::LocalBus, redis::RedisBus, Bus};
 use duet_config::Settings;
 use duet_domain::SessionCode;
 use duet_gateway::pages::{PagesState, SessionDirectory};
-use duet_realtime_hub::Hub;
+use duet_realtime_hub::{Hub, HubOptions};
 use duet_storage::{postgres::PgStorage, sqlite::SqliteStorage, Storage};
 use duet_telemetry::health::{Readiness, ReadyCheck};
 
@@ -71,7 +71,10 @@ impl Application {
         bus: Arc<dyn Bus>,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
-        let hub = Hub::start(settings, storage.clone(), bus.clone()).await?;
+        let options = HubOptions {
+            public_url: settings.hub.public_url.clone(),
+        };
+        let hub = Hub::start_with(settings, storage.clone(), bus.clone(), options).await?;
         let api = duet_session_api::ApiState {
             storage: storage.clone(),
             max_body: settings.max_content_length,
@@ -89,11 +92,26 @@ impl Application {
             }),
         ]);
         let hub_routes = hub.clone();
+        let hub_metrics = hub.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .configure(|c| duet_session_api::configure(c, api.clone()))
                 .configure(|c| hub_routes.configure(c))
+                .route(
+                    "/metrics",
+                    web::get().to({
+                        let hub = hub_metrics.clone();
+                        move || {
+                            let body = hub.metrics();
+                            async move {
+                                HttpResponse::Ok()
+                                    .content_type("text/plain; version=0.0.4")
+                                    .body(body)
+                            }
+                        }
+                    }),
+                )
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
                 .configure(|c| duet_gateway::pages::configure(c, pages.clone()))
         })

@@ -157,8 +157,12 @@ fn logs_are_json_lines_when_configured() {
     let mut serving = None;
     for line in BufReader::new(stdout).lines().take(50) {
         let line = line.unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
         if v["message"].as_str().is_some_and(|m| m.contains("serving")) {
             serving = Some(v);
             break;
