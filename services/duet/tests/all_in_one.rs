@@ -25,7 +25,7 @@ impl Duet {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start duet");
+        let mut child = cmd.spawn().expect("start duet");
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -37,6 +37,8 @@ impl Duet {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("duet did not become healthy");
     }
 
