@@ -490,14 +490,9 @@ async fn participants_count_only_while_their_hub_is_alive(b: Backend) {
         color: "#e91e63".into(),
         hub_id: hub.into(),
     };
-    // Hub ids are random so the test does not depend on other rows (shared tables stay isolated
-    // anyway: each test has its own database).
     let short = format!("hub-short-{}", Uuid::new_v4());
     let long = format!("hub-long-{}", Uuid::new_v4());
     let silent = format!("hub-silent-{}", Uuid::new_v4());
-    b.store.hub_heartbeat(&short, 1).await.unwrap();
-    b.store.hub_heartbeat(&long, 60).await.unwrap();
-
     let p1 = participant(s.id, &short, "Ada");
     let p2 = participant(s.id, &short, "Grace");
     let p3 = participant(s.id, &long, "Linus");
@@ -508,6 +503,15 @@ async fn participants_count_only_while_their_hub_is_alive(b: Backend) {
     }
     // Adding again is idempotent (a re-sent join), not a second connection.
     b.store.add_participant(&p1).await.unwrap();
+    assert_eq!(
+        b.store.connected_count(s.id).await.unwrap(),
+        0,
+        "no hub is alive yet"
+    );
+
+    // Heartbeats last, so the 1 s TTL is not eaten by the set-up on a loaded machine.
+    b.store.hub_heartbeat(&long, 60).await.unwrap();
+    b.store.hub_heartbeat(&short, 1).await.unwrap();
     assert_eq!(
         b.store.connected_count(s.id).await.unwrap(),
         3,
@@ -751,4 +755,14 @@ async fn pg_outage_is_unavailable_then_recovers_without_rebuilding() {
         ["after"],
         "the failed append wrote nothing"
     );
+
+    // A short blip nobody called during: the pooled connections died with the server, and the
+    // next call must not be handed one of those corpses.
+    server.stop().await;
+    server.start_again().await;
+    store
+        .ping()
+        .await
+        .expect("the first call after a blip succeeds");
+    assert_eq!(store.history(s.id).await.unwrap().len(), 1);
 }

@@ -34,7 +34,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use tokio::sync::OnceCell;
 
@@ -60,12 +60,21 @@ shared_buffers = 32MB
 /// `$4` = directory to remove.
 const LOCAL_CLEANUP: &str = r#"
 read -r _ || :
-if [ "$1" = 1 ]; then
-    runuser -u postgres -- "$2" stop -D "$3" -m immediate -w >/dev/null 2>&1
-else
-    "$2" stop -D "$3" -m immediate -w >/dev/null 2>&1
-fi
-rm -rf -- "$4"
+stop() {
+    if [ "$1" = 1 ]; then
+        runuser -u postgres -- "$2" stop -D "$3" -m immediate -w >/dev/null 2>&1
+    else
+        "$2" stop -D "$3" -m immediate -w >/dev/null 2>&1
+    fi
+}
+# Retried: the process may have died while its initdb or pg_ctl start was still running, and they
+# go on writing into the directory for a moment.
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    stop "$@"
+    rm -rf -- "$4" 2>/dev/null
+    [ -e "$4" ] || exit 0
+    sleep 1
+done
 "#;
 
 /// Watchdog for `TEST_DATABASE_URL`: drops the databases named `$1*` on `$DUET_ADMIN_URL`.
@@ -323,7 +332,7 @@ enum Shared {
     Local(TestPostgres),
     External {
         admin_url: String,
-        _watchdog: Mutex<Watchdog>,
+        _watchdog: Watchdog,
     },
 }
 
@@ -347,7 +356,7 @@ async fn shared() -> Result<&'static Shared, String> {
                     Watchdog::spawn(EXTERNAL_CLEANUP, &[database_prefix().as_ref()], Some(&url))
                         .map(|w| Shared::External {
                             admin_url: url,
-                            _watchdog: Mutex::new(w),
+                            _watchdog: w,
                         })
                 }
                 _ => TestPostgres::try_start().await.map(Shared::Local),
