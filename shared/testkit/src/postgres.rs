@@ -36,9 +36,8 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use tokio::sync::OnceCell;
-
 use anyhow::{bail, Context};
+use tokio::sync::OnceCell;
 
 /// The environment variable naming an existing server to create test databases on.
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
