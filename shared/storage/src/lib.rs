@@ -124,6 +124,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Appends a batch of updates (possibly for several sessions) in ONE transaction: all or nothing.
     /// Returns the assigned sequence numbers, in input order. This is the group-commit primitive.
+    ///
+    /// Within one session, `seq` order is commit order: once an update with `seq = N` is visible,
+    /// every update of that session with a lower `seq` is visible too. So a snapshot built from what
+    /// [`Storage::load_document`] returned, saved with `upto_seq` = the highest `seq` it saw, never
+    /// hides an update committed later.
     async fn append_updates(&self, batch: &[NewUpdate]) -> Result<Vec<i64>>;
     /// The newest snapshot and every update after it, ordered by `seq`.
     async fn load_document(&self, session_id: Uuid) -> Result<DocumentState>;

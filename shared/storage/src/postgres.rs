@@ -343,9 +343,25 @@ impl Storage for PgStorage {
         let sessions: Vec<Uuid> = batch.iter().map(|u| u.session_id).collect();
         let authors: Vec<Option<Uuid>> = batch.iter().map(|u| u.author).collect();
         let data: Vec<&[u8]> = batch.iter().map(|u| u.data.as_slice()).collect();
+        let mut distinct = sessions.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
         bounded(async {
-            let client = self.client().await?;
-            let stmt = client
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            // Serialise appends per session (two hubs may write one interview during a failover): a
+            // sequence hands out numbers at INSERT, not at COMMIT, so without this lock a lower `seq`
+            // could become visible after a higher one, and a snapshot covering "everything up to N"
+            // read in between would miss it. Locks are taken in id order, so writers never deadlock.
+            // NO KEY UPDATE conflicts with itself but not with the foreign key's KEY SHARE.
+            let lock = tx
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE",
+                )
+                .await
+                .map_err(pg_error)?;
+            tx.query(&lock, &[&distinct]).await.map_err(pg_error)?;
+            let stmt = tx
                 .prepare_cached(
                     "INSERT INTO doc_updates (session_id, author, data) \
                      SELECT s, a, d FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[]) \
@@ -354,7 +370,7 @@ impl Storage for PgStorage {
                 )
                 .await
                 .map_err(pg_error)?;
-            let rows = client
+            let rows = tx
                 .query(&stmt, &[&sessions, &authors, &data])
                 .await
                 .map_err(pg_error)?;
@@ -369,6 +385,7 @@ impl Storage for PgStorage {
                     batch.len()
                 )));
             }
+            tx.commit().await.map_err(pg_error)?;
             seqs.sort_unstable();
             Ok(seqs)
         })
