@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -25,6 +26,10 @@ use crate::limits::{PUBLISH_QUEUE, SHUTDOWN_FLUSH_TIMEOUT};
 use crate::relay;
 use crate::transport::{ConnSink, Outbound};
 use crate::writer::{self, Writer, WriterCmd};
+
+/// How long a first load waits for other hubs' presence reports when the database says that
+/// participants are connected elsewhere (the reports arrive within a bus round trip).
+const PRESENCE_WAIT: Duration = Duration::from_millis(300);
 
 /// Bus publishes in flight at once (pipelined on one connection, still in order).
 const PUBLISH_PIPELINE: usize = 64;
@@ -208,7 +213,18 @@ async fn load(ctx: &Arc<Ctx>, session: &Session) -> Result<Arc<Interview>, HubEr
         iv.lock().resync_needed = true;
     }
     tracing::debug!(session = %session.id, snapshot = state.snapshot.is_some(), updates = stored, "interview loaded");
+    let subscribed = sub.is_some();
     ctx.tracker.spawn(worker::run(iv.clone(), sub));
+    // Others are connected through other hubs: give their presence reports (asked for by the worker
+    // at start) a moment, so the first joiner here sees the right participants and count.
+    let elsewhere = ctx.storage.connected_count(session.id).await;
+    if subscribed && matches!(elsewhere, Ok(n) if n > 0) {
+        let deadline = tokio::time::Instant::now() + PRESENCE_WAIT;
+        while !iv.has_remote() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    tracing::debug!(session = %session.id, ?elsewhere, remote = iv.has_remote(), "presence on load");
     Ok(iv)
 }
 

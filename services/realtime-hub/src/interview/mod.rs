@@ -1124,6 +1124,11 @@ impl Interview {
         }
     }
 
+    /// Whether another hub reported participants.
+    pub fn has_remote(&self) -> bool {
+        !self.state.lock().remote.is_empty()
+    }
+
     /// Bus subscription wanted: the interview has local participants.
     pub fn has_locals(&self) -> bool {
         !self.state.lock().local.is_empty()

@@ -68,15 +68,19 @@ pub fn diff(old: &str, new: &str) -> Splice {
     }
 }
 
-/// Size of an edit, to compare candidate bases.
-fn cost(s: &Splice) -> usize {
-    (s.end - s.start) as usize + s.insert.encode_utf16().count()
+/// How bad an edit is as an explanation of the client's change: first what it deletes (deleting text
+/// the client never saw is how concurrent work gets wiped), then its size.
+fn cost(s: &Splice) -> (u32, usize) {
+    (
+        s.end - s.start,
+        (s.end - s.start) as usize + s.insert.encode_utf16().count(),
+    )
 }
 
 /// Where the client's change (made against one of `bases`) lands in `current`.
 ///
-/// `bases` are the texts the client may have edited; the closest to `new` wins (ties: the latest,
-/// which is last in the slice).
+/// `bases` are the texts the client may have edited; the one that explains `new` with the fewest
+/// deleted units wins, then the smallest edit (ties: the latest, which is last in the slice).
 pub fn rebase(bases: &[&str], current: &str, new: &str) -> Splice {
     let mut best: Option<(&str, Splice)> = None;
     for base in bases.iter().rev().chain(std::iter::once(&current)) {
@@ -95,7 +99,8 @@ pub fn rebase(bases: &[&str], current: &str, new: &str) -> Splice {
     let theirs = diff(base, current);
     let theirs_len = theirs.insert.encode_utf16().count() as u32;
     let shift = |p: u32, is_end: bool| -> u32 {
-        if p < theirs.start || (p == theirs.start && !is_end) {
+        // A position where someone else inserted text lands after it (their text came first).
+        if p < theirs.start || (p == theirs.start && theirs.start < theirs.end && !is_end) {
             p
         } else if p >= theirs.end {
             p - (theirs.end - theirs.start) + theirs_len
@@ -205,6 +210,15 @@ mod tests {
             apply("// top\nfn main() { x }", &s),
             "// top\nfn main() { xy }"
         );
+    }
+
+    #[test]
+    fn rebase_does_not_turn_an_insert_into_a_replacement() {
+        // The client typed "s2;" (applied: current has it), then got a stale text without it and typed
+        // "s4;" on that. Replacing "2" by "4" is the smallest edit, but it would wipe "s2;".
+        let bases = ["s0;", "a1;s0;", "a1;s0;s2;", "s0;s2;"];
+        let s = rebase(&bases, "a1;s0;s2;", "a1;s0;s4;");
+        assert_eq!(apply("a1;s0;s2;", &s), "a1;s0;s2;s4;");
     }
 
     #[test]

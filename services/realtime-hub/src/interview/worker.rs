@@ -12,6 +12,9 @@ use crate::ctx::Stats;
 use crate::limits::{MAINTENANCE_TICK, TEXT_SAVE_DEBOUNCE};
 use crate::relay::BusMessage;
 
+/// An interview without local participants keeps its bus subscription this long: a fresh load has
+/// no participant until its first joiner is admitted, and a reloading tab comes back within it.
+const UNSUBSCRIBE_GRACE: Duration = Duration::from_secs(2);
 /// How often stale awareness states and remote presence are looked for.
 const PURGE_EVERY: Duration = Duration::from_secs(1);
 
@@ -89,7 +92,12 @@ async fn maintain(
                 }
             }
         }
-    } else if sub.is_some() {
+    } else if sub.is_some()
+        && iv
+            .lock()
+            .idle_since
+            .is_some_and(|t| t.elapsed() >= UNSUBSCRIBE_GRACE)
+    {
         *sub = None;
     }
     let resync = std::mem::take(&mut iv.lock().resync_needed);

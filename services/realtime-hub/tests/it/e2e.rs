@@ -196,7 +196,7 @@ async fn a_hub_killed_mid_typing_loses_no_acknowledged_edit() {
     let db = duet_testkit::postgres::fresh_database_url().await;
     let redis = TestRedis::start();
     let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&db).await.unwrap());
-    let mut hubs = vec![
+    let mut hubs = [
         HubProc::spawn("hub-a", &db, &redis.url()).await,
         HubProc::spawn("hub-b", &db, &redis.url()).await,
     ];
@@ -234,4 +234,42 @@ async fn a_hub_killed_mid_typing_loses_no_acknowledged_edit() {
         sv(&result["sv"]),
         "every insert, acknowledged or re-sent, is stored"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_and_yjs_clients_presence_and_bad_input_over_sockets() {
+    let db = duet_testkit::postgres::fresh_database_url().await;
+    let redis = TestRedis::start();
+    let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&db).await.unwrap());
+    let hubs = [
+        HubProc::spawn("hub-a", &db, &redis.url()).await,
+        HubProc::spawn("hub-b", &db, &redis.url()).await,
+    ];
+    let session = new_session(&storage).await;
+    let args: Vec<String> = [
+        "--hubs",
+        &format!("{},{}", hubs[0].url, hubs[1].url),
+        "--code",
+        session.code.as_str(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let result = run_node("seed_presence.mjs", &args, async |cmd: Value| {
+        assert_eq!(cmd["do"], "count");
+        let expect = cmd["expect"].as_i64().unwrap();
+        let mut n = -1;
+        for _ in 0..50 {
+            n = storage.connected_count(session.id).await.unwrap();
+            if n == expect {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(n, expect, "connected count in the database, across hubs");
+    })
+    .await;
+    assert_eq!(result["ok"], true, "{result:#}");
+    let (text, _) = stored(&storage, session.id).await;
+    assert_eq!(text, result["text"].as_str().unwrap());
 }
