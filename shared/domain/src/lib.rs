@@ -202,13 +202,30 @@ mod tests {
 
     #[test]
     fn codes_are_case_insensitive_and_trimmed() {
-        assert_eq!(SessionCode::parse(" k7mx2qpa ").unwrap().as_str(), "K7MX2QPA");
+        assert_eq!(
+            SessionCode::parse(" k7mx2qpa ").unwrap().as_str(),
+            "K7MX2QPA"
+        );
     }
 
     #[test]
     fn ambiguous_or_wrong_length_codes_are_rejected() {
-        for bad in ["", "K7MX2QP", "K7MX2QPAA", "K7MX2QP0", "K7MX2QPO", "K7MX2QP1", "K7MX2QPI", "K7MX2QP-", "ÄÄÄÄÄÄÄÄ"] {
-            assert_eq!(SessionCode::parse(bad), Err(DomainError::InvalidCode), "{bad}");
+        for bad in [
+            "",
+            "K7MX2QP",
+            "K7MX2QPAA",
+            "K7MX2QP0",
+            "K7MX2QPO",
+            "K7MX2QP1",
+            "K7MX2QPI",
+            "K7MX2QP-",
+            "ÄÄÄÄÄÄÄÄ",
+        ] {
+            assert_eq!(
+                SessionCode::parse(bad),
+                Err(DomainError::InvalidCode),
+                "{bad}"
+            );
         }
     }
 
@@ -217,13 +234,19 @@ mod tests {
         for l in Language::ALL {
             assert_eq!(Language::parse(l.as_str()), Ok(l));
         }
-        assert!(matches!(Language::parse("cobol"), Err(DomainError::UnknownLanguage(_))));
+        assert!(matches!(
+            Language::parse("cobol"),
+            Err(DomainError::UnknownLanguage(_))
+        ));
     }
 
     #[test]
     fn titles_and_names_are_bounded() {
         assert!(Title::parse(&"x".repeat(MAX_TITLE_CHARS)).is_ok());
-        assert_eq!(Title::parse(&"x".repeat(MAX_TITLE_CHARS + 1)), Err(DomainError::TitleTooLong));
+        assert_eq!(
+            Title::parse(&"x".repeat(MAX_TITLE_CHARS + 1)),
+            Err(DomainError::TitleTooLong)
+        );
         assert_eq!(DisplayName::parse("  "), Err(DomainError::InvalidName));
         assert_eq!(DisplayName::parse("a\u{7}b"), Err(DomainError::InvalidName));
         assert_eq!(DisplayName::parse(" Ada ").unwrap().as_str(), "Ada");

@@ -29,7 +29,10 @@ impl ReadyCheck {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        Self { name, check: Arc::new(move || Box::pin(f())) }
+        Self {
+            name,
+            check: Arc::new(move || Box::pin(f())),
+        }
     }
 }
 
@@ -57,7 +60,11 @@ async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
         (c.name, r)
     }))
     .await;
-    let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| *n).collect();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| *n)
+        .collect();
     if failed.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {

@@ -12,7 +12,12 @@ pub fn init(filter: &str, json: bool) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
         registry
-            .with(fmt::layer().json().with_current_span(true).flatten_event(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .flatten_event(true),
+            )
             .try_init()
     } else {
         registry.with(fmt::layer().with_target(true)).try_init()
