@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use bytestring::ByteString;
 use duet_sio_codec::limits::MAX_ACK_ID;
 use duet_sio_codec::sio::Encoded;
@@ -41,8 +41,13 @@ impl fmt::Debug for Handshake {
 
 impl Handshake {
     /// Headers of the request that opened the Engine.IO session.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.info.headers
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.info.headers.iter().map(|(n, v)| (n, v))
+    }
+
+    /// The first value of one header of that request (case-insensitive name), as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.info.header(name).and_then(|v| v.to_str().ok())
     }
 
     /// Raw query string of that request.

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::header::HeaderValue;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -255,7 +256,11 @@ impl<H: EngineHandler> EngineIo<H> {
 
     fn new_conn(&self, req: &HttpRequest, transport: Transport) -> Arc<Conn<H>> {
         let info = Arc::new(ConnInfo {
-            headers: req.headers().clone(),
+            headers: req
+                .headers()
+                .iter()
+                .filter_map(|(n, v)| Some((n.clone(), HeaderValue::from_bytes(v.as_bytes()).ok()?)))
+                .collect(),
             query: req.query_string().to_owned(),
             peer_addr: req.peer_addr(),
         });
@@ -290,18 +295,24 @@ impl<H: EngineHandler> EngineIo<H> {
     }
 
     fn open_websocket(&self, req: &HttpRequest, body: web::Payload) -> HttpResponse {
-        let (res, session, stream) = match actix_ws::handle(req, body) {
-            Ok(parts) => parts,
-            Err(_) => return EngineHttpError::BadRequest.response(),
-        };
+        if actix_http::ws::verify_handshake(req.head()).is_err() {
+            return EngineHttpError::BadRequest.response();
+        }
         let conn = self.new_conn(req, Transport::WebSocket);
         let open = self.open_packet(conn.sid(), &[]);
         // Cannot fail: the queue of a new session is empty.
         let _ = conn.send_text(open);
-        tracing::debug!(sid = conn.sid(), "websocket session opened");
-        self.shared.handler.on_open(&conn);
-        ws::spawn(self.shared.clone(), conn, session, stream, ws::Mode::Fresh);
-        res
+        match ws::open(&self.shared, conn.clone(), req, body) {
+            Some(res) => {
+                tracing::debug!(sid = conn.sid(), "websocket session opened");
+                self.shared.handler.on_open(&conn);
+                res
+            }
+            None => {
+                self.shared.remove(conn.sid());
+                EngineHttpError::BadRequest.response()
+            }
+        }
     }
 }
 

@@ -29,6 +29,7 @@ fn encode(frames: impl IntoIterator<Item = Frame>, trailer: Option<&str>) -> Str
         match f {
             Frame::Text(t) => enc.push_encoded_text(&t),
             Frame::Binary(b) => enc.push_binary(&b),
+            Frame::Pong(_) => {}
         }
     }
     if let Some(t) = trailer {
@@ -202,9 +203,12 @@ pub(crate) fn spawn_heartbeat<H: EngineHandler>(engine: Arc<EngineShared<H>>, co
     let interval = engine.config.ping_interval;
     let timeout = engine.config.ping_timeout;
     actix_web::rt::spawn(async move {
+        // Deadlines follow the schedule, not the moment this task happens to wake up, so a busy
+        // worker does not stretch the timeout.
+        let mut next_ping = tokio::time::Instant::now() + interval;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep_until(next_ping) => {}
                 _ = conn.closed.cancelled() => return,
             }
             if conn.state.lock().transport != Transport::Polling {
@@ -214,9 +218,10 @@ pub(crate) fn spawn_heartbeat<H: EngineHandler>(engine: Arc<EngineShared<H>>, co
             if conn.send_text("2").is_err() {
                 return;
             }
-            let deadline = tokio::time::Instant::now() + timeout;
+            let deadline = next_ping + timeout;
             loop {
                 if conn.pongs.load(Ordering::Relaxed) != before {
+                    next_ping = tokio::time::Instant::now() + interval;
                     break;
                 }
                 if conn.state.lock().transport == Transport::WebSocket {

@@ -1,22 +1,32 @@
 //! WebSocket transport and the polling → WebSocket upgrade (engine.io-protocol, "WebSocket"
 //! and "Upgrade").
 //!
-//! One task per WebSocket reads frames, writes the session's queue and runs the heartbeat, so
-//! an idle connection costs one task and no extra timers.
+//! Reading uses actix-ws's message stream (frame decoding, continuation aggregation, frame size
+//! limit). Writing does not go through actix-ws's `Session` channel: the response body
+//! ([`WsBody`]) encodes frames straight from the session's outbound queue whenever the HTTP
+//! dispatcher can write. That saves a 32-slot channel per connection (about 1.4 KB) and makes
+//! the session queue the only buffer, so its bound is the backpressure rule. One task per
+//! WebSocket reads frames and runs the heartbeat; an idle connection costs that task, its body
+//! and the session state.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_codec::Encoder as _;
+use actix_http::body::{BodyStream, MessageBody as _};
+use actix_http::ws::{Codec, Message};
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, MessageStream, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason};
+use bytes::{Bytes, BytesMut};
 use duet_sio_codec::engine::{decode_text, Packet};
+use futures_util::Stream;
 use tokio::time::{sleep_until, Instant};
 
+use super::conn::WsCtl;
 use super::Transport;
-use super::{
-    handle_packet, Conn, EngineHandler, EngineHttpError, EngineShared, Frame, Incoming,
-    ProtocolViolation,
-};
+use super::{handle_packet, Conn, EngineHandler, EngineHttpError, EngineShared, Frame, Incoming};
 use crate::DisconnectReason;
 
 pub(crate) enum Mode {
@@ -24,6 +34,43 @@ pub(crate) enum Mode {
     Fresh,
     /// An upgrade of a polling session: probe first.
     Upgrade,
+}
+
+/// Accepts the WebSocket handshake: returns the 101 response (whose body is the writer) and the
+/// reader, or `None` if the request is not a valid WebSocket handshake.
+fn accept<H: EngineHandler>(
+    req: &HttpRequest,
+    body: web::Payload,
+    conn: &Arc<Conn<H>>,
+    ctl: &Arc<WsCtl>,
+) -> Option<(HttpResponse, actix_ws::MessageStream)> {
+    // actix-ws validates the handshake and builds the reader; its own session and body are
+    // dropped unused (see the module docs).
+    let (_, _, stream) = actix_ws::handle(req, body).ok()?;
+    let mut res = actix_http::ws::handshake(req.head()).ok()?;
+    let writer = WsBody {
+        conn: conn.clone(),
+        ctl: ctl.clone(),
+        codec: Codec::new(),
+        done: false,
+    };
+    let res = res.message_body(BodyStream::new(writer).boxed()).ok()?;
+    Some((res.into(), stream))
+}
+
+/// A WebSocket-only session.
+pub(crate) fn open<H: EngineHandler>(
+    engine: &Arc<EngineShared<H>>,
+    conn: Arc<Conn<H>>,
+    req: &HttpRequest,
+    body: web::Payload,
+) -> Option<HttpResponse> {
+    let ctl = Arc::new(WsCtl::default());
+    ctl.state.lock().attached = true;
+    let (res, stream) = accept(req, body, &conn, &ctl)?;
+    conn.state.lock().ws = Some(ctl.clone());
+    spawn(engine.clone(), conn, ctl, stream, Mode::Fresh);
+    Some(res)
 }
 
 /// A WebSocket request carrying the `sid` of a polling session.
@@ -43,23 +90,24 @@ pub(crate) fn upgrade<H: EngineHandler>(
         }
         s.ws_attached = true;
     }
-    match actix_ws::handle(req, body) {
-        Ok((res, session, stream)) => {
-            spawn(engine.clone(), conn, session, stream, Mode::Upgrade);
+    let ctl = Arc::new(WsCtl::default());
+    match accept(req, body, &conn, &ctl) {
+        Some((res, stream)) => {
+            spawn(engine.clone(), conn, ctl, stream, Mode::Upgrade);
             res
         }
-        Err(_) => {
+        None => {
             conn.state.lock().ws_attached = false;
             EngineHttpError::BadRequest.response()
         }
     }
 }
 
-pub(crate) fn spawn<H: EngineHandler>(
+fn spawn<H: EngineHandler>(
     engine: Arc<EngineShared<H>>,
     conn: Arc<Conn<H>>,
-    session: Session,
-    stream: MessageStream,
+    ctl: Arc<WsCtl>,
+    stream: actix_ws::MessageStream,
     mode: Mode,
 ) {
     actix_web::rt::spawn(async move {
@@ -68,31 +116,20 @@ pub(crate) fn spawn<H: EngineHandler>(
             .max_frame_size(max)
             .aggregate_continuations()
             .max_continuation_size(max);
-        let mut session = session;
         if let Mode::Upgrade = mode {
-            match probe(&engine, &conn, &mut session, &mut stream).await {
-                Ok(()) => {}
-                Err(close) => {
-                    conn.state.lock().ws_attached = false;
-                    let _ = session.close(close).await;
-                    return;
+            if let Err(close) = probe(&engine, &conn, &ctl, &mut stream).await {
+                {
+                    let mut s = conn.state.lock();
+                    s.ws_attached = false;
+                    if s.transport == Transport::Upgrading {
+                        s.transport = Transport::Polling;
+                    }
                 }
+                ctl.close(close);
+                return;
             }
         }
-        let reason = run(&engine, &conn, &mut session, &mut stream).await;
-        let close = match reason {
-            Some(DisconnectReason::SlowClient) => Some(CloseReason {
-                code: CloseCode::Policy,
-                description: Some(DisconnectReason::SlowClient.as_str().to_owned()),
-            }),
-            Some(DisconnectReason::ParseError) => Some(CloseReason {
-                code: CloseCode::Protocol,
-                description: Some("invalid packet".to_owned()),
-            }),
-            Some(DisconnectReason::TransportError) => Some(CloseCode::Size.into()),
-            _ => Some(CloseCode::Normal.into()),
-        };
-        let _ = session.close(close).await;
+        run(&engine, &conn, &ctl, &mut stream).await;
     });
 }
 
@@ -102,8 +139,8 @@ pub(crate) fn spawn<H: EngineHandler>(
 async fn probe<H: EngineHandler>(
     engine: &Arc<EngineShared<H>>,
     conn: &Arc<Conn<H>>,
-    session: &mut Session,
-    stream: &mut actix_ws::AggregatedMessageStream,
+    ctl: &Arc<WsCtl>,
+    stream: &mut AggregatedMessageStream,
 ) -> Result<(), Option<CloseReason>> {
     let deadline = Instant::now() + engine.config.upgrade_timeout;
     let mut probed = false;
@@ -116,31 +153,32 @@ async fn probe<H: EngineHandler>(
         match msg {
             Some(Ok(AggregatedMessage::Text(text))) => match decode_text(&text) {
                 Ok(Packet::Ping("probe")) if !probed => {
-                    if session.text("3probe").await.is_err() {
-                        return Err(None);
-                    }
                     probed = true;
+                    ctl.send_direct(Frame::Text("3probe".into()));
                     conn.state.lock().transport = Transport::Upgrading;
-                    // Release a pending long-poll with a `noop`.
+                    // "send a noop packet to any pending GET request".
                     conn.notify.notify_one();
                 }
                 Ok(Packet::Upgrade) if probed => {
-                    conn.state.lock().transport = Transport::WebSocket;
+                    {
+                        let mut s = conn.state.lock();
+                        if s.closed.is_some() {
+                            return Err(Some(CloseCode::Away.into()));
+                        }
+                        s.transport = Transport::WebSocket;
+                        s.ws = Some(ctl.clone());
+                    }
+                    ctl.state.lock().attached = true;
+                    // Flush what polling left in the queue.
+                    ctl.waker.wake();
                     return Ok(());
                 }
                 // An upgrade without a probe, or any other packet: not a valid upgrade.
                 _ => return Err(Some(CloseCode::Protocol.into())),
             },
-            Some(Ok(AggregatedMessage::Ping(b))) => {
-                let _ = session.pong(&b).await;
-            }
+            Some(Ok(AggregatedMessage::Ping(b))) => ctl.send_direct(Frame::Pong(b)),
             Some(Ok(AggregatedMessage::Pong(_))) => {}
-            _ => {
-                if probed {
-                    conn.state.lock().transport = Transport::Polling;
-                }
-                return Err(None);
-            }
+            _ => return Err(None),
         }
     }
 }
@@ -154,15 +192,6 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn new(interval: Duration, timeout: Duration) -> Self {
-        Heartbeat {
-            interval,
-            timeout,
-            next_ping: Instant::now() + interval,
-            pong_deadline: None,
-        }
-    }
-
     fn deadline(&self) -> Instant {
         self.pong_deadline.unwrap_or(self.next_ping)
     }
@@ -174,110 +203,156 @@ impl Heartbeat {
     }
 }
 
-/// The main loop of an open WebSocket session. Returns why the session ended (`None` if it
-/// was already closed by someone else).
+/// Reads an open WebSocket session until it closes, and runs its heartbeat.
 async fn run<H: EngineHandler>(
     engine: &Arc<EngineShared<H>>,
     conn: &Arc<Conn<H>>,
-    session: &mut Session,
-    stream: &mut actix_ws::AggregatedMessageStream,
-) -> Option<DisconnectReason> {
-    let mut hb = Heartbeat::new(engine.config.ping_interval, engine.config.ping_timeout);
-    let sleep = tokio::time::sleep_until(hb.deadline());
+    ctl: &Arc<WsCtl>,
+    stream: &mut AggregatedMessageStream,
+) {
+    let interval = engine.config.ping_interval;
+    let mut hb = Heartbeat {
+        interval,
+        timeout: engine.config.ping_timeout,
+        next_ping: Instant::now() + interval,
+        pong_deadline: None,
+    };
+    let sleep = sleep_until(hb.deadline());
     tokio::pin!(sleep);
-    // Frames queued before this task started (the `open` packet, or a polling backlog after
-    // an upgrade) are flushed first.
-    conn.notify.notify_one();
     loop {
-        tokio::select! {
+        let reason = tokio::select! {
             biased;
-            _ = conn.closed.cancelled() => {
-                // Flush what was queued before the close (a DISCONNECT packet, for instance),
-                // within `pingTimeout`; a slow client gets nothing more.
-                let reason = conn.close_reason();
-                let frames = conn.take_queue();
-                if reason != Some(DisconnectReason::SlowClient) {
-                    let flush = async {
-                        for f in frames {
-                            if write(session, f).await.is_err() {
-                                break;
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(engine.config.ping_timeout, flush).await;
+            _ = conn.closed.cancelled() => return,
+            msg = stream.recv() => match msg {
+                None | Some(Ok(AggregatedMessage::Close(_))) => DisconnectReason::TransportClose,
+                Some(Err(e)) => {
+                    tracing::debug!(sid = conn.sid(), error = %e, "websocket read error");
+                    DisconnectReason::TransportError
                 }
-                return reason;
-            }
-            msg = stream.recv() => {
-                let reason = match msg {
-                    None | Some(Ok(AggregatedMessage::Close(_))) => DisconnectReason::TransportClose,
-                    Some(Err(e)) => {
-                        tracing::debug!(sid = conn.sid(), error = %e, "websocket read error");
-                        DisconnectReason::TransportError
+                Some(Ok(AggregatedMessage::Ping(b))) => {
+                    ctl.send_direct(Frame::Pong(b));
+                    continue;
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => continue,
+                Some(Ok(AggregatedMessage::Text(text))) => {
+                    let packet = decode_text(&text);
+                    if let Ok(Packet::Pong(_)) = packet {
+                        hb.on_pong();
+                        sleep.as_mut().reset(hb.deadline());
                     }
-                    Some(Ok(AggregatedMessage::Ping(b))) => {
-                        let _ = session.pong(&b).await;
-                        continue;
-                    }
-                    Some(Ok(AggregatedMessage::Pong(_))) => continue,
-                    Some(Ok(AggregatedMessage::Text(text))) => {
-                        match decode_text(&text).map_err(|_| ProtocolViolation).and_then(|p| {
-                            if let Packet::Pong(_) = p {
-                                hb.on_pong();
-                            }
-                            handle_packet(conn, p)
-                        }) {
-                            Ok(Incoming::Continue) => {
-                                sleep.as_mut().reset(hb.deadline());
-                                continue;
-                            }
-                            Ok(Incoming::Close) => DisconnectReason::TransportClose,
-                            Err(ProtocolViolation) => DisconnectReason::ParseError,
-                        }
-                    }
-                    Some(Ok(AggregatedMessage::Binary(data))) => {
-                        match handle_packet(conn, Packet::Binary(data)) {
-                            Ok(_) => continue,
-                            Err(ProtocolViolation) => DisconnectReason::ParseError,
-                        }
-                    }
-                };
-                conn.close(reason);
-                return Some(reason);
-            }
-            _ = conn.notify.notified() => {
-                let frames = conn.take_queue();
-                for f in frames {
-                    // A client that stops reading blocks this write; its queue then fills and
-                    // the session is closed as slow, which cancels the write here.
-                    tokio::select! {
-                        r = write(session, f) => if r.is_err() {
-                            conn.close(DisconnectReason::TransportClose);
-                            return Some(DisconnectReason::TransportClose);
-                        },
-                        _ = conn.closed.cancelled() => return conn.close_reason(),
+                    match packet.map_err(|_| super::ProtocolViolation).and_then(|p| handle_packet(conn, p)) {
+                        Ok(Incoming::Continue) => continue,
+                        Ok(Incoming::Close) => DisconnectReason::TransportClose,
+                        Err(_) => DisconnectReason::ParseError,
                     }
                 }
-            }
+                Some(Ok(AggregatedMessage::Binary(data))) => {
+                    match handle_packet(conn, Packet::Binary(data)) {
+                        Ok(_) => continue,
+                        Err(_) => DisconnectReason::ParseError,
+                    }
+                }
+            },
             _ = &mut sleep => {
                 if hb.pong_deadline.is_some() {
-                    conn.close(DisconnectReason::PingTimeout);
-                    return Some(DisconnectReason::PingTimeout);
+                    DisconnectReason::PingTimeout
+                } else if conn.send_text("2").is_err() {
+                    return;
+                } else {
+                    // From the scheduled ping time, not this task's wake-up (see polling.rs).
+                    hb.pong_deadline = Some(hb.next_ping + hb.timeout);
+                    sleep.as_mut().reset(hb.deadline());
+                    continue;
                 }
-                if session.text("2").await.is_err() {
-                    conn.close(DisconnectReason::TransportClose);
-                    return Some(DisconnectReason::TransportClose);
-                }
-                hb.pong_deadline = Some(Instant::now() + hb.timeout);
-                sleep.as_mut().reset(hb.deadline());
             }
-        }
+        };
+        conn.close(reason);
+        return;
     }
 }
 
-async fn write(session: &mut Session, frame: Frame) -> Result<(), actix_ws::Closed> {
-    match frame {
-        Frame::Text(t) => session.text(t).await,
-        Frame::Binary(b) => session.binary(b).await,
+/// The close frame sent when a session ends for `reason`.
+fn close_frame(reason: DisconnectReason) -> CloseReason {
+    let code = match reason {
+        DisconnectReason::SlowClient => CloseCode::Policy,
+        DisconnectReason::ParseError => CloseCode::Protocol,
+        DisconnectReason::TransportError => CloseCode::Size,
+        DisconnectReason::ServerShutdown => CloseCode::Restart,
+        _ => CloseCode::Normal,
+    };
+    CloseReason {
+        code,
+        description: Some(reason.as_str().to_owned()),
+    }
+}
+
+/// The body of the 101 response: encodes frames as the HTTP dispatcher asks for bytes.
+struct WsBody<H: EngineHandler> {
+    conn: Arc<Conn<H>>,
+    ctl: Arc<WsCtl>,
+    codec: Codec,
+    done: bool,
+}
+
+impl<H: EngineHandler> WsBody<H> {
+    fn encode(
+        &mut self,
+        frame: Frame,
+        buf: &mut BytesMut,
+    ) -> Result<(), actix_http::ws::ProtocolError> {
+        let msg = match frame {
+            Frame::Text(t) => Message::Text(t),
+            Frame::Binary(b) => Message::Binary(b),
+            Frame::Pong(b) => Message::Pong(b),
+        };
+        self.codec.encode(msg, buf)
+    }
+}
+
+impl<H: EngineHandler> Stream for WsBody<H> {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        this.ctl.waker.register(cx.waker());
+        let (direct, attached, mut close) = {
+            let mut st = this.ctl.state.lock();
+            (std::mem::take(&mut st.direct), st.attached, st.close.take())
+        };
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        frames.extend(direct);
+        if attached {
+            let queued = this.conn.take_queue();
+            match this.conn.close_reason() {
+                // A slow client gets nothing more than the close frame.
+                Some(DisconnectReason::SlowClient) => {}
+                _ => frames.extend(queued),
+            }
+            if let Some(reason) = this.conn.close_reason() {
+                close.get_or_insert(Some(close_frame(reason)));
+            }
+        }
+        for f in frames {
+            if let Err(e) = this.encode(f, &mut buf) {
+                this.done = true;
+                return Poll::Ready(Some(Err(actix_web::error::ErrorInternalServerError(e))));
+            }
+        }
+        if let Some(reason) = close {
+            let _ = this.codec.encode(Message::Close(reason), &mut buf);
+            this.done = true;
+        }
+        if buf.is_empty() {
+            return if this.done {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            };
+        }
+        Poll::Ready(Some(Ok(buf.freeze())))
     }
 }
