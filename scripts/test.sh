@@ -32,7 +32,7 @@ echo "== browser client"
 
 echo "== Rust tests"
 cargo build --workspace --all-targets --examples
-cargo test --workspace --all-targets --no-fail-fast
+cargo test --workspace --no-fail-fast
 
 echo "== end-to-end tests"
 export DUET_REPO="$root"
