@@ -52,6 +52,7 @@ export async function startStaticServer(dist, { mounts = {}, handler } = {}) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
   return {
+    httpServer: server,
     url: `http://127.0.0.1:${port}`,
     close: () =>
       new Promise((resolve) => {
