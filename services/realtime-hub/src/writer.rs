@@ -56,16 +56,23 @@ pub async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<WriterCmd>) {
                 None => break,
             }
         }
-        let deadline = Instant::now() + writer.flush_interval;
-        while batch.len() < MAX_BATCH && flushes.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(WriterCmd::Write(item))) => batch.push(item),
-                Ok(Some(WriterCmd::Flush(done))) => flushes.push(done),
-                Ok(None) => {
+        // Sleep through the collection window instead of waking per update (a wakeup per keystroke
+        // costs more than the update), then take everything queued meanwhile.
+        if flushes.is_empty() {
+            tokio::time::sleep_until(Instant::now() + writer.flush_interval).await;
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(WriterCmd::Write(item)) => batch.push(item),
+                Ok(WriterCmd::Flush(done)) => {
+                    flushes.push(done);
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
                     closed = true;
                     break;
                 }
-                Err(_) => break,
             }
         }
         if !batch.is_empty() {

@@ -139,6 +139,10 @@ pub(crate) struct State {
     pub closed: bool,
     pub local: HashMap<ConnId, Local>,
     remote: HashMap<String, RemoteHub>,
+    /// Other hubs subscribed to this interview's channel (heard from recently), until when. Edits and
+    /// awareness are published only while there is one: a lone hub does no bus I/O per keystroke, and
+    /// a hub that joins later asks for the state (`SyncStep1`) before anything else.
+    peers: HashMap<String, Instant>,
     /// Since when the interview has had no local participants.
     pub idle_since: Option<Instant>,
     seed_count: usize,
@@ -209,6 +213,7 @@ impl Interview {
                 closed: false,
                 local: HashMap::new(),
                 remote: HashMap::new(),
+                peers: HashMap::new(),
                 idle_since: Some(Instant::now()),
                 seed_count: 0,
                 seed_bases: VecDeque::new(),
@@ -397,7 +402,8 @@ impl Interview {
             }
             if let Ok(update) = st.awareness.update_with_clients(removed) {
                 let msg = protocol::encode_awareness(&update);
-                self.relay_awareness(Bytes::from(msg), Some(conn), true);
+                let publish = Self::has_peers(&st);
+                self.relay_awareness(Bytes::from(msg), Some(conn), publish);
             }
         }
         local.sink.leave(&self.rooms.all);
@@ -416,6 +422,11 @@ impl Interview {
         self.ctx.publish(&self.channel, msg);
         self.wake.notify_one();
         Some(local)
+    }
+
+    fn has_peers(st: &State) -> bool {
+        let now = Instant::now();
+        st.peers.values().any(|&until| until > now)
     }
 
     fn relay_awareness(&self, msg: Bytes, except: Option<&ConnId>, publish: bool) {
@@ -523,16 +534,18 @@ impl Interview {
     fn local_change(self: &Arc<Self>, st: &mut State, author: Uuid, delta: Vec<u8>) -> u64 {
         let data = Bytes::from(delta);
         let write_id = self.enqueue_write(st, Some(author), data.to_vec());
-        let msg = BusMessage::Update {
-            seq: write_id,
-            author: Some(author),
-            data,
-        };
-        if !self
-            .ctx
-            .publish(&self.channel, msg.encode(&self.ctx.hub_id))
-        {
-            st.resync_needed = true;
+        if Self::has_peers(st) {
+            let msg = BusMessage::Update {
+                seq: write_id,
+                author: Some(author),
+                data,
+            };
+            if !self
+                .ctx
+                .publish(&self.channel, msg.encode(&self.ctx.hub_id))
+            {
+                st.resync_needed = true;
+            }
         }
         write_id
     }
@@ -675,7 +688,8 @@ impl Interview {
                             }
                         }
                     }
-                    self.relay_awareness(Bytes::from(raw), Some(conn), true);
+                    let publish = Self::has_peers(&st);
+                    self.relay_awareness(Bytes::from(raw), Some(conn), publish);
                 }
                 ClientMessage::QueryAwareness => {
                     if let Ok(aw) = st.awareness.update() {
@@ -877,6 +891,8 @@ impl Interview {
             return;
         }
         let mut st = self.state.lock();
+        st.peers
+            .insert(origin.clone(), Instant::now() + self.ctx.cfg.heartbeat_ttl);
         match msg {
             BusMessage::Update { seq, author, data } => {
                 let Ok(update) = Update::decode_v1(&data) else {
@@ -1054,7 +1070,7 @@ impl Interview {
     /// Publishes `Committed` when other hubs share this interview and commits have advanced.
     pub(crate) fn commit_notice(&self) -> Option<Bytes> {
         let mut st = self.state.lock();
-        if st.remote.is_empty() || st.committed_write_id <= st.notice_sent {
+        if !Self::has_peers(&st) || st.committed_write_id <= st.notice_sent {
             return None;
         }
         st.notice_sent = st.committed_write_id;
@@ -1091,6 +1107,7 @@ impl Interview {
     pub(crate) fn expire_remote(&self) {
         let mut st = self.state.lock();
         let now = Instant::now();
+        st.peers.retain(|_, until| *until > now);
         if st.remote.values().all(|r| r.expires > now) {
             return;
         }

@@ -1,0 +1,314 @@
+//! The hub benchmark (docs/BENCHMARKS.md, "Hub"): `cargo bench -p duet-realtime-hub --bench hub`.
+//!
+//! In one run, with the servers pinned to core 0 (`taskset -c 0`) and the load generator
+//! (`tests/js/collab/loadgen.mjs`) on core 1, interviews of 5, 5 edits/s per client:
+//! 1. the Node socket.io peer (`../shared/peers/node-socketio`, seed events) at 1,000 clients;
+//! 2. one Duet hub, Yjs updates with durability acks (history on), 1,000 clients;
+//! 3. one Duet hub, seed events (`code_change`, as the peer), 1,000 clients;
+//! 4. two Duet hubs, each interview split across them (the Redis hop), 1,000 clients;
+//! 5. the largest client count at p99 ≤ 50 ms with no loss, for Duet (Yjs) and for the peer;
+//! 6. the history writer's commit rate (`append_updates` in the writer's batch size).
+//!
+//! Environment: `BENCH_SECONDS` (measured seconds per point, default 15), `BENCH_QUICK=1` (skip the
+//! search for the largest client count). PostgreSQL and Redis are throw-away servers (duet-testkit).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use duet_domain::{Language, NewSession, SessionCode, Title};
+use duet_storage::postgres::PgStorage;
+use duet_storage::{NewUpdate, Storage};
+use duet_testkit::redis::TestRedis;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+/// The latency bound of the capacity search.
+const P99_BOUND_MS: f64 = 50.0;
+/// Clients per interview and edits per second per client (the load).
+const ROOM: usize = 5;
+const RATE: usize = 5;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+async fn wait_http(url: &str) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    for _ in 0..1200 {
+        if client.get(url).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not answer");
+}
+
+async fn spawn_hub(id: &str, db: &str, redis: &str) -> (Child, String) {
+    let port = duet_testkit::free_port();
+    let child = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_realtime-hub")])
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("DATABASE_URL", db)
+        .env("REDIS_URL", redis)
+        .env("DUET_HUB__ID", id)
+        .env("DUET_LOG_LEVEL", "warn")
+        .env("MAX_CONTENT_LENGTH", "1000000")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn realtime-hub");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{url}/healthz")).await;
+    (child, url)
+}
+
+/// The Node peer, installed once under target/ from its lock file.
+async fn spawn_peer() -> (Child, String) {
+    let src = repo().join("../shared/peers/node-socketio");
+    let dir = repo().join("target/bench-node-peer");
+    if !dir.join("node_modules/socket.io").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["server.js", "package.json", "package-lock.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .await
+            .unwrap();
+        assert!(ok.success(), "npm ci for the Node peer");
+    }
+    let port = duet_testkit::free_port();
+    let child = Command::new("taskset")
+        .args(["-c", "0", "node", "server.js"])
+        .current_dir(&dir)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{url}/socket.io/?EIO=4&transport=polling")).await;
+    (child, url)
+}
+
+async fn loadgen(
+    urls: &[String],
+    codes: &[String],
+    clients: usize,
+    mode: &str,
+    seconds: u64,
+) -> Value {
+    let script = repo().join("tests/js/collab/loadgen.mjs");
+    let codes = &codes[..clients.div_ceil(ROOM).min(codes.len())];
+    let out = Command::new("taskset")
+        .args(["-c", "1", "node", "--max-old-space-size=4096"])
+        .arg(&script)
+        .args([
+            "--urls",
+            &urls.join(","),
+            "--codes",
+            &codes.join(","),
+            "--clients",
+            &clients.to_string(),
+        ])
+        .args([
+            "--room",
+            &ROOM.to_string(),
+            "--rate",
+            &RATE.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+            "--mode",
+            mode,
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim().lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|_| panic!("loadgen said: {line}"))
+}
+
+fn ok(r: &Value) -> bool {
+    r["loss"].as_i64() == Some(0)
+        && r["errors"].as_i64() == Some(0)
+        && r["p99"].as_f64().is_some_and(|p| p <= P99_BOUND_MS)
+}
+
+fn row(label: &str, r: &Value) -> String {
+    format!(
+        "| {label} | {} | {} | {} | {} | {} / {} | {} | {} |",
+        r["clients"],
+        r["p50"],
+        r["p99"],
+        r["max"],
+        r["received"],
+        r["expected"],
+        r["ack_p99"],
+        r["generator_lag_max_ms"]
+    )
+}
+
+/// Doubles, then bisects, the client count while `run(n)` keeps p99 ≤ 50 ms with no loss.
+async fn capacity<F, Fut>(mut n: usize, max: usize, run: F) -> (usize, Vec<Value>)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let mut results = Vec::new();
+    let (mut good, mut bad) = (0, None);
+    while n <= max {
+        let r = run(n).await;
+        eprintln!("capacity probe {n}: {r}");
+        let pass = ok(&r);
+        results.push(r);
+        if pass {
+            good = n;
+            n *= 2;
+        } else {
+            bad = Some(n);
+            break;
+        }
+    }
+    if let Some(mut hi) = bad {
+        let mut lo = good;
+        while hi - lo > (lo / 8).max(ROOM * 10) {
+            let mid = (lo + hi) / 2 / ROOM * ROOM;
+            let r = run(mid).await;
+            eprintln!("capacity probe {mid}: {r}");
+            if ok(&r) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+            results.push(r);
+        }
+        good = lo;
+    }
+    (good, results)
+}
+
+async fn writer_rate(storage: &Arc<dyn Storage>, sessions: &[uuid::Uuid]) -> f64 {
+    let batch: Vec<NewUpdate> = (0..duet_realtime_hub::limits::MAX_BATCH)
+        .map(|i| NewUpdate {
+            session_id: sessions[i % sessions.len()],
+            author: Some(uuid::Uuid::new_v4()),
+            data: vec![7u8; 40],
+        })
+        .collect();
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < Duration::from_secs(5) {
+        storage.append_updates(&batch).await.unwrap();
+        n += batch.len();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let quick = std::env::var("BENCH_QUICK").is_ok();
+    let db = duet_testkit::postgres::fresh_database_url().await;
+    let redis = TestRedis::start();
+    let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&db).await.unwrap());
+    let max_clients = 16_000;
+    let mut codes = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..max_clients / ROOM {
+        let s = storage
+            .create_session(NewSession {
+                code: SessionCode::generate(),
+                title: Title::default(),
+                language: Language::Javascript,
+            })
+            .await
+            .unwrap();
+        codes.push(s.code.as_str().to_owned());
+        ids.push(s.id);
+    }
+    let mut lines = vec![
+        "| scenario | clients | p50 ms | p99 ms | max ms | delivered / expected | ack p99 ms | generator lag ms |".to_owned(),
+        "|---|---|---|---|---|---|---|---|".to_owned(),
+    ];
+
+    let (mut peer, peer_url) = spawn_peer().await;
+    let node = loadgen(
+        std::slice::from_ref(&peer_url),
+        &codes,
+        1000,
+        "seed",
+        seconds,
+    )
+    .await;
+    lines.push(row("Node socket.io peer, seed events", &node));
+
+    let (mut hub_a, url_a) = spawn_hub("bench-a", &db, &redis.url()).await;
+    let one_yjs = loadgen(std::slice::from_ref(&url_a), &codes, 1000, "yjs", seconds).await;
+    lines.push(row("Duet, 1 hub, Yjs + durable acks", &one_yjs));
+    let one_seed = loadgen(std::slice::from_ref(&url_a), &codes, 1000, "seed", seconds).await;
+    lines.push(row("Duet, 1 hub, seed events", &one_seed));
+
+    let (mut hub_b, url_b) = spawn_hub("bench-b", &db, &redis.url()).await;
+    let two = loadgen(
+        &[url_a.clone(), url_b.clone()],
+        &codes,
+        1000,
+        "yjs",
+        seconds,
+    )
+    .await;
+    lines.push(row("Duet, 2 hubs via Redis, Yjs", &two));
+    let _ = hub_b.start_kill();
+
+    let mut summary = vec![format!(
+        "p99 at 1,000 clients: Duet {} ms (1 hub, Yjs), {} ms (seed events), {} ms (2 hubs) vs Node {} ms",
+        one_yjs["p99"], one_seed["p99"], two["p99"], node["p99"]
+    )];
+    if !quick {
+        let urls = [url_a.clone()];
+        let (duet_cap, rs) = capacity(1000, max_clients, |n| {
+            loadgen(&urls, &codes, n, "yjs", seconds)
+        })
+        .await;
+        for r in &rs {
+            lines.push(row("Duet capacity probe (Yjs)", r));
+        }
+        let peer_urls = [peer_url.clone()];
+        let (node_cap, rs) = capacity(250, max_clients, |n| {
+            loadgen(&peer_urls, &codes, n, "seed", seconds)
+        })
+        .await;
+        for r in &rs {
+            lines.push(row("Node capacity probe (seed)", r));
+        }
+        summary.push(format!(
+            "largest client count at p99 <= 50 ms, no loss: Duet {duet_cap}, Node {node_cap} ({:.1}x)",
+            duet_cap as f64 / node_cap.max(1) as f64
+        ));
+    }
+    let _ = hub_a.start_kill();
+    let _ = peer.start_kill();
+    let rate = writer_rate(&storage, &ids).await;
+    summary.push(format!(
+        "history writer: {rate:.0} updates/s committed (append_updates, batches of {})",
+        duet_realtime_hub::limits::MAX_BATCH
+    ));
+
+    let report = format!("{}\n\n{}\n", lines.join("\n"), summary.join("\n"));
+    println!("{report}");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/hub-bench.md");
+    let _ = std::fs::write(out, &report);
+}

@@ -1,0 +1,244 @@
+// Load generator for the hub benchmark (docs/BENCHMARKS.md, "Hub"). Speaks Engine.IO v4 / Socket.IO v5
+// directly over `ws` (socket.io-client costs too much per client to run thousands in one process).
+//
+//   node loadgen.mjs --urls http://127.0.0.1:A[,http://127.0.0.1:B] --codes C1,C2,... --clients 1000
+//        [--room 5] [--rate 5] [--seconds 20] [--warmup 3] [--mode yjs|seed]
+//
+// Clients are grouped in interviews of --room; with several URLs the members of one interview are
+// spread over them (the cross-hub case). Each client makes --rate edits per second:
+//   yjs:  a Yjs update (insert a marker, delete its previous one) as a `yjs` binary event with an ack;
+//   seed: `code_change {code}` with a 64-byte text holding a marker (what the seed and the Node peer do).
+// Latency = time from the sender's emit to a peer's receipt of the marker (one process, one clock).
+// Prints one JSON line: sent, expected and received deliveries, loss, p50/p99/max latency, ack latency.
+import WebSocket from "ws";
+import * as Y from "yjs";
+import * as encoding from "lib0/encoding";
+
+const args = Object.fromEntries(process.argv.slice(2).map((a, i, all) => [a.replace(/^--/, ""), all[i + 1]]).filter((_, i) => i % 2 === 0));
+const urls = args.urls.split(",");
+const codes = args.codes.split(",");
+const nClients = Number(args.clients ?? 1000);
+const room = Number(args.room ?? 5);
+const rate = Number(args.rate ?? 5);
+const seconds = Number(args.seconds ?? 20);
+const warmup = Number(args.warmup ?? 3);
+const mode = args.mode ?? "yjs";
+const CONNECT_CONCURRENCY = 100;
+
+const sentAt = new Map(); // "client.seq" -> ms
+const latencies = [];
+const ackLatencies = [];
+let measuring = false;
+let collecting = false; // deliveries are counted until the drain ends
+let sent = 0;
+let received = 0;
+let errors = 0;
+const MARK = /~(\d+)\.(\d+)~/g;
+
+function record(text, clientId) {
+  const now = performance.now();
+  for (const m of text.matchAll(MARK)) {
+    if (Number(m[1]) === clientId) continue;
+    const key = `${m[1]}.${m[2]}`;
+    const t = sentAt.get(key);
+    if (t === undefined) continue;
+    const seen = t.seen ?? (t.seen = new Set());
+    if (seen.has(clientId)) continue;
+    seen.add(clientId);
+    if (t.measured) {
+      received++;
+      latencies.push(now - t.at);
+    }
+  }
+}
+
+class Client {
+  constructor(id, url, code) {
+    this.id = id;
+    this.code = code;
+    this.seq = 0;
+    this.nextAck = 1;
+    this.acks = new Map();
+    this.pendingBinary = null;
+    this.doc = new Y.Doc();
+    this.text = this.doc.getText("code");
+    this.lastUpdate = null;
+    this.doc.on("update", (u) => (this.lastUpdate = u));
+    this.ws = new WebSocket(`${url.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false });
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.ws.on("error", reject);
+    });
+    this.ws.on("message", (data, isBinary) => this.onMessage(data, isBinary));
+  }
+
+  send(s) {
+    this.ws.send(s);
+  }
+
+  emit(event, arg, onAck) {
+    let id = "";
+    if (onAck) {
+      id = String(this.nextAck++);
+      this.acks.set(id, onAck);
+    }
+    this.send(`42${id}${JSON.stringify([event, arg])}`);
+  }
+
+  emitBinary(event, buf, onAck) {
+    let id = "";
+    if (onAck) {
+      id = String(this.nextAck++);
+      this.acks.set(id, onAck);
+    }
+    this.send(`451-${id}${JSON.stringify([event, { _placeholder: true, num: 0 }])}`);
+    this.send(buf);
+  }
+
+  onMessage(data, isBinary) {
+    if (isBinary) {
+      const p = this.pendingBinary;
+      this.pendingBinary = null;
+      if (p && p.event === "yjs" && collecting) record(Buffer.from(data).toString("latin1"), this.id);
+      return;
+    }
+    const s = data.toString();
+    switch (s[0]) {
+      case "0":
+        this.send("40");
+        return;
+      case "2":
+        this.send("3");
+        return;
+      case "4":
+        break;
+      default:
+        return;
+    }
+    const t = s[1];
+    if (t === "0") {
+      this.join();
+    } else if (t === "2" || t === "3") {
+      const m = /^4[23](\d*)(.*)$/s.exec(s);
+      if (t === "3") {
+        const cb = this.acks.get(m[1]);
+        if (cb) {
+          this.acks.delete(m[1]);
+          cb(JSON.parse(m[2])[0]);
+        }
+        return;
+      }
+      const [event, body] = JSON.parse(m[2]);
+      if (event === "code_updated" && collecting) record(body.code, this.id);
+      else if (event === "sync_code") this.resolveReady(); // the Node peer does not ack joins
+      else if (event === "error") errors++;
+    } else if (t === "5") {
+      const m = /^45(\d+)-(\d*)(.*)$/s.exec(s);
+      const [event] = JSON.parse(m[3]);
+      this.pendingBinary = { event };
+    } else if (t === "6") {
+      const m = /^46(\d+)-(\d*)(.*)$/s.exec(s);
+      const cb = this.acks.get(m[2]);
+      this.acks.delete(m[2]);
+      cb?.(JSON.parse(m[3])[0]);
+    }
+  }
+
+  join() {
+    this.emit("join_session", { session_code: this.code, name: `load-${this.id}`, yjs: mode === "yjs" }, (res) => {
+      if (!res?.ok) errors++;
+      this.resolveReady();
+    });
+  }
+
+  edit() {
+    const seq = ++this.seq;
+    const marker = `~${this.id}.${seq}~`;
+    const entry = { at: performance.now(), measured: measuring };
+    sentAt.set(`${this.id}.${seq}`, entry);
+    if (measuring) sent++;
+    if (mode === "yjs") {
+      this.doc.transact(() => {
+        const len = this.text.length;
+        if (len > 0) this.text.delete(0, len);
+        this.text.insert(0, marker);
+      });
+      const enc = encoding.createEncoder();
+      encoding.writeVarUint(enc, 0);
+      encoding.writeVarUint(enc, 2);
+      encoding.writeVarUint8Array(enc, this.lastUpdate);
+      const t0 = entry.at;
+      const m = entry.measured;
+      this.emitBinary("yjs", encoding.toUint8Array(enc), (res) => {
+        if (!res?.ok) errors++;
+        else if (m) ackLatencies.push(performance.now() - t0);
+      });
+    } else {
+      this.emit("code_change", { code: marker.padEnd(64, ".") });
+    }
+  }
+}
+
+function pct(xs, p) {
+  if (xs.length === 0) return null;
+  const s = Float64Array.from(xs).sort();
+  return Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] * 100) / 100;
+}
+
+const clients = [];
+for (let i = 0; i < nClients; i++) {
+  const r = Math.floor(i / room);
+  const url = urls[(i % room) % urls.length];
+  clients.push(new Client(i, url, codes[r % codes.length]));
+  if (clients.length % CONNECT_CONCURRENCY === 0) await Promise.all(clients.slice(-CONNECT_CONCURRENCY).map((c) => c.ready));
+}
+await Promise.all(clients.map((c) => c.ready));
+
+// Event-loop lag of the generator itself: if it is high, the generator (not the server) is the limit.
+let lagMax = 0;
+let last = performance.now();
+const lagTimer = setInterval(() => {
+  const now = performance.now();
+  lagMax = measuring ? Math.max(lagMax, now - last - 100) : lagMax;
+  last = now;
+}, 100);
+
+const period = 1000 / rate;
+const timers = clients.map((c) => {
+  const start = Math.random() * period;
+  return setTimeout(() => {
+    c.timer = setInterval(() => c.edit(), period);
+    c.edit();
+  }, start);
+});
+await new Promise((r) => setTimeout(r, warmup * 1000));
+measuring = true;
+collecting = true;
+await new Promise((r) => setTimeout(r, seconds * 1000));
+measuring = false;
+for (const c of clients) clearInterval(c.timer);
+timers.forEach(clearTimeout);
+await new Promise((r) => setTimeout(r, 2000)); // drain
+collecting = false;
+clearInterval(lagTimer);
+const expected = sent * (room - 1);
+console.log(
+  JSON.stringify({
+    mode,
+    clients: nClients,
+    hubs: urls.length,
+    sent,
+    expected,
+    received,
+    loss: expected - received,
+    p50: pct(latencies, 50),
+    p99: pct(latencies, 99),
+    max: pct(latencies, 100),
+    ack_p50: pct(ackLatencies, 50),
+    ack_p99: pct(ackLatencies, 99),
+    errors,
+    generator_lag_max_ms: Math.round(lagMax),
+  }),
+);
+for (const c of clients) c.ws.terminate();
+process.exit(0);
