@@ -88,6 +88,9 @@ impl Application {
                 )
         })
         .shutdown_timeout(HTTP_SHUTDOWN_SECS)
+        // Edits are small frames: without TCP_NODELAY, Nagle holds a frame until the previous one is
+        // acknowledged, and delayed ACKs make that up to 40 ms.
+        .tcp_nodelay(true)
         .listen(listener)?
         .disable_signals()
         .run();

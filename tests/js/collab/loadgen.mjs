@@ -42,9 +42,6 @@ function record(text, clientId) {
     const key = `${m[1]}.${m[2]}`;
     const t = sentAt.get(key);
     if (t === undefined) continue;
-    const seen = t.seen ?? (t.seen = new Set());
-    if (seen.has(clientId)) continue;
-    seen.add(clientId);
     if (t.measured) {
       received++;
       latencies.push(now - t.at);
@@ -60,10 +57,7 @@ class Client {
     this.nextAck = 1;
     this.acks = new Map();
     this.pendingBinary = null;
-    this.doc = new Y.Doc();
-    this.text = this.doc.getText("code");
-    this.lastUpdate = null;
-    this.doc.on("update", (u) => (this.lastUpdate = u));
+    this.updates = mode === "yjs" ? precompute(id, EDITS_PER_CLIENT) : null;
     this.ws = new WebSocket(`${url.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false });
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
@@ -152,24 +146,16 @@ class Client {
   }
 
   edit() {
+    if (this.updates && this.seq >= this.updates.length) return;
     const seq = ++this.seq;
     const marker = `~${this.id}.${seq}~`;
     const entry = { at: performance.now(), measured: measuring };
     sentAt.set(`${this.id}.${seq}`, entry);
     if (measuring) sent++;
     if (mode === "yjs") {
-      this.doc.transact(() => {
-        const len = this.text.length;
-        if (len > 0) this.text.delete(0, len);
-        this.text.insert(0, marker);
-      });
-      const enc = encoding.createEncoder();
-      encoding.writeVarUint(enc, 0);
-      encoding.writeVarUint(enc, 2);
-      encoding.writeVarUint8Array(enc, this.lastUpdate);
       const t0 = entry.at;
       const m = entry.measured;
-      this.emitBinary("yjs", encoding.toUint8Array(enc), (res) => {
+      this.emitBinary("yjs", this.updates[seq - 1], (res) => {
         if (!res?.ok) errors++;
         else if (m) ackLatencies.push(performance.now() - t0);
       });
@@ -177,6 +163,31 @@ class Client {
       this.emit("code_change", { code: marker.padEnd(64, ".") });
     }
   }
+}
+
+// Edits per client for the whole run (warm-up, measurement, slack), prepared before it starts so the
+// generator does no Yjs work while measuring.
+const EDITS_PER_CLIENT = Math.ceil((warmup + seconds + 2) * rate) + 10;
+
+/** The y-protocols update messages of one client: each inserts marker `~id.seq~` and deletes the last. */
+function precompute(id, n) {
+  const doc = new Y.Doc();
+  const text = doc.getText("code");
+  let last = null;
+  doc.on("update", (u) => (last = u));
+  const out = [];
+  for (let seq = 1; seq <= n; seq++) {
+    doc.transact(() => {
+      if (text.length > 0) text.delete(0, text.length);
+      text.insert(0, `~${id}.${seq}~`);
+    });
+    const enc = encoding.createEncoder();
+    encoding.writeVarUint(enc, 0);
+    encoding.writeVarUint(enc, 2);
+    encoding.writeVarUint8Array(enc, last);
+    out.push(encoding.toUint8Array(enc));
+  }
+  return out;
 }
 
 function pct(xs, p) {
