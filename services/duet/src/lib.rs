@@ -116,6 +116,8 @@ impl Application {
                 .configure(|c| duet_gateway::pages::configure(c, pages.clone()))
         })
         .shutdown_timeout(10)
+        // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add up to 40 ms.
+        .tcp_nodelay(true)
         .listen(listener)?
         .disable_signals()
         .run();

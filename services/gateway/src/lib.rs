@@ -147,6 +147,8 @@ impl Application {
                 .configure(|c| pages::configure(c, pages.clone()))
         })
         .shutdown_timeout(10)
+        // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add up to 40 ms.
+        .tcp_nodelay(true)
         .listen(listener)?
         .run();
         Ok(Self {

@@ -83,6 +83,8 @@ impl Application {
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
         })
         .shutdown_timeout(10)
+        // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add up to 40 ms.
+        .tcp_nodelay(true)
         .listen(listener)?
         .run();
         Ok(Self { port, server })
