@@ -33,6 +33,9 @@ const PRESENCE_WAIT: Duration = Duration::from_millis(300);
 
 /// Bus publishes in flight at once (pipelined on one connection, still in order).
 const PUBLISH_PIPELINE: usize = 64;
+/// Most queued bus messages taken in one publishing round (bounds one batch's size and the time
+/// spent grouping before the first publish of the round goes out).
+const PUBLISH_BATCH: usize = 1024;
 
 /// The hub core. Cheap to clone.
 #[derive(Clone)]
@@ -80,7 +83,7 @@ impl Core {
             ctx_stats: writer::stats_hook(Arc::downgrade(&ctx)),
         };
         tracker.spawn(writer::run(w, writer_rx));
-        tracker.spawn(publisher(bus.clone(), pub_rx));
+        tracker.spawn(publisher(bus.clone(), ctx.hub_id.clone(), pub_rx));
         if let Err(e) = beat(&ctx).await {
             tracing::warn!(error = %e, "first hub heartbeat failed; will retry");
         }
@@ -229,8 +232,26 @@ async fn load(ctx: &Arc<Ctx>, session: &Session) -> Result<Arc<Interview>, HubEr
 }
 
 /// Publishes queued bus messages in order, several in flight at once.
-async fn publisher(bus: Arc<dyn Bus>, mut rx: mpsc::Receiver<(Arc<str>, Bytes)>) {
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+///
+/// Each round takes everything queued (up to [`PUBLISH_BATCH`]) and publishes one payload per
+/// channel: the channel's messages in order, packed into one [`relay::batch`] when there are several.
+/// While the previous rounds' publishes are on their way, the next round's messages queue up, so the
+/// busier the hub the more edits share one `PUBLISH` (and one wakeup of every subscribing hub); an
+/// idle hub still publishes each message at once. Order per channel is kept: rounds are taken in
+/// order, a channel appears once per round, and the pipeline issues publishes in order.
+async fn publisher(bus: Arc<dyn Bus>, hub_id: String, mut rx: mpsc::Receiver<(Arc<str>, Bytes)>) {
+    let mut queued: Vec<(Arc<str>, Bytes)> = Vec::new();
+    let mut ready: std::collections::VecDeque<(Arc<str>, Bytes)> = Default::default();
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        if ready.is_empty() {
+            match rx.poll_recv_many(cx, &mut queued, PUBLISH_BATCH) {
+                std::task::Poll::Ready(0) => return std::task::Poll::Ready(None),
+                std::task::Poll::Ready(_) => ready.extend(group_by_channel(&hub_id, &mut queued)),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+        std::task::Poll::Ready(ready.pop_front())
+    });
     let mut failures = 0u64;
     let mut sends = stream
         .map(|(channel, data)| {
@@ -246,6 +267,26 @@ async fn publisher(bus: Arc<dyn Bus>, mut rx: mpsc::Receiver<(Arc<str>, Bytes)>)
             }
         }
     }
+}
+
+/// One payload per channel, in the order the channels first appear; each channel's messages keep
+/// their order.
+fn group_by_channel(hub_id: &str, queued: &mut Vec<(Arc<str>, Bytes)>) -> Vec<(Arc<str>, Bytes)> {
+    let mut groups: Vec<(Arc<str>, Vec<Bytes>)> = Vec::new();
+    let mut index: HashMap<Arc<str>, usize> = HashMap::new();
+    for (channel, data) in queued.drain(..) {
+        match index.get(&channel) {
+            Some(&i) => groups[i].1.push(data),
+            None => {
+                index.insert(channel.clone(), groups.len());
+                groups.push((channel, vec![data]));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(channel, parts)| (channel, relay::batch(hub_id, parts)))
+        .collect()
 }
 
 /// Refreshes the registration every third of its TTL, re-announces presence and retries participant

@@ -10,7 +10,7 @@ use yrs::{ReadTxn, StateVector, Transact};
 use super::{doc_from_storage, Interview};
 use crate::ctx::Stats;
 use crate::limits::{MAINTENANCE_TICK, TEXT_SAVE_DEBOUNCE};
-use crate::relay::BusMessage;
+use crate::relay;
 
 /// An interview without local participants keeps its bus subscription this long: a fresh load has
 /// no participant until its first joiner is admitted, and a reloading tab comes back within it.
@@ -42,7 +42,7 @@ pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
             _ = iv.cancel.cancelled() => break,
             ev = next_event(&mut sub) => match ev {
                 Some(BusEvent::Message(raw)) => {
-                    if let Some((origin, msg)) = BusMessage::decode(&raw) {
+                    for (origin, msg) in relay::decode_all(&raw) {
                         iv.handle_bus(origin, msg);
                     }
                     continue;
