@@ -276,8 +276,14 @@ mod contract {
         let mut listed = bus.keys_with_prefix(&prefix).await.expect("list");
         listed.sort();
         assert_eq!(listed, vec![key("long"), key("refreshed")]);
-        assert_eq!(bus.get(&key("long")).await.expect("get").as_deref(), Some("3"));
-        assert_eq!(bus.get(&key("refreshed")).await.expect("get").as_deref(), Some("2"));
+        assert_eq!(
+            bus.get(&key("long")).await.expect("get").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            bus.get(&key("refreshed")).await.expect("get").as_deref(),
+            Some("2")
+        );
         assert_eq!(bus.get(&key("short")).await.expect("get"), None, "expired");
         assert_eq!(bus.get(&unique("never-set")).await.expect("get"), None);
 
