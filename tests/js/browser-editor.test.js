@@ -72,6 +72,37 @@ describe('browser client against the protocol stand-in', { timeout: 300000 }, ()
     await S.killAndRestart(mock, ctx);
   });
 
+  test('keyboard: name required, Tab reaches the editor, Enter edits, Ctrl+Enter runs from anywhere', async () => {
+    const s = mock.createSession('javascript', 'Keyboard');
+    const page = await S.openPage(browser, `${mock.url}/interview/${s.code}`);
+    await page.waitForSelector('#name-dialog[open]');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Escape');
+    await page.waitForTimeout(100);
+    assert.equal(await page.evaluate(() => document.getElementById('name-dialog').open), true, 'still asking for a name');
+    await page.keyboard.type('Kay');
+    await page.keyboard.press('Enter');
+    await S.waitSaved(page);
+    // Tab order: … Run, Stop (disabled, skipped), then the editor (Ace's gutter, then its text area);
+    // Enter starts editing.
+    await page.focus('#run-btn');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.getElementById('editor').contains(document.activeElement)), true);
+    if (!(await page.evaluate(() => document.activeElement === window.duet.editor.renderer.scroller))) await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement === window.duet.editor.renderer.scroller), true);
+    await page.keyboard.press('Enter');
+    await page.keyboard.type('console.log("kbd")');
+    assert.equal(await S.text(page), 'console.log("kbd")');
+    await page.keyboard.press('Escape');
+    await page.focus('#language');
+    const before = await page.locator('#output .run-local').count();
+    await page.keyboard.press('Control+Enter');
+    await page.waitForFunction((n) => document.querySelectorAll('#output .run-local[data-status="ok"]').length > n, before);
+    assert.match(await page.locator('#output .run-local').last().textContent(), /kbd/);
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
   test('unknown interview codes get a clear message', async () => {
     await S.unknownCode(browser, mock.url);
   });

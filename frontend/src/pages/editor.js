@@ -93,7 +93,15 @@ function askName() {
   const input = $('name-input');
   const error = $('name-error');
   return new Promise((resolve) => {
+    let done = false;
     dialog.addEventListener('cancel', (e) => e.preventDefault()); // a name is needed to join
+    // Browsers let a second Escape close a modal dialog anyway: open it again until there is a name.
+    dialog.addEventListener('close', () => {
+      if (!done) {
+        dialog.showModal();
+        input.focus();
+      }
+    });
     $('name-form').addEventListener('submit', (e) => {
       const name = normalizeName(input.value);
       if (!name) {
@@ -103,6 +111,7 @@ function askName() {
         input.focus();
         return;
       }
+      done = true;
       resolve(setName(name));
     });
     dialog.showModal();
@@ -403,6 +412,12 @@ async function main() {
       toast(announce);
     }
   };
+
+  // The skip link lands in the editor itself (Ace's text input), not just next to it.
+  document.querySelector('.skip-link')?.addEventListener('click', (e) => {
+    e.preventDefault();
+    editor.focus();
+  });
 
   // --- connection
   const connection = new DuetConnection({ sessionCode: code, name, userId, doc, awareness });
