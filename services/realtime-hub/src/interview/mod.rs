@@ -843,8 +843,17 @@ impl Interview {
         st.remote_pending
             .retain(|_, p| p.takeover_write.is_none_or(|w| w > committed));
         Self::release_acks(&mut st);
+        // Wake the worker only for what cannot wait for its next tick: a `Committed` notice for the
+        // other hubs, a due snapshot, or an unload once nothing is in flight. Text saves are
+        // debounced well beyond the tick anyway; waking it after every commit of a busy interview
+        // cost a task switch and a housekeeping pass per edit.
+        let urgent = Self::has_peers(&st)
+            || st.local.is_empty()
+            || st.committed_since_snapshot >= self.ctx.cfg.snapshot_every;
         drop(st);
-        self.wake.notify_one();
+        if urgent {
+            self.wake.notify_one();
+        }
     }
 
     /// The database is down: tell the clients once (their edits stay unacknowledged).
