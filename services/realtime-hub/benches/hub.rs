@@ -1,7 +1,8 @@
 //! The hub benchmark (docs/BENCHMARKS.md, "Hub"): `cargo bench -p duet-realtime-hub --bench hub`.
 //!
 //! In one run, with the servers pinned to core 0 (`taskset -c 0`) and the load generator
-//! (`tests/js/collab/loadgen.mjs`) on core 1, interviews of 5, 5 edits/s per client:
+//! (`tools/loadgen`, or `tests/js/collab/loadgen.mjs` with `BENCH_LOADGEN=node`) on core 1,
+//! interviews of 5, 5 edits/s per client:
 //! 1. the Node socket.io peer (`../shared/peers/node-socketio`, seed events) at 1,000 clients;
 //! 2. one Duet hub, Yjs updates with durability acks (history on), 1,000 clients;
 //! 3. one Duet hub, seed events (`code_change`, as the peer), 1,000 clients;
@@ -10,7 +11,8 @@
 //! 6. the history writer's commit rate (`append_updates` in the writer's batch size).
 //!
 //! Environment: `BENCH_SECONDS` (measured seconds per point, default 15), `BENCH_QUICK=1` (skip the
-//! search for the largest client count). PostgreSQL and Redis are throw-away servers (duet-testkit).
+//! search for the largest client count), `BENCH_LOADGEN=node` (the Node generator), `BENCH_HUB_BIN`
+//! (another hub binary, for before/after comparisons). PostgreSQL and Redis are throw-away servers (duet-testkit).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -50,8 +52,11 @@ async fn wait_http(url: &str) {
 
 async fn spawn_hub(id: &str, db: &str, redis: &str) -> (Child, String) {
     let port = duet_testkit::free_port();
+    // `BENCH_HUB_BIN`: another build of the hub (e.g. an older commit's, for before/after figures).
+    let bin = std::env::var("BENCH_HUB_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_realtime-hub").into());
     let child = Command::new("taskset")
-        .args(["-c", "0", env!("CARGO_BIN_EXE_realtime-hub")])
+        .args(["-c", "0", &bin])
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("DATABASE_URL", db)
@@ -98,6 +103,27 @@ async fn spawn_peer() -> (Child, String) {
     (child, url)
 }
 
+/// `BENCH_LOADGEN=node` selects the Node generator (`tests/js/collab/loadgen.mjs`, saturates above
+/// ~2,000 clients); the default is the Rust one (`tools/loadgen`, same arguments and output).
+fn node_generator() -> bool {
+    std::env::var("BENCH_LOADGEN").is_ok_and(|v| v == "node")
+}
+
+/// The release `duet-loadgen` binary, built on first use.
+fn rust_generator() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let ok = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "duet-loadgen"])
+            .current_dir(repo())
+            .status()
+            .expect("cargo build -p duet-loadgen")
+            .success();
+        assert!(ok, "building duet-loadgen failed");
+    });
+    repo().join("target/release/duet-loadgen")
+}
+
 async fn loadgen(
     urls: &[String],
     codes: &[String],
@@ -105,11 +131,16 @@ async fn loadgen(
     mode: &str,
     seconds: u64,
 ) -> Value {
-    let script = repo().join("tests/js/collab/loadgen.mjs");
     let codes = &codes[..clients.div_ceil(ROOM).min(codes.len())];
-    let out = Command::new("taskset")
-        .args(["-c", "1", "node", "--max-old-space-size=4096"])
-        .arg(&script)
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "1"]);
+    if node_generator() {
+        cmd.args(["node", "--max-old-space-size=4096"])
+            .arg(repo().join("tests/js/collab/loadgen.mjs"));
+    } else {
+        cmd.arg(rust_generator());
+    }
+    let out = cmd
         .args([
             "--urls",
             &urls.join(","),

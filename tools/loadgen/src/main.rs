@@ -1,0 +1,593 @@
+//! `duet-loadgen`: the hub benchmark's load generator (docs/BENCHMARKS.md, "Hub"), a Rust port of
+//! `tests/js/collab/loadgen.mjs` with the same arguments, load and JSON output. One thread (run it
+//! pinned, `taskset -c 1`); each client is a task speaking Engine.IO v4 / Socket.IO v5 over a
+//! hand-rolled WebSocket (unfragmented frames, zero mask key), so one core drives far more clients
+//! than the Node generator, which saturates above ~2,000.
+//!
+//! ```text
+//! duet-loadgen --urls http://127.0.0.1:A[,http://127.0.0.1:B] --codes C1,C2,... --clients 1000
+//!              [--room 5] [--rate 5] [--seconds 20] [--warmup 3] [--mode yjs|seed]
+//! ```
+//!
+//! Clients are grouped in interviews of `--room`; with several URLs the members of one interview are
+//! spread over them. Each client makes `--rate` edits per second: `yjs` sends a y-protocols update
+//! (insert marker `~id.seq~`, delete the previous one) as a binary `yjs` event with an ack; `seed`
+//! sends `code_change {code}` with a 64-byte text holding the marker. Latency is the sender's emit →
+//! a peer's receipt of the marker (one process, one clock). Prints one JSON line.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use yrs::{Doc, GetString, Text, Transact};
+
+const CONNECT_CONCURRENCY: usize = 100;
+
+struct Args {
+    urls: Vec<String>,
+    codes: Vec<String>,
+    clients: usize,
+    room: usize,
+    rate: f64,
+    seconds: f64,
+    warmup: f64,
+    yjs: bool,
+}
+
+fn args() -> Args {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut m = HashMap::new();
+    for pair in raw.chunks(2) {
+        if let [k, v] = pair {
+            m.insert(k.trim_start_matches("--").to_owned(), v.clone());
+        }
+    }
+    let num = |k: &str, d: f64| m.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let list = |k: &str| -> Vec<String> {
+        m.get(k)
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    Args {
+        urls: list("urls"),
+        codes: list("codes"),
+        clients: num("clients", 1000.0) as usize,
+        room: num("room", 5.0) as usize,
+        rate: num("rate", 5.0),
+        seconds: num("seconds", 20.0),
+        warmup: num("warmup", 3.0),
+        yjs: m.get("mode").is_none_or(|v| v == "yjs"),
+    }
+}
+
+/// Everything the clients share (one thread, so a `RefCell`).
+#[derive(Default)]
+struct Shared {
+    /// (client, seq) → (emit time, counted in the measurement window)
+    sent_at: HashMap<(u32, u32), (Instant, bool)>,
+    latencies: Vec<f64>,
+    ack_latencies: Vec<f64>,
+    measuring: bool,
+    collecting: bool,
+    stop: bool,
+    sent: u64,
+    received: u64,
+    errors: u64,
+}
+
+type State = Rc<RefCell<Shared>>;
+
+/// Records every `~id.seq~` marker in `data` not sent by `me`.
+fn record(st: &mut Shared, data: &[u8], me: u32) {
+    if !st.collecting {
+        return;
+    }
+    let now = Instant::now();
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] != b'~' {
+            i += 1;
+            continue;
+        }
+        let num = |j: &mut usize| -> Option<u32> {
+            let start = *j;
+            let mut v: u32 = 0;
+            while *j < data.len() && data[*j].is_ascii_digit() {
+                v = v.checked_mul(10)?.checked_add(u32::from(data[*j] - b'0'))?;
+                *j += 1;
+            }
+            (*j > start).then_some(v)
+        };
+        let mut j = i + 1;
+        let parsed = (|| {
+            let id = num(&mut j)?;
+            (data.get(j) == Some(&b'.')).then_some(())?;
+            j += 1;
+            let seq = num(&mut j)?;
+            (data.get(j) == Some(&b'~')).then_some((id, seq))
+        })();
+        match parsed {
+            Some((id, seq)) => {
+                if id != me {
+                    if let Some(&(at, true)) = st.sent_at.get(&(id, seq)) {
+                        st.received += 1;
+                        st.latencies.push(ms(now - at));
+                    }
+                }
+                i = j + 1;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The y-protocols update messages of one client: each inserts `~id.seq~` and deletes the last.
+fn precompute(id: u32, n: usize) -> Vec<Vec<u8>> {
+    // A random Yjs client id, as `new Y.Doc()` has: runs reuse interviews, and a fixed id would
+    // make a later run's updates duplicates of an earlier run's (ignored, so never relayed).
+    let doc = Doc::new();
+    let text = doc.get_or_insert_text("code");
+    (1..=n)
+        .map(|seq| {
+            let mut txn = doc.transact_mut();
+            let len = text.get_string(&txn).encode_utf16().count() as u32;
+            if len > 0 {
+                text.remove_range(&mut txn, 0, len);
+            }
+            text.insert(&mut txn, 0, &format!("~{id}.{seq}~"));
+            let update = txn.encode_update_v1();
+            let mut msg = vec![0u8, 2u8];
+            write_var_uint(&mut msg, update.len() as u64);
+            msg.extend_from_slice(&update);
+            msg
+        })
+        .collect()
+}
+
+fn write_var_uint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A client-side WebSocket: masked frames with a zero key (legal, and no XOR work).
+struct Ws {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+enum Frame {
+    Text(Vec<u8>),
+    Binary(Vec<u8>),
+    Closed,
+}
+
+impl Ws {
+    async fn connect(url: &str) -> std::io::Result<Ws> {
+        let hostport = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut stream = TcpStream::connect(&hostport).await?;
+        stream.set_nodelay(true)?;
+        let req = format!(
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("closed during handshake"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if !buf.starts_with(b"HTTP/1.1 101") {
+                    return Err(std::io::Error::other("no 101 Switching Protocols"));
+                }
+                buf.drain(..end + 4);
+                return Ok(Ws {
+                    stream,
+                    buf,
+                    out: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// Queues a frame; [`Ws::flush`] writes everything queued in one go.
+    fn queue(&mut self, opcode: u8, payload: &[u8]) {
+        self.out.push(0x80 | opcode);
+        let len = payload.len();
+        if len < 126 {
+            self.out.push(0x80 | len as u8);
+        } else if len <= 0xffff {
+            self.out.push(0x80 | 126);
+            self.out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            self.out.push(0x80 | 127);
+            self.out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        self.out.extend_from_slice(&[0, 0, 0, 0]);
+        self.out.extend_from_slice(payload);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// A complete frame already in the buffer, if any.
+    fn parse(&mut self) -> Option<Frame> {
+        let b = &self.buf;
+        if b.len() < 2 {
+            return None;
+        }
+        let opcode = b[0] & 0x0f;
+        let (len, mut pos) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().ok()?) as usize, 10),
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        if b[1] & 0x80 != 0 {
+            pos += 4; // servers do not mask; tolerate it anyway by skipping the key
+        }
+        if b.len() < pos + len {
+            return None;
+        }
+        let payload = b[pos..pos + len].to_vec();
+        self.buf.drain(..pos + len);
+        Some(match opcode {
+            1 => Frame::Text(payload),
+            2 => Frame::Binary(payload),
+            8 => Frame::Closed,
+            9 => {
+                self.queue(10, &payload);
+                Frame::Text(Vec::new())
+            }
+            _ => Frame::Text(Vec::new()),
+        })
+    }
+
+    /// Reads more bytes; false once the connection is closed.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        match self.stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+}
+
+enum Ack {
+    Join,
+    Edit(Instant, bool),
+}
+
+struct Client {
+    id: u32,
+    code: String,
+    yjs: bool,
+    seq: u32,
+    next_ack: u64,
+    acks: HashMap<u64, Ack>,
+    pending_binary: Option<bool>, // Some(is_yjs_event)
+    updates: Vec<Vec<u8>>,
+    ready: bool,
+}
+
+impl Client {
+    fn emit(&mut self, ws: &mut Ws, event: &str, arg: Value, ack: Option<Ack>) {
+        let id = ack.map(|a| {
+            let id = self.next_ack;
+            self.next_ack += 1;
+            self.acks.insert(id, a);
+            id.to_string()
+        });
+        let body = json!([event, arg]).to_string();
+        ws.queue(1, format!("42{}{body}", id.unwrap_or_default()).as_bytes());
+    }
+
+    fn edit(&mut self, ws: &mut Ws, st: &State) {
+        if self.yjs && self.seq as usize >= self.updates.len() {
+            return;
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let now = Instant::now();
+        let measured = {
+            let mut s = st.borrow_mut();
+            let m = s.measuring;
+            s.sent_at.insert((self.id, seq), (now, m));
+            if m {
+                s.sent += 1;
+            }
+            m
+        };
+        if self.yjs {
+            let id = self.next_ack;
+            self.next_ack += 1;
+            self.acks.insert(id, Ack::Edit(now, measured));
+            ws.queue(
+                1,
+                format!("451-{id}[\"yjs\",{{\"_placeholder\":true,\"num\":0}}]").as_bytes(),
+            );
+            let update = std::mem::take(&mut self.updates[seq as usize - 1]);
+            ws.queue(2, &update);
+        } else {
+            let code = format!("{:.<64}", format!("~{}.{seq}~", self.id));
+            self.emit(ws, "code_change", json!({ "code": code }), None);
+        }
+    }
+
+    fn on_frame(&mut self, ws: &mut Ws, st: &State, frame: Frame) {
+        let text = match frame {
+            Frame::Binary(data) => {
+                if self.pending_binary.take() == Some(true) {
+                    record(&mut st.borrow_mut(), &data, self.id);
+                }
+                return;
+            }
+            Frame::Text(t) => t,
+            Frame::Closed => return,
+        };
+        match text.first() {
+            Some(b'0') => ws.queue(1, b"40"),
+            Some(b'2') => ws.queue(1, b"3"),
+            Some(b'4') => self.on_packet(ws, st, &text[1..]),
+            _ => {}
+        }
+    }
+
+    /// A Socket.IO packet (after the Engine.IO `4`).
+    fn on_packet(&mut self, ws: &mut Ws, st: &State, p: &[u8]) {
+        let Some(&t) = p.first() else { return };
+        let mut rest = &p[1..];
+        let attachments = matches!(t, b'5' | b'6');
+        if attachments {
+            let Some(dash) = rest.iter().position(|&c| c == b'-') else {
+                return;
+            };
+            rest = &rest[dash + 1..];
+        }
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        let ack_id: Option<u64> = std::str::from_utf8(&rest[..digits])
+            .ok()
+            .and_then(|s| s.parse().ok());
+        let body: Value = serde_json::from_slice(&rest[digits..]).unwrap_or(Value::Null);
+        match t {
+            b'0' => {
+                let arg = json!({ "session_code": self.code, "name": format!("load-{}", self.id), "yjs": self.yjs });
+                self.emit(ws, "join_session", arg, Some(Ack::Join));
+            }
+            b'3' | b'6' => {
+                let ok = body[0]["ok"].as_bool() == Some(true);
+                match ack_id.and_then(|id| self.acks.remove(&id)) {
+                    Some(Ack::Join) => {
+                        self.ready = true;
+                        if !ok {
+                            st.borrow_mut().errors += 1;
+                        }
+                    }
+                    Some(Ack::Edit(at, measured)) => {
+                        let mut s = st.borrow_mut();
+                        if !ok {
+                            s.errors += 1;
+                        } else if measured {
+                            s.ack_latencies.push(ms(at.elapsed()));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            b'2' => match body[0].as_str() {
+                Some("code_updated") => {
+                    if let Some(code) = body[1]["code"].as_str() {
+                        record(&mut st.borrow_mut(), code.as_bytes(), self.id);
+                    }
+                }
+                Some("sync_code") => self.ready = true, // the Node peer does not ack joins
+                Some("error") => st.borrow_mut().errors += 1,
+                _ => {}
+            },
+            b'5' => self.pending_binary = Some(body[0].as_str() == Some("yjs")),
+            _ => {}
+        }
+    }
+}
+
+/// One client: connects, joins, then edits every `period` (from `start`) until told to stop.
+async fn run_client(
+    mut c: Client,
+    url: String,
+    st: State,
+    ready: tokio::sync::mpsc::UnboundedSender<()>,
+    mut go: tokio::sync::watch::Receiver<Option<(Instant, Duration)>>,
+) {
+    let mut ws = match Ws::connect(&url).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("client {}: {e}", c.id);
+            st.borrow_mut().errors += 1;
+            let _ = ready.send(());
+            return;
+        }
+    };
+    let mut told_ready = false;
+    let mut ticker: Option<tokio::time::Interval> = None;
+    loop {
+        while let Some(f) = ws.parse() {
+            if matches!(f, Frame::Closed) {
+                return;
+            }
+            c.on_frame(&mut ws, &st, f);
+        }
+        if c.ready && !told_ready {
+            told_ready = true;
+            let _ = ready.send(());
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+        let stop = st.borrow().stop;
+        if stop {
+            ticker = None;
+        }
+        tokio::select! {
+            open = ws.fill() => if !open { return },
+            _ = async { ticker.as_mut().unwrap().tick().await }, if ticker.is_some() => {
+                c.edit(&mut ws, &st);
+            }
+            r = go.changed(), if ticker.is_none() && !stop => {
+                if r.is_err() { return }
+                if let Some((start, period)) = *go.borrow() {
+                    let offset = period.mul_f64(rand::random::<f64>());
+                    let mut t = tokio::time::interval_at((start + offset).into(), period);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticker = Some(t);
+                }
+            }
+        }
+    }
+}
+
+fn pct(xs: &mut [f64], p: f64) -> Value {
+    if xs.is_empty() {
+        return Value::Null;
+    }
+    xs.sort_by(f64::total_cmp);
+    let i = ((p / 100.0 * xs.len() as f64).floor() as usize).min(xs.len() - 1);
+    json!((xs[i] * 100.0).round() / 100.0)
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run(a));
+}
+
+async fn run(a: Args) {
+    let st: State = Rc::new(RefCell::new(Shared::default()));
+    let edits = ((a.warmup + a.seconds + 2.0) * a.rate).ceil() as usize + 10;
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (go_tx, go_rx) = tokio::sync::watch::channel(None);
+    let mut connected = 0;
+    for i in 0..a.clients {
+        let r = i / a.room;
+        let url = a.urls[(i % a.room) % a.urls.len()].clone();
+        let c = Client {
+            id: i as u32,
+            code: a.codes[r % a.codes.len()].clone(),
+            yjs: a.yjs,
+            seq: 0,
+            next_ack: 1,
+            acks: HashMap::new(),
+            pending_binary: None,
+            updates: if a.yjs {
+                precompute(i as u32, edits)
+            } else {
+                Vec::new()
+            },
+            ready: false,
+        };
+        tokio::task::spawn_local(run_client(
+            c,
+            url,
+            st.clone(),
+            ready_tx.clone(),
+            go_rx.clone(),
+        ));
+        if (i + 1) % CONNECT_CONCURRENCY == 0 {
+            while connected < i + 1 - CONNECT_CONCURRENCY / 2 {
+                ready_rx.recv().await;
+                connected += 1;
+            }
+        }
+    }
+    while connected < a.clients {
+        ready_rx.recv().await;
+        connected += 1;
+    }
+
+    // Lag of the generator's own event loop: if high, the generator (not the server) is the limit.
+    let lag = Rc::new(RefCell::new(0f64));
+    {
+        let (lag, st) = (lag.clone(), st.clone());
+        tokio::task::spawn_local(async move {
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = Instant::now();
+                if st.borrow().measuring {
+                    let l = ms(now - last) - 100.0;
+                    let mut m = lag.borrow_mut();
+                    *m = m.max(l);
+                }
+                last = now;
+            }
+        });
+    }
+    let period = Duration::from_secs_f64(1.0 / a.rate);
+    let _ = go_tx.send(Some((Instant::now(), period)));
+    tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
+    {
+        let mut s = st.borrow_mut();
+        s.measuring = true;
+        s.collecting = true;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(a.seconds)).await;
+    {
+        let mut s = st.borrow_mut();
+        s.measuring = false;
+        s.stop = true;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // drain
+    let mut s = st.borrow_mut();
+    s.collecting = false;
+    let expected = s.sent * (a.room as u64 - 1);
+    let mut lat = std::mem::take(&mut s.latencies);
+    let mut acks = std::mem::take(&mut s.ack_latencies);
+    let out = json!({
+        "mode": if a.yjs { "yjs" } else { "seed" },
+        "generator": "rust",
+        "clients": a.clients,
+        "hubs": a.urls.len(),
+        "sent": s.sent,
+        "expected": expected,
+        "received": s.received,
+        "loss": expected as i64 - s.received as i64,
+        "p50": pct(&mut lat, 50.0),
+        "p99": pct(&mut lat, 99.0),
+        "max": pct(&mut lat, 100.0),
+        "ack_p50": pct(&mut acks, 50.0),
+        "ack_p99": pct(&mut acks, 99.0),
+        "errors": s.errors,
+        "generator_lag_max_ms": lag.borrow().round(),
+    });
+    println!("{out}");
+    std::process::exit(0);
+}
