@@ -227,6 +227,10 @@ export async function startMockDuet(dist) {
       ctl.down = false;
     },
     async close() {
+      for (const s of sessions.values()) {
+        s.awareness.destroy(); // its renewal interval would keep the test process alive
+        s.doc.destroy();
+      }
       io.close();
       for (const sock of sockets) sock.destroy();
       await web.close();
