@@ -76,6 +76,9 @@ export class DuetConnection extends Observable {
       reconnectionDelayMax: 4000,
       randomizationFactor: 0.3,
       timeout: 10000,
+      // The gateway routes every Engine.IO request of an interview to the same hub by this parameter
+      // (rendezvous hashing on the session code), so all participants normally meet on one hub.
+      query: { session: sessionCode },
       ...socketOptions,
     });
 
