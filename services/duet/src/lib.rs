@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
 use async_trait::async_trait;
-use duet_bus::{local::LocalBus, redis::RedisBus, Bus};
+use duet_bus::Bus;
 use duet_config::Settings;
 use duet_domain::SessionCode;
 use duet_gateway::pages::{PagesState, SessionDirectory};
 use duet_realtime_hub::{Hub, HubOptions};
-use duet_storage::{postgres::PgStorage, sqlite::SqliteStorage, Storage};
+use duet_storage::Storage;
 use duet_telemetry::health::{Readiness, ReadyCheck};
 
 /// Session lookups for the pages, straight from storage.
@@ -29,25 +29,7 @@ impl SessionDirectory for StorageDirectory {
     }
 }
 
-/// Opens the storage the settings name: PostgreSQL for `postgres://`, SQLite otherwise.
-pub async fn open_storage(settings: &Settings) -> anyhow::Result<Arc<dyn Storage>> {
-    if settings.uses_postgres() {
-        let url = settings.database_url.as_deref().unwrap_or_default();
-        Ok(Arc::new(PgStorage::connect(url).await?))
-    } else {
-        let path = settings.sqlite_path();
-        tracing::info!(path = %path.display(), "using embedded SQLite");
-        Ok(Arc::new(SqliteStorage::open(&path)?))
-    }
-}
-
-/// Opens the bus the settings name: Redis when `REDIS_URL` is set, in-process otherwise.
-pub async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
-    match settings.redis_url.as_deref() {
-        Some(url) => Ok(Arc::new(RedisBus::connect(url).await?)),
-        None => Ok(Arc::new(LocalBus::new())),
-    }
-}
+pub use duet_realtime_hub::startup::{open_bus, open_storage};
 
 pub struct Application {
     port: u16,

@@ -223,3 +223,92 @@ async fn hubs_are_discovered_from_their_registrations() {
     // Hub a stops refreshing its registration: it drops out when the TTL runs out.
     wait_for(vec!["http://127.0.0.1:2"]).await;
 }
+
+/// Engine.IO through the gateway to a real hub, over long-polling and over WebSocket.
+#[actix_web::test]
+async fn socketio_is_proxied_to_a_hub_over_polling_and_websocket() {
+    use futures_util::{SinkExt, StreamExt};
+    let data = tempfile::tempdir().unwrap();
+    let mut hub_settings = settings(vec![], data.path());
+    hub_settings.data_dir = data.path().to_path_buf();
+    let hub = duet_realtime_hub::startup::Application::build(&hub_settings)
+        .await
+        .unwrap();
+    let hub_url = format!("http://127.0.0.1:{}", hub.port());
+    actix_web::rt::spawn(hub.run_until_stopped());
+
+    let mut gw_settings = settings(vec![], data.path());
+    gw_settings.gateway.hub_urls = vec![hub_url];
+    let gw = spawn_gateway(&gw_settings).await;
+
+    // Polling: the open packet, then a namespace connect answered through the same hub.
+    let http = reqwest::Client::new();
+    let open = http
+        .get(format!(
+            "{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(open.starts_with("0{"), "{open}");
+    let sid = serde_json::from_str::<Value>(&open[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let posted = http
+        .post(format!(
+            "{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222&sid={sid}"
+        ))
+        .body("40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::OK);
+    let connected = http
+        .get(format!(
+            "{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222&sid={sid}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(connected.starts_with("40{\"sid\""), "{connected}");
+
+    // WebSocket: frames pass through both ways.
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket&session=ZZZZ2222",
+        gw.replacen("http", "ws", 1)
+    );
+    let (_, mut ws) = awc::Client::default().ws(ws_url).connect().await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    let awc::ws::Frame::Text(open) = first else {
+        panic!("expected the open packet, got {first:?}")
+    };
+    assert!(open.starts_with(b"0{"), "{open:?}");
+    ws.send(awc::ws::Message::Text("40".into())).await.unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    let awc::ws::Frame::Text(reply) = reply else {
+        panic!("expected the connect reply, got {reply:?}")
+    };
+    assert!(reply.starts_with(b"40{\"sid\""), "{reply:?}");
+    // An event before join_session gets the hub's typed error, through the proxy.
+    ws.send(awc::ws::Message::Text(
+        "42[\"code_change\",{\"code\":\"x\"}]".into(),
+    ))
+    .await
+    .unwrap();
+    let err = ws.next().await.unwrap().unwrap();
+    let awc::ws::Frame::Text(err) = err else {
+        panic!("expected an error event, got {err:?}")
+    };
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.starts_with("42[\"error\"") && err.contains("not_joined"),
+        "{err}"
+    );
+}

@@ -55,7 +55,13 @@ impl Application {
         let storage = open_storage(settings).await?;
         let bus = open_bus(settings).await?;
         let options = HubOptions {
-            public_url: Some(format!("http://{}:{port}", settings.host)),
+            public_url: Some(
+                settings
+                    .hub
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}:{port}", settings.host)),
+            ),
         };
         let hub = Hub::start_with(settings, storage, bus, options).await?;
         let ready_hub = hub.clone();
