@@ -349,10 +349,13 @@ describe('Socket.IO protocol (conformance namespaces at /socket.io/)', () => {
 
   it('forcefully closes a polling session, and upgrades', async () => {
     let sid = JSON.parse((await (await fetch(sio())).text()).substring(1)).sid;
-    const [poll] = await Promise.all([
-      fetch(`${sio()}&sid=${sid}`),
-      fetch(`${sio()}&sid=${sid}`, { method: 'post', body: '1' }),
-    ]);
+    // The close must reach the server while the GET is pending (the upstream suite fires both at once
+    // and relies on the GET arriving first, which a loaded machine does not guarantee).
+    const pollPromise = fetch(`${sio()}&sid=${sid}`);
+    await sleep(100);
+    const close = await fetch(`${sio()}&sid=${sid}`, { method: 'post', body: '1' });
+    assert.equal(close.status, 200);
+    const poll = await pollPromise;
     assert.equal(await poll.text(), '6');
     assert.equal((await fetch(`${sio()}&sid=${sid}`)).status, 400);
 
