@@ -113,12 +113,6 @@ impl Application {
     /// Serves until SIGTERM / Ctrl-C, then stops accepting, drains connections and lets the hub flush
     /// every pending edit to the database before the process exits.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        duet_telemetry::shutdown_signal().await;
-        self.hub.shutdown().await;
-        handle.stop(true).await;
-        server.await??;
-        Ok(())
+        duet_realtime_hub::startup::serve_until_signal(self.server, &self.hub).await
     }
 }

@@ -90,18 +90,23 @@ fn session_key(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
+/// The upstream URL for a request: the upstream's base with the request's path and query.
+fn upstream_url(base: &str, req: &HttpRequest) -> String {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    format!("{}{}", base.trim_end_matches('/'), path)
+}
+
 async fn forward_http(
     req: &HttpRequest,
     payload: web::Payload,
     client: &awc::Client,
     upstream: &str,
 ) -> HttpResponse {
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let url = format!("{}{}", upstream.trim_end_matches('/'), path);
+    let url = upstream_url(upstream, req);
     let mut fwd = client
         .request(req.method().clone(), &url)
         .no_decompress()
@@ -171,16 +176,8 @@ async fn forward_ws(
     client: &awc::Client,
     hub: &str,
 ) -> HttpResponse {
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let url = format!(
-        "{}{}",
-        hub.trim_end_matches('/').replacen("http", "ws", 1),
-        path
-    );
+    // http://hub → ws://hub, https://hub → wss://hub
+    let url = upstream_url(hub, &req).replacen("http", "ws", 1);
     let mut connect = client.ws(&url).max_frame_size(16 * 1024 * 1024);
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         connect = connect.origin(origin.clone());

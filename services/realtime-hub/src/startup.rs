@@ -114,12 +114,19 @@ impl Application {
     /// Serves until SIGTERM / Ctrl-C; then disconnects clients, commits every pending edit and
     /// deregisters before the process exits.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        duet_telemetry::shutdown_signal().await;
-        self.hub.shutdown().await;
-        handle.stop(true).await;
-        server.await??;
-        Ok(())
+        serve_until_signal(self.server, &self.hub).await
     }
+}
+
+/// Serves `server` until SIGTERM / Ctrl-C, then shuts the hub down first (clients are told to
+/// reconnect elsewhere, pending edits are committed) and only then stops the HTTP server, draining it.
+/// Used by the standalone hub and by the all-in-one `duet`.
+pub async fn serve_until_signal(server: actix_web::dev::Server, hub: &Hub) -> anyhow::Result<()> {
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    duet_telemetry::shutdown_signal().await;
+    hub.shutdown().await;
+    handle.stop(true).await;
+    server.await??;
+    Ok(())
 }
