@@ -37,7 +37,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Redis URL; unset means the in-process bus (single process only).
     pub redis_url: Option<String>,
-    /// Key that signs tokens. Unset: a random key per process (tokens die with the process).
+    /// The seed's `SECRET_KEY`, kept secret (never printed). Reserved for signing participant tokens,
+    /// which are not built yet.
     pub secret_key: Option<SecretString>,
     /// Largest request body / Socket.IO payload in bytes.
     pub max_content_length: usize,
@@ -48,8 +49,6 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info,duet=debug`.
     pub log_level: String,
-    /// OTLP endpoint for traces; unset means tracing stays local.
-    pub otlp_endpoint: Option<String>,
     pub hub: HubSettings,
     pub gateway: GatewaySettings,
 }
