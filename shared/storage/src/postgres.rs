@@ -13,6 +13,7 @@ use deadpool_postgres::{
 use duet_domain::{Language, NewSession, Session, SessionCode, Title};
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
@@ -115,6 +116,17 @@ impl PgStorage {
 
     async fn client(&self) -> Result<Object> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// One bounded statement that returns no rows: pooled client, cached prepare, execute.
+    /// Returns the number of rows affected.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(sql).await.map_err(pg_error)?;
+            client.execute(&stmt, params).await.map_err(pg_error)
+        })
+        .await
     }
 }
 
@@ -294,45 +306,33 @@ impl Storage for PgStorage {
     }
 
     async fn set_language(&self, session_id: Uuid, language: Language) -> Result<()> {
-        bounded(async {
-            let client = self.client().await?;
-            let stmt = client
-                .prepare_cached("UPDATE sessions SET language = $2 WHERE id = $1")
-                .await
-                .map_err(pg_error)?;
-            let n = client
-                .execute(&stmt, &[&session_id, &language.as_str()])
-                .await
-                .map_err(pg_error)?;
-            if n == 0 {
-                return Err(StorageError::NotFound);
-            }
-            Ok(())
-        })
-        .await
+        let n = self
+            .execute(
+                "UPDATE sessions SET language = $2 WHERE id = $1",
+                &[&session_id, &language.as_str()],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
     }
 
     async fn set_text(&self, session_id: Uuid, text: &str) -> Result<()> {
-        bounded(async {
-            let client = self.client().await?;
-            let stmt = client
-                .prepare_cached("UPDATE sessions SET text = $2 WHERE id = $1")
-                .await
-                .map_err(pg_error)?;
-            let n = client
-                .execute(&stmt, &[&session_id, &text])
-                .await
-                .map_err(pg_error)?;
-            if n == 0 {
-                return Err(StorageError::NotFound);
-            }
-            Ok(())
-        })
-        .await
+        let n = self
+            .execute(
+                "UPDATE sessions SET text = $2 WHERE id = $1",
+                &[&session_id, &text],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
     }
 
-    /// One statement (hence one transaction) for the whole batch: three arrays unnested into rows.
-    /// Within a statement the identity values are drawn in row order, and the rows are fed in input
+    /// One transaction for the whole batch: the sessions' rows are locked (see below), then ONE
+    /// statement inserts three arrays unnested into rows. Within a statement the identity values are drawn in row order, and the rows are fed in input
     /// order (`ORDER BY ordinality`), so the returned `seq`s sorted ascending are the input order,
     /// whatever order `RETURNING` yields them in.
     #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
@@ -454,106 +454,59 @@ impl Storage for PgStorage {
 
     /// Saving the same `(session, upto_seq)` twice keeps the first: both describe the same state.
     async fn save_snapshot(&self, session_id: Uuid, upto_seq: i64, data: &[u8]) -> Result<()> {
-        bounded(async {
-            let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(
-                    "INSERT INTO doc_snapshots (session_id, upto_seq, data) VALUES ($1, $2, $3) \
-                     ON CONFLICT (session_id, upto_seq) DO NOTHING",
-                )
-                .await
-                .map_err(pg_error)?;
-            client
-                .execute(&stmt, &[&session_id, &upto_seq, &data])
-                .await
-                .map_err(pg_error)?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "INSERT INTO doc_snapshots (session_id, upto_seq, data) VALUES ($1, $2, $3) \
+             ON CONFLICT (session_id, upto_seq) DO NOTHING",
+            &[&session_id, &upto_seq, &data],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Uses the database's clock, so hubs with skewed clocks still agree on who is alive.
     async fn hub_heartbeat(&self, hub_id: &str, ttl_secs: i64) -> Result<()> {
-        bounded(async {
-            let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(
-                    "INSERT INTO hubs (hub_id, expires_at) \
-                     VALUES ($1, now() + $2::bigint * interval '1 second') \
-                     ON CONFLICT (hub_id) DO UPDATE SET expires_at = excluded.expires_at",
-                )
-                .await
-                .map_err(pg_error)?;
-            client
-                .execute(&stmt, &[&hub_id, &ttl_secs])
-                .await
-                .map_err(pg_error)?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "INSERT INTO hubs (hub_id, expires_at) \
+             VALUES ($1, now() + $2::bigint * interval '1 second') \
+             ON CONFLICT (hub_id) DO UPDATE SET expires_at = excluded.expires_at",
+            &[&hub_id, &ttl_secs],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Idempotent: adding the same participant id again updates its row (a re-sent join).
     async fn add_participant(&self, p: &Participant) -> Result<()> {
-        bounded(async {
-            let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(
-                    "INSERT INTO participants (id, session_id, user_id, name, color, hub_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, \
-                         user_id = excluded.user_id, name = excluded.name, \
-                         color = excluded.color, hub_id = excluded.hub_id",
-                )
-                .await
-                .map_err(pg_error)?;
-            client
-                .execute(
-                    &stmt,
-                    &[
-                        &p.id,
-                        &p.session_id,
-                        &p.user_id,
-                        &p.name,
-                        &p.color,
-                        &p.hub_id,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "INSERT INTO participants (id, session_id, user_id, name, color, hub_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, \
+                 user_id = excluded.user_id, name = excluded.name, \
+                 color = excluded.color, hub_id = excluded.hub_id",
+            &[
+                &p.id,
+                &p.session_id,
+                &p.user_id,
+                &p.name,
+                &p.color,
+                &p.hub_id,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Removing an unknown participant is not an error: leaving is idempotent.
     async fn remove_participant(&self, participant_id: Uuid) -> Result<()> {
-        bounded(async {
-            let client = self.client().await?;
-            let stmt = client
-                .prepare_cached("DELETE FROM participants WHERE id = $1")
-                .await
-                .map_err(pg_error)?;
-            client
-                .execute(&stmt, &[&participant_id])
-                .await
-                .map_err(pg_error)?;
-            Ok(())
-        })
-        .await
+        self.execute("DELETE FROM participants WHERE id = $1", &[&participant_id])
+            .await?;
+        Ok(())
     }
 
     async fn remove_hub_participants(&self, hub_id: &str) -> Result<()> {
-        bounded(async {
-            let client = self.client().await?;
-            let stmt = client
-                .prepare_cached("DELETE FROM participants WHERE hub_id = $1")
-                .await
-                .map_err(pg_error)?;
-            client.execute(&stmt, &[&hub_id]).await.map_err(pg_error)?;
-            Ok(())
-        })
-        .await
+        self.execute("DELETE FROM participants WHERE hub_id = $1", &[&hub_id])
+            .await?;
+        Ok(())
     }
 
     /// Counts connections (rows), not distinct users: a user with two tabs counts twice.
