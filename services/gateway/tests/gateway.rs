@@ -8,6 +8,14 @@ use duet_storage::{sqlite::SqliteStorage, Storage};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+async fn status_of(http: &reqwest::Client, url: String) -> StatusCode {
+    http.get(url).send().await.unwrap().status()
+}
+
+async fn text_of(http: &reqwest::Client, url: String) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn spawn_session_api() -> String {
     let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::in_memory().unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -95,46 +103,20 @@ async fn api_and_pages_go_through_the_gateway() {
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("editor"));
     assert_eq!(
-        http.get(format!("{gw}/interview/ZZZZ2222"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&http, format!("{gw}/interview/ZZZZ2222")).await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        http.get(format!("{gw}/interview/bad"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&http, format!("{gw}/interview/bad")).await,
         StatusCode::NOT_FOUND
     );
-    assert!(http
-        .get(format!("{gw}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .contains("landing"));
+    assert!(text_of(&http, format!("{gw}/")).await.contains("landing"));
     assert_eq!(
-        http.get(format!("{gw}/static/app.js"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        text_of(&http, format!("{gw}/static/app.js")).await,
         "console.log(1)"
     );
     assert_eq!(
-        http.get(format!("{gw}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&http, format!("{gw}/readyz")).await,
         StatusCode::OK
     );
 }
@@ -162,30 +144,16 @@ async fn no_upstream_gives_a_json_502_and_not_ready() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "no hub configured");
     assert_eq!(
-        http.get(format!("{gw}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&http, format!("{gw}/readyz")).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(
-        http.get(format!("{gw}/interview/ZZZZ2222"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&http, format!("{gw}/interview/ZZZZ2222")).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
     // Without a built client the landing page says so instead of failing.
-    assert!(http
-        .get(format!("{gw}/"))
-        .send()
+    assert!(text_of(&http, format!("{gw}/"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
         .contains("not been built"));
 }
 
@@ -243,16 +211,11 @@ async fn socketio_is_proxied_to_a_hub_over_polling_and_websocket() {
 
     // Polling: the open packet, then a namespace connect answered through the same hub.
     let http = reqwest::Client::new();
-    let open = http
-        .get(format!(
-            "{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let open = text_of(
+        &http,
+        format!("{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222"),
+    )
+    .await;
     assert!(open.starts_with("0{"), "{open}");
     let sid = serde_json::from_str::<Value>(&open[1..]).unwrap()["sid"]
         .as_str()
@@ -267,16 +230,11 @@ async fn socketio_is_proxied_to_a_hub_over_polling_and_websocket() {
         .await
         .unwrap();
     assert_eq!(posted.status(), StatusCode::OK);
-    let connected = http
-        .get(format!(
-            "{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222&sid={sid}"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let connected = text_of(
+        &http,
+        format!("{gw}/socket.io/?EIO=4&transport=polling&session=ZZZZ2222&sid={sid}"),
+    )
+    .await;
     assert!(connected.starts_with("40{\"sid\""), "{connected}");
 
     // WebSocket: frames pass through both ways.
