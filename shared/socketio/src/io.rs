@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use actix_web::web;
@@ -84,9 +84,11 @@ pub struct SioHandler {
 pub struct ClientState {
     /// Connected namespaces (a client rarely has more than one or two).
     sockets: Mutex<Vec<Socket>>,
-    /// A binary packet waiting for attachments, and its generation (for its timeout).
-    partial: Mutex<Option<(Partial, u64)>>,
-    partial_gen: AtomicU64,
+    /// A binary packet waiting for attachments, and when it must be complete.
+    partial: Mutex<Option<(Partial, tokio::time::Instant)>>,
+    /// Whether this connection's attachment watchdog task is running (at most one per connection,
+    /// however many binary packets the client sends).
+    watchdog: AtomicBool,
     /// The pending connect-timeout timer, and its generation.
     connect_timer: Mutex<Option<AbortHandle>>,
 }
@@ -134,21 +136,45 @@ impl SioHandler {
         }
     }
 
-    fn arm_attachment_timer(&self, conn: &Arc<Conn<SioHandler>>, generation: u64) {
+    /// Makes sure a watchdog closes the connection if the pending binary packet's attachments do
+    /// not arrive by its deadline. One task per connection at most: it sleeps until the deadline of
+    /// whatever packet is pending when it wakes, and ends when none is (a task and a timer per
+    /// binary packet would cost more than the packet itself at typing rates).
+    fn arm_attachment_watchdog(&self, conn: &Arc<Conn<SioHandler>>) {
+        if conn.data().watchdog.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let weak = Arc::downgrade(conn);
-        let timeout = self.shared.config.attachment_timeout;
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            conn.data().watchdog.store(false, Ordering::Release);
             return;
         };
         rt.spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(conn) = weak.upgrade() {
-                let stale =
-                    matches!(&*conn.data().partial.lock(), Some((_, g)) if *g == generation);
-                if stale {
-                    tracing::debug!(sid = conn.sid(), "binary attachments never arrived");
-                    conn.close(DisconnectReason::ParseError);
-                }
+            loop {
+                let deadline = {
+                    let Some(conn) = weak.upgrade() else { return };
+                    let pending = conn.data().partial.lock().as_ref().map(|(_, d)| *d);
+                    match pending {
+                        Some(d) if d <= tokio::time::Instant::now() => {
+                            tracing::debug!(sid = conn.sid(), "binary attachments never arrived");
+                            conn.close(DisconnectReason::ParseError);
+                            return;
+                        }
+                        Some(d) => d,
+                        None => {
+                            conn.data().watchdog.store(false, Ordering::Release);
+                            // A packet announced between the check and the store found the flag
+                            // still set and relied on this task: look once more.
+                            if conn.data().partial.lock().is_none()
+                                || conn.data().watchdog.swap(true, Ordering::AcqRel)
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                };
+                tokio::time::sleep_until(deadline).await;
             }
         });
     }
@@ -243,7 +269,7 @@ impl EngineHandler for SioHandler {
         ClientState {
             sockets: Mutex::new(Vec::new()),
             partial: Mutex::new(None),
-            partial_gen: AtomicU64::new(0),
+            watchdog: AtomicBool::new(false),
             connect_timer: Mutex::new(None),
         }
     }
@@ -264,9 +290,9 @@ impl EngineHandler for SioHandler {
             }
             Ok(Decoded::Complete(p)) => self.dispatch(conn, p),
             Ok(Decoded::NeedsAttachments(partial)) => {
-                let generation = conn.data().partial_gen.fetch_add(1, Ordering::Relaxed);
-                *conn.data().partial.lock() = Some((partial, generation));
-                self.arm_attachment_timer(conn, generation);
+                let deadline = tokio::time::Instant::now() + self.shared.config.attachment_timeout;
+                *conn.data().partial.lock() = Some((partial, deadline));
+                self.arm_attachment_watchdog(conn);
                 Ok(())
             }
         }
@@ -276,12 +302,12 @@ impl EngineHandler for SioHandler {
         let step = {
             let mut slot = conn.data().partial.lock();
             // A binary frame nobody announced.
-            let Some((partial, generation)) = slot.take() else {
+            let Some((partial, deadline)) = slot.take() else {
                 return Err(ProtocolViolation);
             };
             match partial.push(data).map_err(|_| ProtocolViolation)? {
                 Step::Pending(p) => {
-                    *slot = Some((p, generation));
+                    *slot = Some((p, deadline));
                     return Ok(());
                 }
                 Step::Complete(p) => p,

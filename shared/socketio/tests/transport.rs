@@ -349,6 +349,42 @@ async fn attachments_that_never_arrive_time_out() {
     srv.still_serves().await;
 }
 
+/// One attachment watchdog serves a connection's whole stream of binary packets: complete packets
+/// over several timeout periods leave the connection alone, and a packet that stalls after them
+/// is still caught.
+#[actix_rt::test]
+async fn a_stream_of_binary_packets_is_watched_by_one_timer() {
+    let srv = spawn(SioConfig {
+        attachment_timeout: Duration::from_millis(200),
+        ..test_config()
+    })
+    .await;
+    let mut ws = srv.open_ws_connected().await;
+    for i in 0..8 {
+        ws.send(Message::Text(
+            r#"451-["echo",{"_placeholder":true,"num":0}]"#.into(),
+        ))
+        .await
+        .unwrap();
+        ws.send(Message::Binary(Bytes::from(format!("part {i}"))))
+            .await
+            .unwrap();
+        // The echo arrives: the connection outlived the earlier packets' deadlines.
+        let echo = next_text(&mut ws)
+            .await
+            .expect("echo while packets complete");
+        assert!(echo.starts_with("451-[\"echo\""), "{echo}");
+        actix_rt::time::sleep(Duration::from_millis(60)).await;
+    }
+    ws.send(Message::Text(
+        r#"451-["echo",{"_placeholder":true,"num":0}]"#.into(),
+    ))
+    .await
+    .unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    srv.still_serves().await;
+}
+
 #[actix_rt::test]
 async fn stray_binary_frames_close_the_connection() {
     let srv = spawn(test_config()).await;
