@@ -31,7 +31,7 @@ use crate::writer::{self, Writer, WriterCmd};
 /// participants are connected elsewhere (the reports arrive within a bus round trip).
 const PRESENCE_WAIT: Duration = Duration::from_millis(300);
 
-/// Bus publishes in flight at once (pipelined on one connection, still in order).
+/// Publishing rounds in flight at once (pipelined on one connection, still in order).
 const PUBLISH_PIPELINE: usize = 64;
 /// Most queued bus messages taken in one publishing round (bounds one batch's size and the time
 /// spent grouping before the first publish of the round goes out).
@@ -234,29 +234,28 @@ async fn load(ctx: &Arc<Ctx>, session: &Session) -> Result<Arc<Interview>, HubEr
 /// Publishes queued bus messages in order, several in flight at once.
 ///
 /// Each round takes everything queued (up to [`PUBLISH_BATCH`]) and publishes one payload per
-/// channel: the channel's messages in order, packed into one [`relay::batch`] when there are several.
-/// While the previous rounds' publishes are on their way, the next round's messages queue up, so the
-/// busier the hub the more edits share one `PUBLISH` (and one wakeup of every subscribing hub); an
-/// idle hub still publishes each message at once. Order per channel is kept: rounds are taken in
-/// order, a channel appears once per round, and the pipeline issues publishes in order.
+/// channel — the channel's messages in order, packed into one [`relay::batch`] when there are
+/// several — all of the round's payloads in one [`Bus::publish_many`] (one Redis pipeline, one
+/// round trip). While earlier rounds are on their way (up to [`PUBLISH_PIPELINE`]), the next
+/// round's messages queue up, so the busier the hub the more edits share one round; an idle hub
+/// still publishes each message at once. Order per channel is kept: rounds are taken in order, a
+/// channel appears once per round, and rounds are issued in order on one connection.
 async fn publisher(bus: Arc<dyn Bus>, hub_id: String, mut rx: mpsc::Receiver<(Arc<str>, Bytes)>) {
     let mut queued: Vec<(Arc<str>, Bytes)> = Vec::new();
-    let mut ready: std::collections::VecDeque<(Arc<str>, Bytes)> = Default::default();
-    let stream = futures_util::stream::poll_fn(move |cx| {
-        if ready.is_empty() {
-            match rx.poll_recv_many(cx, &mut queued, PUBLISH_BATCH) {
-                std::task::Poll::Ready(0) => return std::task::Poll::Ready(None),
-                std::task::Poll::Ready(_) => ready.extend(group_by_channel(&hub_id, &mut queued)),
-                std::task::Poll::Pending => return std::task::Poll::Pending,
+    let rounds = futures_util::stream::poll_fn(move |cx| {
+        match rx.poll_recv_many(cx, &mut queued, PUBLISH_BATCH) {
+            std::task::Poll::Ready(0) => std::task::Poll::Ready(None),
+            std::task::Poll::Ready(_) => {
+                std::task::Poll::Ready(Some(group_by_channel(&hub_id, &mut queued)))
             }
+            std::task::Poll::Pending => std::task::Poll::Pending,
         }
-        std::task::Poll::Ready(ready.pop_front())
     });
     let mut failures = 0u64;
-    let mut sends = stream
-        .map(|(channel, data)| {
+    let mut sends = rounds
+        .map(|round| {
             let bus = bus.clone();
-            async move { bus.publish(&channel, data).await }
+            async move { bus.publish_many(&round).await }
         })
         .buffered(PUBLISH_PIPELINE);
     while let Some(r) = sends.next().await {

@@ -197,6 +197,21 @@ impl Bus for RedisBus {
         Ok(())
     }
 
+    async fn publish_many(&self, messages: &[(Arc<str>, Bytes)]) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for (channel, payload) in messages {
+            pipe.cmd("PUBLISH")
+                .arg(channel.as_ref())
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        let mut con = self.commands.clone();
+        bounded(COMMAND_TIMEOUT, "publish", pipe.query_async::<()>(&mut con)).await
+    }
+
     async fn subscribe(&self, channel: &str) -> Result<Subscription, BusError> {
         let (id, rx) = self.shared.registry.add(channel);
         // From here on, dropping `membership` (on any error path too) undoes the registration.

@@ -201,6 +201,30 @@ mod contract {
         assert!(queued(&mut sub_b).is_empty());
     }
 
+    /// `publish_many`: every message reaches its own channel's subscribers, in the order given.
+    pub async fn publish_many_keeps_order_per_channel<B: Backend>(backend: &B) {
+        let bus = backend.bus();
+        let (a, b) = (unique("many-a"), unique("many-b"));
+        let mut sub_a = bus.subscribe(&a).await.expect("subscribe a");
+        let mut sub_b = bus.subscribe(&b).await.expect("subscribe b");
+        let (ca, cb): (std::sync::Arc<str>, std::sync::Arc<str>) = (a.into(), b.into());
+        let mut round = Vec::new();
+        for i in 0..50 {
+            let channel = if i % 3 == 0 { &cb } else { &ca };
+            round.push((channel.clone(), Bytes::from(i.to_string())));
+        }
+        bus.publish_many(&round).await.expect("publish_many");
+        bus.publish_many(&[]).await.expect("an empty round");
+        for i in (0..50).filter(|i| i % 3 != 0) {
+            assert_eq!(next_event(&mut sub_a).await, msg(&i.to_string()));
+        }
+        for i in (0..50).filter(|i| i % 3 == 0) {
+            assert_eq!(next_event(&mut sub_b).await, msg(&i.to_string()));
+        }
+        assert!(queued(&mut sub_a).is_empty());
+        assert!(queued(&mut sub_b).is_empty());
+    }
+
     pub async fn every_subscriber_of_a_channel_receives<B: Backend>(backend: &B) {
         let bus = backend.bus();
         let channel = unique("two-subscribers");
@@ -344,6 +368,11 @@ macro_rules! contract_suite {
             #[tokio::test]
             async fn channels_are_isolated() {
                 contract::channels_are_isolated(&$make().await).await;
+            }
+
+            #[tokio::test]
+            async fn publish_many_keeps_order_per_channel() {
+                contract::publish_many_keeps_order_per_channel(&$make().await).await;
             }
 
             #[tokio::test]
