@@ -1,17 +1,31 @@
 //! The standalone `realtime-hub` service: PostgreSQL + Redis (or SQLite + the in-process bus when
 //! `DATABASE_URL` / `REDIS_URL` are unset), `/socket.io/`, `/healthz`, `/readyz`, `/metrics`.
+//!
+//! The standalone hub serves HTTP on the thread that runs the hub itself ([`serve_local`]): its
+//! connections, interview workers, group-commit writer and bus tasks all share one event loop, so
+//! handing an edit from a connection to the bus publisher, an ack from the writer to a
+//! connection, or a relayed edit from the bus to the connections is a task wake-up, not a
+//! cross-thread wake (eventfd write + context switch). actix-web's own server always runs its
+//! workers on other threads than the caller's; on the one core a hub is given, those threads only
+//! take turns. Scale a hub out by running more hubs, not more threads.
 
 use std::net::TcpListener;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_http::HttpService;
+use actix_service::{map_config, IntoServiceFactory, Service, ServiceFactory};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App, HttpResponse};
 use duet_bus::{Bus, LocalBus, RedisBus};
 use duet_config::Settings;
 use duet_storage::postgres::PgStorage;
 use duet_storage::sqlite::SqliteStorage;
 use duet_storage::Storage;
 use duet_telemetry::health::{Readiness, ReadyCheck};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::{Hub, HubOptions};
 
@@ -20,7 +34,8 @@ const HTTP_SHUTDOWN_SECS: u64 = 10;
 
 pub struct Application {
     port: u16,
-    server: Server,
+    listener: TcpListener,
+    readiness: Readiness,
     hub: Hub,
 }
 
@@ -75,8 +90,35 @@ impl Application {
                 }
             }
         })]);
+        Ok(Self {
+            port,
+            listener,
+            readiness,
+            hub,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Serves until SIGTERM / Ctrl-C; then disconnects clients, commits every pending edit and
+    /// deregisters before the process exits. Runs on the calling thread (an actix `System`, as
+    /// `#[actix_web::main]` or `actix_web::rt::spawn` give).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            readiness,
+            hub,
+            ..
+        } = self;
+        let stop = CancellationToken::new();
         let routes = hub.clone();
-        let server = HttpServer::new(move || {
+        let app = move || {
             let metrics_hub = routes.clone();
             App::new()
                 .configure(|c| routes.configure(c))
@@ -92,30 +134,83 @@ impl Application {
                         }
                     }),
                 )
-        })
-        .shutdown_timeout(HTTP_SHUTDOWN_SECS)
-        // Edits are small frames: without TCP_NODELAY, Nagle holds a frame until the previous one is
-        // acknowledged, and delayed ACKs make that up to 40 ms.
+        };
+        let server = actix_web::rt::spawn(serve_local(listener, app, stop.clone()));
+        duet_telemetry::shutdown_signal().await;
+        // Clients first (told to reconnect elsewhere, pending edits committed), then HTTP.
+        hub.shutdown().await;
+        stop.cancel();
+        server.await??;
+        Ok(())
+    }
+}
+
+/// Serves the actix-web app `app` makes on `listener`, on the calling thread (see the module
+/// docs), until `stop` is cancelled; then stops accepting and gives open connections
+/// up to [`HTTP_SHUTDOWN_SECS`] to finish (what is left ends with the runtime).
+pub async fn serve_local<F, T>(
+    listener: TcpListener,
+    app: F,
+    stop: CancellationToken,
+) -> anyhow::Result<()>
+where
+    F: Fn() -> App<T>,
+    T: actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+{
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let factory = HttpService::build()
+        // Edits are small frames: without TCP_NODELAY, Nagle holds a frame until the previous
+        // one is acknowledged, and delayed ACKs make that up to 40 ms.
         .tcp_nodelay(true)
-        .listen(listener)?
-        .disable_signals()
-        .run();
-        Ok(Self { port, server, hub })
+        .local_addr(listener.local_addr()?)
+        .finish(map_config(app().into_factory(), |_| AppConfig::default()))
+        .tcp();
+    let service = Rc::new(
+        factory
+            .new_service(())
+            .await
+            .map_err(|()| anyhow::anyhow!("the HTTP service did not start"))?,
+    );
+    let connections = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = service.clone();
+        actix_web::rt::spawn(connections.track_future(async move {
+            if let Err(e) = service.call(stream).await {
+                tracing::debug!(error = ?e, "HTTP connection ended with an error");
+            }
+        }));
     }
-
-    pub fn port(&self) -> u16 {
-        self.port
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(Duration::from_secs(HTTP_SHUTDOWN_SECS), connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the shutdown grace period"
+        );
     }
-
-    pub fn hub(&self) -> &Hub {
-        &self.hub
-    }
-
-    /// Serves until SIGTERM / Ctrl-C; then disconnects clients, commits every pending edit and
-    /// deregisters before the process exits.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        serve_until_signal(self.server, &self.hub).await
-    }
+    Ok(())
 }
 
 /// Serves `server` until SIGTERM / Ctrl-C, then shuts the hub down first (clients are told to
