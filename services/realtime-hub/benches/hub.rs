@@ -244,6 +244,33 @@ async fn writer_rate(storage: &Arc<dyn Storage>, sessions: &[uuid::Uuid]) -> f64
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Creates interviews on demand, so each load starts on empty documents.
+struct Sessions {
+    storage: Arc<dyn Storage>,
+    ids: std::sync::Mutex<Vec<uuid::Uuid>>,
+}
+
+impl Sessions {
+    /// Codes of `clients / ROOM` new interviews.
+    async fn fresh(&self, clients: usize) -> Vec<String> {
+        let mut codes = Vec::new();
+        for _ in 0..clients.div_ceil(ROOM) {
+            let s = self
+                .storage
+                .create_session(NewSession {
+                    code: SessionCode::generate(),
+                    title: Title::default(),
+                    language: Language::Javascript,
+                })
+                .await
+                .unwrap();
+            codes.push(s.code.as_str().to_owned());
+            self.ids.lock().unwrap().push(s.id);
+        }
+        codes
+    }
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
@@ -256,20 +283,13 @@ async fn main() {
     let redis = TestRedis::start();
     let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&db).await.unwrap());
     let max_clients = 16_000;
-    let mut codes = Vec::new();
-    let mut ids = Vec::new();
-    for _ in 0..max_clients / ROOM {
-        let s = storage
-            .create_session(NewSession {
-                code: SessionCode::generate(),
-                title: Title::default(),
-                language: Language::Javascript,
-            })
-            .await
-            .unwrap();
-        codes.push(s.code.as_str().to_owned());
-        ids.push(s.id);
-    }
+    // Every scenario and capacity probe gets interviews of its own: reusing codes would start later
+    // runs on documents that earlier ones filled (the seed scenario's merged whole-text edits, the
+    // previous probe's history), which is not the load being measured.
+    let pool = Sessions {
+        storage: storage.clone(),
+        ids: std::sync::Mutex::new(Vec::new()),
+    };
     let mut lines = vec![
         "| scenario | clients | p50 ms | p99 ms | max ms | delivered / expected | ack p99 ms | generator lag ms |".to_owned(),
         "|---|---|---|---|---|---|---|---|".to_owned(),
@@ -278,7 +298,7 @@ async fn main() {
     let (mut peer, peer_url) = spawn_peer().await;
     let node = loadgen(
         std::slice::from_ref(&peer_url),
-        &codes,
+        &pool.fresh(1000).await,
         1000,
         "seed",
         seconds,
@@ -287,15 +307,29 @@ async fn main() {
     lines.push(row("Node socket.io peer, seed events", &node));
 
     let (mut hub_a, url_a) = spawn_hub("bench-a", &db, &redis.url()).await;
-    let one_yjs = loadgen(std::slice::from_ref(&url_a), &codes, 1000, "yjs", seconds).await;
+    let one_yjs = loadgen(
+        std::slice::from_ref(&url_a),
+        &pool.fresh(1000).await,
+        1000,
+        "yjs",
+        seconds,
+    )
+    .await;
     lines.push(row("Duet, 1 hub, Yjs + durable acks", &one_yjs));
-    let one_seed = loadgen(std::slice::from_ref(&url_a), &codes, 1000, "seed", seconds).await;
+    let one_seed = loadgen(
+        std::slice::from_ref(&url_a),
+        &pool.fresh(1000).await,
+        1000,
+        "seed",
+        seconds,
+    )
+    .await;
     lines.push(row("Duet, 1 hub, seed events", &one_seed));
 
     let (mut hub_b, url_b) = spawn_hub("bench-b", &db, &redis.url()).await;
     let two = loadgen(
         &[url_a.clone(), url_b.clone()],
-        &codes,
+        &pool.fresh(1000).await,
         1000,
         "yjs",
         seconds,
@@ -311,7 +345,9 @@ async fn main() {
     if !quick {
         let urls = [url_a.clone()];
         let (duet_cap, rs) = capacity(1000, max_clients, |n| {
-            loadgen(&urls, &codes, n, "yjs", seconds)
+            let pool = &pool;
+            let urls = &urls;
+            async move { loadgen(urls, &pool.fresh(n).await, n, "yjs", seconds).await }
         })
         .await;
         for r in &rs {
@@ -319,7 +355,9 @@ async fn main() {
         }
         let peer_urls = [peer_url.clone()];
         let (node_cap, rs) = capacity(250, max_clients, |n| {
-            loadgen(&peer_urls, &codes, n, "seed", seconds)
+            let pool = &pool;
+            let urls = &peer_urls;
+            async move { loadgen(urls, &pool.fresh(n).await, n, "seed", seconds).await }
         })
         .await;
         for r in &rs {
@@ -332,6 +370,7 @@ async fn main() {
     }
     let _ = hub_a.start_kill();
     let _ = peer.start_kill();
+    let ids = pool.ids.lock().unwrap().clone();
     let rate = writer_rate(&storage, &ids).await;
     summary.push(format!(
         "history writer: {rate:.0} updates/s committed (append_updates, batches of {})",
