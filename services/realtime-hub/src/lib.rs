@@ -31,7 +31,10 @@
 //! - Standalone: [`startup::Application`] (`Application::build(&settings)` binds — port 0 for tests —
 //!   opens PostgreSQL/Redis, or SQLite/in-process bus when `DATABASE_URL`/`REDIS_URL` are unset, and
 //!   serves `/socket.io/`, `/healthz`, `/readyz`, `/metrics`; then `port()`, `run_until_stopped()`).
-//!   `main.rs` of the `realtime-hub` binary is just that.
+//!   `main.rs` of the `realtime-hub` binary is just that. The standalone hub is one thread: HTTP is
+//!   served on the hub's own event loop ([`startup::serve_local`]), so connections, interview
+//!   workers, the writer and the bus tasks hand work to each other without cross-thread wake-ups.
+//!   A hub scales out by running more hubs (one per core), not more threads.
 //!
 //! ## How it is built
 //!
