@@ -269,6 +269,11 @@ impl Sessions {
         }
         codes
     }
+
+    /// One load run of `clients` on new interviews.
+    async fn load(&self, urls: &[String], clients: usize, mode: &str, seconds: u64) -> Value {
+        loadgen(urls, &self.fresh(clients).await, clients, mode, seconds).await
+    }
 }
 
 #[tokio::main]
@@ -296,45 +301,25 @@ async fn main() {
     ];
 
     let (mut peer, peer_url) = spawn_peer().await;
-    let node = loadgen(
-        std::slice::from_ref(&peer_url),
-        &pool.fresh(1000).await,
-        1000,
-        "seed",
-        seconds,
-    )
-    .await;
+    let node = pool
+        .load(std::slice::from_ref(&peer_url), 1000, "seed", seconds)
+        .await;
     lines.push(row("Node socket.io peer, seed events", &node));
 
     let (mut hub_a, url_a) = spawn_hub("bench-a", &db, &redis.url()).await;
-    let one_yjs = loadgen(
-        std::slice::from_ref(&url_a),
-        &pool.fresh(1000).await,
-        1000,
-        "yjs",
-        seconds,
-    )
-    .await;
+    let one_yjs = pool
+        .load(std::slice::from_ref(&url_a), 1000, "yjs", seconds)
+        .await;
     lines.push(row("Duet, 1 hub, Yjs + durable acks", &one_yjs));
-    let one_seed = loadgen(
-        std::slice::from_ref(&url_a),
-        &pool.fresh(1000).await,
-        1000,
-        "seed",
-        seconds,
-    )
-    .await;
+    let one_seed = pool
+        .load(std::slice::from_ref(&url_a), 1000, "seed", seconds)
+        .await;
     lines.push(row("Duet, 1 hub, seed events", &one_seed));
 
     let (mut hub_b, url_b) = spawn_hub("bench-b", &db, &redis.url()).await;
-    let two = loadgen(
-        &[url_a.clone(), url_b.clone()],
-        &pool.fresh(1000).await,
-        1000,
-        "yjs",
-        seconds,
-    )
-    .await;
+    let two = pool
+        .load(&[url_a.clone(), url_b.clone()], 1000, "yjs", seconds)
+        .await;
     lines.push(row("Duet, 2 hubs via Redis, Yjs", &two));
     let _ = hub_b.start_kill();
 
@@ -345,9 +330,8 @@ async fn main() {
     if !quick {
         let urls = [url_a.clone()];
         let (duet_cap, rs) = capacity(1000, max_clients, |n| {
-            let pool = &pool;
-            let urls = &urls;
-            async move { loadgen(urls, &pool.fresh(n).await, n, "yjs", seconds).await }
+            let (pool, urls) = (&pool, &urls);
+            async move { pool.load(urls, n, "yjs", seconds).await }
         })
         .await;
         for r in &rs {
@@ -355,9 +339,8 @@ async fn main() {
         }
         let peer_urls = [peer_url.clone()];
         let (node_cap, rs) = capacity(250, max_clients, |n| {
-            let pool = &pool;
-            let urls = &peer_urls;
-            async move { loadgen(urls, &pool.fresh(n).await, n, "seed", seconds).await }
+            let (pool, urls) = (&pool, &peer_urls);
+            async move { pool.load(urls, n, "seed", seconds).await }
         })
         .await;
         for r in &rs {
