@@ -194,7 +194,7 @@ pub(crate) async fn interview_for(
 async fn load(ctx: &Arc<Ctx>, session: &Session) -> Result<Arc<Interview>, HubError> {
     let channel = relay::channel(session.id);
     // Subscribe before reading the database so nothing published in between is missed.
-    let sub = match ctx.bus.subscribe(&channel).await {
+    let sub = match ctx.subscribe(&channel).await {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(session = %session.id, error = %e, "bus subscribe failed; the worker retries");

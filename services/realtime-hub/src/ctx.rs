@@ -88,6 +88,17 @@ impl Ctx {
         }
     }
 
+    /// Subscribes to an interview's channel, leaving out this hub's own messages (Redis delivers
+    /// them back; they would only be decoded to be ignored).
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Result<duet_bus::Subscription, duet_bus::BusError> {
+        let hub_id = self.hub_id.clone();
+        let own: duet_bus::Skip = Arc::new(move |raw: &[u8]| crate::relay::is_from(raw, &hub_id));
+        self.bus.subscribe_skipping(channel, Some(own)).await
+    }
+
     /// Every loaded interview.
     pub fn loaded(&self) -> Vec<Arc<Interview>> {
         self.registry

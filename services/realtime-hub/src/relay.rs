@@ -73,6 +73,16 @@ pub fn decode_all(raw: &Bytes) -> Vec<(String, BusMessage)> {
     out
 }
 
+/// Whether a bus payload (one message or a batch) was published by `hub_id`: the hub's
+/// subscriptions skip these (Redis hands a publisher its own messages back).
+pub fn is_from(raw: &[u8], hub_id: &str) -> bool {
+    let id = hub_id.as_bytes();
+    raw.len() >= 3 + id.len()
+        && raw[0] == VERSION
+        && raw[2] as usize == id.len()
+        && &raw[3..3 + id.len()] == id
+}
+
 /// The channel of one interview.
 pub fn channel(session_id: Uuid) -> String {
     format!("duet:interview:{session_id}")
@@ -234,6 +244,27 @@ impl BusMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_from_reads_the_origin_of_messages_and_batches() {
+        let one = BusMessage::Committed { seq: 7 }.encode("hub-a");
+        assert!(is_from(&one, "hub-a"));
+        assert!(!is_from(&one, "hub-b"));
+        // A prefix or extension of the id is another hub.
+        assert!(!is_from(&one, "hub-"));
+        assert!(!is_from(&one, "hub-aa"));
+        let two = batch(
+            "hub-b",
+            vec![
+                one.clone(),
+                BusMessage::Committed { seq: 8 }.encode("hub-b"),
+            ],
+        );
+        assert!(is_from(&two, "hub-b"));
+        assert!(!is_from(&two, "hub-a"));
+        assert!(!is_from(b"", "hub-a"));
+        assert!(!is_from(&[VERSION, 1], "hub-a"));
+    }
 
     #[test]
     fn every_kind_round_trips() {

@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::{BusEvent, SUBSCRIPTION_QUEUE_CAPACITY};
+use crate::{BusEvent, Skip, SUBSCRIPTION_QUEUE_CAPACITY};
 
 /// The local subscribers of every channel that has at least one.
 #[derive(Default)]
@@ -34,6 +34,7 @@ struct Inner {
 struct Subscriber {
     id: u64,
     tx: mpsc::Sender<BusEvent>,
+    skip: Option<Skip>,
 }
 
 impl Registry {
@@ -43,8 +44,9 @@ impl Registry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a subscriber to `channel`; returns its id (for [`Registry::remove`]) and its queue.
-    pub(crate) fn add(&self, channel: &str) -> (u64, mpsc::Receiver<BusEvent>) {
+    /// Adds a subscriber to `channel` (not offered the messages `skip` matches); returns its id (for
+    /// [`Registry::remove`]) and its queue.
+    pub(crate) fn add(&self, channel: &str, skip: Option<Skip>) -> (u64, mpsc::Receiver<BusEvent>) {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_CAPACITY + 1);
         let mut inner = self.lock();
         inner.next_id += 1;
@@ -53,7 +55,7 @@ impl Registry {
             .channels
             .entry(channel.to_owned())
             .or_default()
-            .push(Subscriber { id, tx });
+            .push(Subscriber { id, tx, skip });
         (id, rx)
     }
 
@@ -91,7 +93,9 @@ impl Registry {
     pub(crate) fn deliver(&self, channel: &str, payload: &Bytes) {
         let inner = self.lock();
         for subscriber in inner.channels.get(channel).into_iter().flatten() {
-            offer_message(&subscriber.tx, payload);
+            if !subscriber.skip.as_ref().is_some_and(|skip| skip(payload)) {
+                offer_message(&subscriber.tx, payload);
+            }
         }
     }
 
@@ -143,7 +147,7 @@ mod tests {
     #[test]
     fn overflow_queues_missed_after_the_last_message_that_fitted() {
         let registry = Registry::default();
-        let (_, mut rx) = registry.add("c");
+        let (_, mut rx) = registry.add("c", None);
         let total = SUBSCRIPTION_QUEUE_CAPACITY + 10;
         for i in 0..total {
             registry.deliver("c", &Bytes::from(i.to_string()));
@@ -159,7 +163,7 @@ mod tests {
     #[test]
     fn a_message_dropped_after_a_partial_drain_is_still_followed_by_missed() {
         let registry = Registry::default();
-        let (_, mut rx) = registry.add("c");
+        let (_, mut rx) = registry.add("c", None);
         for i in 0..=SUBSCRIPTION_QUEUE_CAPACITY {
             registry.deliver("c", &Bytes::from(i.to_string()));
         }
@@ -179,10 +183,25 @@ mod tests {
     }
 
     #[test]
+    fn skipped_messages_never_reach_that_subscriber() {
+        let registry = Registry::default();
+        let skip: Skip = std::sync::Arc::new(|raw: &[u8]| raw.starts_with(b"own:"));
+        let (_, mut picky) = registry.add("c", Some(skip));
+        let (_, mut all) = registry.add("c", None);
+        registry.deliver("c", &Bytes::from_static(b"own:1"));
+        registry.deliver("c", &Bytes::from_static(b"theirs:1"));
+        assert_eq!(
+            drain(&mut picky),
+            vec![BusEvent::Message(Bytes::from_static(b"theirs:1"))]
+        );
+        assert_eq!(drain(&mut all).len(), 2);
+    }
+
+    #[test]
     fn remove_reports_the_last_subscriber() {
         let registry = Registry::default();
-        let (a, _ra) = registry.add("c");
-        let (b, _rb) = registry.add("c");
+        let (a, _ra) = registry.add("c", None);
+        let (b, _rb) = registry.add("c", None);
         assert_eq!(registry.subscriber_count("c"), 2);
         assert!(!registry.remove("c", a));
         assert!(registry.contains("c"));

@@ -45,6 +45,11 @@ pub enum BusEvent {
     Missed,
 }
 
+/// Decides from a payload's bytes that a subscriber does not want it — typically its own messages,
+/// which Redis pub/sub delivers back to the publisher. Skipped messages never reach the
+/// subscriber's queue (no copy, no wake-up).
+pub type Skip = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// A live subscription. Dropping it (or calling [`Subscription::unsubscribe`]) ends it; the backend
 /// unsubscribes from the channel when its last local subscription is gone.
 pub struct Subscription {
@@ -71,7 +76,15 @@ pub trait Bus: Send + Sync + 'static {
         }
         Ok(())
     }
-    async fn subscribe(&self, channel: &str) -> Result<Subscription, BusError>;
+    async fn subscribe(&self, channel: &str) -> Result<Subscription, BusError> {
+        self.subscribe_skipping(channel, None).await
+    }
+    /// Like [`Bus::subscribe`], leaving out the messages `skip` matches.
+    async fn subscribe_skipping(
+        &self,
+        channel: &str,
+        skip: Option<Skip>,
+    ) -> Result<Subscription, BusError>;
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<(), BusError>;
     /// Key/value with expiry, for hub registration (`duet:hub:<id>` with a heartbeat TTL).

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::fanout::Registry;
-use crate::{Bus, BusError, Subscription};
+use crate::{Bus, BusError, Skip, Subscription};
 
 /// The in-process bus. Cloning it gives another handle to the same bus.
 #[derive(Clone, Default)]
@@ -66,8 +66,12 @@ impl Bus for LocalBus {
         Ok(())
     }
 
-    async fn subscribe(&self, channel: &str) -> Result<Subscription, BusError> {
-        let (id, rx) = self.shared.registry.add(channel);
+    async fn subscribe_skipping(
+        &self,
+        channel: &str,
+        skip: Option<Skip>,
+    ) -> Result<Subscription, BusError> {
+        let (id, rx) = self.shared.registry.add(channel, skip);
         let membership = Membership {
             shared: Arc::clone(&self.shared),
             channel: channel.to_owned(),

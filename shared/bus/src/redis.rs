@@ -47,7 +47,7 @@ use tokio::time::{interval_at, sleep, timeout, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::fanout::Registry;
-use crate::{Bus, BusError, Subscription};
+use crate::{Bus, BusError, Skip, Subscription};
 
 /// Longest wait for one TCP connection (and handshake) to Redis. Redis sits next to the services and
 /// answers in milliseconds; a connection not made in two seconds is not coming, and waiting longer
@@ -212,8 +212,12 @@ impl Bus for RedisBus {
         bounded(COMMAND_TIMEOUT, "publish", pipe.query_async::<()>(&mut con)).await
     }
 
-    async fn subscribe(&self, channel: &str) -> Result<Subscription, BusError> {
-        let (id, rx) = self.shared.registry.add(channel);
+    async fn subscribe_skipping(
+        &self,
+        channel: &str,
+        skip: Option<Skip>,
+    ) -> Result<Subscription, BusError> {
+        let (id, rx) = self.shared.registry.add(channel, skip);
         // From here on, dropping `membership` (on any error path too) undoes the registration.
         let membership = Membership {
             shared: Arc::clone(&self.shared),

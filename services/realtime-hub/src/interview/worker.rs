@@ -82,7 +82,7 @@ async fn maintain(
     // Subscribed while there are local participants; a new subscription starts with a resync.
     if iv.has_locals() {
         if sub.is_none() {
-            match ctx.bus.subscribe(&iv.channel).await {
+            match ctx.subscribe(&iv.channel).await {
                 Ok(s) => {
                     *sub = Some(s);
                     iv.lock().resync_needed = true;
