@@ -215,7 +215,7 @@ where
 
 /// Serves `server` until SIGTERM / Ctrl-C, then shuts the hub down first (clients are told to
 /// reconnect elsewhere, pending edits are committed) and only then stops the HTTP server, draining it.
-/// Used by the standalone hub and by the all-in-one `duet`.
+/// Used by the all-in-one `duet` (the standalone hub serves with [`serve_local`] instead).
 pub async fn serve_until_signal(server: actix_web::dev::Server, hub: &Hub) -> anyhow::Result<()> {
     let handle = server.handle();
     let server = tokio::spawn(server);
