@@ -147,7 +147,7 @@ impl Application {
 
 /// Serves the actix-web app `app` makes on `listener`, on the calling thread (see the module
 /// docs), until `stop` is cancelled; then stops accepting and gives open connections
-/// up to [`HTTP_SHUTDOWN_SECS`] to finish (what is left ends with the runtime).
+/// up to `HTTP_SHUTDOWN_SECS` (10 s) to finish (what is left ends with the runtime).
 pub async fn serve_local<F, T>(
     listener: TcpListener,
     app: F,
