@@ -124,8 +124,12 @@ fn rust_generator() -> PathBuf {
     repo().join("target/release/duet-loadgen")
 }
 
+/// The server processes under test (their CPU time is measured over the generator's window).
+type Pids<'a> = &'a [Option<u32>];
+
 async fn loadgen(
     urls: &[String],
+    pids: Pids<'_>,
     codes: &[String],
     clients: usize,
     mode: &str,
@@ -159,6 +163,7 @@ async fn loadgen(
             "--mode",
             mode,
         ])
+        .args(["--cpu-pids", &pid_list(pids)])
         .stderr(Stdio::inherit())
         .output()
         .await
@@ -166,6 +171,14 @@ async fn loadgen(
     let line = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(line.trim().lines().last().unwrap_or("{}"))
         .unwrap_or_else(|_| panic!("loadgen said: {line}"))
+}
+
+fn pid_list(pids: Pids<'_>) -> String {
+    pids.iter()
+        .flatten()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn ok(r: &Value) -> bool {
@@ -176,7 +189,7 @@ fn ok(r: &Value) -> bool {
 
 fn row(label: &str, r: &Value) -> String {
     format!(
-        "| {label} | {} | {} | {} | {} | {} / {} | {} | {} |",
+        "| {label} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} ({} + {}) |",
         r["clients"],
         r["p50"],
         r["p99"],
@@ -184,7 +197,11 @@ fn row(label: &str, r: &Value) -> String {
         r["received"],
         r["expected"],
         r["ack_p99"],
-        r["generator_lag_max_ms"]
+        r["generator_lag_max_ms"],
+        r["server_cpu_pct"],
+        r["server_cpu_ms_per_1k"],
+        r["server_user_ms_per_1k"],
+        r["server_sys_ms_per_1k"]
     )
 }
 
@@ -271,8 +288,16 @@ impl Sessions {
     }
 
     /// One load run of `clients` on new interviews.
-    async fn load(&self, urls: &[String], clients: usize, mode: &str, seconds: u64) -> Value {
-        loadgen(urls, &self.fresh(clients).await, clients, mode, seconds).await
+    async fn load(
+        &self,
+        urls: &[String],
+        pids: Pids<'_>,
+        clients: usize,
+        mode: &str,
+        seconds: u64,
+    ) -> Value {
+        let codes = self.fresh(clients).await;
+        loadgen(urls, pids, &codes, clients, mode, seconds).await
     }
 }
 
@@ -296,29 +321,53 @@ async fn main() {
         ids: std::sync::Mutex::new(Vec::new()),
     };
     let mut lines = vec![
-        "| scenario | clients | p50 ms | p99 ms | max ms | delivered / expected | ack p99 ms | generator lag ms |".to_owned(),
-        "|---|---|---|---|---|---|---|---|".to_owned(),
+        "| scenario | clients | p50 ms | p99 ms | max ms | delivered / expected | ack p99 ms | generator lag ms | server CPU % | server CPU ms per 1k deliveries (user + sys) |".to_owned(),
+        "|---|---|---|---|---|---|---|---|---|---|".to_owned(),
     ];
 
     let (mut peer, peer_url) = spawn_peer().await;
     let node = pool
-        .load(std::slice::from_ref(&peer_url), 1000, "seed", seconds)
+        .load(
+            std::slice::from_ref(&peer_url),
+            &[peer.id()],
+            1000,
+            "seed",
+            seconds,
+        )
         .await;
     lines.push(row("Node socket.io peer, seed events", &node));
 
     let (mut hub_a, url_a) = spawn_hub("bench-a", &db, &redis.url()).await;
     let one_yjs = pool
-        .load(std::slice::from_ref(&url_a), 1000, "yjs", seconds)
+        .load(
+            std::slice::from_ref(&url_a),
+            &[hub_a.id()],
+            1000,
+            "yjs",
+            seconds,
+        )
         .await;
     lines.push(row("Duet, 1 hub, Yjs + durable acks", &one_yjs));
     let one_seed = pool
-        .load(std::slice::from_ref(&url_a), 1000, "seed", seconds)
+        .load(
+            std::slice::from_ref(&url_a),
+            &[hub_a.id()],
+            1000,
+            "seed",
+            seconds,
+        )
         .await;
     lines.push(row("Duet, 1 hub, seed events", &one_seed));
 
     let (mut hub_b, url_b) = spawn_hub("bench-b", &db, &redis.url()).await;
     let two = pool
-        .load(&[url_a.clone(), url_b.clone()], 1000, "yjs", seconds)
+        .load(
+            &[url_a.clone(), url_b.clone()],
+            &[hub_a.id(), hub_b.id()],
+            1000,
+            "yjs",
+            seconds,
+        )
         .await;
     lines.push(row("Duet, 2 hubs via Redis, Yjs", &two));
     let _ = hub_b.start_kill();
@@ -327,20 +376,36 @@ async fn main() {
         "p99 at 1,000 clients: Duet {} ms (1 hub, Yjs), {} ms (seed events), {} ms (2 hubs) vs Node {} ms",
         one_yjs["p99"], one_seed["p99"], two["p99"], node["p99"]
     )];
+    let cpu = |r: &Value| r["server_cpu_ms_per_1k"].as_f64().unwrap_or(f64::NAN);
+    summary.push(format!(
+        "server CPU ms per 1,000 deliveries at 1,000 clients: Duet {} (1 hub, Yjs; user {} + sys {}), \
+         {} (seed events), {} (2 hubs together) vs Node {} (user {} + sys {}): Node / Duet (Yjs) = {:.1}x",
+        one_yjs["server_cpu_ms_per_1k"],
+        one_yjs["server_user_ms_per_1k"],
+        one_yjs["server_sys_ms_per_1k"],
+        one_seed["server_cpu_ms_per_1k"],
+        two["server_cpu_ms_per_1k"],
+        node["server_cpu_ms_per_1k"],
+        node["server_user_ms_per_1k"],
+        node["server_sys_ms_per_1k"],
+        cpu(&node) / cpu(&one_yjs)
+    ));
     if !quick {
         let urls = [url_a.clone()];
+        let pids = [hub_a.id()];
         let (duet_cap, rs) = capacity(1000, max_clients, |n| {
-            let (pool, urls) = (&pool, &urls);
-            async move { pool.load(urls, n, "yjs", seconds).await }
+            let (pool, urls, pids) = (&pool, &urls, &pids);
+            async move { pool.load(urls, pids, n, "yjs", seconds).await }
         })
         .await;
         for r in &rs {
             lines.push(row("Duet capacity probe (Yjs)", r));
         }
         let peer_urls = [peer_url.clone()];
+        let peer_pids = [peer.id()];
         let (node_cap, rs) = capacity(250, max_clients, |n| {
-            let (pool, urls) = (&pool, &peer_urls);
-            async move { pool.load(urls, n, "seed", seconds).await }
+            let (pool, urls, pids) = (&pool, &peer_urls, &peer_pids);
+            async move { pool.load(urls, pids, n, "seed", seconds).await }
         })
         .await;
         for r in &rs {

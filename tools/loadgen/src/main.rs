@@ -7,6 +7,7 @@
 //! ```text
 //! duet-loadgen --urls http://127.0.0.1:A[,http://127.0.0.1:B] --codes C1,C2,... --clients 1000
 //!              [--room 5] [--rate 5] [--seconds 20] [--warmup 3] [--mode yjs|seed]
+//!              [--cpu-pids P1,P2]
 //! ```
 //!
 //! Clients are grouped in interviews of `--room`; with several URLs the members of one interview are
@@ -14,6 +15,9 @@
 //! (insert marker `~id.seq~`, delete the previous one) as a binary `yjs` event with an ack; `seed`
 //! sends `code_change {code}` with a 64-byte text holding the marker. Latency is the sender's emit →
 //! a peer's receipt of the marker (one process, one clock). Prints one JSON line.
+//!
+//! `--cpu-pids` names the server processes under test: their CPU time (user and system, from
+//! `/proc/<pid>/stat`) over exactly the measured window is reported, also per 1,000 deliveries.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,6 +30,26 @@ use tokio::net::TcpStream;
 use yrs::{Doc, GetString, Text, Transact};
 
 const CONNECT_CONCURRENCY: usize = 100;
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on every Linux target).
+const USER_HZ: f64 = 100.0;
+
+/// User and system CPU seconds the processes used so far (processes that are gone count 0).
+fn cpu_seconds(pids: &[u32]) -> (f64, f64) {
+    let mut total = (0.0, 0.0);
+    for pid in pids {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces), from field 3 on: utime and stime
+        // are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total.0 += tick(11) / USER_HZ;
+        total.1 += tick(12) / USER_HZ;
+    }
+    total
+}
 
 struct Args {
     urls: Vec<String>,
@@ -36,6 +60,7 @@ struct Args {
     seconds: f64,
     warmup: f64,
     yjs: bool,
+    cpu_pids: Vec<u32>,
 }
 
 fn args() -> Args {
@@ -61,6 +86,10 @@ fn args() -> Args {
         seconds: num("seconds", 20.0),
         warmup: num("warmup", 3.0),
         yjs: m.get("mode").is_none_or(|v| v == "yjs"),
+        cpu_pids: list("cpu-pids")
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
     }
 }
 
@@ -471,13 +500,17 @@ async fn run_client(
     }
 }
 
+fn round2(x: f64) -> Value {
+    json!((x * 100.0).round() / 100.0)
+}
+
 fn pct(xs: &mut [f64], p: f64) -> Value {
     if xs.is_empty() {
         return Value::Null;
     }
     xs.sort_by(f64::total_cmp);
     let i = ((p / 100.0 * xs.len() as f64).floor() as usize).min(xs.len() - 1);
-    json!((xs[i] * 100.0).round() / 100.0)
+    round2(xs[i])
 }
 
 fn main() {
@@ -559,7 +592,11 @@ async fn run(a: Args) {
         s.measuring = true;
         s.collecting = true;
     }
+    let cpu_start = cpu_seconds(&a.cpu_pids);
+    let window = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(a.seconds)).await;
+    let cpu_end = cpu_seconds(&a.cpu_pids);
+    let window = window.elapsed().as_secs_f64();
     {
         let mut s = st.borrow_mut();
         s.measuring = false;
@@ -588,6 +625,18 @@ async fn run(a: Args) {
         "errors": s.errors,
         "generator_lag_max_ms": lag.borrow().round(),
     });
+    let out = if a.cpu_pids.is_empty() {
+        out
+    } else {
+        let (user, sys) = (cpu_end.0 - cpu_start.0, cpu_end.1 - cpu_start.1);
+        let per_1k = |secs: f64| round2(secs * 1000.0 / (expected.max(1) as f64 / 1000.0));
+        let mut out = out;
+        out["server_cpu_pct"] = json!((100.0 * (user + sys) / window).round());
+        out["server_cpu_ms_per_1k"] = per_1k(user + sys);
+        out["server_user_ms_per_1k"] = per_1k(user);
+        out["server_sys_ms_per_1k"] = per_1k(sys);
+        out
+    };
     println!("{out}");
     std::process::exit(0);
 }
