@@ -10,6 +10,10 @@
 //! 5. the largest client count at p99 ≤ 50 ms with no loss, for Duet (Yjs) and for the peer;
 //! 6. the history writer's commit rate (`append_updates` in the writer's batch size).
 //!
+//! Every point also reports the server processes' CPU time over the generator's measured window
+//! (`--cpu-pids`): percent of a core, and milliseconds per 1,000 deliveries split into user and
+//! system time — the peer README's efficiency figure, independent of where the latency bound falls.
+//!
 //! Environment: `BENCH_SECONDS` (measured seconds per point, default 15), `BENCH_QUICK=1` (skip the
 //! search for the largest client count), `BENCH_LOADGEN=node` (the Node generator), `BENCH_HUB_BIN`
 //! (another hub binary, for before/after comparisons). PostgreSQL and Redis are throw-away servers (duet-testkit).
