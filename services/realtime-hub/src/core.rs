@@ -76,6 +76,7 @@ impl Core {
             db_ok: AtomicBool::new(true),
             stats: Stats::default(),
             orphan_rows: Mutex::new(Vec::new()),
+            reloads: tokio::sync::Semaphore::new(1),
         });
         let w = Writer {
             storage: storage.clone(),
@@ -203,7 +204,16 @@ async fn load(ctx: &Arc<Ctx>, session: &Session) -> Result<Arc<Interview>, HubEr
     };
     let state = ctx.storage.load_document(session.id).await?;
     let stored = state.updates.len();
-    let doc = doc_from_storage(session.id, &state);
+    let had_snapshot = state.snapshot.is_some();
+    // Built on a blocking thread: many interviews load at once when a hub starts or takes over, and
+    // each replays its history (see `rebuild`).
+    let id = session.id;
+    let doc = tokio::task::spawn_blocking(move || doc_from_storage(id, &state))
+        .await
+        .map_err(|e| {
+            tracing::error!(session = %id, error = %e, "loading the stored document failed");
+            HubError::internal()
+        })?;
     let iv = Interview::new(
         ctx.clone(),
         session.id,
@@ -215,7 +225,7 @@ async fn load(ctx: &Arc<Ctx>, session: &Session) -> Result<Arc<Interview>, HubEr
     if sub.is_none() {
         iv.lock().resync_needed = true;
     }
-    tracing::debug!(session = %session.id, snapshot = state.snapshot.is_some(), updates = stored, "interview loaded");
+    tracing::debug!(session = %session.id, snapshot = had_snapshot, updates = stored, "interview loaded");
     let subscribed = sub.is_some();
     ctx.tracker.spawn(worker::run(iv.clone(), sub));
     // Others are connected through other hubs: give their presence reports (asked for by the worker

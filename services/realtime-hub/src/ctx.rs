@@ -73,6 +73,11 @@ pub struct Ctx {
     pub stats: Stats,
     /// Participant rows whose removal failed (database down); retried by the heartbeat.
     pub orphan_rows: Mutex<Vec<Uuid>>,
+    /// Snapshots and resyncs read a whole interview back from the database and replay it (on a
+    /// blocking thread): they take turns, one at a time per hub, so that when many interviews come
+    /// due together they neither hold every pooled connection (the writer's commits, and so the
+    /// acks, would wait behind them) nor crowd the core.
+    pub reloads: tokio::sync::Semaphore,
 }
 
 impl Ctx {

@@ -87,6 +87,40 @@ pub fn doc_from_storage(session: Uuid, state: &DocumentState) -> Doc {
     doc
 }
 
+/// A document rebuilt from storage off the event loop: its full state (for a snapshot) and what of
+/// it the live replica may lack (structs beyond the live state vector, and the whole delete set).
+pub(crate) struct Rebuilt {
+    pub full: Vec<u8>,
+    pub missing: Vec<u8>,
+}
+
+/// Rebuilds a stored document on a blocking thread. Decoding and applying hundreds of stored updates
+/// takes milliseconds; on the hub's event loop that would stall every client it serves, and when many
+/// interviews come due together (they were loaded together and are edited at similar rates) the
+/// stalls added up to hundreds of milliseconds. `None` if the rebuild panicked (logged).
+pub(crate) async fn rebuild(
+    session: Uuid,
+    state: DocumentState,
+    live: StateVector,
+) -> Option<Rebuilt> {
+    let built = tokio::task::spawn_blocking(move || {
+        let doc = doc_from_storage(session, &state);
+        let txn = doc.transact();
+        Rebuilt {
+            full: txn.encode_state_as_update_v1(&StateVector::default()),
+            missing: txn.encode_state_as_update_v1(&live),
+        }
+    })
+    .await;
+    match built {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(%session, error = %e, "rebuilding the stored document failed");
+            None
+        }
+    }
+}
+
 /// A participant connected to this hub.
 pub struct Local {
     pub user: UserInfo,
@@ -785,6 +819,11 @@ impl Interview {
         self.state.lock().language
     }
 
+    /// The live replica's state vector.
+    pub(crate) fn state_vector(&self) -> StateVector {
+        self.state.lock().awareness.doc().transact().state_vector()
+    }
+
     /// The full document state, for tests and snapshots of the live replica.
     pub fn encode_state(&self) -> Vec<u8> {
         let st = self.state.lock();
@@ -1051,10 +1090,10 @@ impl Interview {
         }
     }
 
-    /// Merges a document loaded from the database (resync, snapshot) into the live one.
-    pub(crate) fn merge_from_storage(&self, full_state: &[u8], language: Option<Language>) {
+    /// Merges what a document loaded from the database (resync, snapshot) holds into the live one.
+    pub(crate) fn merge_from_storage(&self, update: &[u8], language: Option<Language>) {
         let mut st = self.state.lock();
-        if let Ok(update) = Update::decode_v1(full_state) {
+        if let Ok(update) = Update::decode_v1(update) {
             if let Ok(a) = Self::apply(&mut st, update) {
                 if a.changed {
                     self.fan_out(&mut st, &a.delta, None, None);

@@ -1,13 +1,14 @@
 //! One background task per loaded interview: it owns the interview's bus subscription and does the
 //! slow work off the message path — resyncs, snapshots, plain-text saves, takeovers, unloading.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use duet_bus::{BusEvent, Subscription};
-use yrs::{ReadTxn, StateVector, Transact};
 
-use super::{doc_from_storage, Interview};
+use super::{rebuild, Interview};
 use crate::ctx::Stats;
 use crate::limits::{MAINTENANCE_TICK, TEXT_SAVE_DEBOUNCE};
 use crate::relay;
@@ -25,8 +26,23 @@ async fn next_event(sub: &mut Option<Subscription>) -> Option<BusEvent> {
     }
 }
 
+/// Chores that wait for the database (resync, snapshot, text save, unload), run beside the bus
+/// messages rather than in front of them; resolves to false once the interview is unloaded.
+type Chores = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+async fn next_chores_done(chores: &mut Option<Chores>) -> bool {
+    match chores {
+        Some(c) => c.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs until the interview is unloaded or the hub shuts down. `sub` is the subscription taken before
 /// the interview was loaded from the database (so nothing published meanwhile is missed).
+///
+/// Bus messages are handled as they come, also while a chore awaits the database: a snapshot of a
+/// long interview (hundreds of stored updates to read and replay) or a slow text save must not hold
+/// back the edits other hubs relay, nor the `Committed` notices they wait for.
 pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
     if sub.is_some() {
         // Ask the other hubs for what they have not committed yet, and tell them who is here.
@@ -37,9 +53,19 @@ pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
     let mut tick = tokio::time::interval(MAINTENANCE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_purge = Instant::now();
+    let mut chores: Option<Chores> = None;
+    // Housekeeping was asked for (wake, tick, missed messages) while chores were running.
+    let mut asked = false;
     loop {
         tokio::select! {
-            _ = iv.cancel.cancelled() => break,
+            _ = iv.cancel.cancelled() => {
+                // Let a chore in progress finish: it may hold the text the hub's shutdown would
+                // otherwise have saved (storage calls are bounded by timeouts).
+                if let Some(c) = chores.take() {
+                    c.await;
+                }
+                break;
+            }
             ev = next_event(&mut sub) => match ev {
                 Some(BusEvent::Message(raw)) => {
                     for (origin, msg) in relay::decode_all(&raw) {
@@ -57,17 +83,33 @@ pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
                     iv.lock().resync_needed = true;
                 }
             },
+            alive = next_chores_done(&mut chores) => {
+                chores = None;
+                if !alive {
+                    break;
+                }
+                // Go round again only if something asked for it meanwhile (chores that find nothing
+                // to do finish at once: starting them again here would spin).
+                if !std::mem::take(&mut asked) {
+                    continue;
+                }
+            }
             _ = iv.wake.notified() => {}
             _ = tick.tick() => {}
         }
         if !maintain(&iv, &mut sub, &mut last_purge).await {
             break;
         }
+        if chores.is_none() {
+            chores = Some(Box::pin(do_chores(iv.clone(), sub.is_some())));
+        } else {
+            asked = true;
+        }
     }
     iv.cancel.cancel();
 }
 
-/// Housekeeping; returns false once the interview is unloaded.
+/// Quick housekeeping (no database access); returns false once the interview is unloaded.
 async fn maintain(
     iv: &Arc<Interview>,
     sub: &mut Option<Subscription>,
@@ -100,12 +142,6 @@ async fn maintain(
     {
         *sub = None;
     }
-    let resync = std::mem::take(&mut iv.lock().resync_needed);
-    if resync && sub.is_some() {
-        resync_now(iv).await;
-    } else if resync {
-        iv.lock().resync_needed = true;
-    }
     if let Some(notice) = iv.commit_notice() {
         ctx.publish(&iv.channel, notice);
     }
@@ -115,14 +151,25 @@ async fn maintain(
         iv.expire_remote();
         iv.purge_awareness();
     }
+    true
+}
+
+/// The chores that wait for the database; returns false once the interview is unloaded.
+async fn do_chores(iv: Arc<Interview>, subscribed: bool) -> bool {
+    let ctx = iv.ctx.clone();
+    // A resync needs the subscription (its answers come over the bus); without one it waits.
+    let resync = subscribed && std::mem::take(&mut iv.lock().resync_needed);
+    if resync {
+        resync_now(&iv).await;
+    }
     let due = {
         let st = iv.lock();
         st.committed_since_snapshot >= ctx.cfg.snapshot_every
     };
     if due {
-        snapshot(iv).await;
+        snapshot(&iv).await;
     }
-    save_text(iv).await;
+    save_text(&iv).await;
     let idle = {
         let st = iv.lock();
         st.local.is_empty()
@@ -133,7 +180,7 @@ async fn maintain(
                 .is_some_and(|t| t.elapsed() >= ctx.cfg.idle_unload)
     };
     if idle {
-        return !unload(iv, false).await;
+        return !unload(&iv, false).await;
     }
     true
 }
@@ -155,14 +202,16 @@ pub(crate) async fn resync_now(iv: &Arc<Interview>) {
     iv.ctx.publish(&iv.channel, ask);
     iv.ctx.publish(&iv.channel, presence);
     let storage = iv.ctx.storage.clone();
+    let _turn = iv.ctx.reloads.acquire().await;
     let (doc, session) = tokio::join!(storage.load_document(iv.id), storage.session_by_id(iv.id));
     match doc {
         Ok(state) => {
-            let full = doc_from_storage(iv.id, &state)
-                .transact()
-                .encode_state_as_update_v1(&StateVector::default());
+            let Some(built) = rebuild(iv.id, state, iv.state_vector()).await else {
+                iv.lock().resync_needed = true;
+                return;
+            };
             let language = session.ok().flatten().map(|s| s.language);
-            iv.merge_from_storage(&full, language);
+            iv.merge_from_storage(&built.missing, language);
         }
         Err(e) => {
             tracing::warn!(session = %iv.id, error = %e, "resync from the database failed; will retry");
@@ -175,6 +224,7 @@ pub(crate) async fn resync_now(iv: &Arc<Interview>) {
 /// stored one, whichever hub wrote them), and merges it into the live document.
 async fn snapshot(iv: &Arc<Interview>) {
     let storage = iv.ctx.storage.clone();
+    let _turn = iv.ctx.reloads.acquire().await;
     let state = match storage.load_document(iv.id).await {
         Ok(s) => s,
         Err(e) => {
@@ -186,14 +236,14 @@ async fn snapshot(iv: &Arc<Interview>) {
         iv.lock().committed_since_snapshot = 0;
         return;
     };
-    let full = doc_from_storage(iv.id, &state)
-        .transact()
-        .encode_state_as_update_v1(&StateVector::default());
-    match storage.save_snapshot(iv.id, upto, &full).await {
+    let Some(built) = rebuild(iv.id, state, iv.state_vector()).await else {
+        return;
+    };
+    match storage.save_snapshot(iv.id, upto, &built.full).await {
         Ok(()) => {
             iv.lock().committed_since_snapshot = 0;
-            iv.merge_from_storage(&full, None);
-            tracing::debug!(session = %iv.id, upto, bytes = full.len(), "snapshot saved");
+            iv.merge_from_storage(&built.missing, None);
+            tracing::debug!(session = %iv.id, upto, bytes = built.full.len(), "snapshot saved");
         }
         Err(e) => {
             tracing::debug!(session = %iv.id, error = %e, "snapshot: save failed; will retry")

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use duet_bus::{Bus, LocalBus};
+use duet_realtime_hub::ctx::HubConfig;
 use duet_realtime_hub::interview::protocol;
 use duet_storage::sqlite::SqliteStorage;
 use duet_storage::Storage;
@@ -359,6 +360,70 @@ async fn acks_are_withheld_while_the_database_is_down() {
     );
     assert_eq!(stored_text(&storage, session.id).await, "saved pending");
     assert!(hub.core.ready().await);
+}
+
+#[tokio::test]
+async fn relayed_edits_and_acks_flow_while_a_snapshot_waits_for_the_database() {
+    let flaky = Flaky::new(sqlite());
+    let storage: Arc<dyn Storage> = flaky.clone();
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+    let cfg = HubConfig {
+        snapshot_every: 3,
+        ..config()
+    };
+    let h1 = TestHub::start_with("h1", storage.clone(), bus.clone(), cfg.clone()).await;
+    let h2 = TestHub::start_with("h2", storage.clone(), bus.clone(), cfg).await;
+    let session = new_session(&storage).await;
+    let mut a = YClient::join(&h1, &session.code, "Ada").await;
+    let mut b = YClient::join(&h2, &session.code, "Bob").await;
+
+    // From here on, reading an interview back from the database hangs, as a snapshot's read of a
+    // long history does on a busy database.
+    flaky.stall_loads.store(true, Ordering::SeqCst);
+    let loads = flaky.loads.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        a.insert(0, "a");
+    }
+    assert!(
+        eventually(5, || flaky.loads.load(Ordering::SeqCst) > loads).await,
+        "three commits on h1 start its snapshot"
+    );
+    // Bob types after seeing Ada's edits, so the order of the text is decided.
+    assert!(
+        eventually(3, || {
+            b.pump();
+            b.text() == "aaa"
+        })
+        .await
+    );
+    b.insert(0, "from bob ");
+    assert!(
+        eventually(3, || {
+            a.pump();
+            a.text() == "from bob aaa"
+        })
+        .await,
+        "h1 relays the other hub's edit while its snapshot waits: {:?}",
+        a.text()
+    );
+    assert!(
+        eventually(3, || b.acked_ok() == b.sent).await,
+        "bob's edit (built on h1's) is acked: h1's commit notices are not held back either"
+    );
+
+    flaky.stall_loads.store(false, Ordering::SeqCst);
+    let mut snapshot = None;
+    for _ in 0..500 {
+        snapshot = storage.load_document(session.id).await.unwrap().snapshot;
+        if snapshot.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        snapshot.is_some(),
+        "the snapshot completes once the database answers"
+    );
 }
 
 #[tokio::test]

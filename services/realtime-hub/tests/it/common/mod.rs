@@ -109,6 +109,10 @@ pub struct Flaky {
     pub inner: Arc<dyn Storage>,
     pub down: AtomicBool,
     pub appends: AtomicUsize,
+    /// While set, `load_document` waits (a slow read of a long history).
+    pub stall_loads: AtomicBool,
+    /// `load_document` calls so far.
+    pub loads: AtomicUsize,
 }
 
 impl Flaky {
@@ -117,6 +121,8 @@ impl Flaky {
             inner,
             down: AtomicBool::new(false),
             appends: AtomicUsize::new(0),
+            stall_loads: AtomicBool::new(false),
+            loads: AtomicUsize::new(0),
         })
     }
     fn check(&self) -> Result<()> {
@@ -160,6 +166,10 @@ impl Storage for Flaky {
     }
     async fn load_document(&self, id: Uuid) -> Result<DocumentState> {
         self.check()?;
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        while self.stall_loads.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.inner.load_document(id).await
     }
     async fn history(&self, id: Uuid) -> Result<Vec<StoredUpdate>> {
