@@ -87,11 +87,12 @@ pub fn doc_from_storage(session: Uuid, state: &DocumentState) -> Doc {
     doc
 }
 
-/// A document rebuilt from storage off the event loop: its full state (for a snapshot) and what of
-/// it the live replica may lack (structs beyond the live state vector, and the whole delete set).
+/// A document rebuilt from storage off the event loop: what of it the live replica may lack
+/// (structs beyond the live state vector, and the whole delete set) and, when asked for, its full
+/// state (for a snapshot).
 pub(crate) struct Rebuilt {
-    pub full: Vec<u8>,
     pub missing: Vec<u8>,
+    pub full: Option<Vec<u8>>,
 }
 
 /// Rebuilds a stored document on a blocking thread. Decoding and applying hundreds of stored updates
@@ -102,13 +103,14 @@ pub(crate) async fn rebuild(
     session: Uuid,
     state: DocumentState,
     live: StateVector,
+    with_full: bool,
 ) -> Option<Rebuilt> {
     let built = tokio::task::spawn_blocking(move || {
         let doc = doc_from_storage(session, &state);
         let txn = doc.transact();
         Rebuilt {
-            full: txn.encode_state_as_update_v1(&StateVector::default()),
             missing: txn.encode_state_as_update_v1(&live),
+            full: with_full.then(|| txn.encode_state_as_update_v1(&StateVector::default())),
         }
     })
     .await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use duet_bus::{BusEvent, Subscription};
 
-use super::{rebuild, Interview};
+use super::{rebuild, Interview, Rebuilt};
 use crate::ctx::Stats;
 use crate::limits::{MAINTENANCE_TICK, TEXT_SAVE_DEBOUNCE};
 use crate::relay;
@@ -206,7 +206,7 @@ pub(crate) async fn resync_now(iv: &Arc<Interview>) {
     let (doc, session) = tokio::join!(storage.load_document(iv.id), storage.session_by_id(iv.id));
     match doc {
         Ok(state) => {
-            let Some(built) = rebuild(iv.id, state, iv.state_vector()).await else {
+            let Some(built) = rebuild(iv.id, state, iv.state_vector(), false).await else {
                 iv.lock().resync_needed = true;
                 return;
             };
@@ -236,14 +236,18 @@ async fn snapshot(iv: &Arc<Interview>) {
         iv.lock().committed_since_snapshot = 0;
         return;
     };
-    let Some(built) = rebuild(iv.id, state, iv.state_vector()).await else {
+    let Some(Rebuilt {
+        missing,
+        full: Some(full),
+    }) = rebuild(iv.id, state, iv.state_vector(), true).await
+    else {
         return;
     };
-    match storage.save_snapshot(iv.id, upto, &built.full).await {
+    match storage.save_snapshot(iv.id, upto, &full).await {
         Ok(()) => {
             iv.lock().committed_since_snapshot = 0;
-            iv.merge_from_storage(&built.missing, None);
-            tracing::debug!(session = %iv.id, upto, bytes = built.full.len(), "snapshot saved");
+            iv.merge_from_storage(&missing, None);
+            tracing::debug!(session = %iv.id, upto, bytes = full.len(), "snapshot saved");
         }
         Err(e) => {
             tracing::debug!(session = %iv.id, error = %e, "snapshot: save failed; will retry")
