@@ -203,6 +203,10 @@ pub(crate) async fn resync_now(iv: &Arc<Interview>) {
     iv.ctx.publish(&iv.channel, presence);
     let storage = iv.ctx.storage.clone();
     let _turn = iv.ctx.reloads.acquire().await;
+    if iv.cancel.is_cancelled() {
+        // The hub is stopping (or the interview unloading): no new reads queued behind the others.
+        return;
+    }
     let (doc, session) = tokio::join!(storage.load_document(iv.id), storage.session_by_id(iv.id));
     match doc {
         Ok(state) => {
@@ -225,6 +229,9 @@ pub(crate) async fn resync_now(iv: &Arc<Interview>) {
 async fn snapshot(iv: &Arc<Interview>) {
     let storage = iv.ctx.storage.clone();
     let _turn = iv.ctx.reloads.acquire().await;
+    if iv.cancel.is_cancelled() {
+        return;
+    }
     let state = match storage.load_document(iv.id).await {
         Ok(s) => s,
         Err(e) => {
