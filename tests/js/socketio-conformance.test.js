@@ -255,8 +255,12 @@ describe('Engine.IO protocol (raw echo at /engine.io/)', () => {
   describe('close', () => {
     it('HTTP long-polling: forcefully closes the session', async () => {
       const sid = await initLongPollingSession();
+      // The GET must be pending before the close arrives: sent together, the POST can win the race
+      // and the GET then (rightly) finds the session gone.
+      const pending = fetch(`${eio()}&sid=${sid}`);
+      await sleep(100);
       const [poll] = await Promise.all([
-        fetch(`${eio()}&sid=${sid}`),
+        pending,
         fetch(`${eio()}&sid=${sid}`, { method: 'post', body: '1' }),
       ]);
       assert.equal(poll.status, 200);
