@@ -6,7 +6,8 @@
 //! 1. the Node socket.io peer (`../shared/peers/node-socketio`, seed events) at 1,000 clients;
 //! 2. one Duet hub, Yjs updates with durability acks (history on), 1,000 clients;
 //! 3. one Duet hub, seed events (`code_change`, as the peer), 1,000 clients;
-//! 4. two Duet hubs, each interview split across them (the Redis hop), 1,000 clients;
+//! 4. two Duet hubs, each interview split across them (the Redis hop: deliveries across hubs
+//!    against those within one hub, in the same run), 1,000 clients;
 //! 5. the largest client count at p99 ≤ 50 ms with no loss, for Duet (Yjs) and for the peer;
 //! 6. the history writer's commit rate (`append_updates` in the writer's batch size).
 //!
@@ -380,7 +381,20 @@ async fn main() {
         "p99 at 1,000 clients: Duet {} ms (1 hub, Yjs), {} ms (seed events), {} ms (2 hubs) vs Node {} ms",
         one_yjs["p99"], one_seed["p99"], two["p99"], node["p99"]
     )];
-    let cpu = |r: &Value| r["server_cpu_ms_per_1k"].as_f64().unwrap_or(f64::NAN);
+    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    // The Redis hop two ways: within the two-hub run (deliveries across hubs against deliveries
+    // between clients of the same hub, same load and moment), and against the one-hub run.
+    summary.push(format!(
+        "Redis hop at 1,000 clients: in the 2-hub run, p99 across hubs {} ms ({} deliveries) vs \
+         within one hub {} ms ({} deliveries): {:+.2} ms; 2-hub p99 - 1-hub p99 = {:+.2} ms",
+        two["cross_hub_p99"],
+        two["cross_hub_received"],
+        two["same_hub_p99"],
+        two["same_hub_received"],
+        num(&two["cross_hub_p99"]) - num(&two["same_hub_p99"]),
+        num(&two["p99"]) - num(&one_yjs["p99"]),
+    ));
+    let cpu = |r: &Value| num(&r["server_cpu_ms_per_1k"]);
     summary.push(format!(
         "server CPU ms per 1,000 deliveries at 1,000 clients: Duet {} (1 hub, Yjs; user {} + sys {}), \
          {} (seed events), {} (2 hubs together) vs Node {} (user {} + sys {}): Node / Duet (Yjs) = {:.1}x",

@@ -27,6 +27,11 @@ const CONNECT_CONCURRENCY = 100;
 
 const sentAt = new Map(); // "client.seq" -> ms
 const latencies = [];
+// With several hubs: deliveries between clients of different hubs (through the bus) and of the same
+// hub, measured in the same run.
+const crossHub = [];
+const sameHub = [];
+const hubOf = (id) => (id % room) % urls.length;
 const ackLatencies = [];
 let measuring = false;
 let collecting = false; // deliveries are counted until the drain ends
@@ -45,6 +50,7 @@ function record(text, clientId) {
     if (t.measured) {
       received++;
       latencies.push(now - t.at);
+      if (urls.length > 1) (hubOf(Number(m[1])) === hubOf(clientId) ? sameHub : crossHub).push(now - t.at);
     }
   }
 }
@@ -199,7 +205,7 @@ function pct(xs, p) {
 const clients = [];
 for (let i = 0; i < nClients; i++) {
   const r = Math.floor(i / room);
-  const url = urls[(i % room) % urls.length];
+  const url = urls[hubOf(i)];
   clients.push(new Client(i, url, codes[r % codes.length]));
   if (clients.length % CONNECT_CONCURRENCY === 0) await Promise.all(clients.slice(-CONNECT_CONCURRENCY).map((c) => c.ready));
 }
@@ -249,6 +255,16 @@ console.log(
     ack_p99: pct(ackLatencies, 99),
     errors,
     generator_lag_max_ms: Math.round(lagMax),
+    ...(urls.length > 1
+      ? {
+          cross_hub_received: crossHub.length,
+          cross_hub_p50: pct(crossHub, 50),
+          cross_hub_p99: pct(crossHub, 99),
+          same_hub_received: sameHub.length,
+          same_hub_p50: pct(sameHub, 50),
+          same_hub_p99: pct(sameHub, 99),
+        }
+      : {}),
   }),
 );
 for (const c of clients) c.ws.terminate();

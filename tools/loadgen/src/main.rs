@@ -99,6 +99,13 @@ struct Shared {
     /// (client, seq) → (emit time, counted in the measurement window)
     sent_at: HashMap<(u32, u32), (Instant, bool)>,
     latencies: Vec<f64>,
+    /// With several hubs: the latencies of deliveries whose sender is on another hub than the
+    /// receiver (through the bus), and of those on the same hub, measured in the same run.
+    cross_hub: Vec<f64>,
+    same_hub: Vec<f64>,
+    /// Clients per interview and hub count, to tell which hub a client is on.
+    room: u32,
+    hubs: u32,
     ack_latencies: Vec<f64>,
     measuring: bool,
     collecting: bool,
@@ -143,8 +150,16 @@ fn record(st: &mut Shared, data: &[u8], me: u32) {
             Some((id, seq)) => {
                 if id != me {
                     if let Some(&(at, true)) = st.sent_at.get(&(id, seq)) {
+                        let l = ms(now - at);
                         st.received += 1;
-                        st.latencies.push(ms(now - at));
+                        st.latencies.push(l);
+                        if st.hubs > 1 {
+                            if hub_of(id, st.room, st.hubs) == hub_of(me, st.room, st.hubs) {
+                                st.same_hub.push(l);
+                            } else {
+                                st.cross_hub.push(l);
+                            }
+                        }
                     }
                 }
                 i = j + 1;
@@ -152,6 +167,12 @@ fn record(st: &mut Shared, data: &[u8], me: u32) {
             None => i += 1,
         }
     }
+}
+
+/// The hub (index into `--urls`) client `id` talks to: the members of an interview are spread
+/// over the URLs in turn (see `run`).
+fn hub_of(id: u32, room: u32, hubs: u32) -> u32 {
+    (id % room) % hubs
 }
 
 fn ms(d: Duration) -> f64 {
@@ -524,14 +545,19 @@ fn main() {
 }
 
 async fn run(a: Args) {
-    let st: State = Rc::new(RefCell::new(Shared::default()));
+    let st: State = Rc::new(RefCell::new(Shared {
+        room: a.room.max(1) as u32,
+        hubs: a.urls.len().max(1) as u32,
+        ..Shared::default()
+    }));
     let edits = ((a.warmup + a.seconds + 2.0) * a.rate).ceil() as usize + 10;
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
     let (go_tx, go_rx) = tokio::sync::watch::channel(None);
     let mut connected = 0;
     for i in 0..a.clients {
         let r = i / a.room;
-        let url = a.urls[(i % a.room) % a.urls.len()].clone();
+        let url =
+            a.urls[hub_of(i as u32, a.room.max(1) as u32, a.urls.len() as u32) as usize].clone();
         let c = Client {
             id: i as u32,
             code: a.codes[r % a.codes.len()].clone(),
@@ -608,7 +634,9 @@ async fn run(a: Args) {
     let expected = s.sent * (a.room as u64 - 1);
     let mut lat = std::mem::take(&mut s.latencies);
     let mut acks = std::mem::take(&mut s.ack_latencies);
-    let out = json!({
+    let mut cross = std::mem::take(&mut s.cross_hub);
+    let mut same = std::mem::take(&mut s.same_hub);
+    let mut out = json!({
         "mode": if a.yjs { "yjs" } else { "seed" },
         "generator": "rust",
         "clients": a.clients,
@@ -625,18 +653,24 @@ async fn run(a: Args) {
         "errors": s.errors,
         "generator_lag_max_ms": lag.borrow().round(),
     });
-    let out = if a.cpu_pids.is_empty() {
-        out
-    } else {
+    if a.urls.len() > 1 {
+        // The bus hop, measured within this run: deliveries between clients of different hubs
+        // against deliveries between clients of the same hub, under the same load.
+        out["cross_hub_received"] = json!(cross.len());
+        out["cross_hub_p50"] = pct(&mut cross, 50.0);
+        out["cross_hub_p99"] = pct(&mut cross, 99.0);
+        out["same_hub_received"] = json!(same.len());
+        out["same_hub_p50"] = pct(&mut same, 50.0);
+        out["same_hub_p99"] = pct(&mut same, 99.0);
+    }
+    if !a.cpu_pids.is_empty() {
         let (user, sys) = (cpu_end.0 - cpu_start.0, cpu_end.1 - cpu_start.1);
         let per_1k = |secs: f64| round2(secs * 1000.0 / (expected.max(1) as f64 / 1000.0));
-        let mut out = out;
         out["server_cpu_pct"] = json!((100.0 * (user + sys) / window).round());
         out["server_cpu_ms_per_1k"] = per_1k(user + sys);
         out["server_user_ms_per_1k"] = per_1k(user);
         out["server_sys_ms_per_1k"] = per_1k(sys);
-        out
-    };
+    }
     println!("{out}");
     std::process::exit(0);
 }
