@@ -184,7 +184,7 @@ describe('Engine.IO protocol (raw echo at /engine.io/)', () => {
       const sid = await initLongPollingSession();
       const [r1, r2] = await Promise.all([
         fetch(`${eio()}&sid=${sid}`),
-        sleep(5).then(() => fetch(`${eio()}&sid=${sid}&t=burst`)),
+        sleep(50).then(() => fetch(`${eio()}&sid=${sid}&t=burst`)),
       ]);
       assert.equal(r1.status, 200);
       assert.equal(await r1.text(), '1');
