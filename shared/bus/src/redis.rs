@@ -38,7 +38,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink};
-use ::redis::{Client, Cmd, FromRedisValue, RedisError, RedisResult, RetryMethod, Value};
+use ::redis::{
+    Client, Cmd, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, RetryMethod, Value,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -145,8 +147,16 @@ impl RedisBus {
     /// from, which must outlive the bus (under actix-web: call it in `main`, not in a worker). The
     /// handle itself may be used from any runtime.
     pub async fn connect(url: &str) -> Result<Self, BusError> {
-        let client =
-            Client::open(url).map_err(|e| BusError::Other(format!("invalid redis url: {e}")))?;
+        let info = url
+            .into_connection_info()
+            .map_err(|e| BusError::Other(format!("invalid redis url: {e}")))?;
+        // TCP_NODELAY, as most Redis clients set by default (this crate does not): with Nagle's
+        // algorithm a publishing round written while the previous one is unacknowledged waits for
+        // that acknowledgement. On loopback the acknowledgement rides on Redis's immediate reply, so
+        // the hop measured the same either way (docs/BENCHMARKS.md); across machines it need not.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client = Client::open(info.set_tcp_settings(tcp))
+            .map_err(|e| BusError::Other(format!("invalid redis url: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
