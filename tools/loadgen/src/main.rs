@@ -169,6 +169,18 @@ fn record(st: &mut Shared, data: &[u8], me: u32) {
     }
 }
 
+/// Whether an event packet's JSON array (compact, as both servers write it) names `name`.
+fn event_named(body: &[u8], name: &str) -> bool {
+    body.strip_prefix(b"[\"")
+        .and_then(|b| b.strip_prefix(name.as_bytes()))
+        .is_some_and(|b| b.starts_with(b"\""))
+}
+
+/// Whether an ack's JSON arguments say `"ok":true`.
+fn ack_ok(body: &[u8]) -> bool {
+    body.windows(9).any(|w| w == b"\"ok\":true")
+}
+
 /// The hub (index into `--urls`) client `id` talks to: the members of an interview are spread
 /// over the URLs in turn (see `run`).
 fn hub_of(id: u32, room: u32, hubs: u32) -> u32 {
@@ -422,18 +434,14 @@ impl Client {
         // Matched on the raw JSON (compact, as both servers write it) rather than parsed: this runs
         // for every delivery, and the generator's cost is what bounds the measurable load.
         let body = &rest[digits..];
-        let event_is = |name: &str| {
-            body.strip_prefix(b"[\"")
-                .and_then(|b| b.strip_prefix(name.as_bytes()))
-                .is_some_and(|b| b.starts_with(b"\""))
-        };
+        let event_is = |name: &str| event_named(body, name);
         match t {
             b'0' => {
                 let arg = json!({ "session_code": self.code, "name": format!("load-{}", self.id), "yjs": self.yjs });
                 self.emit(ws, "join_session", arg, Some(Ack::Join));
             }
             b'3' | b'6' => {
-                let ok = body.windows(9).any(|w| w == b"\"ok\":true");
+                let ok = ack_ok(body);
                 match ack_id.and_then(|id| self.acks.remove(&id)) {
                     Some(Ack::Join) => {
                         self.ready = true;
@@ -669,4 +677,51 @@ async fn run(a: Args) {
     }
     println!("{out}");
     std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_and_acks_are_read_from_the_raw_json() {
+        assert!(event_named(
+            br#"["yjs",{"_placeholder":true,"num":0}]"#,
+            "yjs"
+        ));
+        assert!(!event_named(br#"["yjs_extra",{}]"#, "yjs"));
+        assert!(!event_named(br#"["code_updated",{}]"#, "yjs"));
+        assert!(event_named(
+            br#"["code_updated",{"code":"~1.2~"}]"#,
+            "code_updated"
+        ));
+        assert!(ack_ok(br#"[{"ok":true}]"#));
+        assert!(!ack_ok(
+            br#"[{"ok":false,"error":{"code":"invalid_update"}}]"#
+        ));
+    }
+
+    #[test]
+    fn deliveries_are_split_by_whether_they_crossed_hubs() {
+        // Interviews of 5 over two hubs: clients 0, 2, 4 on hub 0; 1, 3 on hub 1.
+        let mut st = Shared {
+            room: 5,
+            hubs: 2,
+            collecting: true,
+            ..Shared::default()
+        };
+        let at = Instant::now();
+        st.sent_at.insert((0, 1), (at, true));
+        st.sent_at.insert((0, 2), (at, false)); // sent before the window: not counted
+        record(&mut st, b"~0.1~", 1); // hub 0 -> hub 1
+        record(&mut st, b"~0.1~", 2); // hub 0 -> hub 0
+        record(&mut st, b"xx~0.1~yy~0.2~", 3); // hub 0 -> hub 1, and an unmeasured marker
+        record(&mut st, b"~0.1~", 0); // the sender's own edit
+        assert_eq!(st.received, 3);
+        assert_eq!(st.latencies.len(), 3);
+        assert_eq!(st.cross_hub.len(), 2);
+        assert_eq!(st.same_hub.len(), 1);
+        assert_eq!(hub_of(7, 5, 2), 0);
+        assert_eq!(hub_of(8, 5, 2), 1);
+    }
 }
