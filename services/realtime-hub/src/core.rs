@@ -59,6 +59,7 @@ impl Core {
             "hub.id (DUET_HUB__ID) must be 1 to 255 bytes"
         );
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let (texts_tx, texts_rx) = mpsc::unbounded_channel();
         let (pub_tx, pub_rx) = mpsc::channel(PUBLISH_QUEUE);
         let tracker = TaskTracker::new();
         let ctx = Arc::new(Ctx {
@@ -69,6 +70,7 @@ impl Core {
             bus: bus.clone(),
             out,
             writer: writer_tx,
+            texts: texts_tx,
             publisher: pub_tx,
             registry: Mutex::new(HashMap::new()),
             tracker: tracker.clone(),
@@ -84,6 +86,7 @@ impl Core {
             ctx_stats: writer::stats_hook(Arc::downgrade(&ctx)),
         };
         tracker.spawn(writer::run(w, writer_rx));
+        tracker.spawn(writer::save_texts(storage.clone(), texts_rx));
         tracker.spawn(publisher(bus.clone(), ctx.hub_id.clone(), pub_rx));
         if let Err(e) = beat(&ctx).await {
             tracing::warn!(error = %e, "first hub heartbeat failed; will retry");
@@ -158,10 +161,25 @@ impl Core {
         {
             tracing::error!("shutdown: pending edits could not be committed in time");
         }
-        for iv in self.ctx.loaded() {
-            if let Some(text) = iv.text_to_save(std::time::Duration::ZERO) {
-                let _ = self.ctx.storage.set_text(iv.id, &text).await;
+        let texts: Vec<(uuid::Uuid, String)> = self
+            .ctx
+            .loaded()
+            .iter()
+            .filter_map(|iv| Some((iv.id, iv.text_to_save(std::time::Duration::ZERO)?)))
+            .collect();
+        match self.ctx.storage.set_texts(&texts).await {
+            Ok(saved) if saved.len() < texts.len() => {
+                // Rows the writer held at that moment (it has flushed by now): once more, for those.
+                let rest: Vec<_> = texts
+                    .into_iter()
+                    .filter(|(id, _)| !saved.contains(id))
+                    .collect();
+                if let Err(e) = self.ctx.storage.set_texts(&rest).await {
+                    tracing::warn!(error = %e, "shutdown: saving the plain texts failed");
+                }
             }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "shutdown: saving the plain texts failed"),
         }
         if let Err(e) = self
             .ctx

@@ -9,14 +9,14 @@ use bytes::Bytes;
 use duet_bus::Bus;
 use duet_storage::Storage;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::{mpsc, oneshot, OnceCell};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::interview::Interview;
 use crate::transport::Outbound;
-use crate::writer::WriterCmd;
+use crate::writer::{SaveText, WriterCmd};
 
 /// The hub's settings, resolved once from `duet_config::Settings`.
 #[derive(Debug, Clone)]
@@ -63,6 +63,8 @@ pub struct Ctx {
     pub bus: Arc<dyn Bus>,
     pub out: Arc<dyn Outbound>,
     pub writer: mpsc::UnboundedSender<WriterCmd>,
+    /// Plain texts to save, batched by [`crate::writer::save_texts`].
+    pub texts: mpsc::UnboundedSender<SaveText>,
     /// Outgoing bus messages `(channel, bytes)`, published in order by one task.
     pub publisher: mpsc::Sender<(Arc<str>, Bytes)>,
     pub registry: Registry,
@@ -81,6 +83,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Saves an interview's plain text with the next batch (directly if the batcher has stopped);
+    /// true once it is stored.
+    pub async fn save_text(&self, session: Uuid, text: String) -> bool {
+        let (done, saved) = oneshot::channel();
+        match self.texts.send(SaveText {
+            session,
+            text,
+            done,
+        }) {
+            Ok(()) => saved.await.unwrap_or(false),
+            Err(mpsc::error::SendError(t)) => {
+                self.storage.set_text(t.session, &t.text).await.is_ok()
+            }
+        }
+    }
+
     /// Queues a bus message. Never blocks: when the queue is full the message is dropped (the bus is
     /// at-most-once anyway) and the caller resyncs the interview.
     pub fn publish(&self, channel: &Arc<str>, data: Bytes) -> bool {

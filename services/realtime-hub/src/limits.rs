@@ -39,6 +39,12 @@ pub const MAINTENANCE_TICK: Duration = Duration::from_millis(200);
 /// The plain text (`sessions.text`, read by the REST API) is written at most this often per
 /// interview: it is a convenience copy, the history is the truth.
 pub const TEXT_SAVE_DEBOUNCE: Duration = Duration::from_millis(750);
+/// Texts that come due within this window are saved together, in one statement
+/// ([`crate::writer::save_texts`]): a hub with hundreds of busy interviews otherwise runs hundreds
+/// of single-row updates (and commits) per second for a convenience copy.
+pub const TEXT_SAVE_WINDOW: Duration = Duration::from_millis(50);
+/// Most texts saved in one statement.
+pub const TEXT_SAVE_BATCH: usize = 512;
 /// An update relayed by another hub that it has not confirmed as committed within this time is
 /// committed by this hub too (the other hub may have died). Duplicates are harmless: Yjs updates
 /// are idempotent.

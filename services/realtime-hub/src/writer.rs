@@ -10,7 +10,7 @@
 //! that are not about availability (for example a session deleted while live) are retried a few times,
 //! then the batch is split per interview so one broken interview cannot block the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +18,66 @@ use std::time::Duration;
 use duet_storage::{NewUpdate, Storage, StorageError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::ctx::Stats;
 use crate::interview::Interview;
-use crate::limits::{MAX_BATCH, WRITE_HARD_FAILURES, WRITE_RETRY_MAX, WRITE_RETRY_MIN};
+use crate::limits::{
+    MAX_BATCH, TEXT_SAVE_BATCH, TEXT_SAVE_WINDOW, WRITE_HARD_FAILURES, WRITE_RETRY_MAX,
+    WRITE_RETRY_MIN,
+};
+
+/// An interview's plain text to save, and who to tell whether it was saved.
+pub struct SaveText {
+    pub session: Uuid,
+    pub text: String,
+    pub done: oneshot::Sender<bool>,
+}
+
+/// Saves interviews' plain texts (`sessions.text`, for the REST API) in batches: waits for the
+/// first, gathers whatever else comes due within [`TEXT_SAVE_WINDOW`], and saves them with one
+/// [`Storage::set_texts`] (the newest text per session). Every requester learns whether its text
+/// was saved (if not — database down, or the row held by the writer's transaction at that moment —
+/// the interview keeps it dirty and tries again). Runs until the channel closes.
+pub async fn save_texts(storage: Arc<dyn Storage>, mut rx: mpsc::UnboundedReceiver<SaveText>) {
+    let mut queued: Vec<SaveText> = Vec::new();
+    while rx.recv_many(&mut queued, TEXT_SAVE_BATCH).await > 0 {
+        tokio::time::sleep(TEXT_SAVE_WINDOW).await;
+        while queued.len() < TEXT_SAVE_BATCH {
+            match rx.try_recv() {
+                Ok(t) => queued.push(t),
+                Err(_) => break,
+            }
+        }
+        let texts = newest_per_session(&queued);
+        let saved: HashSet<Uuid> = match storage.set_texts(&texts).await {
+            Ok(saved) => saved.into_iter().collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, texts = texts.len(), "saving plain texts failed; will retry");
+                HashSet::new()
+            }
+        };
+        for t in queued.drain(..) {
+            let _ = t.done.send(saved.contains(&t.session));
+        }
+    }
+}
+
+/// Each session once, with the text queued last for it.
+fn newest_per_session(queued: &[SaveText]) -> Vec<(Uuid, String)> {
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    let mut texts: Vec<(Uuid, String)> = Vec::new();
+    for t in queued {
+        match index.get(&t.session) {
+            Some(&i) => texts[i].1.clone_from(&t.text),
+            None => {
+                index.insert(t.session, texts.len());
+                texts.push((t.session, t.text.clone()));
+            }
+        }
+    }
+    texts
+}
 
 /// One update to append, with the interview to tell once it is committed.
 pub struct WriteItem {
@@ -200,4 +256,21 @@ pub fn stats_hook(ctx: std::sync::Weak<crate::ctx::Ctx>) -> Arc<dyn Fn(u64, bool
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_each_session_once_with_its_newest_text() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let item = |session, text: &str| SaveText {
+            session,
+            text: text.to_owned(),
+            done: oneshot::channel().0,
+        };
+        let texts = newest_per_session(&[item(a, "1"), item(b, "x"), item(a, "2")]);
+        assert_eq!(texts, vec![(a, "2".to_owned()), (b, "x".to_owned())]);
+    }
 }

@@ -121,6 +121,13 @@ pub trait Storage: Send + Sync + 'static {
     async fn set_language(&self, session_id: Uuid, language: Language) -> Result<()>;
     /// Keeps the plain text current for the REST API (not the source of truth: the history is).
     async fn set_text(&self, session_id: Uuid, text: &str) -> Result<()>;
+    /// [`Storage::set_text`] for several sessions at once, in ONE statement or transaction (a hub
+    /// saving many interviews' texts pays one round trip and one commit, not one per interview).
+    /// Each session at most once. Returns the ids whose text was saved: unknown ids are not, and
+    /// neither are sessions whose row another transaction holds at that moment (the history writer
+    /// locks the rows it appends to) — skipped rather than waited for, so a batch never waits on
+    /// nor deadlocks with the writer; the caller tries those again later.
+    async fn set_texts(&self, texts: &[(Uuid, String)]) -> Result<Vec<Uuid>>;
 
     /// Appends a batch of updates (possibly for several sessions) in ONE transaction: all or nothing.
     /// Returns the assigned sequence numbers, in input order. This is the group-commit primitive.

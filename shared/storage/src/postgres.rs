@@ -331,6 +331,38 @@ impl Storage for PgStorage {
         Ok(())
     }
 
+    /// One statement: the rows are locked in id order, skipping those another transaction holds
+    /// (see the trait), then updated.
+    async fn set_texts(&self, texts: &[(Uuid, String)]) -> Result<Vec<Uuid>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = texts.iter().map(|(id, _)| *id).collect();
+        let bodies: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE sessions SET text = u.t \
+                     FROM UNNEST($1::uuid[], $2::text[]) AS u(id, t) \
+                     WHERE sessions.id = u.id AND sessions.id IN ( \
+                         SELECT id FROM sessions WHERE id = ANY($1::uuid[]) \
+                         ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) \
+                     RETURNING sessions.id",
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&ids, &bodies])
+                .await
+                .map_err(pg_error)?;
+            rows.iter()
+                .map(|r| r.try_get::<_, Uuid>(0).map_err(pg_error))
+                .collect()
+        })
+        .await
+    }
+
     /// One transaction for the whole batch: the sessions' rows are locked (see below), then ONE
     /// statement inserts three arrays unnested into rows. Within a statement the identity values are drawn in row order, and the rows are fed in input
     /// order (`ORDER BY ordinality`), so the returned `seq`s sorted ascending are the input order,

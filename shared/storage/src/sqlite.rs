@@ -294,6 +294,31 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    /// One transaction (the one connection serialises writers, so nothing is ever skipped).
+    async fn set_texts(&self, texts: &[(Uuid, String)]) -> Result<Vec<Uuid>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts = texts.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let mut saved = Vec::with_capacity(texts.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached("UPDATE sessions SET text = ?2 WHERE id = ?1")
+                    .map_err(sqlite_error)?;
+                for (id, text) in &texts {
+                    if stmt.execute(params![id, text]).map_err(sqlite_error)? > 0 {
+                        saved.push(*id);
+                    }
+                }
+            }
+            tx.commit().map_err(sqlite_error)?;
+            Ok(saved)
+        })
+        .await
+    }
+
     /// One transaction, one prepared statement executed per update; each insert's rowid is its
     /// `seq`, so the result is in input order by construction. Dropping the transaction on error
     /// rolls the whole batch back.

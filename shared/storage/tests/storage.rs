@@ -108,6 +108,7 @@ suite!(
     sessions_are_created_and_found_by_code_and_id,
     a_taken_code_is_code_taken_and_writes_nothing,
     language_and_text_are_updated_and_unknown_ids_are_not_found,
+    texts_of_several_sessions_are_saved_at_once_and_unknown_ids_skipped,
     appended_updates_keep_input_order_and_seq_grows_across_batches_and_sessions,
     a_batch_is_all_or_nothing,
     concurrent_batches_all_land_with_distinct_seqs,
@@ -242,6 +243,46 @@ async fn language_and_text_are_updated_and_unknown_ids_are_not_found(b: Backend)
     assert!(matches!(err, StorageError::NotFound), "got {err:?}");
     let err = b.store.set_text(missing, "x").await.unwrap_err();
     assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn texts_of_several_sessions_are_saved_at_once_and_unknown_ids_skipped(b: Backend) {
+    let s1 = session(&b).await;
+    let s2 = session(&b).await;
+    let other = session(&b).await;
+    assert!(b.store.set_texts(&[]).await.unwrap().is_empty());
+    let mut saved = b
+        .store
+        .set_texts(&[
+            (s1.id, "fn main() {}\n".to_owned()),
+            (Uuid::new_v4(), "nobody".to_owned()),
+            (s2.id, "héllo 🌍 'quoted' \"text\"".to_owned()),
+        ])
+        .await
+        .unwrap();
+    saved.sort();
+    let mut expected = vec![s1.id, s2.id];
+    expected.sort();
+    assert_eq!(saved, expected, "the known sessions are reported saved");
+    let got = |id| {
+        let store = b.store.clone();
+        async move { store.session_by_id(id).await.unwrap().unwrap() }
+    };
+    assert_eq!(got(s1.id).await.text, "fn main() {}\n");
+    assert_eq!(got(s2.id).await.text, "héllo 🌍 'quoted' \"text\"");
+    assert_eq!(
+        got(other.id).await,
+        other,
+        "a session not in the batch is untouched"
+    );
+    assert_eq!(
+        b.count("sessions").await,
+        3,
+        "an unknown id creates nothing"
+    );
+    // A later batch overwrites.
+    b.store.set_texts(&[(s1.id, String::new())]).await.unwrap();
+    assert_eq!(got(s1.id).await.text, "");
+    assert_eq!(got(s2.id).await.text, "héllo 🌍 'quoted' \"text\"");
 }
 
 async fn appended_updates_keep_input_order_and_seq_grows_across_batches_and_sessions(b: Backend) {
@@ -671,6 +712,53 @@ async fn sqlite_creates_its_directory_uses_wal_and_persists_across_reopen() {
 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL only
+
+#[tokio::test]
+async fn pg_text_batches_skip_rows_another_transaction_holds_instead_of_waiting() {
+    let b = Backend::pg().await;
+    let (held, free) = (session(&b).await, session(&b).await);
+    let Raw::Pg(url) = &b.raw else { unreachable!() };
+    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // As the history writer does while it appends to a session.
+    let tx = client.transaction().await.unwrap();
+    tx.query(
+        "SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE",
+        &[&held.id],
+    )
+    .await
+    .unwrap();
+    let saved = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.store
+            .set_texts(&[(held.id, "held".to_owned()), (free.id, "free".to_owned())]),
+    )
+    .await
+    .expect("the batch does not wait for the held row")
+    .unwrap();
+    assert_eq!(saved, vec![free.id]);
+    tx.commit().await.unwrap();
+    let text = |id| {
+        let store = b.store.clone();
+        async move { store.session_by_id(id).await.unwrap().unwrap().text }
+    };
+    assert_eq!(text(free.id).await, "free");
+    assert_eq!(
+        text(held.id).await,
+        "",
+        "the held row was skipped, not written"
+    );
+    // Once released, the next batch saves it.
+    let saved = b
+        .store
+        .set_texts(&[(held.id, "held".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(saved, vec![held.id]);
+    assert_eq!(text(held.id).await, "held");
+}
 
 #[tokio::test]
 async fn pg_replicas_connecting_together_migrate_once() {

@@ -187,8 +187,7 @@ async fn do_chores(iv: Arc<Interview>, subscribed: bool) -> bool {
 
 async fn save_text(iv: &Arc<Interview>) {
     if let Some(text) = iv.text_to_save(TEXT_SAVE_DEBOUNCE) {
-        if let Err(e) = iv.ctx.storage.set_text(iv.id, &text).await {
-            tracing::debug!(session = %iv.id, error = %e, "saving the plain text failed; will retry");
+        if !iv.ctx.save_text(iv.id, text).await {
             iv.mark_text_dirty();
         }
     }
@@ -266,7 +265,7 @@ async fn snapshot(iv: &Arc<Interview>) {
 pub(crate) async fn unload(iv: &Arc<Interview>, force: bool) -> bool {
     save_text(iv).await;
     if let Some(text) = iv.text_to_save(Duration::ZERO) {
-        let _ = iv.ctx.storage.set_text(iv.id, &text).await;
+        iv.ctx.save_text(iv.id, text).await;
     }
     let ctx = iv.ctx.clone();
     let mut reg = ctx.registry.lock();

@@ -353,6 +353,8 @@ async fn acks_are_withheld_while_the_database_is_down() {
         "clients are told"
     );
     assert!(!hub.core.ready().await);
+    // Long enough for the plain text's save to come due (and fail) during the outage.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     flaky.down.store(false, Ordering::SeqCst);
     assert!(
         eventually(5, || a.acked_ok() == a.sent).await,
@@ -360,6 +362,21 @@ async fn acks_are_withheld_while_the_database_is_down() {
     );
     assert_eq!(stored_text(&storage, session.id).await, "saved pending");
     assert!(hub.core.ready().await);
+    // The REST copy of the text catches up too: a failed save is tried again.
+    let mut rest = String::new();
+    for _ in 0..50 {
+        rest = storage
+            .session_by_id(session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .text;
+        if rest == "saved pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rest, "saved pending");
 }
 
 #[tokio::test]

@@ -159,6 +159,10 @@ impl Storage for Flaky {
         self.check()?;
         self.inner.set_text(id, t).await
     }
+    async fn set_texts(&self, texts: &[(Uuid, String)]) -> Result<Vec<Uuid>> {
+        self.check()?;
+        self.inner.set_texts(texts).await
+    }
     async fn append_updates(&self, batch: &[NewUpdate]) -> Result<Vec<i64>> {
         self.check()?;
         self.appends.fetch_add(1, Ordering::SeqCst);
