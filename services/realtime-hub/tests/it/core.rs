@@ -217,20 +217,7 @@ async fn yjs_and_seed_clients_converge_and_acks_follow_commits() {
     assert!(eventually(5, || { a.acked_ok() == a.sent && b.acked_ok() == b.sent }).await);
     assert_eq!(stored_text(&storage, session.id).await, expected);
     // The REST copy of the text is kept current (debounced).
-    let mut rest = String::new();
-    for _ in 0..50 {
-        rest = storage
-            .session_by_id(session.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .text;
-        if rest == expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(rest, expected);
+    assert_eq!(rest_text(&storage, session.id, &expected).await, expected);
 }
 
 #[tokio::test]
@@ -363,20 +350,10 @@ async fn acks_are_withheld_while_the_database_is_down() {
     assert_eq!(stored_text(&storage, session.id).await, "saved pending");
     assert!(hub.core.ready().await);
     // The REST copy of the text catches up too: a failed save is tried again.
-    let mut rest = String::new();
-    for _ in 0..50 {
-        rest = storage
-            .session_by_id(session.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .text;
-        if rest == "saved pending" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(rest, "saved pending");
+    assert_eq!(
+        rest_text(&storage, session.id, "saved pending").await,
+        "saved pending"
+    );
 }
 
 #[tokio::test]

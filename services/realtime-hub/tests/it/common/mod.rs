@@ -455,6 +455,20 @@ pub async fn stored_text(storage: &Arc<dyn Storage>, id: Uuid) -> String {
     s
 }
 
+/// The session's plain text (`sessions.text`, the REST API's copy) once it equals `expected`, or
+/// what it holds after 5 s (it is saved debounced, in batches).
+pub async fn rest_text(storage: &Arc<dyn Storage>, id: Uuid, expected: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = storage.session_by_id(id).await.unwrap().unwrap().text;
+        if text == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text
+}
+
 /// Decodes an update into a fresh doc (sanity).
 pub fn text_of_update(data: &[u8]) -> String {
     let doc = new_doc();
