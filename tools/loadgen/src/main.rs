@@ -434,7 +434,6 @@ impl Client {
         // Matched on the raw JSON (compact, as both servers write it) rather than parsed: this runs
         // for every delivery, and the generator's cost is what bounds the measurable load.
         let body = &rest[digits..];
-        let event_is = |name: &str| event_named(body, name);
         match t {
             b'0' => {
                 let arg = json!({ "session_code": self.code, "name": format!("load-{}", self.id), "yjs": self.yjs });
@@ -461,10 +460,12 @@ impl Client {
                 }
             }
             // The markers hold no character JSON escapes, so they are found in the raw text.
-            b'2' if event_is("code_updated") => record(&mut st.borrow_mut(), body, self.id),
-            b'2' if event_is("sync_code") => self.ready = true, // the Node peer does not ack joins
-            b'2' if event_is("error") => st.borrow_mut().errors += 1,
-            b'5' => self.pending_binary = Some(event_is("yjs")),
+            b'2' if event_named(body, "code_updated") => {
+                record(&mut st.borrow_mut(), body, self.id)
+            }
+            b'2' if event_named(body, "sync_code") => self.ready = true, // the Node peer does not ack joins
+            b'2' if event_named(body, "error") => st.borrow_mut().errors += 1,
+            b'5' => self.pending_binary = Some(event_named(body, "yjs")),
             _ => {}
         }
     }
