@@ -92,6 +92,7 @@ impl Core {
             tracing::warn!(error = %e, "first hub heartbeat failed; will retry");
         }
         tracker.spawn(heartbeat(ctx.clone()));
+        tracker.spawn(inbox(ctx.clone()));
         tracing::info!(hub = %ctx.hub_id, url = %ctx.public_url, "realtime hub started");
         Ok(Self {
             ctx,
@@ -133,11 +134,7 @@ impl Core {
 
     /// A loaded interview, for tests.
     pub fn interview(&self, id: uuid::Uuid) -> Option<Arc<Interview>> {
-        self.ctx
-            .registry
-            .lock()
-            .get(&id)
-            .and_then(|c| c.get().cloned())
+        self.ctx.interview(id)
     }
 
     /// Stops every background task at once, without flushing or deregistering: what a crash looks
@@ -314,6 +311,54 @@ fn group_by_channel(hub_id: &str, queued: &mut Vec<(Arc<str>, Bytes)>) -> Vec<(A
         .into_iter()
         .map(|(channel, parts)| (channel, relay::batch(hub_id, parts)))
         .collect()
+}
+
+/// How long the inbox waits before subscribing again when the bus refused.
+const INBOX_RETRY: Duration = Duration::from_secs(1);
+
+/// Reads this hub's inbox ([`relay::inbox`]): the other hubs' commit notices for the interviews
+/// shared with them. A notice lost while the bus was away is repeated by its origin once that
+/// interview goes quiet, or made good by the takeover (`REMOTE_COMMIT_TAKEOVER`).
+async fn inbox(ctx: Arc<Ctx>) {
+    let channel = relay::inbox(&ctx.hub_id);
+    loop {
+        let subscribed = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            s = ctx.bus.subscribe(&channel) => s,
+        };
+        let mut sub = match subscribed {
+            Ok(sub) => sub,
+            Err(e) => {
+                tracing::debug!(error = %e, "inbox subscribe failed; retrying");
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(INBOX_RETRY) => continue,
+                }
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                e = sub.recv() => e,
+            };
+            match event {
+                Some(duet_bus::BusEvent::Message(raw)) => {
+                    for (origin, msg) in relay::decode_all(&raw) {
+                        let relay::BusMessage::Commits { entries } = msg else {
+                            continue;
+                        };
+                        for (id, upto) in entries {
+                            if let Some(iv) = ctx.interview(id) {
+                                iv.remote_committed(&origin, upto);
+                            }
+                        }
+                    }
+                }
+                Some(duet_bus::BusEvent::Missed) => {}
+                None => break,
+            }
+        }
+    }
 }
 
 /// Refreshes the registration every third of its TTL, re-announces presence and retries participant

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::interview::Interview;
+use crate::relay::{self, BusMessage};
 use crate::transport::Outbound;
 use crate::writer::{SaveText, WriterCmd};
 
@@ -111,6 +112,22 @@ impl Ctx {
         }
     }
 
+    /// Tells other hubs how far this hub's edits of the interviews they share are committed:
+    /// `(interview, committed up to, hubs to tell)`, sent as one [`BusMessage::Commits`] per hub to
+    /// its inbox.
+    pub fn send_commit_notices(&self, notices: Vec<(Uuid, u64, Vec<String>)>) {
+        let mut by_hub: HashMap<String, Vec<(Uuid, u64)>> = HashMap::new();
+        for (id, upto, hubs) in notices {
+            for hub in hubs {
+                by_hub.entry(hub).or_default().push((id, upto));
+            }
+        }
+        for (hub, entries) in by_hub {
+            let msg = BusMessage::Commits { entries }.encode(&self.hub_id);
+            self.publish(&Arc::from(relay::inbox(&hub)), msg);
+        }
+    }
+
     /// Subscribes to an interview's channel, leaving out this hub's own messages (Redis delivers
     /// them back; they would only be decoded to be ignored).
     pub async fn subscribe(
@@ -118,8 +135,13 @@ impl Ctx {
         channel: &str,
     ) -> Result<duet_bus::Subscription, duet_bus::BusError> {
         let hub_id = self.hub_id.clone();
-        let own: duet_bus::Skip = Arc::new(move |raw: &[u8]| crate::relay::is_from(raw, &hub_id));
+        let own: duet_bus::Skip = Arc::new(move |raw: &[u8]| relay::is_from(raw, &hub_id));
         self.bus.subscribe_skipping(channel, Some(own)).await
+    }
+
+    /// A loaded interview.
+    pub fn interview(&self, id: Uuid) -> Option<Arc<Interview>> {
+        self.registry.lock().get(&id).and_then(|c| c.get().cloned())
     }
 
     /// Every loaded interview.

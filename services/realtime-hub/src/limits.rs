@@ -49,6 +49,10 @@ pub const TEXT_SAVE_BATCH: usize = 512;
 /// committed by this hub too (the other hub may have died). Duplicates are harmless: Yjs updates
 /// are idempotent.
 pub const REMOTE_COMMIT_TAKEOVER: Duration = Duration::from_millis(1500);
+/// When an interview's commits stop advancing, its last commit notice to the other hubs is sent once
+/// more after this long (on the worker's next tick): a notice handled before the update it covers,
+/// or dropped, is made good well before [`REMOTE_COMMIT_TAKEOVER`] would commit the update twice.
+pub const NOTICE_REPEAT_AFTER: Duration = Duration::from_millis(250);
 /// Awareness states not renewed for this long are dropped (y-protocols clients renew every 15 s and
 /// drop remote states after 30 s themselves).
 pub const AWARENESS_STALE: Duration = Duration::from_secs(30);

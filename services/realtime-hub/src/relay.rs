@@ -1,12 +1,14 @@
-//! What hubs say to each other on an interview's bus channel (`duet:interview:<session_id>`).
+//! What hubs say to each other: on an interview's bus channel (`duet:interview:<session_id>`), and
+//! in a hub's inbox (`duet:hub-inbox:<hub_id>`, [`inbox`]), where other hubs send it what concerns
+//! many interviews at once.
 //!
 //! Binary, small, encoded once per message: `[version][kind][origin len][origin][body]`. Every message
 //! names its origin hub so a hub ignores its own (Redis delivers a publisher's messages back to it).
 //!
 //! | kind | body | meaning |
 //! |---|---|---|
-//! | `Update` | seq u64, author flag + uuid, Yjs update | an edit made on the origin hub; `seq` is the origin's write id |
-//! | `Committed` | seq u64 | the origin committed all its edits of this interview up to `seq` |
+//! | `Update` | seq u64, author flag + uuid, Yjs update | an edit made on the origin hub; `seq` is the origin's write id in that interview |
+//! | `Commits` (inbox) | `[uuid][seq u64]`… | for each interview listed, the origin committed all its edits up to `seq` |
 //! | `Awareness` | y-protocols awareness message | relayed as is to local Yjs clients |
 //! | `SyncStep1` | want_reply u8, state vector | "send me what I lack" (resync after a missed message) |
 //! | `SyncReply` | target len, target, Yjs update | the diff for `target`'s state vector |
@@ -24,11 +26,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
 /// Format version; a hub drops messages of another version (rolling upgrades resync from the database).
-/// Version 2 added batches.
-pub const VERSION: u8 = 2;
+/// Version 2 added batches; version 3 replaced the per-interview `Committed` notice with `Commits`
+/// in the inbox.
+pub const VERSION: u8 = 3;
 
 /// The kind byte of a batch (see the module documentation).
 const BATCH_KIND: u8 = 9;
+
+/// Bytes per interview in a `Commits` body: session id and sequence number.
+const COMMIT_ENTRY: usize = 16 + 8;
 
 /// Packs already encoded messages of one channel (in order) into one bus payload. A single message
 /// is returned as is.
@@ -88,6 +94,11 @@ pub fn channel(session_id: Uuid) -> String {
     format!("duet:interview:{session_id}")
 }
 
+/// A hub's inbox: the channel other hubs send it their [`BusMessage::Commits`] on.
+pub fn inbox(hub_id: &str) -> String {
+    format!("duet:hub-inbox:{hub_id}")
+}
+
 /// The registration key of one hub.
 pub fn hub_key(hub_id: &str) -> String {
     format!("duet:hub:{hub_id}")
@@ -100,8 +111,12 @@ pub enum BusMessage {
         author: Option<Uuid>,
         data: Bytes,
     },
-    Committed {
-        seq: u64,
+    /// Sent to another hub's inbox after a group commit: for every interview the two share whose
+    /// commits advanced, how far (`seq` = the origin's write id). One message per commit and peer,
+    /// where a notice per interview on its own channel cost a publish, a delivery and a wake-up per
+    /// edit.
+    Commits {
+        entries: Vec<(Uuid, u64)>,
     },
     Awareness {
         data: Bytes,
@@ -129,7 +144,7 @@ impl BusMessage {
     fn kind(&self) -> u8 {
         match self {
             Self::Update { .. } => 1,
-            Self::Committed { .. } => 2,
+            Self::Commits { .. } => 10,
             Self::Awareness { .. } => 3,
             Self::SyncStep1 { .. } => 4,
             Self::SyncReply { .. } => 5,
@@ -158,7 +173,13 @@ impl BusMessage {
                 }
                 b.put_slice(data);
             }
-            Self::Committed { seq } => b.put_u64(*seq),
+            Self::Commits { entries } => {
+                b.reserve(entries.len() * COMMIT_ENTRY);
+                for (id, seq) in entries {
+                    b.put_slice(id.as_bytes());
+                    b.put_u64(*seq);
+                }
+            }
             Self::Awareness { data } => b.put_slice(data),
             Self::SyncStep1 { want_reply, sv } => {
                 b.put_u8(u8::from(*want_reply));
@@ -213,9 +234,20 @@ impl BusMessage {
                     data: rest(pos),
                 }
             }
-            2 => Self::Committed {
-                seq: u64_at(&mut pos)?,
-            },
+            10 => {
+                let body = rest(pos);
+                if body.len() % COMMIT_ENTRY != 0 {
+                    return None;
+                }
+                let entries = body
+                    .chunks_exact(COMMIT_ENTRY)
+                    .map(|e| {
+                        let id = Uuid::from_slice(&e[..16]).ok()?;
+                        Some((id, u64::from_be_bytes(e[16..].try_into().ok()?)))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Self::Commits { entries }
+            }
             3 => Self::Awareness { data: rest(pos) },
             4 => {
                 let want_reply = take(&mut pos, 1)?[0] == 1;
@@ -245,21 +277,21 @@ impl BusMessage {
 mod tests {
     use super::*;
 
+    fn commits(seq: u64) -> BusMessage {
+        BusMessage::Commits {
+            entries: vec![(Uuid::nil(), seq)],
+        }
+    }
+
     #[test]
     fn is_from_reads_the_origin_of_messages_and_batches() {
-        let one = BusMessage::Committed { seq: 7 }.encode("hub-a");
+        let one = commits(7).encode("hub-a");
         assert!(is_from(&one, "hub-a"));
         assert!(!is_from(&one, "hub-b"));
         // A prefix or extension of the id is another hub.
         assert!(!is_from(&one, "hub-"));
         assert!(!is_from(&one, "hub-aa"));
-        let two = batch(
-            "hub-b",
-            vec![
-                one.clone(),
-                BusMessage::Committed { seq: 8 }.encode("hub-b"),
-            ],
-        );
+        let two = batch("hub-b", vec![one.clone(), commits(8).encode("hub-b")]);
         assert!(is_from(&two, "hub-b"));
         assert!(!is_from(&two, "hub-a"));
         assert!(!is_from(b"", "hub-a"));
@@ -279,7 +311,11 @@ mod tests {
                 author: None,
                 data: Bytes::new(),
             },
-            BusMessage::Committed { seq: 42 },
+            commits(42),
+            BusMessage::Commits {
+                entries: vec![(Uuid::new_v4(), 1), (Uuid::new_v4(), u64::MAX)],
+            },
+            BusMessage::Commits { entries: vec![] },
             BusMessage::Awareness {
                 data: Bytes::from_static(b"aw"),
             },
@@ -315,7 +351,7 @@ mod tests {
                 author: Some(Uuid::new_v4()),
                 data: Bytes::from_static(b"\x01"),
             },
-            BusMessage::Committed { seq: 1 },
+            commits(1),
             BusMessage::Awareness {
                 data: Bytes::from_static(b"aw"),
             },
@@ -355,11 +391,17 @@ mod tests {
     fn garbage_is_ignored() {
         for raw in [
             &b""[..],
-            b"\x01",
-            b"\x02\x01\x00",
-            b"\x01\x01\x05ab",
-            b"\x01\x09\x00",
-            b"\x01\x02\x00\x01",
+            b"\x03",
+            // Another version.
+            b"\x02\x0a\x00",
+            // An update without its sequence number; an origin longer than the message.
+            b"\x03\x01\x00",
+            b"\x03\x01\x05ab",
+            // A batch is not one message; an unknown kind.
+            b"\x03\x09\x00",
+            b"\x03\x02\x00",
+            // Commits whose body is not whole entries.
+            b"\x03\x0a\x00\x01",
         ] {
             assert_eq!(
                 BusMessage::decode(&Bytes::copy_from_slice(raw)),

@@ -219,7 +219,7 @@ fn distinct(batch: &[WriteItem]) -> Vec<Arc<Interview>> {
     seen.into_values().collect()
 }
 
-/// Tells each interview how far its writes are committed.
+/// Tells each interview how far its writes are committed, and the other hubs that share them.
 fn deliver(batch: &[WriteItem], seqs: &[i64]) {
     struct Done {
         interview: Arc<Interview>,
@@ -240,8 +240,17 @@ fn deliver(batch: &[WriteItem], seqs: &[i64]) {
         d.count += 1;
         d.max_seq = d.max_seq.max(seq);
     }
+    let mut notices = Vec::new();
+    let mut ctx = None;
     for d in done.into_values() {
         d.interview.writes_committed(d.upto, d.count, d.max_seq);
+        if let Some((upto, hubs)) = d.interview.commit_notice() {
+            notices.push((d.interview.id, upto, hubs));
+            ctx.get_or_insert_with(|| d.interview.ctx.clone());
+        }
+    }
+    if let Some(ctx) = ctx {
+        ctx.send_commit_notices(notices);
     }
 }
 

@@ -10,7 +10,8 @@
 //! - the *write* watermark: the interview's writes are committed in order, so "committed up to write
 //!   id N" releases every ack that needed ≤ N;
 //! - the *remote* watermark: updates relayed by other hubs are not known to be committed until their
-//!   origin says so (`Committed`) or this hub commits them itself after
+//!   origin says so (`Commits`, which the origin sends to this hub's inbox after its group commits)
+//!   or this hub commits them itself after
 //!   [`REMOTE_COMMIT_TAKEOVER`](crate::limits::REMOTE_COMMIT_TAKEOVER). An edit that builds on such an
 //!   update (or a re-sent edit this hub already had from the bus) is acked only after that, so a hub
 //!   crash can never lose an edit some client was told is saved.
@@ -41,7 +42,10 @@ use yrs::{
 
 use crate::ctx::{Ctx, Stats};
 use crate::error::{ErrorCode, HubError};
-use crate::limits::{MAX_AWARENESS_CLIENTS_PER_CONN, MAX_AWARENESS_STATE_BYTES, SEED_BASE_HISTORY};
+use crate::limits::{
+    MAX_AWARENESS_CLIENTS_PER_CONN, MAX_AWARENESS_STATE_BYTES, NOTICE_REPEAT_AFTER,
+    SEED_BASE_HISTORY,
+};
 use crate::presence::UserInfo;
 use crate::relay::BusMessage;
 use crate::transport::{AckFn, ConnId, ConnSink, Outgoing};
@@ -192,7 +196,11 @@ pub(crate) struct State {
     waiting_acks: Vec<WaitingAck>,
     remote_pending: BTreeMap<u64, RemotePending>,
     next_remote_id: u64,
+    /// The write id last announced to the other hubs, when, and whether that announcement was
+    /// repeated (see [`Interview::commit_notice`]).
     notice_sent: u64,
+    notice_at: Instant,
+    notice_repeated: u64,
 
     pub committed_since_snapshot: u64,
     pub text_dirty_since: Option<Instant>,
@@ -212,7 +220,7 @@ pub struct Interview {
     pub id: Uuid,
     pub code: SessionCode,
     pub channel: Arc<str>,
-    ctx: Arc<Ctx>,
+    pub(crate) ctx: Arc<Ctx>,
     rooms: Rooms,
     state: Mutex<State>,
     /// Wakes the worker (presence changed, snapshot due, commit notice due, …).
@@ -261,6 +269,8 @@ impl Interview {
                 remote_pending: BTreeMap::new(),
                 next_remote_id: 1,
                 notice_sent: 0,
+                notice_at: Instant::now(),
+                notice_repeated: 0,
                 committed_since_snapshot: stored as u64,
                 text_dirty_since: None,
                 resync_needed: false,
@@ -885,13 +895,12 @@ impl Interview {
         st.remote_pending
             .retain(|_, p| p.takeover_write.is_none_or(|w| w > committed));
         Self::release_acks(&mut st);
-        // Wake the worker only for what cannot wait for its next tick: a `Committed` notice for the
-        // other hubs, a due snapshot, or an unload once nothing is in flight. Text saves are
-        // debounced well beyond the tick anyway; waking it after every commit of a busy interview
-        // cost a task switch and a housekeeping pass per edit.
-        let urgent = Self::has_peers(&st)
-            || st.local.is_empty()
-            || st.committed_since_snapshot >= self.ctx.cfg.snapshot_every;
+        // Wake the worker only for what cannot wait for its next tick: a due snapshot, or an unload
+        // once nothing is in flight. Text saves are debounced well beyond the tick anyway, and the
+        // other hubs hear of the commit from the writer (`commit_notice`); waking the worker after
+        // every commit of a busy interview cost a task switch and a housekeeping pass per edit.
+        let urgent =
+            st.local.is_empty() || st.committed_since_snapshot >= self.ctx.cfg.snapshot_every;
         drop(st);
         if urgent {
             self.wake.notify_one();
@@ -976,11 +985,8 @@ impl Interview {
                     },
                 );
             }
-            BusMessage::Committed { seq } => {
-                st.remote_pending
-                    .retain(|_, p| !(p.origin == origin && p.seq <= seq));
-                Self::release_acks(&mut st);
-            }
+            // Sent to the inbox (`remote_committed`), never on an interview's channel.
+            BusMessage::Commits { .. } => {}
             BusMessage::Awareness { data } => {
                 if let Ok(msgs) = protocol::decode(&data) {
                     for m in msgs {
@@ -1118,19 +1124,52 @@ impl Interview {
 
     // ---------------------------------------------------------------- housekeeping (worker)
 
-    /// Publishes `Committed` when other hubs share this interview and commits have advanced.
-    pub(crate) fn commit_notice(&self) -> Option<Bytes> {
+    /// What the other hubs sharing this interview should be told of its commits: the write id
+    /// committed up to, and the hubs to tell. Called after every group commit (the writer sends the
+    /// notices of all its interviews together, one message per hub) and on the worker's tick.
+    ///
+    /// Once the commits stop advancing, the last notice is repeated once, [`NOTICE_REPEAT_AFTER`]
+    /// later: a notice travels by the other hub's inbox, not by the interview's channel, so it may
+    /// be handled there before the update it covers (which then waits for the next notice), or be
+    /// dropped with a full publish queue. The repeat settles both without waiting for the other
+    /// hub's takeover ([`REMOTE_COMMIT_TAKEOVER`](crate::limits::REMOTE_COMMIT_TAKEOVER)).
+    pub(crate) fn commit_notice(&self) -> Option<(u64, Vec<String>)> {
         let mut st = self.state.lock();
-        if !Self::has_peers(&st) || st.committed_write_id <= st.notice_sent {
+        let now = Instant::now();
+        let upto = st.committed_write_id;
+        let fresh = upto > st.notice_sent;
+        let repeat = !fresh
+            && upto > st.notice_repeated
+            && now.duration_since(st.notice_at) >= NOTICE_REPEAT_AFTER;
+        if !(fresh || repeat) || !Self::has_peers(&st) {
             return None;
         }
-        st.notice_sent = st.committed_write_id;
-        Some(
-            BusMessage::Committed {
-                seq: st.committed_write_id,
-            }
-            .encode(&self.ctx.hub_id),
-        )
+        if fresh {
+            st.notice_sent = upto;
+            st.notice_at = now;
+        } else {
+            st.notice_repeated = upto;
+        }
+        let peers = st
+            .peers
+            .iter()
+            .filter(|(_, &until)| until > now)
+            .map(|(hub, _)| hub.clone())
+            .collect();
+        Some((upto, peers))
+    }
+
+    /// `origin` committed its edits of this interview up to `seq` (its `Commits` notice): they no
+    /// longer hold back acks here, and this hub will not commit them itself.
+    pub(crate) fn remote_committed(&self, origin: &str, seq: u64) {
+        let mut st = self.state.lock();
+        st.peers.insert(
+            origin.to_owned(),
+            Instant::now() + self.ctx.cfg.heartbeat_ttl,
+        );
+        st.remote_pending
+            .retain(|_, p| !(p.origin == origin && p.seq <= seq));
+        Self::release_acks(&mut st);
     }
 
     /// Commits here the relayed updates whose origin did not confirm them in time.

@@ -42,7 +42,7 @@ async fn next_chores_done(chores: &mut Option<Chores>) -> bool {
 ///
 /// Bus messages are handled as they come, also while a chore awaits the database: a snapshot of a
 /// long interview (hundreds of stored updates to read and replay) or a slow text save must not hold
-/// back the edits other hubs relay, nor the `Committed` notices they wait for.
+/// back the edits other hubs relay.
 pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
     if sub.is_some() {
         // Ask the other hubs for what they have not committed yet, and tell them who is here.
@@ -142,8 +142,8 @@ async fn maintain(
     {
         *sub = None;
     }
-    if let Some(notice) = iv.commit_notice() {
-        ctx.publish(&iv.channel, notice);
+    if let Some((upto, hubs)) = iv.commit_notice() {
+        ctx.send_commit_notices(vec![(iv.id, upto, hubs)]);
     }
     iv.take_over_stale();
     if last_purge.elapsed() >= PURGE_EVERY {

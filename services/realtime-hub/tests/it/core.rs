@@ -420,6 +420,86 @@ async fn relayed_edits_and_acks_flow_while_a_snapshot_waits_for_the_database() {
     );
 }
 
+/// Updates stored for a session (no snapshot is due in these tests).
+async fn stored_updates(storage: &Arc<dyn Storage>, id: uuid::Uuid) -> usize {
+    storage.load_document(id).await.unwrap().updates.len()
+}
+
+#[tokio::test]
+async fn commit_notices_release_the_other_hubs_acks_without_a_takeover() {
+    let storage = sqlite();
+    let lossy = LossyInbox::new(Arc::new(LocalBus::new()));
+    let bus: Arc<dyn Bus> = lossy.clone();
+    let h1 = TestHub::start("h1", storage.clone(), bus.clone()).await;
+    let h2 = TestHub::start("h2", storage.clone(), bus.clone()).await;
+    let session = new_session(&storage).await;
+    let mut a = YClient::join(&h1, &session.code, "Ada").await;
+    let mut b = YClient::join(&h2, &session.code, "Bob").await;
+
+    // Bob's edit builds on Ada's, which h2 only relayed: it is acked once h1 says Ada's are
+    // committed. Had h2 waited for the takeover instead, it would have stored Ada's three again.
+    for _ in 0..3 {
+        a.insert(0, "a");
+    }
+    assert!(eventually(5, || a.acked_ok() == a.sent).await);
+    assert!(
+        eventually(5, || {
+            b.pump();
+            b.text() == "aaa"
+        })
+        .await
+    );
+    b.insert(0, "b");
+    assert!(
+        eventually(5, || b.acked_ok() == b.sent).await,
+        "bob's edit acked"
+    );
+    assert_eq!(
+        stored_updates(&storage, session.id).await,
+        4,
+        "each edit stored once: h1's commit notice reached h2 (no takeover)"
+    );
+
+    // The notices of Ada's next edits are lost: h1 repeats the last one once the interview goes
+    // quiet, still well before h2 would take the edits over.
+    assert!(
+        eventually(5, || {
+            a.pump();
+            a.text() == "baaa"
+        })
+        .await
+    );
+    lossy.drop_inbox.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        a.insert(0, "c");
+    }
+    assert!(eventually(5, || a.acked_ok() == a.sent).await);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    lossy.drop_inbox.store(false, Ordering::SeqCst);
+    assert!(
+        lossy.dropped.load(Ordering::SeqCst) > 0,
+        "the notice was lost"
+    );
+    assert!(
+        eventually(5, || {
+            b.pump();
+            b.text() == "ccbaaa"
+        })
+        .await
+    );
+    b.insert(0, "d");
+    assert!(
+        eventually(5, || b.acked_ok() == b.sent).await,
+        "bob's second edit acked"
+    );
+    assert_eq!(
+        stored_updates(&storage, session.id).await,
+        7,
+        "each edit stored once: the repeated notice reached h2 (no takeover)"
+    );
+    assert_eq!(stored_text(&storage, session.id).await, "dccbaaa");
+}
+
 #[tokio::test]
 async fn two_hubs_converge_under_random_concurrent_edits() {
     for seed in [1u64, 2, 3] {

@@ -211,6 +211,83 @@ impl Storage for Flaky {
     }
 }
 
+// ---------------------------------------------------------------- a bus that can lose notices
+
+/// A bus that loses what is published to the hubs' inboxes (their commit notices) while
+/// `drop_inbox` is set, and counts what it lost.
+pub struct LossyInbox {
+    pub inner: Arc<dyn Bus>,
+    pub drop_inbox: AtomicBool,
+    pub dropped: AtomicUsize,
+}
+
+impl LossyInbox {
+    pub fn new(inner: Arc<dyn Bus>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            drop_inbox: AtomicBool::new(false),
+            dropped: AtomicUsize::new(0),
+        })
+    }
+    fn loses(&self, channel: &str) -> bool {
+        let lost = self.drop_inbox.load(Ordering::SeqCst)
+            && channel.starts_with(duet_realtime_hub::relay::inbox("").as_str());
+        if lost {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        lost
+    }
+}
+
+#[async_trait]
+impl Bus for LossyInbox {
+    async fn publish(
+        &self,
+        channel: &str,
+        payload: bytes::Bytes,
+    ) -> Result<(), duet_bus::BusError> {
+        if self.loses(channel) {
+            return Ok(());
+        }
+        self.inner.publish(channel, payload).await
+    }
+    async fn publish_many(
+        &self,
+        messages: &[(Arc<str>, bytes::Bytes)],
+    ) -> Result<(), duet_bus::BusError> {
+        let kept: Vec<_> = messages
+            .iter()
+            .filter(|(channel, _)| !self.loses(channel))
+            .cloned()
+            .collect();
+        self.inner.publish_many(&kept).await
+    }
+    async fn subscribe_skipping(
+        &self,
+        channel: &str,
+        skip: Option<duet_bus::Skip>,
+    ) -> Result<duet_bus::Subscription, duet_bus::BusError> {
+        self.inner.subscribe_skipping(channel, skip).await
+    }
+    async fn ping(&self) -> Result<(), duet_bus::BusError> {
+        self.inner.ping().await
+    }
+    async fn set_with_ttl(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_secs: u64,
+    ) -> Result<(), duet_bus::BusError> {
+        self.inner.set_with_ttl(key, value, ttl_secs).await
+    }
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, duet_bus::BusError> {
+        self.inner.keys_with_prefix(prefix).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<String>, duet_bus::BusError> {
+        self.inner.get(key).await
+    }
+}
+
 // ---------------------------------------------------------------- hubs
 
 pub fn config() -> HubConfig {
