@@ -7,7 +7,8 @@
 //! 2. one Duet hub, Yjs updates with durability acks (history on), 1,000 clients;
 //! 3. one Duet hub, seed events (`code_change`, as the peer), 1,000 clients;
 //! 4. two Duet hubs, each interview split across them (the Redis hop: deliveries across hubs
-//!    against those within one hub, in the same run), 1,000 clients;
+//!    against those within one hub, in the same run), 1,000 clients, three times (the median hop
+//!    is reported);
 //! 5. the largest client count at p99 ≤ 50 ms with no loss, for Duet (Yjs) and for the peer;
 //! 6. the history writer's commit rate (`append_updates` in the writer's batch size).
 //!
@@ -36,6 +37,8 @@ const P99_BOUND_MS: f64 = 50.0;
 /// Clients per interview and edits per second per client (the issue's load).
 const ROOM: usize = 5;
 const RATE: usize = 5;
+/// Two-hub runs per bench (the median hop is reported).
+const HOP_RUNS: usize = 3;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -364,34 +367,46 @@ async fn main() {
         .await;
     lines.push(row("Duet, 1 hub, seed events", &one_seed));
 
+    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let hop = |r: &Value| num(&r["cross_hub_p99"]) - num(&r["same_hub_p99"]);
+    // The hop is a difference of two tail latencies, so it moves from run to run: the two-hub load
+    // runs `HOP_RUNS` times (new interviews each time) and the run with the median hop is reported.
     let (mut hub_b, url_b) = spawn_hub("bench-b", &db, &redis.url()).await;
-    let two = pool
-        .load(
-            &[url_a.clone(), url_b.clone()],
-            &[hub_a.id(), hub_b.id()],
-            1000,
-            "yjs",
-            seconds,
-        )
-        .await;
-    lines.push(row("Duet, 2 hubs via Redis, Yjs", &two));
+    let mut twos = Vec::new();
+    for _ in 0..HOP_RUNS {
+        let r = pool
+            .load(
+                &[url_a.clone(), url_b.clone()],
+                &[hub_a.id(), hub_b.id()],
+                1000,
+                "yjs",
+                seconds,
+            )
+            .await;
+        lines.push(row("Duet, 2 hubs via Redis, Yjs", &r));
+        twos.push(r);
+    }
     let _ = hub_b.start_kill();
+    let hops: Vec<String> = twos.iter().map(|r| format!("{:+.2}", hop(r))).collect();
+    twos.sort_by(|a, b| hop(a).total_cmp(&hop(b)));
+    let two = twos.swap_remove(twos.len() / 2);
 
     let mut summary = vec![format!(
         "p99 at 1,000 clients: Duet {} ms (1 hub, Yjs), {} ms (seed events), {} ms (2 hubs) vs Node {} ms",
         one_yjs["p99"], one_seed["p99"], two["p99"], node["p99"]
     )];
-    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     // The Redis hop two ways: within the two-hub run (deliveries across hubs against deliveries
     // between clients of the same hub, same load and moment), and against the one-hub run.
     summary.push(format!(
-        "Redis hop at 1,000 clients: in the 2-hub run, p99 across hubs {} ms ({} deliveries) vs \
-         within one hub {} ms ({} deliveries): {:+.2} ms; 2-hub p99 - 1-hub p99 = {:+.2} ms",
+        "Redis hop at 1,000 clients (median of {HOP_RUNS} two-hub runs: {}): p99 across hubs {} ms \
+         ({} deliveries) vs within one hub {} ms ({} deliveries): {:+.2} ms; \
+         2-hub p99 - 1-hub p99 = {:+.2} ms",
+        hops.join(", "),
         two["cross_hub_p99"],
         two["cross_hub_received"],
         two["same_hub_p99"],
         two["same_hub_received"],
-        num(&two["cross_hub_p99"]) - num(&two["same_hub_p99"]),
+        hop(&two),
         num(&two["p99"]) - num(&one_yjs["p99"]),
     ));
     let cpu = |r: &Value| num(&r["server_cpu_ms_per_1k"]);
