@@ -441,19 +441,10 @@ async fn commit_notices_release_the_other_hubs_acks_without_a_takeover() {
     for _ in 0..3 {
         a.insert(0, "a");
     }
-    assert!(eventually(5, || a.acked_ok() == a.sent).await);
-    assert!(
-        eventually(5, || {
-            b.pump();
-            b.text() == "aaa"
-        })
-        .await
-    );
+    assert!(a.all_acked().await);
+    assert!(b.sees("aaa").await);
     b.insert(0, "b");
-    assert!(
-        eventually(5, || b.acked_ok() == b.sent).await,
-        "bob's edit acked"
-    );
+    assert!(b.all_acked().await, "bob's edit acked");
     assert_eq!(
         stored_updates(&storage, session.id).await,
         4,
@@ -462,36 +453,21 @@ async fn commit_notices_release_the_other_hubs_acks_without_a_takeover() {
 
     // The notices of Ada's next edits are lost: h1 repeats the last one once the interview goes
     // quiet, still well before h2 would take the edits over.
-    assert!(
-        eventually(5, || {
-            a.pump();
-            a.text() == "baaa"
-        })
-        .await
-    );
+    assert!(a.sees("baaa").await);
     lossy.drop_inbox.store(true, Ordering::SeqCst);
     for _ in 0..2 {
         a.insert(0, "c");
     }
-    assert!(eventually(5, || a.acked_ok() == a.sent).await);
+    assert!(a.all_acked().await);
     tokio::time::sleep(Duration::from_millis(30)).await;
     lossy.drop_inbox.store(false, Ordering::SeqCst);
     assert!(
         lossy.dropped.load(Ordering::SeqCst) > 0,
         "the notice was lost"
     );
-    assert!(
-        eventually(5, || {
-            b.pump();
-            b.text() == "ccbaaa"
-        })
-        .await
-    );
+    assert!(b.sees("ccbaaa").await);
     b.insert(0, "d");
-    assert!(
-        eventually(5, || b.acked_ok() == b.sent).await,
-        "bob's second edit acked"
-    );
+    assert!(b.all_acked().await, "bob's second edit acked");
     assert_eq!(
         stored_updates(&storage, session.id).await,
         7,

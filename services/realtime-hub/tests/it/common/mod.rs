@@ -521,6 +521,20 @@ impl YClient {
     pub fn acked_ok(&self) -> usize {
         self.acks.lock().iter().filter(|r| r.is_ok()).count()
     }
+
+    /// Pumps until the document reads `text` (up to 5 s).
+    pub async fn sees(&mut self, text: &str) -> bool {
+        eventually(5, || {
+            self.pump();
+            self.text() == text
+        })
+        .await
+    }
+
+    /// Waits until everything sent is acked (up to 5 s).
+    pub async fn all_acked(&self) -> bool {
+        eventually(5, || self.acked_ok() == self.sent).await
+    }
 }
 
 /// The text of a document rebuilt from storage.
