@@ -243,8 +243,7 @@ fn deliver(batch: &[WriteItem], seqs: &[i64]) {
     let mut notices = Vec::new();
     let mut ctx = None;
     for d in done.into_values() {
-        d.interview.writes_committed(d.upto, d.count, d.max_seq);
-        if let Some((upto, hubs)) = d.interview.commit_notice() {
+        if let Some((upto, hubs)) = d.interview.writes_committed(d.upto, d.count, d.max_seq) {
             notices.push((d.interview.id, upto, hubs));
             ctx.get_or_insert_with(|| d.interview.ctx.clone());
         }

@@ -885,7 +885,15 @@ impl Interview {
 
     // ---------------------------------------------------------------- from the writer
 
-    pub(crate) fn writes_committed(&self, upto: u64, count: u64, _max_seq: i64) {
+    /// Its writes up to `upto` are committed. Returns the notice for the other hubs that share
+    /// the interview, if one is due (see [`Interview::commit_notice`]), for the writer to send with
+    /// those of the other interviews of the batch.
+    pub(crate) fn writes_committed(
+        &self,
+        upto: u64,
+        count: u64,
+        _max_seq: i64,
+    ) -> Option<(u64, Vec<String>)> {
         let mut st = self.state.lock();
         st.committed_write_id = st.committed_write_id.max(upto);
         st.in_flight = st.in_flight.saturating_sub(count);
@@ -897,14 +905,16 @@ impl Interview {
         Self::release_acks(&mut st);
         // Wake the worker only for what cannot wait for its next tick: a due snapshot, or an unload
         // once nothing is in flight. Text saves are debounced well beyond the tick anyway, and the
-        // other hubs hear of the commit from the writer (`commit_notice`); waking the worker after
-        // every commit of a busy interview cost a task switch and a housekeeping pass per edit.
+        // other hubs hear of the commit from the writer (the notice returned); waking the worker
+        // after every commit of a busy interview cost a task switch and a housekeeping pass per edit.
         let urgent =
             st.local.is_empty() || st.committed_since_snapshot >= self.ctx.cfg.snapshot_every;
+        let notice = Self::notice(&mut st);
         drop(st);
         if urgent {
             self.wake.notify_one();
         }
+        notice
     }
 
     /// The database is down: tell the clients once (their edits stay unacknowledged).
@@ -1125,8 +1135,9 @@ impl Interview {
     // ---------------------------------------------------------------- housekeeping (worker)
 
     /// What the other hubs sharing this interview should be told of its commits: the write id
-    /// committed up to, and the hubs to tell. Called after every group commit (the writer sends the
-    /// notices of all its interviews together, one message per hub) and on the worker's tick.
+    /// committed up to, and the hubs to tell. Due after every group commit (returned by
+    /// [`Interview::writes_committed`]: the writer sends the notices of all its interviews together,
+    /// one message per hub) and checked on the worker's tick.
     ///
     /// Once the commits stop advancing, the last notice is repeated once, [`NOTICE_REPEAT_AFTER`]
     /// later: a notice travels by the other hub's inbox, not by the interview's channel, so it may
@@ -1134,14 +1145,17 @@ impl Interview {
     /// dropped with a full publish queue. The repeat settles both without waiting for the other
     /// hub's takeover ([`REMOTE_COMMIT_TAKEOVER`](crate::limits::REMOTE_COMMIT_TAKEOVER)).
     pub(crate) fn commit_notice(&self) -> Option<(u64, Vec<String>)> {
-        let mut st = self.state.lock();
+        Self::notice(&mut self.state.lock())
+    }
+
+    fn notice(st: &mut State) -> Option<(u64, Vec<String>)> {
         let now = Instant::now();
         let upto = st.committed_write_id;
         let fresh = upto > st.notice_sent;
         let repeat = !fresh
             && upto > st.notice_repeated
             && now.duration_since(st.notice_at) >= NOTICE_REPEAT_AFTER;
-        if !(fresh || repeat) || !Self::has_peers(&st) {
+        if !(fresh || repeat) || !Self::has_peers(st) {
             return None;
         }
         if fresh {
