@@ -38,33 +38,32 @@
 //!
 //! ## How it is built
 //!
-//! - [`interview`]: one live interview — a yrs `Doc` with the `Y.Text` `"code"` (UTF-16 offsets),
-//!   awareness, language, participants; y-protocols sync (step 1/2, updates, awareness); seed
-//!   `code_change` applied as a rebased minimal diff ([`interview::text`]); the durability bookkeeping
-//!   that releases acks only after commit. Its worker task owns the bus subscription and does resyncs,
-//!   snapshots, plain-text saves and unloading.
-//! - [`writer`]: group commit — one task per hub batches every interview's updates into one
-//!   `Storage::append_updates` per flush interval, retries with backoff while the database is down.
-//! - [`relay`]: what hubs say to each other on the bus; [`core`]: registry, loading, heartbeat,
-//!   shutdown; [`connection`]: per-connection validation and rate limits; [`socket`]: the Socket.IO
-//!   wiring. [`transport`] is the seam that keeps the core testable without sockets.
-//! - Limits and timings are named constants in [`limits`], each with its reason.
+//! Three layers, each depending only on those below it:
+//! - [`edge`]: Socket.IO wiring — one file per client event, validating its payload and turning
+//!   it into a command for the interview (or a join);
+//! - [`runtime`]: the registry of live interviews, the executor of the core's effects, one worker
+//!   task per interview (bus subscription, resyncs, snapshots, text saves, unloading), the
+//!   group-commit writer, the bus publisher, the hub's inbox and heartbeat — the only part that
+//!   knows tokio;
+//! - [`interview`]: one interview as a pure state machine — inputs in, effects out, no IO and no
+//!   clock reads: documents and awareness, the durability bookkeeping that releases acks only
+//!   after commit, presence, the seed-protocol merge, the y-protocols framing.
+//!
+//! Beside them: [`relay`] (what hubs say to each other on the bus), [`transport`] (what the hub
+//! needs from Socket.IO, so tests can record instead), [`error`] (the typed errors clients get),
+//! [`limits`] (every limit and timing, with its reason) and [`metrics`]. The path of one edit is
+//! `docs/ARCHITECTURE.md`.
 
-pub mod connection;
-pub mod core;
-pub mod ctx;
+pub mod edge;
 pub mod error;
 pub mod interview;
 pub mod limits;
-pub mod presence;
+pub mod metrics;
 pub mod relay;
-pub mod socket;
+pub mod runtime;
 pub mod startup;
 pub mod transport;
-pub mod writer;
 
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,11 +72,9 @@ use duet_config::Settings;
 use duet_socketio::{SioConfig, SocketIo};
 use duet_storage::Storage;
 
-use crate::core::Core;
-use crate::ctx::HubConfig;
+use crate::runtime::{HubConfig, Runtime};
 
 pub use crate::error::{ErrorCode, HubError};
-
 /// Options beyond `Settings`.
 #[derive(Debug, Clone, Default)]
 pub struct HubOptions {
@@ -89,7 +86,7 @@ pub struct HubOptions {
 /// A running hub. Cheap to clone (every clone is the same hub).
 #[derive(Clone)]
 pub struct Hub {
-    core: Core,
+    rt: Arc<Runtime>,
     io: SocketIo,
 }
 
@@ -135,17 +132,17 @@ impl Hub {
         let public_url = options
             .public_url
             .unwrap_or_else(|| format!("http://{}:{}", settings.host, settings.port));
-        let core = Core::start(
+        let rt = Runtime::start(
             cfg,
             hub_id,
             public_url,
             storage,
             bus,
-            Arc::new(socket::SioOut(io.clone())),
+            Arc::new(edge::SioOut(io.clone())),
         )
         .await?;
-        socket::mount(&io, core.clone());
-        Ok(Hub { core, io })
+        edge::mount(&io, rt.clone());
+        Ok(Hub { rt, io })
     }
 
     /// Mounts `/socket.io/` (HTTP long-polling and WebSocket).
@@ -155,91 +152,28 @@ impl Hub {
 
     /// True while the hub can serve: the database and the bus answer and it is not shutting down.
     pub async fn ready(&self) -> bool {
-        self.core.ready().await
+        self.rt.ready().await
     }
 
     /// Graceful shutdown: disconnects every client (they reconnect to another hub), commits every
     /// pending edit, removes this hub's participant rows and its registration. Idempotent.
     pub async fn shutdown(&self) {
         self.io.shutdown();
-        self.core.shutdown().await;
+        self.rt.shutdown().await;
     }
 
     /// This hub's id (Redis registration and participant rows).
     pub fn id(&self) -> &str {
-        self.core.hub_id()
+        self.rt.hub_id()
     }
 
-    /// The transport-independent core (tests, embedding).
-    pub fn core(&self) -> &Core {
-        &self.core
+    /// The runtime (tests, embedding).
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
     }
 
     /// Prometheus text exposition of the hub's metrics.
     pub fn metrics(&self) -> String {
-        let s = self.core.stats();
-        let (interviews, users) = self.core.load();
-        let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
-        };
-        gauge(
-            "duet_hub_active_interviews",
-            "Interviews loaded on this hub.",
-            "gauge",
-            interviews as u64,
-        );
-        gauge(
-            "duet_hub_connected_users",
-            "Participants connected to this hub.",
-            "gauge",
-            users as u64,
-        );
-        gauge(
-            "duet_hub_connections_total",
-            "Socket.IO connections accepted.",
-            "counter",
-            s.connections.load(Ordering::Relaxed),
-        );
-        gauge(
-            "duet_hub_messages_total",
-            "Collaboration messages received.",
-            "counter",
-            s.messages_in.load(Ordering::Relaxed),
-        );
-        gauge(
-            "duet_hub_updates_committed_total",
-            "Document updates committed.",
-            "counter",
-            s.updates_committed.load(Ordering::Relaxed),
-        );
-        gauge(
-            "duet_hub_commit_batches_total",
-            "Group-commit transactions.",
-            "counter",
-            s.commit_batches.load(Ordering::Relaxed),
-        );
-        gauge(
-            "duet_hub_errors_total",
-            "Typed errors sent to clients.",
-            "counter",
-            s.errors_sent.load(Ordering::Relaxed),
-        );
-        gauge(
-            "duet_hub_bus_dropped_total",
-            "Bus messages dropped (queue full).",
-            "counter",
-            s.bus_dropped.load(Ordering::Relaxed),
-        );
-        gauge(
-            "duet_hub_resyncs_total",
-            "Interview resyncs after missed bus messages.",
-            "counter",
-            s.resyncs.load(Ordering::Relaxed),
-        );
-        out
+        self.rt.metrics()
     }
 }

@@ -1,6 +1,6 @@
 //! The hub's limits and timings, in one place. Each says why it has the value it has.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Largest y-protocols message (one `yjs` emit) a client may send. A paste of a large source file
 /// fits; anything bigger is refused with `payload_too_large` (and capped further by the Socket.IO
@@ -40,7 +40,7 @@ pub const MAINTENANCE_TICK: Duration = Duration::from_millis(200);
 /// interview: it is a convenience copy, the history is the truth.
 pub const TEXT_SAVE_DEBOUNCE: Duration = Duration::from_millis(750);
 /// Texts that come due within this window are saved together, in one statement
-/// ([`crate::writer::save_texts`]): a hub with hundreds of busy interviews otherwise runs hundreds
+/// ([`crate::runtime::writer::save_texts`]): a hub with hundreds of busy interviews otherwise runs hundreds
 /// of single-row updates (and commits) per second for a convenience copy.
 pub const TEXT_SAVE_WINDOW: Duration = Duration::from_millis(50);
 /// Most texts saved in one statement.
@@ -53,6 +53,8 @@ pub const REMOTE_COMMIT_TAKEOVER: Duration = Duration::from_millis(1500);
 /// more after this long (on the worker's next tick): a notice handled before the update it covers,
 /// or dropped, is made good well before [`REMOTE_COMMIT_TAKEOVER`] would commit the update twice.
 pub const NOTICE_REPEAT_AFTER: Duration = Duration::from_millis(250);
+/// How often stale awareness states and expired remote presence are looked for.
+pub const PURGE_EVERY: Duration = Duration::from_secs(1);
 /// Awareness states not renewed for this long are dropped (y-protocols clients renew every 15 s and
 /// drop remote states after 30 s themselves).
 pub const AWARENESS_STALE: Duration = Duration::from_secs(30);
@@ -72,49 +74,3 @@ pub const WRITE_HARD_FAILURES: u32 = 3;
 pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Capacity of the outgoing bus queue; when full, messages are dropped and the interview resyncs.
 pub const PUBLISH_QUEUE: usize = 65_536;
-
-/// A token bucket: `rate` tokens per second, at most `burst` stored.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_allows_the_burst_then_refuses() {
-        let mut b = TokenBucket::new(1.0, 3.0);
-        assert!(b.try_take() && b.try_take() && b.try_take());
-        assert!(!b.try_take());
-    }
-}

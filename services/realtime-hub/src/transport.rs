@@ -1,21 +1,13 @@
-//! What the transport-independent core needs from the transport (Socket.IO in production, a recorder
-//! in unit tests). Everything here is non-blocking: the core calls it while holding an interview's lock
-//! so that every participant sees that interview's events in one order.
+//! What the hub needs from the transport (Socket.IO in production, a recorder in tests). Everything
+//! here is non-blocking and never calls back into the hub synchronously — except
+//! [`ConnSink::disconnect`], which runs the connection's disconnect handler and so is only ever
+//! called with no interview lock held.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::Value;
 
-/// A connection's id (the Socket.IO session id).
-pub type ConnId = Arc<str>;
-
-/// An event's payload: JSON, or one binary attachment (`yjs`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outgoing {
-    Json(Value),
-    Binary(Bytes),
-}
+pub use crate::interview::effects::{ConnId, Outgoing};
 
 /// Sends to every connection in a room. Implementations encode the packet once for all recipients.
 pub trait Outbound: Send + Sync + 'static {
@@ -28,15 +20,19 @@ pub trait Outbound: Send + Sync + 'static {
     );
 }
 
-/// One connection, as the core sees it.
+/// One connection, as the hub sees it.
 pub trait ConnSink: Send + Sync + 'static {
     fn id(&self) -> &ConnId;
     fn emit(&self, event: &'static str, payload: Outgoing);
     fn join(&self, room: &str);
     fn leave(&self, room: &str);
-    /// Closes the connection (protocol abuse).
+    /// Closes the connection (protocol abuse, a broken interview).
     fn disconnect(&self);
 }
 
-/// Called once with an emit's outcome: `Ok(body)` or a refusal. Used for Socket.IO acks.
+/// Called once with an emit's outcome: `Ok(body)` or a refusal. The transport's reply to a
+/// Socket.IO ack; the runtime keeps it while the interview core holds its token.
 pub type AckFn = Box<dyn FnOnce(Result<Value, crate::error::HubError>) + Send>;
+
+/// A shared connection handle.
+pub type Sink = Arc<dyn ConnSink>;

@@ -5,10 +5,12 @@
 //! decode completely, and it wants the raw bytes of awareness messages to relay them unchanged.
 //! The contents (state vectors, updates, awareness updates) are decoded by yrs.
 
-use yrs::sync::AwarenessUpdate;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{StateVector, Update};
+
+use super::awareness::AwarenessUpdate;
+use super::scan::{scan, ScanError, UpdateStats};
 
 /// `messageSync`.
 pub const MSG_SYNC: u64 = 0;
@@ -26,10 +28,12 @@ pub const SYNC_UPDATE: u64 = 2;
 #[derive(Debug)]
 pub enum ClientMessage {
     SyncStep1(StateVector),
-    /// Step 2 or an incremental update (the hub treats both alike), with its encoded bytes.
+    /// Step 2 or an incremental update (the hub treats both alike), with its encoded bytes and
+    /// what it will cost to integrate.
     Update {
         update: Update,
         raw: Vec<u8>,
+        stats: UpdateStats,
     },
     /// An awareness update, with the message's raw bytes for relaying.
     Awareness {
@@ -49,6 +53,10 @@ pub enum FrameError {
     Malformed(&'static str),
     #[error("empty message")]
     Empty,
+    #[error("{0}")]
+    Update(#[from] ScanError),
+    #[error("awareness: {0}")]
+    Awareness(#[from] super::awareness::AwarenessError),
 }
 
 struct Reader<'a> {
@@ -83,15 +91,17 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes every message of one `yjs` emit, or refuses the whole emit.
+/// Decodes every message of one `yjs` emit for the document whose shared text is the root type
+/// `root`, or refuses the whole emit. Updates are checked by [`scan`] before yrs decodes them.
 ///
-/// Decoding is wrapped in `catch_unwind`: yrs asserts on some out-of-range values (for example client
-/// ids over 53 bits) in debug builds, and a client must never be able to crash the hub.
-pub fn decode(buf: &[u8]) -> Result<Vec<ClientMessage>, FrameError> {
-    std::panic::catch_unwind(|| decode_inner(buf)).unwrap_or(Err(FrameError::Malformed("content")))
+/// Decoding is wrapped in `catch_unwind`: yrs asserts on some out-of-range values in debug builds,
+/// and a client must never be able to crash the hub.
+pub fn decode(buf: &[u8], root: &str) -> Result<Vec<ClientMessage>, FrameError> {
+    std::panic::catch_unwind(|| decode_inner(buf, root))
+        .unwrap_or(Err(FrameError::Malformed("content")))
 }
 
-fn decode_inner(buf: &[u8]) -> Result<Vec<ClientMessage>, FrameError> {
+fn decode_inner(buf: &[u8], root: &str) -> Result<Vec<ClientMessage>, FrameError> {
     if buf.is_empty() {
         return Err(FrameError::Empty);
     }
@@ -108,18 +118,21 @@ fn decode_inner(buf: &[u8]) -> Result<Vec<ClientMessage>, FrameError> {
                         StateVector::decode_v1(body)
                             .map_err(|_| FrameError::Malformed("state vector"))?,
                     )),
-                    SYNC_STEP2 | SYNC_UPDATE => out.push(ClientMessage::Update {
-                        update: Update::decode_v1(body)
-                            .map_err(|_| FrameError::Malformed("update"))?,
-                        raw: body.to_vec(),
-                    }),
+                    SYNC_STEP2 | SYNC_UPDATE => {
+                        let stats = scan(body, root)?;
+                        out.push(ClientMessage::Update {
+                            update: Update::decode_v1(body)
+                                .map_err(|_| FrameError::Malformed("update"))?,
+                            raw: body.to_vec(),
+                            stats,
+                        })
+                    }
                     other => return Err(FrameError::Unsupported(other)),
                 }
             }
             MSG_AWARENESS => {
                 let body = r.bytes()?;
-                let update = AwarenessUpdate::decode_v1(body)
-                    .map_err(|_| FrameError::Malformed("awareness"))?;
+                let update = AwarenessUpdate::decode(body)?;
                 out.push(ClientMessage::Awareness {
                     update,
                     raw: buf[start..r.pos].to_vec(),
@@ -166,7 +179,7 @@ pub fn encode_step1(sv: &StateVector) -> Vec<u8> {
 
 /// `[messageAwareness, update]`.
 pub fn encode_awareness(update: &AwarenessUpdate) -> Vec<u8> {
-    let body = update.encode_v1();
+    let body = update.encode();
     let mut out = Vec::with_capacity(body.len() + 4);
     write_var(&mut out, MSG_AWARENESS);
     write_var(&mut out, body.len() as u64);
@@ -191,7 +204,7 @@ mod tests {
         let sv = doc.transact().state_vector();
         let mut packet = encode_step1(&sv);
         packet.extend(encode_update(&update));
-        let msgs = decode(&packet).unwrap();
+        let msgs = decode(&packet, "code").unwrap();
         assert!(matches!(msgs[0], ClientMessage::SyncStep1(ref s) if *s == sv));
         assert!(matches!(msgs[1], ClientMessage::Update { .. }));
     }
@@ -200,14 +213,20 @@ mod tests {
     fn refuses_truncated_and_unknown_messages() {
         let packet = encode_update(&[0, 0]);
         assert_eq!(
-            decode(&packet[..packet.len() - 1]).unwrap_err(),
+            decode(&packet[..packet.len() - 1], "code").unwrap_err(),
             FrameError::Truncated
         );
-        assert_eq!(decode(&[]).unwrap_err(), FrameError::Empty);
-        assert_eq!(decode(&[2, 0]).unwrap_err(), FrameError::Unsupported(2));
-        assert_eq!(decode(&[0, 7, 0]).unwrap_err(), FrameError::Unsupported(7));
-        assert!(decode(&[0, 2, 3, 0xff, 0xff, 0xff]).is_err());
-        assert!(decode(&[0xff; 12]).is_err());
+        assert_eq!(decode(&[], "code").unwrap_err(), FrameError::Empty);
+        assert_eq!(
+            decode(&[2, 0], "code").unwrap_err(),
+            FrameError::Unsupported(2)
+        );
+        assert_eq!(
+            decode(&[0, 7, 0], "code").unwrap_err(),
+            FrameError::Unsupported(7)
+        );
+        assert!(decode(&[0, 2, 3, 0xff, 0xff, 0xff], "code").is_err());
+        assert!(decode(&[0xff; 12], "code").is_err());
     }
 
     #[test]
@@ -220,7 +239,7 @@ mod tests {
             if !buf.is_empty() {
                 buf[0] = rng.gen_range(0..4);
             }
-            let _ = decode(&buf);
+            let _ = decode(&buf, "code");
         }
     }
 }

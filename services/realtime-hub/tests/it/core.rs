@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use duet_bus::{Bus, LocalBus};
-use duet_realtime_hub::ctx::HubConfig;
 use duet_realtime_hub::interview::protocol;
+use duet_realtime_hub::runtime::HubConfig;
 use duet_storage::sqlite::SqliteStorage;
 use duet_storage::Storage;
 use rand::{Rng, SeedableRng};
@@ -133,15 +133,14 @@ async fn refusals_are_typed_and_change_nothing() {
 
     // Awareness for another client's id is refused.
     let aw = |client: u64, clock: u32| {
-        let mut clients = std::collections::HashMap::new();
-        clients.insert(
-            yrs::block::ClientID::new(client),
-            yrs::sync::awareness::AwarenessUpdateEntry {
+        use duet_realtime_hub::interview::awareness::{AwarenessUpdate, Entry};
+        protocol::encode_awareness(&AwarenessUpdate {
+            entries: vec![Entry {
+                client,
                 clock,
                 json: r#"{"user":{"name":"x"}}"#.into(),
-            },
-        );
-        protocol::encode_awareness(&yrs::sync::AwarenessUpdate { clients })
+            }],
+        })
     };
     other.send(aw(1001, 1));
     bad.send(aw(1001, 2));

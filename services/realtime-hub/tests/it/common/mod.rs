@@ -11,10 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duet_bus::Bus;
 use duet_domain::{Language, NewSession, Session, SessionCode, Title};
-use duet_realtime_hub::connection::Connection;
-use duet_realtime_hub::core::Core;
-use duet_realtime_hub::ctx::HubConfig;
+use duet_realtime_hub::edge::Connection;
 use duet_realtime_hub::interview::{new_doc, protocol, TEXT_NAME};
+use duet_realtime_hub::runtime::{HubConfig, Runtime};
 use duet_realtime_hub::transport::{AckFn, ConnId, ConnSink, Outbound, Outgoing};
 use duet_storage::*;
 use parking_lot::Mutex;
@@ -301,7 +300,7 @@ pub fn config() -> HubConfig {
 }
 
 pub struct TestHub {
-    pub core: Core,
+    pub core: Arc<Runtime>,
     pub net: Arc<Net>,
     next: AtomicUsize,
 }
@@ -318,7 +317,7 @@ impl TestHub {
         cfg: HubConfig,
     ) -> Self {
         let net = Arc::new(Net::default());
-        let core = Core::start(
+        let core = Runtime::start(
             cfg,
             format!("{name}-{}", Uuid::new_v4()),
             format!("http://{name}"),
@@ -345,7 +344,10 @@ impl TestHub {
             disconnected: AtomicBool::new(false),
         });
         self.net.conns.lock().insert(id, sink.clone());
-        (self.core.connect(sink.clone()), sink)
+        (
+            Arc::new(Connection::new(self.core.clone(), sink.clone())),
+            sink,
+        )
     }
 }
 
@@ -470,7 +472,7 @@ impl YClient {
         for (event, payload) in self.sink.take() {
             match (event.as_str(), payload) {
                 ("yjs", Outgoing::Binary(b)) => {
-                    for m in protocol::decode(&b).expect("server sent a valid message") {
+                    for m in protocol::decode(&b, TEXT_NAME).expect("server sent a valid message") {
                         match m {
                             protocol::ClientMessage::Update { update, .. } => {
                                 self.doc.transact_mut().apply_update(update).unwrap();

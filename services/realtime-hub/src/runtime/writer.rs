@@ -1,9 +1,10 @@
 //! The group-commit writer: one task per hub appends the updates of every interview it serves.
 //!
 //! Updates queue up while a batch is being collected; a batch is committed with one
-//! [`Storage::append_updates`] call when [`HubConfig::flush_interval`](crate::ctx::HubConfig) has passed
-//! since its first update or when it holds [`MAX_BATCH`] updates. Only then are the interviews told, and
-//! they release their clients' acks.
+//! [`Storage::append_updates`] call when [`HubConfig::flush_interval`](crate::runtime::HubConfig) has passed
+//! since its first update or when it holds [`MAX_BATCH`] updates. Only then is the [`CommitListener`]
+//! told, by interview id, how far each interview's writes are committed (it releases the acks); the
+//! writer never holds an interview.
 //!
 //! If the database is unavailable the batch is kept and retried with exponential backoff (acks are
 //! withheld meanwhile, so clients show their edits as unsaved); the writer recovers by itself. Errors
@@ -11,7 +12,6 @@
 //! then the batch is split per interview so one broken interview cannot block the others.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::ctx::Stats;
-use crate::interview::Interview;
 use crate::limits::{
     MAX_BATCH, TEXT_SAVE_BATCH, TEXT_SAVE_WINDOW, WRITE_HARD_FAILURES, WRITE_RETRY_MAX,
     WRITE_RETRY_MIN,
@@ -79,12 +77,31 @@ fn newest_per_session(queued: &[SaveText]) -> Vec<(Uuid, String)> {
     texts
 }
 
-/// One update to append, with the interview to tell once it is committed.
+/// One update to append.
 pub struct WriteItem {
-    pub interview: Arc<Interview>,
+    /// The interview it belongs to.
+    pub session: Uuid,
     /// The interview's write id (monotonic per interview; also its bus sequence number).
     pub write_id: u64,
     pub update: NewUpdate,
+}
+
+/// An interview's writes up to `upto` (`count` of them in this batch) are committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub session: Uuid,
+    pub upto: u64,
+    pub count: u64,
+}
+
+/// Who hears what the writer did. Called from the writer's task, never under a lock of the writer.
+pub trait CommitListener: Send + Sync {
+    /// A batch was committed.
+    fn committed(&self, done: &[Committed]);
+    /// The database is unavailable; the batch is kept and retried.
+    fn unavailable(&self);
+    /// An interview's updates cannot be stored (not an availability problem): it must close.
+    fn failed(&self, session: Uuid);
 }
 
 pub enum WriterCmd {
@@ -93,14 +110,24 @@ pub enum WriterCmd {
     Flush(oneshot::Sender<()>),
 }
 
-pub struct Writer {
-    pub storage: Arc<dyn Storage>,
-    pub flush_interval: Duration,
-    pub ctx_stats: Arc<dyn Fn(u64, bool) + Send + Sync>,
+struct Writer {
+    storage: Arc<dyn Storage>,
+    flush_interval: Duration,
+    listener: Arc<dyn CommitListener>,
 }
 
 /// Runs until the command channel closes, committing what is left.
-pub async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<WriterCmd>) {
+pub async fn run(
+    storage: Arc<dyn Storage>,
+    flush_interval: Duration,
+    listener: Arc<dyn CommitListener>,
+    mut rx: mpsc::UnboundedReceiver<WriterCmd>,
+) {
+    let writer = Writer {
+        storage,
+        flush_interval,
+        listener,
+    };
     let mut batch: Vec<WriteItem> = Vec::new();
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     let mut closed = false;
@@ -150,18 +177,14 @@ async fn commit(writer: &Writer, batch: Vec<WriteItem>) {
     let mut told_unavailable = false;
     loop {
         match writer.storage.append_updates(&rows).await {
-            Ok(seqs) => {
-                (writer.ctx_stats)(rows.len() as u64, true);
-                deliver(&batch, &seqs);
+            Ok(_) => {
+                writer.listener.committed(&committed(&batch));
                 return;
             }
             Err(StorageError::Unavailable(e)) => {
                 if !told_unavailable {
                     tracing::warn!(error = %e, pending = rows.len(), "database unavailable; holding acks and retrying");
-                    (writer.ctx_stats)(0, false);
-                    for iv in distinct(&batch) {
-                        iv.storage_unavailable();
-                    }
+                    writer.listener.unavailable();
                     told_unavailable = true;
                 }
             }
@@ -182,18 +205,17 @@ async fn commit(writer: &Writer, batch: Vec<WriteItem>) {
 /// Last resort after repeated hard failures: commit each interview's updates alone; an interview whose
 /// own updates still fail for a reason other than availability is closed.
 async fn commit_per_interview(writer: &Writer, batch: Vec<WriteItem>) {
-    let mut groups: HashMap<uuid::Uuid, Vec<WriteItem>> = HashMap::new();
+    let mut groups: HashMap<Uuid, Vec<WriteItem>> = HashMap::new();
     for item in batch {
-        groups.entry(item.interview.id).or_default().push(item);
+        groups.entry(item.session).or_default().push(item);
     }
-    for (_, items) in groups {
+    for (session, items) in groups {
         let rows: Vec<NewUpdate> = items.iter().map(|i| i.update.clone()).collect();
         let mut delay = WRITE_RETRY_MIN;
         loop {
             match writer.storage.append_updates(&rows).await {
-                Ok(seqs) => {
-                    (writer.ctx_stats)(rows.len() as u64, true);
-                    deliver(&items, &seqs);
+                Ok(_) => {
+                    writer.listener.committed(&committed(&items));
                     break;
                 }
                 Err(StorageError::Unavailable(_)) => {
@@ -201,8 +223,8 @@ async fn commit_per_interview(writer: &Writer, batch: Vec<WriteItem>) {
                     delay = (delay * 2).min(WRITE_RETRY_MAX);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, session = %items[0].interview.id, "dropping an interview whose updates cannot be stored");
-                    items[0].interview.writes_failed();
+                    tracing::error!(error = %e, %session, "dropping an interview whose updates cannot be stored");
+                    writer.listener.failed(session);
                     break;
                 }
             }
@@ -210,65 +232,63 @@ async fn commit_per_interview(writer: &Writer, batch: Vec<WriteItem>) {
     }
 }
 
-fn distinct(batch: &[WriteItem]) -> Vec<Arc<Interview>> {
-    let mut seen = HashMap::new();
+/// How far each interview of a committed batch got, in the order interviews first appear.
+fn committed(batch: &[WriteItem]) -> Vec<Committed> {
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    let mut done: Vec<Committed> = Vec::new();
     for item in batch {
-        seen.entry(item.interview.id)
-            .or_insert_with(|| item.interview.clone());
-    }
-    seen.into_values().collect()
-}
-
-/// Tells each interview how far its writes are committed, and the other hubs that share them.
-fn deliver(batch: &[WriteItem], seqs: &[i64]) {
-    struct Done {
-        interview: Arc<Interview>,
-        upto: u64,
-        count: u64,
-        max_seq: i64,
-    }
-    let mut done: HashMap<uuid::Uuid, Done> = HashMap::new();
-    for (i, item) in batch.iter().enumerate() {
-        let seq = seqs.get(i).copied().unwrap_or(0);
-        let d = done.entry(item.interview.id).or_insert_with(|| Done {
-            interview: item.interview.clone(),
-            upto: 0,
-            count: 0,
-            max_seq: 0,
-        });
-        d.upto = d.upto.max(item.write_id);
-        d.count += 1;
-        d.max_seq = d.max_seq.max(seq);
-    }
-    let mut notices = Vec::new();
-    let mut ctx = None;
-    for d in done.into_values() {
-        if let Some((upto, hubs)) = d.interview.writes_committed(d.upto, d.count, d.max_seq) {
-            notices.push((d.interview.id, upto, hubs));
-            ctx.get_or_insert_with(|| d.interview.ctx.clone());
-        }
-    }
-    if let Some(ctx) = ctx {
-        ctx.send_commit_notices(notices);
-    }
-}
-
-/// Stats hook: counts committed updates and tracks database availability.
-pub fn stats_hook(ctx: std::sync::Weak<crate::ctx::Ctx>) -> Arc<dyn Fn(u64, bool) + Send + Sync> {
-    Arc::new(move |n, ok| {
-        if let Some(ctx) = ctx.upgrade() {
-            ctx.db_ok.store(ok, Ordering::Relaxed);
-            if n > 0 {
-                Stats::add(&ctx.stats.updates_committed, n);
-                Stats::add(&ctx.stats.commit_batches, 1);
+        match index.get(&item.session) {
+            Some(&i) => {
+                let d = &mut done[i];
+                d.upto = d.upto.max(item.write_id);
+                d.count += 1;
+            }
+            None => {
+                index.insert(item.session, done.len());
+                done.push(Committed {
+                    session: item.session,
+                    upto: item.write_id,
+                    count: 1,
+                });
             }
         }
-    })
+    }
+    done
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_reports_each_interview_once_with_its_highest_write() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let item = |session, write_id| WriteItem {
+            session,
+            write_id,
+            update: NewUpdate {
+                session_id: session,
+                author: None,
+                data: vec![],
+            },
+        };
+        let done = committed(&[item(a, 1), item(b, 7), item(a, 2)]);
+        assert_eq!(
+            done,
+            vec![
+                Committed {
+                    session: a,
+                    upto: 2,
+                    count: 2
+                },
+                Committed {
+                    session: b,
+                    upto: 7,
+                    count: 1
+                }
+            ]
+        );
+    }
 
     #[test]
     fn a_batch_keeps_each_session_once_with_its_newest_text() {

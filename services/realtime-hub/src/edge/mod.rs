@@ -1,13 +1,27 @@
-//! The Socket.IO wiring: each event of the main namespace is handed to the connection's core object.
-//! Kept thin on purpose; everything that decides is in `connection.rs` and `interview/`.
+//! The edge: Socket.IO events in, commands for the interview core out.
+//!
+//! [`mount`] wires each event of the main namespace to the connection's handler; each client event
+//! has a file that validates its payload and turns it into a [`Command`](crate::interview::Command)
+//! (or a join): [`join`], [`yjs`], [`code_change`], [`language`], [`run`]. [`Connection`] holds what
+//! one connection needs across events (the joined interview, rate limits).
+
+mod code_change;
+pub mod connection;
+mod join;
+mod language;
+mod rate;
+mod run;
+mod yjs;
 
 use std::sync::Arc;
 
 use duet_socketio::{AckSender, Payload, Socket, SocketIo};
 use serde_json::Value;
 
-use crate::core::Core;
+pub use connection::Connection;
+
 use crate::error::HubError;
+use crate::runtime::Runtime;
 use crate::transport::{AckFn, ConnId, ConnSink, Outbound, Outgoing};
 
 fn payload(out: Outgoing) -> Payload {
@@ -72,15 +86,15 @@ fn first_json(data: &Payload) -> Value {
 }
 
 /// Registers the main namespace's handlers.
-pub fn mount(io: &SocketIo, core: Core) {
+pub fn mount(io: &SocketIo, rt: Arc<Runtime>) {
     io.ns("/", move |socket: Socket| {
-        let core = core.clone();
+        let rt = rt.clone();
         async move {
             let sink = Arc::new(SocketSink {
                 id: socket.id().into(),
                 socket: socket.clone(),
             });
-            let conn = core.connect(sink);
+            let conn = Arc::new(Connection::new(rt, sink));
 
             let c = conn.clone();
             socket.on("join_session", move |_s, data: Payload, ack| {

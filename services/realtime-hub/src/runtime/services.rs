@@ -1,7 +1,9 @@
-//! What every part of one hub shares: its id, configuration, backends and background queues.
+//! What the parts of one hub's runtime share: its identity and configuration, the backends, the
+//! queues of the background tasks (writer, text saver, publisher) and the counters. A live
+//! interview holds this, not the registry of interviews.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,15 +11,15 @@ use bytes::Bytes;
 use duet_bus::Bus;
 use duet_storage::Storage;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, OnceCell};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::interview::Interview;
+use super::writer::{SaveText, WriteItem, WriterCmd};
+use crate::metrics::Stats;
 use crate::relay::{self, BusMessage};
 use crate::transport::Outbound;
-use crate::writer::{SaveText, WriterCmd};
 
 /// The hub's settings, resolved once from `duet_config::Settings`.
 #[derive(Debug, Clone)]
@@ -34,28 +36,7 @@ pub struct HubConfig {
     pub max_message_bytes: usize,
 }
 
-/// Counters for `/metrics` and the benchmarks.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub connections: AtomicU64,
-    pub updates_committed: AtomicU64,
-    pub commit_batches: AtomicU64,
-    pub messages_in: AtomicU64,
-    pub errors_sent: AtomicU64,
-    pub bus_dropped: AtomicU64,
-    pub resyncs: AtomicU64,
-}
-
-impl Stats {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
-/// A slot per loaded (or loading) interview; the `OnceCell` makes concurrent first joins share one load.
-pub type Registry = Mutex<HashMap<Uuid, Arc<OnceCell<Arc<Interview>>>>>;
-
-pub struct Ctx {
+pub struct Services {
     pub hub_id: String,
     /// This hub's base URL, registered in Redis for the gateway.
     pub public_url: String,
@@ -63,12 +44,11 @@ pub struct Ctx {
     pub storage: Arc<dyn Storage>,
     pub bus: Arc<dyn Bus>,
     pub out: Arc<dyn Outbound>,
-    pub writer: mpsc::UnboundedSender<WriterCmd>,
-    /// Plain texts to save, batched by [`crate::writer::save_texts`].
-    pub texts: mpsc::UnboundedSender<SaveText>,
+    pub(super) writer: mpsc::UnboundedSender<WriterCmd>,
+    /// Plain texts to save, batched by [`super::writer::save_texts`].
+    pub(super) texts: mpsc::UnboundedSender<SaveText>,
     /// Outgoing bus messages `(channel, bytes)`, published in order by one task.
-    pub publisher: mpsc::Sender<(Arc<str>, Bytes)>,
-    pub registry: Registry,
+    pub(super) publisher: mpsc::Sender<(Arc<str>, Bytes)>,
     pub tracker: TaskTracker,
     pub cancel: CancellationToken,
     /// False while commits fail because the database is unavailable.
@@ -83,10 +63,45 @@ pub struct Ctx {
     pub reloads: tokio::sync::Semaphore,
 }
 
-impl Ctx {
+impl Services {
+    /// Queues a write for the group-commit writer.
+    pub(crate) fn write(&self, item: WriteItem) {
+        if self.writer.send(WriterCmd::Write(item)).is_err() {
+            tracing::error!("writer is gone; update not stored");
+        }
+    }
+
+    /// Queues a bus message. Never blocks: when the queue is full the message is dropped (the bus
+    /// is at-most-once anyway) and false is returned, so the interview resyncs.
+    pub(crate) fn publish(&self, channel: &Arc<str>, data: Bytes) -> bool {
+        match self.publisher.try_send((channel.clone(), data)) {
+            Ok(()) => true,
+            Err(_) => {
+                Stats::add(&self.stats.bus_dropped, 1);
+                false
+            }
+        }
+    }
+
+    /// Tells other hubs how far this hub's edits of the interviews they share are committed:
+    /// `(interview, committed up to, hubs to tell)`, sent as one [`BusMessage::Commits`] per hub to
+    /// its inbox.
+    pub(crate) fn send_commit_notices(&self, notices: Vec<(Uuid, u64, Vec<String>)>) {
+        let mut by_hub: HashMap<String, Vec<(Uuid, u64)>> = HashMap::new();
+        for (id, upto, hubs) in notices {
+            for hub in hubs {
+                by_hub.entry(hub).or_default().push((id, upto));
+            }
+        }
+        for (hub, entries) in by_hub {
+            let msg = BusMessage::Commits { entries }.encode(&self.hub_id);
+            self.publish(&Arc::from(relay::inbox(&hub)), msg);
+        }
+    }
+
     /// Saves an interview's plain text with the next batch (directly if the batcher has stopped);
     /// true once it is stored.
-    pub async fn save_text(&self, session: Uuid, text: String) -> bool {
+    pub(crate) async fn save_text(&self, session: Uuid, text: String) -> bool {
         let (done, saved) = oneshot::channel();
         match self.texts.send(SaveText {
             session,
@@ -100,56 +115,14 @@ impl Ctx {
         }
     }
 
-    /// Queues a bus message. Never blocks: when the queue is full the message is dropped (the bus is
-    /// at-most-once anyway) and the caller resyncs the interview.
-    pub fn publish(&self, channel: &Arc<str>, data: Bytes) -> bool {
-        match self.publisher.try_send((channel.clone(), data)) {
-            Ok(()) => true,
-            Err(_) => {
-                Stats::add(&self.stats.bus_dropped, 1);
-                false
-            }
-        }
-    }
-
-    /// Tells other hubs how far this hub's edits of the interviews they share are committed:
-    /// `(interview, committed up to, hubs to tell)`, sent as one [`BusMessage::Commits`] per hub to
-    /// its inbox.
-    pub fn send_commit_notices(&self, notices: Vec<(Uuid, u64, Vec<String>)>) {
-        let mut by_hub: HashMap<String, Vec<(Uuid, u64)>> = HashMap::new();
-        for (id, upto, hubs) in notices {
-            for hub in hubs {
-                by_hub.entry(hub).or_default().push((id, upto));
-            }
-        }
-        for (hub, entries) in by_hub {
-            let msg = BusMessage::Commits { entries }.encode(&self.hub_id);
-            self.publish(&Arc::from(relay::inbox(&hub)), msg);
-        }
-    }
-
     /// Subscribes to an interview's channel, leaving out this hub's own messages (Redis delivers
     /// them back; they would only be decoded to be ignored).
-    pub async fn subscribe(
+    pub(crate) async fn subscribe(
         &self,
         channel: &str,
     ) -> Result<duet_bus::Subscription, duet_bus::BusError> {
         let hub_id = self.hub_id.clone();
         let own: duet_bus::Skip = Arc::new(move |raw: &[u8]| relay::is_from(raw, &hub_id));
         self.bus.subscribe_skipping(channel, Some(own)).await
-    }
-
-    /// A loaded interview.
-    pub fn interview(&self, id: Uuid) -> Option<Arc<Interview>> {
-        self.registry.lock().get(&id).and_then(|c| c.get().cloned())
-    }
-
-    /// Every loaded interview.
-    pub fn loaded(&self) -> Vec<Arc<Interview>> {
-        self.registry
-            .lock()
-            .values()
-            .filter_map(|c| c.get().cloned())
-            .collect()
     }
 }

@@ -1,5 +1,6 @@
-//! One background task per loaded interview: it owns the interview's bus subscription and does the
-//! slow work off the message path — resyncs, snapshots, plain-text saves, takeovers, unloading.
+//! One background task per live interview: it owns the interview's bus subscription and does the
+//! slow work off the message path — resyncs, snapshots, plain-text saves, unloading — and the
+//! core's periodic tick.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,17 +8,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use duet_bus::{BusEvent, Subscription};
+use duet_storage::DocumentState;
+use yrs::{ReadTxn, StateVector, Transact};
 
-use super::{rebuild, Interview, Rebuilt};
-use crate::ctx::Stats;
+use super::live::Live;
+use super::registry::Registry;
+use crate::interview::{doc_from_storage, Interview};
 use crate::limits::{MAINTENANCE_TICK, TEXT_SAVE_DEBOUNCE};
+use crate::metrics::Stats;
 use crate::relay;
 
 /// An interview without local participants keeps its bus subscription this long: a fresh load has
 /// no participant until its first joiner is admitted, and a reloading tab comes back within it.
 const UNSUBSCRIBE_GRACE: Duration = Duration::from_secs(2);
-/// How often stale awareness states and remote presence are looked for.
-const PURGE_EVERY: Duration = Duration::from_secs(1);
 
 async fn next_event(sub: &mut Option<Subscription>) -> Option<BusEvent> {
     match sub {
@@ -43,16 +46,13 @@ async fn next_chores_done(chores: &mut Option<Chores>) -> bool {
 /// Bus messages are handled as they come, also while a chore awaits the database: a snapshot of a
 /// long interview (hundreds of stored updates to read and replay) or a slow text save must not hold
 /// back the edits other hubs relay.
-pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
+pub(crate) async fn run(iv: Arc<Live>, registry: Arc<Registry>, mut sub: Option<Subscription>) {
     if sub.is_some() {
         // Ask the other hubs for what they have not committed yet, and tell them who is here.
-        let (ask, presence) = iv.sync_request();
-        iv.ctx.publish(&iv.channel, ask);
-        iv.ctx.publish(&iv.channel, presence);
+        iv.run(|c, _, fx| c.sync_request(fx));
     }
     let mut tick = tokio::time::interval(MAINTENANCE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_purge = Instant::now();
     let mut chores: Option<Chores> = None;
     // Housekeeping was asked for (wake, tick, missed messages) while chores were running.
     let mut asked = false;
@@ -68,19 +68,21 @@ pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
             }
             ev = next_event(&mut sub) => match ev {
                 Some(BusEvent::Message(raw)) => {
-                    for (origin, msg) in relay::decode_all(&raw) {
-                        iv.handle_bus(origin, msg);
-                    }
+                    iv.run(|c, now, fx| {
+                        for (origin, msg) in relay::decode_all(&raw) {
+                            c.on_bus(now, origin, msg, fx);
+                        }
+                    });
                     continue;
                 }
                 Some(BusEvent::Missed) => {
                     tracing::info!(session = %iv.id, "bus messages may have been missed; resyncing");
-                    iv.lock().resync_needed = true;
+                    iv.run(|c, _, _| c.want_resync());
                 }
                 None => {
                     tracing::warn!(session = %iv.id, "bus subscription ended; will resubscribe");
                     sub = None;
-                    iv.lock().resync_needed = true;
+                    iv.run(|c, _, _| c.want_resync());
                 }
             },
             alive = next_chores_done(&mut chores) => {
@@ -97,11 +99,15 @@ pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
             _ = iv.wake.notified() => {}
             _ = tick.tick() => {}
         }
-        if !maintain(&iv, &mut sub, &mut last_purge).await {
+        if !maintain(&iv, &registry, &mut sub).await {
             break;
         }
         if chores.is_none() {
-            chores = Some(Box::pin(do_chores(iv.clone(), sub.is_some())));
+            chores = Some(Box::pin(do_chores(
+                iv.clone(),
+                registry.clone(),
+                sub.is_some(),
+            )));
         } else {
             asked = true;
         }
@@ -110,98 +116,101 @@ pub(crate) async fn run(iv: Arc<Interview>, mut sub: Option<Subscription>) {
 }
 
 /// Quick housekeeping (no database access); returns false once the interview is unloaded.
-async fn maintain(
-    iv: &Arc<Interview>,
-    sub: &mut Option<Subscription>,
-    last_purge: &mut Instant,
-) -> bool {
-    let ctx = iv.ctx.clone();
-    let broken = iv.lock().broken;
-    if broken {
-        unload(iv, true).await;
+async fn maintain(iv: &Arc<Live>, registry: &Registry, sub: &mut Option<Subscription>) -> bool {
+    if iv.read(Interview::is_broken) {
+        unload(iv, registry, true).await;
         return false;
     }
     // Subscribed while there are local participants; a new subscription starts with a resync.
-    if iv.has_locals() {
+    let (locals, idle_since) = iv.read(|c| (c.local_count() > 0, c.idle_since()));
+    if locals {
         if sub.is_none() {
-            match ctx.subscribe(&iv.channel).await {
+            match iv.services.subscribe(&iv.channel).await {
                 Ok(s) => {
                     *sub = Some(s);
-                    iv.lock().resync_needed = true;
+                    iv.run(|c, _, _| c.want_resync());
                 }
                 Err(e) => {
                     tracing::debug!(session = %iv.id, error = %e, "bus subscribe failed; retrying")
                 }
             }
         }
-    } else if sub.is_some()
-        && iv
-            .lock()
-            .idle_since
-            .is_some_and(|t| t.elapsed() >= UNSUBSCRIBE_GRACE)
-    {
+    } else if sub.is_some() && idle_since.is_some_and(|t| t.elapsed() >= UNSUBSCRIBE_GRACE) {
         *sub = None;
     }
-    if let Some((upto, hubs)) = iv.commit_notice() {
-        ctx.send_commit_notices(vec![(iv.id, upto, hubs)]);
-    }
-    iv.take_over_stale();
-    if last_purge.elapsed() >= PURGE_EVERY {
-        *last_purge = Instant::now();
-        iv.expire_remote();
-        iv.purge_awareness();
-    }
+    iv.run(|c, now, fx| c.on_tick(now, fx));
     true
 }
 
 /// The chores that wait for the database; returns false once the interview is unloaded.
-async fn do_chores(iv: Arc<Interview>, subscribed: bool) -> bool {
-    let ctx = iv.ctx.clone();
+async fn do_chores(iv: Arc<Live>, registry: Arc<Registry>, subscribed: bool) -> bool {
     // A resync needs the subscription (its answers come over the bus); without one it waits.
-    let resync = subscribed && std::mem::take(&mut iv.lock().resync_needed);
-    if resync {
+    if subscribed && iv.run(|c, _, _| c.take_resync()) {
         resync_now(&iv).await;
     }
-    let due = {
-        let st = iv.lock();
-        st.committed_since_snapshot >= ctx.cfg.snapshot_every
-    };
-    if due {
+    if iv.read(Interview::snapshot_due) {
         snapshot(&iv).await;
     }
     save_text(&iv).await;
-    let idle = {
-        let st = iv.lock();
-        st.local.is_empty()
-            && st.in_flight == 0
-            && st.remote_pending.is_empty()
-            && st
-                .idle_since
-                .is_some_and(|t| t.elapsed() >= ctx.cfg.idle_unload)
-    };
-    if idle {
-        return !unload(&iv, false).await;
+    let idle = iv.services.cfg.idle_unload;
+    if iv.read(|c| c.unloadable(Instant::now(), idle)) {
+        return !unload(&iv, &registry, false).await;
     }
     true
 }
 
-async fn save_text(iv: &Arc<Interview>) {
-    if let Some(text) = iv.text_to_save(TEXT_SAVE_DEBOUNCE) {
-        if !iv.ctx.save_text(iv.id, text).await {
-            iv.mark_text_dirty();
+async fn save_text(iv: &Arc<Live>) {
+    let text = iv.run(|c, now, _| c.take_text_to_save(now, TEXT_SAVE_DEBOUNCE));
+    if let Some(text) = text {
+        if !iv.services.save_text(iv.id, text).await {
+            iv.run(|c, now, _| c.text_not_saved(now));
+        }
+    }
+}
+
+/// A document rebuilt from storage off the event loop: what of it the live replica may lack
+/// (structs beyond the live state vector, and the whole delete set) and, when asked for, its full
+/// state (for a snapshot).
+struct Rebuilt {
+    missing: Vec<u8>,
+    full: Option<Vec<u8>>,
+}
+
+/// Rebuilds a stored document on a blocking thread. Decoding and applying hundreds of stored updates
+/// takes milliseconds; on the hub's event loop that would stall every client it serves, and when many
+/// interviews come due together (they were loaded together and are edited at similar rates) the
+/// stalls added up to hundreds of milliseconds. `None` if the rebuild panicked (logged).
+async fn rebuild(
+    session: uuid::Uuid,
+    state: DocumentState,
+    live: StateVector,
+    with_full: bool,
+) -> Option<Rebuilt> {
+    let built = tokio::task::spawn_blocking(move || {
+        let doc = doc_from_storage(session, &state);
+        let txn = doc.transact();
+        Rebuilt {
+            missing: txn.encode_state_as_update_v1(&live),
+            full: with_full.then(|| txn.encode_state_as_update_v1(&StateVector::default())),
+        }
+    })
+    .await;
+    match built {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(%session, error = %e, "rebuilding the stored document failed");
+            None
         }
     }
 }
 
 /// Reloads the interview from the database and asks the other hubs for what they hold, so that no
 /// missed bus message leaves this replica diverged.
-pub(crate) async fn resync_now(iv: &Arc<Interview>) {
-    Stats::add(&iv.ctx.stats.resyncs, 1);
-    let (ask, presence) = iv.sync_request();
-    iv.ctx.publish(&iv.channel, ask);
-    iv.ctx.publish(&iv.channel, presence);
-    let storage = iv.ctx.storage.clone();
-    let _turn = iv.ctx.reloads.acquire().await;
+pub(crate) async fn resync_now(iv: &Arc<Live>) {
+    Stats::add(&iv.services.stats.resyncs, 1);
+    iv.run(|c, _, fx| c.sync_request(fx));
+    let storage = iv.services.storage.clone();
+    let _turn = iv.services.reloads.acquire().await;
     if iv.cancel.is_cancelled() {
         // The hub is stopping (or the interview unloading): no new reads queued behind the others.
         return;
@@ -209,25 +218,26 @@ pub(crate) async fn resync_now(iv: &Arc<Interview>) {
     let (doc, session) = tokio::join!(storage.load_document(iv.id), storage.session_by_id(iv.id));
     match doc {
         Ok(state) => {
-            let Some(built) = rebuild(iv.id, state, iv.state_vector(), false).await else {
-                iv.lock().resync_needed = true;
+            let sv = iv.read(Interview::state_vector);
+            let Some(built) = rebuild(iv.id, state, sv, false).await else {
+                iv.run(|c, _, _| c.want_resync());
                 return;
             };
             let language = session.ok().flatten().map(|s| s.language);
-            iv.merge_from_storage(&built.missing, language);
+            iv.run(|c, now, fx| c.on_stored(now, &built.missing, language, fx));
         }
         Err(e) => {
             tracing::warn!(session = %iv.id, error = %e, "resync from the database failed; will retry");
-            iv.lock().resync_needed = true;
+            iv.run(|c, _, _| c.want_resync());
         }
     }
 }
 
 /// Writes a snapshot built from the database (so it covers exactly the updates up to the newest
 /// stored one, whichever hub wrote them), and merges it into the live document.
-async fn snapshot(iv: &Arc<Interview>) {
-    let storage = iv.ctx.storage.clone();
-    let _turn = iv.ctx.reloads.acquire().await;
+async fn snapshot(iv: &Arc<Live>) {
+    let storage = iv.services.storage.clone();
+    let _turn = iv.services.reloads.acquire().await;
     if iv.cancel.is_cancelled() {
         return;
     }
@@ -239,20 +249,23 @@ async fn snapshot(iv: &Arc<Interview>) {
         }
     };
     let Some(upto) = state.updates.last().map(|u| u.seq) else {
-        iv.lock().committed_since_snapshot = 0;
+        iv.run(|c, _, _| c.snapshot_saved());
         return;
     };
+    let sv = iv.read(Interview::state_vector);
     let Some(Rebuilt {
         missing,
         full: Some(full),
-    }) = rebuild(iv.id, state, iv.state_vector(), true).await
+    }) = rebuild(iv.id, state, sv, true).await
     else {
         return;
     };
     match storage.save_snapshot(iv.id, upto, &full).await {
         Ok(()) => {
-            iv.lock().committed_since_snapshot = 0;
-            iv.merge_from_storage(&missing, None);
+            iv.run(|c, now, fx| {
+                c.snapshot_saved();
+                c.on_stored(now, &missing, None, fx);
+            });
             tracing::debug!(session = %iv.id, upto, bytes = full.len(), "snapshot saved");
         }
         Err(e) => {
@@ -262,28 +275,24 @@ async fn snapshot(iv: &Arc<Interview>) {
 }
 
 /// Removes the interview from the registry (unless someone joined meanwhile). Returns true if done.
-pub(crate) async fn unload(iv: &Arc<Interview>, force: bool) -> bool {
+pub(crate) async fn unload(iv: &Arc<Live>, registry: &Registry, force: bool) -> bool {
     save_text(iv).await;
-    if let Some(text) = iv.text_to_save(Duration::ZERO) {
-        iv.ctx.save_text(iv.id, text).await;
+    let rest = iv.run(|c, now, _| c.take_text_to_save(now, Duration::ZERO));
+    if let Some(text) = rest {
+        iv.services.save_text(iv.id, text).await;
     }
-    let ctx = iv.ctx.clone();
-    let mut reg = ctx.registry.lock();
-    let mut st = iv.lock();
-    if !force && (!st.local.is_empty() || st.in_flight > 0) {
-        return false;
+    let done = registry.remove_if(iv, || {
+        iv.run(|c, _, _| {
+            let may = force || c.quiet();
+            if may {
+                c.close();
+            }
+            may
+        })
+    });
+    if done {
+        iv.cancel.cancel();
+        tracing::debug!(session = %iv.id, "interview unloaded");
     }
-    st.closed = true;
-    let ours = reg
-        .get(&iv.id)
-        .and_then(|c| c.get())
-        .is_some_and(|x| Arc::ptr_eq(x, iv));
-    if ours {
-        reg.remove(&iv.id);
-    }
-    drop(st);
-    drop(reg);
-    iv.cancel.cancel();
-    tracing::debug!(session = %iv.id, "interview unloaded");
-    true
+    done
 }

@@ -1,0 +1,91 @@
+//! `yjs` with one binary attachment holding a y-protocols message (Duet's client).
+
+use super::connection::Connection;
+use crate::error::{ErrorCode, HubError};
+use crate::interview::protocol::{self, ClientMessage};
+use crate::interview::{Command, DocName};
+use crate::limits::*;
+use crate::metrics::Stats;
+use crate::transport::AckFn;
+
+impl Connection {
+    /// `yjs` with one binary attachment holding a y-protocols message.
+    pub fn yjs(&self, data: &[u8], ack: Option<AckFn>) {
+        if let Err((e, ack, disconnect)) = self.try_yjs(data, ack) {
+            self.refuse(e, ack);
+            if disconnect {
+                self.sink.disconnect();
+            }
+        }
+    }
+
+    fn try_yjs(
+        &self,
+        data: &[u8],
+        ack: Option<AckFn>,
+    ) -> Result<(), (HubError, Option<AckFn>, bool)> {
+        let (iv, _) = match self.joined() {
+            Ok(j) => j,
+            Err(e) => return Err((e, ack, false)),
+        };
+        Stats::add(&self.rt.services.stats.messages_in, 1);
+        let limit = MAX_YJS_MESSAGE_BYTES.min(self.rt.services.cfg.max_message_bytes);
+        if data.len() > limit {
+            return Err((
+                HubError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("a yjs message may be at most {limit} bytes"),
+                ),
+                ack,
+                false,
+            ));
+        }
+        let doc = DocName::Code;
+        let msgs = match protocol::decode(data, doc.root()) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err((
+                    HubError::new(
+                        ErrorCode::InvalidUpdate,
+                        format!("yjs message does not decode: {e}"),
+                    ),
+                    ack,
+                    false,
+                ))
+            }
+        };
+        let has_doc = msgs.iter().any(|m| {
+            matches!(
+                m,
+                ClientMessage::Update { .. } | ClientMessage::SyncStep1(_)
+            )
+        });
+        {
+            let mut st = self.state.lock();
+            if has_doc && !st.doc_bucket.try_take() {
+                drop(st);
+                return Err((
+                    HubError::new(ErrorCode::RateLimited, "too many document messages"),
+                    ack,
+                    true,
+                ));
+            }
+            if !has_doc {
+                if st.awareness_bucket.try_take() {
+                    st.awareness_strikes = 0;
+                } else {
+                    st.awareness_strikes += 1;
+                    let abusive = st.awareness_strikes >= AWARENESS_STRIKES_BEFORE_DISCONNECT;
+                    drop(st);
+                    return Err((
+                        HubError::new(ErrorCode::RateLimited, "too many awareness messages"),
+                        ack,
+                        abusive,
+                    ));
+                }
+            }
+        }
+        iv.client(self.sink.id(), ack, |ack| Command::Yjs { doc, msgs, ack })
+            .map_err(|(e, ack)| (e, ack, false))
+    }
+}

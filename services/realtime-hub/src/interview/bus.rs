@@ -1,0 +1,172 @@
+//! What other hubs say about the interview: relayed edits and awareness, presence, language, runs,
+//! and the state-vector exchange that resyncs a replica after a missed message.
+
+use std::time::Instant;
+
+use duet_domain::Language;
+use serde_json::Value;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{StateVector, Update};
+
+use super::presence::{Roster, UserInfo};
+use super::protocol::{self, ClientMessage};
+use super::{Audience, Effects, Interview, Outgoing, TEXT_NAME};
+use crate::relay::BusMessage;
+
+impl Interview {
+    /// A message from another hub on the interview's channel.
+    pub fn on_bus(&mut self, now: Instant, origin: String, msg: BusMessage, out: &mut Effects) {
+        if origin == self.settings.hub_id {
+            return;
+        }
+        self.roster.peer_seen(&origin, now + self.settings.peer_ttl);
+        match msg {
+            BusMessage::Update { seq, author, data } => {
+                let Ok(update) = Update::decode_v1(&data) else {
+                    tracing::warn!(%origin, "undecodable update on the bus; ignored");
+                    return;
+                };
+                match self.code_doc.apply(update) {
+                    Ok(a) => {
+                        if a.changed {
+                            self.fan_out(now, &a.delta, None, author, out);
+                        }
+                        if a.pending {
+                            self.resync_needed = true;
+                            out.wake();
+                        }
+                    }
+                    Err(e) => tracing::warn!(%origin, error = %e, "bus update does not apply"),
+                }
+                self.durability.relayed(now, origin, seq, author, data);
+            }
+            // Sent to the inbox (`on_remote_committed`), never on an interview's channel.
+            BusMessage::Commits { .. } => {}
+            BusMessage::Awareness { data } => {
+                if let Ok(msgs) = protocol::decode(&data, TEXT_NAME) {
+                    for m in msgs {
+                        if let ClientMessage::Awareness { update, .. } = m {
+                            self.code_doc.awareness.apply(&update, now);
+                        }
+                    }
+                    self.relay_awareness(data, None, false, out);
+                }
+            }
+            BusMessage::SyncStep1 { want_reply, sv } => {
+                let Ok(sv) = StateVector::decode_v1(&sv) else {
+                    return;
+                };
+                let diff = self.code_doc.diff(&sv);
+                let ours = self.code_doc.state_vector().encode_v1();
+                self.publish(
+                    BusMessage::SyncReply {
+                        target: origin,
+                        data: diff.into(),
+                    },
+                    out,
+                );
+                if want_reply {
+                    self.publish(
+                        BusMessage::SyncStep1 {
+                            want_reply: false,
+                            sv: ours.into(),
+                        },
+                        out,
+                    );
+                }
+                out.publish(self.roster.presence_message(&self.settings.hub_id));
+                if let Some(aw) = self.code_doc.awareness.full() {
+                    self.publish(
+                        BusMessage::Awareness {
+                            data: protocol::encode_awareness(&aw).into(),
+                        },
+                        out,
+                    );
+                }
+            }
+            BusMessage::SyncReply { target, data } => {
+                if target != self.settings.hub_id {
+                    return;
+                }
+                if let Ok(update) = Update::decode_v1(&data) {
+                    if let Ok(a) = self.code_doc.apply(update) {
+                        if a.changed {
+                            self.fan_out(now, &a.delta, None, None, out);
+                            // The other hub may not have committed all of it: store what was new
+                            // here.
+                            self.durability.write(None, a.delta, out);
+                        }
+                    }
+                }
+            }
+            BusMessage::Presence { json } => {
+                let Ok(participants) = serde_json::from_slice::<Vec<UserInfo>>(&json) else {
+                    return;
+                };
+                let before = self.roster.everyone();
+                self.roster
+                    .set_remote(origin, participants, now + self.settings.peer_ttl);
+                let after = self.roster.everyone();
+                Roster::announce(&before, &after, None, out);
+            }
+            BusMessage::Language { json } => {
+                let Ok(body) = serde_json::from_slice::<Value>(&json) else {
+                    return;
+                };
+                if let Some(lang) = body
+                    .get("language")
+                    .and_then(Value::as_str)
+                    .and_then(|l| Language::parse(l).ok())
+                {
+                    self.language = lang;
+                    out.broadcast(
+                        Audience::Everyone,
+                        None,
+                        "language_updated",
+                        Outgoing::Json(body),
+                    );
+                }
+            }
+            BusMessage::Run { json } => {
+                if let Ok(body) = serde_json::from_slice::<Value>(&json) {
+                    out.broadcast(
+                        Audience::Everyone,
+                        None,
+                        "execution_result",
+                        Outgoing::Json(body),
+                    );
+                }
+            }
+        }
+    }
+
+    /// `origin` committed its edits of this interview up to `seq` (its notice in this hub's inbox).
+    pub fn on_remote_committed(&mut self, now: Instant, origin: &str, seq: u64, out: &mut Effects) {
+        self.roster.peer_seen(origin, now + self.settings.peer_ttl);
+        self.durability.remote_committed(origin, seq, out);
+    }
+
+    /// Asks the other hubs for what this replica lacks, and tells them who is here.
+    pub fn sync_request(&self, out: &mut Effects) {
+        let sv = self.code_doc.state_vector().encode_v1();
+        self.publish(
+            BusMessage::SyncStep1 {
+                want_reply: true,
+                sv: sv.into(),
+            },
+            out,
+        );
+        self.publish_presence(out);
+    }
+
+    /// Publishes this hub's participants (on change, on request and periodically).
+    pub fn publish_presence(&self, out: &mut Effects) {
+        out.publish(self.roster.presence_message(&self.settings.hub_id));
+    }
+
+    /// A message for the bus could not be queued (the queue is full): resync soon.
+    pub fn publish_dropped(&mut self) {
+        self.resync_needed = true;
+    }
+}

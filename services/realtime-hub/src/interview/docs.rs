@@ -1,0 +1,163 @@
+//! An interview's shared documents. Each is a yrs `Doc` holding one `Y.Text` (UTF-16 offsets, as
+//! Yjs counts in the browser), with its own awareness states, and an [`Audience`]: who receives its
+//! sync, updates and awareness. The code document is every editor's; more documents with narrower
+//! audiences (an interviewer's private notes) slot in beside it.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+use duet_storage::DocumentState;
+use uuid::Uuid;
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, TextRef, Transact, Update};
+
+use super::awareness::Awareness;
+use super::effects::{Audience, ConnId};
+use crate::error::{ErrorCode, HubError};
+
+/// Name of the shared text in the code document (the browser binds it to the editor).
+pub const TEXT_NAME: &str = "code";
+
+/// Which of an interview's documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocName {
+    /// The code everyone edits.
+    Code,
+}
+
+impl DocName {
+    /// The root type name of the document's shared text.
+    pub fn root(self) -> &'static str {
+        match self {
+            DocName::Code => TEXT_NAME,
+        }
+    }
+
+    /// Who receives the document's sync, updates and awareness.
+    pub fn audience(self) -> Audience {
+        match self {
+            DocName::Code => Audience::Editors,
+        }
+    }
+}
+
+/// A fresh document with the hub's options (UTF-16 offsets, as Yjs in the browser counts).
+pub fn new_doc() -> Doc {
+    Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        ..Options::default()
+    })
+}
+
+/// Rebuilds a document from storage (snapshot, then every later update). Rows that do not decode are
+/// skipped and logged: one corrupt row must not make an interview unloadable.
+pub fn doc_from_storage(session: Uuid, state: &DocumentState) -> Doc {
+    let doc = new_doc();
+    doc.get_or_insert_text(TEXT_NAME);
+    {
+        let mut txn = doc.transact_mut();
+        let parts = state
+            .snapshot
+            .iter()
+            .map(|s| &s.data)
+            .chain(state.updates.iter().map(|u| &u.data));
+        for data in parts {
+            match Update::decode_v1(data) {
+                Ok(u) => {
+                    if let Err(e) = txn.apply_update(u) {
+                        tracing::error!(%session, error = %e, "stored update does not apply; skipped");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%session, error = %e, "stored update does not decode; skipped")
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The outcome of applying one update.
+#[derive(Debug)]
+pub struct Applied {
+    /// Something was integrated or deleted.
+    pub changed: bool,
+    /// What was new, encoded (what the others need).
+    pub delta: Vec<u8>,
+    /// Part of it waits for updates this replica lacks.
+    pub pending: bool,
+}
+
+/// One shared document of an interview.
+pub struct SharedDoc {
+    pub name: DocName,
+    pub doc: Doc,
+    pub text: TextRef,
+    pub awareness: Awareness,
+    /// Which connection published each awareness client id.
+    pub awareness_owner: HashMap<u64, ConnId>,
+}
+
+impl SharedDoc {
+    pub fn new(name: DocName, doc: Doc) -> Self {
+        let text = doc.get_or_insert_text(name.root());
+        Self {
+            name,
+            doc,
+            text,
+            awareness: Awareness::default(),
+            awareness_owner: HashMap::new(),
+        }
+    }
+
+    /// The current text.
+    pub fn text(&self) -> String {
+        self.text.get_string(&self.doc.transact())
+    }
+
+    pub fn state_vector(&self) -> StateVector {
+        self.doc.transact().state_vector()
+    }
+
+    /// What a replica at `sv` lacks.
+    pub fn diff(&self, sv: &StateVector) -> Vec<u8> {
+        self.doc.transact().encode_state_as_update_v1(sv)
+    }
+
+    /// Applies an update. A panic inside yrs is caught and reported as a refusal.
+    pub fn apply(&mut self, update: Update) -> Result<Applied, HubError> {
+        let doc = &self.doc;
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = doc.transact_mut();
+            txn.apply_update(update)?;
+            // What the transaction integrated or deleted (comparing state vectors before and after
+            // costs two walks over every client the document ever had).
+            let changed = txn.has_changes();
+            let delta = if changed {
+                txn.encode_update_v1()
+            } else {
+                Vec::new()
+            };
+            let pending = txn.has_missing_updates();
+            Ok::<_, yrs::error::UpdateError>(Applied {
+                changed,
+                delta,
+                pending,
+            })
+        }));
+        match res {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(HubError::new(
+                ErrorCode::InvalidUpdate,
+                format!("update does not apply: {e}"),
+            )),
+            Err(_) => {
+                tracing::error!("applying an update panicked; refused");
+                Err(HubError::new(
+                    ErrorCode::InvalidUpdate,
+                    "update does not apply",
+                ))
+            }
+        }
+    }
+}
