@@ -11,7 +11,8 @@
 //
 // Events (lib0 Observable): 'status' (status object), 'joined' (ack), 'synced', 'fatal' ({code, message}),
 // 'server-error' ({code, message}), and the server's own events forwarded as 'sync_code', 'user_joined',
-// 'user_left', 'language_updated', 'execution_result', 'code_updated'.
+// 'user_left', 'language_updated', 'execution_result', 'code_updated', 'interview_state'. The editor page
+// reads them through the session model (session-model.js), not directly.
 import { io } from 'socket.io-client';
 import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
@@ -25,7 +26,7 @@ export const MESSAGE_AWARENESS = 1;
 
 const ACK_TIMEOUT_MS = 20000;
 const JOIN_TIMEOUT_MS = 10000;
-const FORWARDED = ['sync_code', 'user_joined', 'user_left', 'language_updated', 'execution_result', 'code_updated'];
+const FORWARDED = ['sync_code', 'user_joined', 'user_left', 'language_updated', 'execution_result', 'code_updated', 'interview_state'];
 // Errors after which reconnecting cannot help.
 const FATAL_CODES = new Set(['session_not_found', 'forbidden', 'unauthorized', 'invalid_token']);
 

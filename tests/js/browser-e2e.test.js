@@ -36,6 +36,10 @@ describe('browser client against the real duet server', { timeout: 600000 }, () 
     await S.runAndShare(ctx);
   });
 
+  test('one user in two tabs runs code in both: each tab matches its own run by id, shows the other tab\'s', async () => {
+    await S.sameUserTwoTabs(browser, server.url);
+  });
+
   test('server killed and restarted while one user keeps typing: offline/unsaved, then reconnects, nothing lost', async () => {
     await S.killAndRestart(server, ctx);
   });

@@ -68,6 +68,10 @@ describe('browser client against the protocol stand-in', { timeout: 300000 }, ()
     await S.runAndShare(ctx);
   });
 
+  test('one user in two tabs runs code in both: each tab matches its own run by id, shows the other tab\'s', async () => {
+    await S.sameUserTwoTabs(browser, mock.url);
+  });
+
   test('server killed while typing: offline with unsaved edits, then reconnects and nothing is lost', async () => {
     await S.killAndRestart(mock, ctx);
   });

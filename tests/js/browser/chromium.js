@@ -31,6 +31,11 @@ export async function launch() {
  */
 export async function newPage(browser, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', ignore = [] } = {}) {
   const context = await browser.newContext({ viewport, colorScheme });
+  return newTab(context, { ignore });
+}
+
+/** Another page in the same browser context (a second tab: same localStorage, so the same user). */
+export async function newTab(context, { ignore = [] } = {}) {
   const page = await context.newPage();
   page.problems = [];
   page.on('console', (msg) => {

@@ -193,8 +193,11 @@ export async function startMockDuet(dist) {
 
     socket.on('execute_code', (p, ack) => {
       if (!s) return ack?.({ ok: false, error: { code: 'not_joined', message: 'join first' } });
-      ack?.({ ok: true });
-      io.to(s.code).emit('execution_result', { id: randomUUID(), user_id: me.user_id, user_name: me.name, ...p, created_at: new Date().toISOString() });
+      // PROTOCOL.md: the ack carries the run's id; the result goes to everyone, the sender included.
+      // Here the ack goes first; duet broadcasts first: the client must match by id either way.
+      const id = randomUUID();
+      ack?.({ ok: true, id });
+      io.to(s.code).emit('execution_result', { id, user_id: me.user_id, user_name: me.name, ...p, created_at: new Date().toISOString() });
     });
 
     socket.on('disconnect', () => {

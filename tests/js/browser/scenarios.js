@@ -3,7 +3,7 @@
 // A backend is {url, stop(), start()} where stop() kills the server and start() brings it back on
 // the same address and database.
 import assert from 'node:assert/strict';
-import { newPage, screenshot } from './chromium.js';
+import { newPage, newTab, screenshot } from './chromium.js';
 
 // Expected noise while a server is down: failed polls and WebSocket attempts.
 export const NETWORK_NOISE = [/socket\.io/, /WebSocket connection/, /ERR_CONNECTION_REFUSED/, /ERR_EMPTY_RESPONSE/, /ERR_CONNECTION_RESET/];
@@ -236,6 +236,95 @@ export async function runAndShare({ alice, bob }) {
   assert.match(remote.output, /parent blocked: SecurityError/);
   assert.match(remote.header, /Alice ran HTML/);
   await setLanguage(alice, 'javascript');
+}
+
+/** The run entries on a page: `{local, who, output, resultId, notes}` each, oldest first. */
+export const runEntries = (page) =>
+  page.evaluate(() =>
+    [...document.querySelectorAll('#output .run')].map((e) => ({
+      local: e.classList.contains('run-local'),
+      who: e.querySelector('.run-who').textContent,
+      output: e.querySelector('.run-output').textContent,
+      resultId: e.dataset.resultId ?? null,
+      notes: [...e.querySelectorAll('.run-note')].map((n) => n.textContent),
+    })),
+  );
+
+/**
+ * One person in two tabs of one browser (same stored user id and name) runs code in both. Tab B's
+ * `execute_code` is held back in the page (as a slow network would) until tab A's result has reached B,
+ * so B has a run of its own waiting for its id when A's result — same user id — arrives. Each tab's
+ * entry must get the id of its own run, and each tab must show the other's run as "(another tab)",
+ * once. (Matching results to runs first-in-first-out per user id gets this wrong.)
+ */
+export async function sameUserTwoTabs(browser, base) {
+  const a = await openPage(browser, null, { ignore: NETWORK_NOISE });
+  const code = await createInterview(a, base, { name: 'Dana', language: 'javascript', title: 'Two tabs' });
+  await a.waitForSelector('#share-dialog[open]');
+  await a.keyboard.press('Escape');
+  await waitSaved(a);
+  const b = await newTab(a.context(), { ignore: NETWORK_NOISE });
+  await b.goto(`${base}/interview/${code}`);
+  await waitSaved(b);
+  const ids = await Promise.all([a, b].map((p) => p.evaluate(() => localStorage.getItem('duet.user_id'))));
+  assert.equal(ids[0], ids[1], 'both tabs are the same user');
+
+  // In tab B: hold execute_code until the test lets it go; count the results the connection receives.
+  await b.evaluate(() => {
+    const c = window.duet.connection;
+    const request = c.request.bind(c);
+    const held = new Promise((r) => {
+      window.releaseShare = r;
+    });
+    c.request = (event, ...args) => (event === 'execute_code' ? held.then(() => request(event, ...args)) : request(event, ...args));
+    window.resultsSeen = 0;
+    c.on('execution_result', () => window.resultsSeen++);
+  });
+  await setCode(b, 'console.log("from tab B")');
+  assert.equal((await runCode(b)).status, 'ok');
+  await setCode(a, 'console.log("from tab A")');
+  assert.equal((await runCode(a)).status, 'ok');
+  await b.waitForFunction(() => window.resultsSeen >= 1, null, { timeout: 20000 }); // A's result reached B
+  await b.evaluate(() => window.releaseShare());
+
+  // Settled: both own entries answered, each tab shows one run it did not make.
+  const settled = (p) =>
+    p.waitForFunction(
+      () =>
+        document.querySelector('#output .run-local')?.dataset.resultId &&
+        document.querySelectorAll('#output .run:not(.run-local)').length >= 1,
+      null,
+      { timeout: 20000 },
+    );
+  await settled(a);
+  await settled(b);
+  await b.waitForTimeout(300); // anything more that would arrive (a duplicate) arrives now
+  const ra = await runEntries(a);
+  const rb = await runEntries(b);
+  const own = (rs) => rs.filter((r) => r.local);
+  const others = (rs) => rs.filter((r) => !r.local);
+  assert.equal(own(ra).length, 1, JSON.stringify(ra));
+  assert.equal(own(rb).length, 1, JSON.stringify(rb));
+  const idA = own(ra)[0].resultId;
+  const idB = own(rb)[0].resultId;
+  assert.ok(idA && idB && idA !== idB, `each tab has its own run id: ${idA} / ${idB}`);
+  assert.match(own(ra)[0].output, /from tab A/);
+  assert.match(own(rb)[0].output, /from tab B/);
+  assert.ok(own(ra)[0].notes.includes(' · shared'), JSON.stringify(ra));
+  assert.ok(own(rb)[0].notes.includes(' · shared'), JSON.stringify(rb));
+  assert.deepEqual(
+    others(rb).map((r) => [r.who, r.output.trim(), r.resultId]),
+    [['Dana (another tab)', 'from tab A', idA]],
+    "tab B shows tab A's run, and only that",
+  );
+  assert.deepEqual(
+    others(ra).map((r) => [r.who, r.output.trim(), r.resultId]),
+    [['Dana (another tab)', 'from tab B', idB]],
+    "tab A shows tab B's run, and only that",
+  );
+  assert.deepEqual(a.problems, []);
+  assert.deepEqual(b.problems, []);
+  await a.context().close();
 }
 
 /**

@@ -1,0 +1,372 @@
+// The editor page's session model: what this page knows about the interview, kept in one place over the
+// realtime connection (connection.js), and told to the views as typed events (docs/FRONTEND.md lists
+// them). Views render from the model and send the user's intents to it (`changeLanguage`, `run`, `stop`);
+// they never talk to the connection or to each other.
+//
+// It holds: the user's own identity, the participants, the language, the runs (this page's own and the
+// ones everyone shares), the connection/save state ("saved", "saving", "offline — N unsaved edits"), and
+// the role and lifecycle state of the interview when the server sends them.
+//
+// No DOM, no socket: the connection and the code runners are passed in, so the model runs under plain
+// Node with a fake connection (tests/js/session-model.test.js).
+//
+// The connection it needs: `on(event, fn)` with lib0 Observable semantics (the connection emits
+// `status`, `joined`, `synced`, `fatal`, `server-error` and forwards the server's `sync_code`,
+// `user_joined`, `user_left`, `language_updated`, `execution_result`, `interview_state`),
+// `request(event, payload) → Promise<ack>`, and the properties `status`, `synced`, `fatal`.
+import { Emitter } from './emitter.js';
+import { LANGUAGES } from './api.js';
+
+export const ROLES = ['interviewer', 'candidate'];
+export const LIFECYCLE_STATES = ['waiting', 'live', 'ended'];
+const RUN_STATUSES = ['ok', 'error', 'timeout'];
+
+/**
+ * Runs the model keeps (the newest): the output panel shows no more either, and a long interview
+ * must not grow the page's memory without end.
+ */
+export const MAX_RUNS = 60;
+/**
+ * Ids the server acknowledged for this page's runs whose `execution_result` echo has not arrived yet.
+ * The echo normally follows within milliseconds; one lost to a disconnect would stay for ever, so only
+ * the newest are remembered.
+ */
+export const MAX_AWAITED_ECHOES = 64;
+
+const isLanguage = (id) => LANGUAGES.some((l) => l.id === id);
+const str = (v) => (v === null || v === undefined ? null : String(v));
+
+export class SessionModel extends Emitter {
+  /**
+   * @param {object} opts
+   * @param {object} opts.connection a DuetConnection (or anything with its interface, see above)
+   * @param {string} opts.userId this browser's user id, until the server says otherwise
+   * @param {string} opts.name this user's display name
+   * @param {string} [opts.language] the interview's language as the session API reported it
+   * @param {Record<string, {run(source: string, opts: {onOutput?: Function}): Promise<object>, stop(): void, ready?: boolean}>} [opts.runners]
+   *   one code runner per language (runners/index.js), looked up when a run starts
+   * @param {() => string} [opts.source] the code to run (the shared text)
+   */
+  constructor({ connection, userId, name, language = 'javascript', runners = {}, source = () => '' }) {
+    super();
+    this.connection = connection;
+    this.runners = runners;
+    this.source = source;
+    /** @type {{user_id: string, name: string, color: string|null}} */
+    this.self = { user_id: userId, name, color: null };
+    /** @type {Map<string, {user_id: string, name: string, color: string|null}>} in the server's order */
+    this._participants = new Map([[userId, { user_id: userId, name, color: null }]]);
+    this.language = isLanguage(language) ? language : 'javascript';
+    /** @type {'interviewer'|'candidate'|null} null until the server says */
+    this.role = null;
+    /** @type {{state: 'waiting'|'live'|'ended', started_at: string|null, ended_at: string|null}|null} */
+    this.lifecycle = null;
+    this.synced = !!connection.synced;
+    this.fatal = connection.fatal ?? null;
+    this.everJoined = false;
+    /** @type {object[]} oldest first, at most MAX_RUNS */
+    this.runs = [];
+    this._running = null; // {run, runner} while this page runs code
+    this._runSeq = 0;
+    // Matching this page's runs with their `execution_result` echo — by id, never by order: another
+    // tab of the same user shares runs under the same user id.
+    this._sharesInFlight = 0; // execute_code requests without an answer yet
+    this._held = []; // own-user results that arrived while a request was in flight: ours or another tab's
+    this._awaitedEchoes = new Set(); // acknowledged ids whose echo is still to come
+
+    const on = (event, fn) => connection.on(event, fn.bind(this));
+    on('status', this._onStatus);
+    on('joined', this._onJoined);
+    on('synced', this._onSynced);
+    on('fatal', this._onFatal);
+    on('server-error', this._onServerError);
+    on('sync_code', this._onSyncCode);
+    on('user_joined', this._onUserJoined);
+    on('user_left', this._onUserLeft);
+    on('language_updated', this._onLanguageUpdated);
+    on('execution_result', this._onExecutionResult);
+    on('interview_state', this._onInterviewState);
+  }
+
+  // ---- state --------------------------------------------------------------------------------------
+
+  /** The connection and save state: `{state, unsaved, connected, online}` (see connection.js). */
+  get status() {
+    return this.connection.status;
+  }
+
+  /** Participants, this user first, each `{user_id, name, color, self}`. */
+  get participants() {
+    const list = [...this._participants.values()].map((p) => ({ ...p, self: p.user_id === this.self.user_id }));
+    return list.sort((a, b) => (a.self ? -1 : b.self ? 1 : 0));
+  }
+
+  participant(userId) {
+    return this._participants.get(userId) ?? null;
+  }
+
+  /** Whether this page is running code right now. */
+  get running() {
+    return this._running !== null;
+  }
+
+  // ---- intents (from the views) -------------------------------------------------------------------
+
+  /** Switches the interview's language; reverted (with `language-refused`) if the server refuses. */
+  changeLanguage(language) {
+    const previous = this.language;
+    if (!this._setLanguage(language, 'local', { user_id: this.self.user_id, name: this.self.name, self: true })) return;
+    this.connection.request('language_change', { language }).catch((err) => {
+      this.emit('language-refused', { language, previous, error: errorOf(err) });
+      this._setLanguage(previous, 'reverted');
+    });
+  }
+
+  /**
+   * Runs the shared code in this browser with the runner of the current language, then shares the
+   * result with everyone. Resolves with the run (null if a run is already going).
+   */
+  async run() {
+    if (this._running) return null;
+    const language = this.language;
+    const runner = this.runners[language];
+    if (!runner) return null;
+    const source = this.source();
+    const run = this._newRun({
+      local: true,
+      mine: true,
+      user_id: this.self.user_id,
+      user_name: this.self.name,
+      color: this.participant(this.self.user_id)?.color ?? null,
+      language,
+      status: 'running',
+      output: '',
+      duration_ms: null,
+      created_at: new Date(),
+      notes: language === 'python' && !runner.ready ? ['loading Python (first run only)'] : [],
+    });
+    this._running = { run, runner };
+    this.emit('running', { running: true, run });
+    this.emit('run-added', { run });
+    const output = (stream, text) => {
+      run.output += text;
+      this.emit('run-output', { run, stream, text });
+    };
+    let result;
+    try {
+      result = await runner.run(source, { onOutput: ({ stream, text }) => output(stream, text) });
+    } catch (err) {
+      result = { status: 'error', output: String(err?.message ?? err), duration_ms: 0 };
+      output('stderr', `${result.output}\n`);
+    }
+    run.status = RUN_STATUSES.includes(result.status) ? result.status : 'error';
+    run.output = String(result.output ?? '');
+    run.duration_ms = typeof result.duration_ms === 'number' ? result.duration_ms : null;
+    this._running = null;
+    this.emit('run-finished', { run });
+    this.emit('running', { running: false, run });
+    await this._share(run, { language, output: run.output, status: run.status, duration_ms: result.duration_ms });
+    return run;
+  }
+
+  /** Stops this page's run (the runner ends it with status `error`, or `timeout` on its own). */
+  stop() {
+    this._running?.runner.stop();
+  }
+
+  /** A runtime's download progress (Python): forwarded as `runtime-progress` for the toolbar. */
+  reportLoadProgress(language, progress) {
+    this.emit('runtime-progress', { language, ...progress });
+  }
+
+  // ---- sharing runs -------------------------------------------------------------------------------
+
+  async _share(run, payload) {
+    run.share = 'pending';
+    this._sharesInFlight++;
+    let ack;
+    try {
+      ack = await this.connection.request('execute_code', payload);
+    } catch (err) {
+      this._sharesInFlight--;
+      run.share = 'failed';
+      this.emit('run-not-shared', { run, error: errorOf(err) });
+      this._releaseHeld();
+      return;
+    }
+    this._sharesInFlight--;
+    const id = typeof ack?.id === 'string' || typeof ack?.id === 'number' ? String(ack.id) : null;
+    run.id = id;
+    run.share = 'shared';
+    if (id !== null) {
+      const i = this._held.findIndex((r) => str(r.id) === id);
+      if (i >= 0) {
+        this._held.splice(i, 1); // its echo came first (the server broadcasts before it acks)
+      } else {
+        this._awaitedEchoes.add(id);
+        while (this._awaitedEchoes.size > MAX_AWAITED_ECHOES) this._awaitedEchoes.delete(this._awaitedEchoes.values().next().value);
+      }
+    }
+    this.emit('run-shared', { run });
+    this._releaseHeld();
+  }
+
+  /** Once no request of ours is waiting for its id, every held result is another tab's run. */
+  _releaseHeld() {
+    if (this._sharesInFlight > 0) return;
+    const held = this._held;
+    this._held = [];
+    for (const r of held) this._addSharedRun(r);
+  }
+
+  _onExecutionResult(r) {
+    if (!r || typeof r !== 'object') return;
+    const id = str(r.id);
+    if (id !== null && this._awaitedEchoes.delete(id)) return; // the echo of a run of this page
+    if (r.user_id === this.self.user_id && this._sharesInFlight > 0) {
+      // Ours or another tab's: the id in the ack that is on its way decides.
+      this._held.push(r);
+      return;
+    }
+    this._addSharedRun(r);
+  }
+
+  _addSharedRun(r) {
+    const mine = r.user_id === this.self.user_id;
+    const created = r.created_at ? new Date(r.created_at) : new Date();
+    const run = this._newRun({
+      id: str(r.id),
+      local: false,
+      mine, // true: this user's run from another tab
+      user_id: str(r.user_id),
+      // For another tab of this user the label is the user's name as the server recorded it, or "You".
+      user_name: str(r.user_name) ?? (mine ? null : this.participant(r.user_id)?.name ?? null),
+      color: this.participant(r.user_id)?.color ?? null,
+      language: r.language,
+      status: RUN_STATUSES.includes(r.status) ? r.status : 'error',
+      output: String(r.output ?? ''),
+      duration_ms: typeof r.duration_ms === 'number' ? r.duration_ms : null,
+      created_at: Number.isNaN(created.getTime()) ? new Date() : created,
+      notes: [],
+    });
+    this.emit('run-added', { run });
+  }
+
+  _newRun(fields) {
+    const run = { key: `run-${++this._runSeq}`, id: null, share: null, ...fields };
+    this.runs.push(run);
+    if (this.runs.length > MAX_RUNS) this.runs.splice(0, this.runs.length - MAX_RUNS);
+    return run;
+  }
+
+  // ---- connection events --------------------------------------------------------------------------
+
+  _onStatus(status) {
+    this.emit('status', status);
+  }
+
+  _onJoined(ack) {
+    const rejoin = this.everJoined;
+    this.everJoined = true;
+    const before = this.self;
+    const userId = typeof ack?.user_id === 'string' ? ack.user_id : before.user_id;
+    const color = typeof ack?.color === 'string' ? ack.color : null;
+    const selfChanged = userId !== before.user_id || color !== before.color;
+    if (selfChanged) {
+      this.self = { ...before, user_id: userId, color };
+      this.emit('self', { ...this.self });
+    }
+    if (ROLES.includes(ack?.role) && ack.role !== this.role) {
+      this.role = ack.role;
+      this.emit('role', { role: this.role });
+    }
+    if (Array.isArray(ack?.participants)) this._replaceParticipants(ack.participants);
+    else if (selfChanged) this.emit('participants', { participants: this.participants });
+    if (typeof ack?.language === 'string') this._setLanguage(ack.language, 'server');
+    this.emit('joined', { rejoin });
+  }
+
+  _onSynced() {
+    this.synced = true;
+    this.emit('synced', {});
+  }
+
+  _onFatal(error) {
+    this.fatal = errorOf(error);
+    this.emit('fatal', this.fatal);
+  }
+
+  _onServerError(error) {
+    this.emit('server-error', errorOf(error));
+  }
+
+  _onSyncCode(p) {
+    if (p && typeof p.language === 'string') this._setLanguage(p.language, 'server');
+    if (p && Array.isArray(p.participants)) this._replaceParticipants(p.participants);
+  }
+
+  _onUserJoined(p) {
+    this._presence(p, 'participant-joined');
+  }
+
+  _onUserLeft(p) {
+    this._presence(p, 'participant-left');
+  }
+
+  _presence(p, event) {
+    if (!p || typeof p !== 'object') return;
+    if (Array.isArray(p.participants)) this._replaceParticipants(p.participants);
+    if (p.user_id !== this.self.user_id) this.emit(event, { user_id: str(p.user_id), name: str(p.name) });
+  }
+
+  _onLanguageUpdated(p) {
+    if (!p || typeof p.language !== 'string') return;
+    const self = p.user_id === this.self.user_id;
+    const name = self ? this.self.name : this.participant(p.user_id)?.name ?? null;
+    this._setLanguage(p.language, 'remote', { user_id: str(p.user_id), name, self });
+  }
+
+  _onInterviewState(p) {
+    if (!p || typeof p !== 'object' || !LIFECYCLE_STATES.includes(p.state)) return;
+    const next = {
+      state: p.state,
+      started_at: typeof p.started_at === 'string' ? p.started_at : null,
+      ended_at: typeof p.ended_at === 'string' ? p.ended_at : null,
+    };
+    const now = this.lifecycle;
+    if (now && now.state === next.state && now.started_at === next.started_at && now.ended_at === next.ended_at) return;
+    this.lifecycle = next;
+    this.emit('lifecycle', { ...next });
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------------
+
+  _replaceParticipants(list) {
+    this._participants.clear();
+    for (const p of list) {
+      if (p && typeof p.user_id === 'string') {
+        this._participants.set(p.user_id, { user_id: p.user_id, name: String(p.name ?? 'Anonymous'), color: typeof p.color === 'string' ? p.color : null });
+      }
+    }
+    this.emit('participants', { participants: this.participants });
+  }
+
+  /**
+   * Sets the language and emits `language` if it is a known one and differs from the current one.
+   * `source`: local (this user picked it) | remote (someone else) | server (join / sync) | reverted.
+   */
+  _setLanguage(language, source, by = null) {
+    if (!isLanguage(language) || language === this.language) return false;
+    const previous = this.language;
+    this.language = language;
+    this.emit('language', { language, previous, source, by });
+    return true;
+  }
+}
+
+function errorOf(err) {
+  if (err && typeof err === 'object') {
+    return { code: typeof err.code === 'string' ? err.code : 'error', message: typeof err.message === 'string' ? err.message : '' };
+  }
+  return { code: 'error', message: String(err ?? '') };
+}

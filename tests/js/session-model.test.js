@@ -1,0 +1,507 @@
+// The editor page's session model (frontend/src/session-model.js) under plain Node: a fake connection
+// emits what the real one emits (connection.js forwards the server's events with these names and
+// payloads, docs/PROTOCOL.md) and answers requests when the test says so; fake runners stand in for
+// the browser's Web Workers. The same model runs in the browser tests against the real server.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MAX_AWAITED_ECHOES, MAX_RUNS, SessionModel } from '../../frontend/src/session-model.js';
+import { Emitter } from '../../frontend/src/emitter.js';
+
+const ME = '11111111-1111-4111-8111-111111111111';
+const ANN = '22222222-2222-4222-8222-222222222222';
+const BEN = '33333333-3333-4333-8333-333333333333';
+
+/** What the model needs of DuetConnection: lib0-style `on`, `request`, `status`, `synced`, `fatal`. */
+class FakeConnection {
+  constructor() {
+    this.listeners = new Map();
+    this.requests = [];
+    this.status = { state: 'connecting', unsaved: 0, connected: false, online: true };
+    this.synced = false;
+    this.fatal = null;
+  }
+
+  on(event, fn) {
+    if (!this.listeners.has(event)) this.listeners.set(event, []);
+    this.listeners.get(event).push(fn);
+  }
+
+  /** As the connection emits: one payload per event. */
+  fire(event, payload) {
+    for (const fn of this.listeners.get(event) ?? []) fn(payload);
+  }
+
+  request(event, payload) {
+    return new Promise((resolve, reject) => this.requests.push({ event, payload, resolve, reject }));
+  }
+
+  /** The oldest unanswered request for `event`. */
+  take(event) {
+    const i = this.requests.findIndex((r) => r.event === event);
+    assert.ok(i >= 0, `a ${event} request was made`);
+    return this.requests.splice(i, 1)[0];
+  }
+}
+
+/** A runner whose runs finish when the test says: `finish(result)`, output with `print`. */
+class FakeRunner {
+  constructor({ ready } = {}) {
+    this.ready = ready;
+    this.runs = [];
+    this.stopped = 0;
+  }
+
+  run(source, { onOutput }) {
+    return new Promise((resolve, reject) => {
+      this.runs.push({ source, print: (stream, text) => onOutput({ stream, text }), finish: resolve, fail: reject });
+    });
+  }
+
+  stop() {
+    this.stopped++;
+  }
+}
+
+/** The model's events, in order, as [type, payload]. */
+function record(model) {
+  const events = [];
+  const types = [
+    'status', 'joined', 'synced', 'fatal', 'server-error', 'self', 'participants', 'participant-joined',
+    'participant-left', 'language', 'language-refused', 'role', 'lifecycle', 'running', 'run-added',
+    'run-output', 'run-finished', 'run-shared', 'run-not-shared', 'runtime-progress',
+  ];
+  for (const t of types) model.on(t, (p) => events.push([t, p]));
+  events.of = (type) => events.filter(([t]) => t === type).map(([, p]) => p);
+  events.types = () => events.map(([t]) => t);
+  events.clear = () => events.splice(0);
+  return events;
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+function setup({ language = 'javascript', source = 'console.log(1)', runners } = {}) {
+  const connection = new FakeConnection();
+  const rs = runners ?? { javascript: new FakeRunner(), python: new FakeRunner({ ready: false }), html: new FakeRunner() };
+  const model = new SessionModel({ connection, userId: ME, name: 'Me', language, runners: rs, source: () => source });
+  const events = record(model);
+  return { connection, model, events, runners: rs };
+}
+
+function join(connection, extra = {}) {
+  connection.fire('joined', {
+    ok: true,
+    user_id: ME,
+    color: '#0090ff',
+    language: 'javascript',
+    participants: [
+      { user_id: ANN, name: 'Ann', color: '#e5484d' },
+      { user_id: ME, name: 'Me', color: '#0090ff' },
+    ],
+    ...extra,
+  });
+}
+
+const result = (fields) => ({
+  id: 'r-x',
+  user_id: ANN,
+  user_name: 'Ann',
+  language: 'javascript',
+  output: 'out\n',
+  status: 'ok',
+  duration_ms: 12,
+  created_at: '2024-05-01T10:00:00Z',
+  ...fields,
+});
+
+/** Runs code to the end in the model; returns the run and its execute_code request (unanswered). */
+async function runToShare(model, connection, runner, { output = 'hi\n' } = {}) {
+  const done = model.run();
+  const r = runner.runs.at(-1);
+  r.print('stdout', output);
+  r.finish({ status: 'ok', output, duration_ms: 3 });
+  await tick();
+  return { done, request: connection.take('execute_code') };
+}
+
+describe('session model: identity, participants, presence', () => {
+  test('before joining: this user alone, with the given name and id', () => {
+    const { model } = setup();
+    assert.deepEqual(model.self, { user_id: ME, name: 'Me', color: null });
+    assert.deepEqual(model.participants, [{ user_id: ME, name: 'Me', color: null, self: true }]);
+    assert.equal(model.language, 'javascript');
+    assert.equal(model.role, null);
+    assert.equal(model.lifecycle, null);
+  });
+
+  test('the join ack sets identity, colour, participants (this user first) and language; a second join is a rejoin', () => {
+    const { connection, model, events } = setup();
+    join(connection, { language: 'python' });
+    assert.deepEqual(events.types(), ['self', 'participants', 'language', 'joined']);
+    assert.deepEqual(events.of('self')[0], { user_id: ME, name: 'Me', color: '#0090ff' });
+    assert.deepEqual(
+      events.of('participants')[0].participants.map((p) => [p.user_id, p.name, p.self]),
+      [
+        [ME, 'Me', true],
+        [ANN, 'Ann', false],
+      ],
+    );
+    assert.deepEqual(events.of('language')[0], { language: 'python', previous: 'javascript', source: 'server', by: null });
+    assert.deepEqual(events.of('joined')[0], { rejoin: false });
+    events.clear();
+    join(connection, { language: 'python' });
+    assert.deepEqual(events.types(), ['participants', 'joined'], 'nothing changed but the list was re-sent');
+    assert.deepEqual(events.of('joined')[0], { rejoin: true });
+  });
+
+  test('the server may assign another user id: the model takes it and says so', () => {
+    const { connection, model, events } = setup();
+    const other = '44444444-4444-4444-8444-444444444444';
+    connection.fire('joined', { ok: true, user_id: other });
+    assert.equal(model.self.user_id, other);
+    assert.deepEqual(events.of('self'), [{ user_id: other, name: 'Me', color: null }]);
+    assert.equal(events.of('participants').length, 1, 'the list is told again: who is "you" changed');
+  });
+
+  test('someone joining or leaving: list replaced and a notice; this user in another tab: list only', () => {
+    const { connection, model, events } = setup();
+    join(connection);
+    events.clear();
+    const list = [
+      { user_id: ME, name: 'Me', color: '#0090ff' },
+      { user_id: ANN, name: 'Ann', color: '#e5484d' },
+      { user_id: BEN, name: 'Ben', color: '#30a46c' },
+    ];
+    connection.fire('user_joined', { user_id: BEN, name: 'Ben', participants: list });
+    assert.deepEqual(events.types(), ['participants', 'participant-joined']);
+    assert.deepEqual(events.of('participant-joined')[0], { user_id: BEN, name: 'Ben' });
+    assert.equal(model.participants.length, 3);
+    events.clear();
+    connection.fire('user_joined', { user_id: ME, name: 'Me', participants: list }); // another tab of mine
+    assert.deepEqual(events.types(), ['participants']);
+    events.clear();
+    connection.fire('user_left', { user_id: BEN, name: 'Ben', participants: list.slice(0, 2) });
+    assert.deepEqual(events.types(), ['participants', 'participant-left']);
+    assert.deepEqual(events.of('participant-left')[0], { user_id: BEN, name: 'Ben' });
+    assert.deepEqual(model.participants.map((p) => p.name), ['Me', 'Ann']);
+  });
+
+  test('malformed presence is ignored, not thrown on', () => {
+    const { connection, model, events } = setup();
+    join(connection);
+    events.clear();
+    connection.fire('user_joined', null);
+    connection.fire('user_left', 'nope');
+    connection.fire('sync_code', null);
+    connection.fire('user_joined', { user_id: BEN, participants: [null, 7, { name: 'no id' }, { user_id: BEN, name: null }] });
+    assert.deepEqual(model.participants.map((p) => [p.user_id, p.name]), [[BEN, 'Anonymous']]);
+    assert.deepEqual(events.of('participant-joined'), [{ user_id: BEN, name: null }]);
+  });
+
+  test('role from the join ack and lifecycle from interview_state, validated, told once per change', () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'interviewer' });
+    assert.equal(model.role, 'interviewer');
+    assert.deepEqual(events.of('role'), [{ role: 'interviewer' }]);
+    join(connection, { role: 'admin' }); // not a role: ignored
+    assert.equal(model.role, 'interviewer');
+    connection.fire('interview_state', { state: 'waiting' });
+    connection.fire('interview_state', { state: 'waiting', started_at: null, ended_at: null });
+    connection.fire('interview_state', { state: 'live', started_at: '2024-05-01T10:00:00Z', ended_at: null });
+    connection.fire('interview_state', { state: 'paused' });
+    connection.fire('interview_state', null);
+    connection.fire('interview_state', { state: 'ended', started_at: '2024-05-01T10:00:00Z', ended_at: '2024-05-01T11:00:00Z' });
+    assert.deepEqual(events.of('lifecycle'), [
+      { state: 'waiting', started_at: null, ended_at: null },
+      { state: 'live', started_at: '2024-05-01T10:00:00Z', ended_at: null },
+      { state: 'ended', started_at: '2024-05-01T10:00:00Z', ended_at: '2024-05-01T11:00:00Z' },
+    ]);
+    assert.equal(model.lifecycle.state, 'ended');
+  });
+});
+
+describe('session model: connection state', () => {
+  test('status, synced, fatal and server errors are passed on; status is read live from the connection', () => {
+    const { connection, model, events } = setup();
+    const st = { state: 'offline', unsaved: 3, connected: false, online: false };
+    connection.status = st;
+    connection.fire('status', st);
+    assert.deepEqual(events.of('status'), [st]);
+    assert.equal(model.status.unsaved, 3);
+    assert.equal(model.synced, false);
+    connection.fire('synced');
+    assert.equal(model.synced, true);
+    connection.fire('server-error', { code: 'rate_limited', message: 'Slow down.' });
+    connection.fire('server-error', 'weird');
+    assert.deepEqual(events.of('server-error'), [
+      { code: 'rate_limited', message: 'Slow down.' },
+      { code: 'error', message: 'weird' },
+    ]);
+    connection.fire('fatal', { code: 'session_not_found', message: 'No interview has this code.' });
+    assert.deepEqual(model.fatal, { code: 'session_not_found', message: 'No interview has this code.' });
+    assert.deepEqual(events.of('fatal'), [model.fatal]);
+  });
+});
+
+describe('session model: language', () => {
+  test('a local change is applied at once, sent, and reverted with a notice when refused', async () => {
+    const { connection, model, events } = setup();
+    join(connection);
+    events.clear();
+    model.changeLanguage('python');
+    assert.equal(model.language, 'python');
+    assert.deepEqual(events.of('language'), [
+      { language: 'python', previous: 'javascript', source: 'local', by: { user_id: ME, name: 'Me', self: true } },
+    ]);
+    const req = connection.take('language_change');
+    assert.deepEqual(req.payload, { language: 'python' });
+    req.reject(Object.assign(new Error('Only the interviewer can do that.'), { code: 'forbidden' }));
+    await tick();
+    assert.equal(model.language, 'javascript');
+    assert.deepEqual(events.types(), ['language', 'language-refused', 'language']);
+    assert.deepEqual(events.of('language-refused')[0], {
+      language: 'python',
+      previous: 'javascript',
+      error: { code: 'forbidden', message: 'Only the interviewer can do that.' },
+    });
+    assert.equal(events.of('language')[1].source, 'reverted');
+  });
+
+  test('an accepted change stays; unknown or unchanged languages are not sent', async () => {
+    const { connection, model, events } = setup();
+    join(connection);
+    model.changeLanguage('html');
+    connection.take('language_change').resolve({ ok: true, language: 'html' });
+    await tick();
+    assert.equal(model.language, 'html');
+    events.clear();
+    model.changeLanguage('html');
+    model.changeLanguage('cobol');
+    assert.equal(connection.requests.length, 0);
+    assert.deepEqual(events.types(), []);
+  });
+
+  test('a remote change names who made it; an unchanged or unknown one is not news', () => {
+    const { connection, model, events } = setup();
+    join(connection);
+    events.clear();
+    connection.fire('language_updated', { language: 'python', user_id: ANN });
+    connection.fire('language_updated', { language: 'python', user_id: ANN });
+    connection.fire('language_updated', { language: 'brainfuck', user_id: ANN });
+    connection.fire('language_updated', { user_id: ANN });
+    connection.fire('language_updated', { language: 'html', user_id: ME }); // this user, another tab
+    connection.fire('language_updated', { language: 'javascript', user_id: BEN }); // not in the list
+    assert.deepEqual(events.of('language'), [
+      { language: 'python', previous: 'javascript', source: 'remote', by: { user_id: ANN, name: 'Ann', self: false } },
+      { language: 'html', previous: 'python', source: 'remote', by: { user_id: ME, name: 'Me', self: true } },
+      { language: 'javascript', previous: 'html', source: 'remote', by: { user_id: BEN, name: null, self: false } },
+    ]);
+    assert.equal(model.language, 'javascript');
+  });
+});
+
+describe('session model: runs', () => {
+  test('a run: running, added, output, finished, not running, then shared with the id of the ack', async () => {
+    const { connection, model, events, runners } = setup({ source: 'console.log("x")' });
+    join(connection);
+    events.clear();
+    const done = model.run();
+    assert.equal(model.running, true);
+    assert.equal(runners.javascript.runs[0].source, 'console.log("x")');
+    assert.equal(await model.run(), null, 'one run at a time');
+    model.stop();
+    assert.equal(runners.javascript.stopped, 1);
+    const r = runners.javascript.runs[0];
+    r.print('stdout', 'x\n');
+    r.print('stderr', 'warn\n');
+    r.finish({ status: 'ok', output: 'x\nwarn\n', duration_ms: 7 });
+    await tick();
+    assert.deepEqual(events.types(), ['running', 'run-added', 'run-output', 'run-output', 'run-finished', 'running']);
+    const run = events.of('run-added')[0].run;
+    assert.equal(run.local, true);
+    assert.equal(run.user_name, 'Me');
+    assert.equal(run.color, '#0090ff', 'this user\'s colour from the participant list');
+    assert.deepEqual(events.of('run-output').map((e) => [e.stream, e.text]), [
+      ['stdout', 'x\n'],
+      ['stderr', 'warn\n'],
+    ]);
+    assert.deepEqual([run.status, run.output, run.duration_ms], ['ok', 'x\nwarn\n', 7]);
+    assert.equal(model.running, false);
+    const req = connection.take('execute_code');
+    assert.deepEqual(req.payload, { language: 'javascript', output: 'x\nwarn\n', status: 'ok', duration_ms: 7 });
+    assert.equal(run.share, 'pending');
+    req.resolve({ ok: true, id: 'run-1' });
+    assert.equal(await done, run);
+    assert.equal(run.id, 'run-1');
+    assert.equal(run.share, 'shared');
+    assert.deepEqual(events.of('run-shared'), [{ run }]);
+    events.clear();
+    connection.fire('execution_result', result({ id: 'run-1', user_id: ME, user_name: 'Me', output: 'x\nwarn\n' }));
+    assert.deepEqual(events.types(), [], 'its echo is not shown again');
+    assert.equal(model.runs.length, 1);
+  });
+
+  test('the echo may come before the ack (duet broadcasts, then acks): held, then recognised by id', async () => {
+    const { connection, model, events, runners } = setup();
+    join(connection);
+    const { done, request } = await runToShare(model, connection, runners.javascript);
+    events.clear();
+    connection.fire('execution_result', result({ id: 'run-1', user_id: ME, user_name: 'Me' }));
+    assert.deepEqual(events.types(), [], 'not shown while our ack is on its way');
+    request.resolve({ ok: true, id: 'run-1' });
+    await done;
+    assert.deepEqual(events.types(), ['run-shared']);
+    assert.equal(model.runs.length, 1);
+  });
+
+  test('two tabs of one user: a run of the other tab is shown as such, ours keeps its own id (echo first)', async () => {
+    const { connection, model, events, runners } = setup();
+    join(connection);
+    const { done, request } = await runToShare(model, connection, runners.javascript, { output: 'mine\n' });
+    events.clear();
+    // The other tab's run, same user id, arrives while our request is waiting; then our own echo.
+    connection.fire('execution_result', result({ id: 'other-tab', user_id: ME, user_name: 'Me', output: 'theirs\n' }));
+    connection.fire('execution_result', result({ id: 'mine', user_id: ME, user_name: 'Me', output: 'mine\n' }));
+    assert.deepEqual(events.types(), []);
+    request.resolve({ ok: true, id: 'mine' });
+    const own = await done;
+    assert.equal(own.id, 'mine');
+    assert.deepEqual(events.types(), ['run-shared', 'run-added']);
+    const theirs = events.of('run-added')[0].run;
+    assert.deepEqual([theirs.local, theirs.mine, theirs.id, theirs.output, theirs.user_name], [false, true, 'other-tab', 'theirs\n', 'Me']);
+  });
+
+  test('two tabs of one user: the other tab\'s run arriving first does not take our run\'s place (ack first)', async () => {
+    const { connection, model, events, runners } = setup();
+    join(connection);
+    const { done, request } = await runToShare(model, connection, runners.javascript, { output: 'mine\n' });
+    events.clear();
+    connection.fire('execution_result', result({ id: 'other-tab', user_id: ME, user_name: 'Me', output: 'theirs\n' }));
+    request.resolve({ ok: true, id: 'mine' });
+    const own = await done;
+    connection.fire('execution_result', result({ id: 'mine', user_id: ME, user_name: 'Me', output: 'mine\n' }));
+    assert.equal(own.id, 'mine');
+    assert.deepEqual(events.types(), ['run-shared', 'run-added']);
+    assert.equal(events.of('run-added')[0].run.id, 'other-tab');
+    // With nothing of ours in flight, another tab's run is shown at once.
+    events.clear();
+    connection.fire('execution_result', result({ id: 'other-tab-2', user_id: ME, user_name: null, output: 'more\n' }));
+    assert.deepEqual(events.of('run-added').map((e) => [e.run.mine, e.run.user_name]), [[true, null]]);
+  });
+
+  test('two runs of this page in flight, answered in the other order: each gets its own id', async () => {
+    const { connection, model, events, runners } = setup();
+    join(connection);
+    const first = await runToShare(model, connection, runners.javascript, { output: 'one\n' });
+    const second = await runToShare(model, connection, runners.javascript, { output: 'two\n' });
+    events.clear();
+    connection.fire('execution_result', result({ id: 'id-2', user_id: ME, output: 'two\n' }));
+    connection.fire('execution_result', result({ id: 'id-1', user_id: ME, output: 'one\n' }));
+    second.request.resolve({ ok: true, id: 'id-2' });
+    first.request.resolve({ ok: true, id: 'id-1' });
+    const [r1, r2] = await Promise.all([first.done, second.done]);
+    assert.deepEqual([r1.output, r1.id, r2.output, r2.id], ['one\n', 'id-1', 'two\n', 'id-2']);
+    assert.deepEqual(events.types(), ['run-shared', 'run-shared'], 'no echo shown as a run');
+  });
+
+  test('a share that fails is marked, and what was held meanwhile is shown', async () => {
+    const { connection, model, events, runners } = setup();
+    join(connection);
+    const { done, request } = await runToShare(model, connection, runners.javascript);
+    events.clear();
+    connection.fire('execution_result', result({ id: 'other-tab', user_id: ME }));
+    request.reject(Object.assign(new Error('Not connected'), { code: 'offline' }));
+    const run = await done;
+    assert.equal(run.share, 'failed');
+    assert.deepEqual(events.types(), ['run-not-shared', 'run-added']);
+    assert.deepEqual(events.of('run-not-shared')[0].error, { code: 'offline', message: 'Not connected' });
+  });
+
+  test('someone else\'s result: shown with their name and colour; bad fields made safe', () => {
+    const { connection, model, events } = setup();
+    join(connection);
+    events.clear();
+    connection.fire('execution_result', result({ id: 'a1' }));
+    connection.fire('execution_result', result({ id: 'a2', user_name: undefined, status: 'exploded', created_at: 'not a date', output: null, duration_ms: '5' }));
+    connection.fire('execution_result', result({ id: 'b1', user_id: BEN, user_name: undefined }));
+    connection.fire('execution_result', null);
+    connection.fire('execution_result', 'text');
+    const runs = events.of('run-added').map((e) => e.run);
+    assert.equal(runs.length, 3);
+    assert.deepEqual([runs[0].local, runs[0].mine, runs[0].user_name, runs[0].color, runs[0].status, runs[0].duration_ms], [false, false, 'Ann', '#e5484d', 'ok', 12]);
+    assert.equal(runs[0].created_at.toISOString(), '2024-05-01T10:00:00.000Z');
+    assert.equal(runs[1].user_name, 'Ann', 'from the participant list when the result has no name');
+    assert.equal(runs[1].status, 'error');
+    assert.equal(runs[1].output, '');
+    assert.equal(runs[1].duration_ms, null);
+    assert.ok(!Number.isNaN(runs[1].created_at.getTime()));
+    assert.deepEqual([runs[2].user_name, runs[2].color], [null, null], 'unknown person: the view says "Someone"');
+    assert.deepEqual(model.runs.map((r) => r.id), ['a1', 'a2', 'b1']);
+  });
+
+  test('a runner that throws ends the run with an error; Python that is not loaded yet says so', async () => {
+    const { connection, model, events, runners } = setup();
+    join(connection);
+    const done = model.run();
+    runners.javascript.runs[0].fail(new Error('worker crashed'));
+    await tick();
+    const run = events.of('run-finished')[0].run;
+    assert.deepEqual([run.status, run.output, run.duration_ms], ['error', 'worker crashed', 0]);
+    assert.deepEqual(events.of('run-output').map((e) => [e.stream, e.text]), [['stderr', 'worker crashed\n']]);
+    connection.take('execute_code').resolve({ ok: true, id: 'z' });
+    await done;
+    model.changeLanguage('python');
+    model.run();
+    assert.deepEqual(events.of('run-added').at(-1).run.notes, ['loading Python (first run only)']);
+    model.reportLoadProgress('python', { phase: 'loading', loaded: 5, total: 10 });
+    assert.deepEqual(events.of('runtime-progress'), [{ language: 'python', phase: 'loading', loaded: 5, total: 10 }]);
+  });
+
+  test('the model keeps the newest runs only, and forgets unclaimed echo ids beyond a bound', async () => {
+    const { connection, model, runners } = setup();
+    join(connection);
+    for (let i = 0; i < MAX_RUNS + 5; i++) connection.fire('execution_result', result({ id: `r${i}` }));
+    assert.equal(model.runs.length, MAX_RUNS);
+    assert.equal(model.runs[0].id, 'r5');
+    // Acks whose echo never comes (lost in a disconnect): only the newest ids are remembered, so the
+    // oldest one's late echo is shown as another tab's run rather than kept for ever.
+    for (let i = 0; i <= MAX_AWAITED_ECHOES; i++) {
+      const { done, request } = await runToShare(model, connection, runners.javascript);
+      request.resolve({ ok: true, id: `lost-${i}` });
+      await done;
+    }
+    const before = model.runs.length;
+    connection.fire('execution_result', result({ id: `lost-${MAX_AWAITED_ECHOES}`, user_id: ME }));
+    assert.equal(model.runs.length, before, 'a remembered id is recognised');
+    connection.fire('execution_result', result({ id: 'lost-0', user_id: ME }));
+    assert.equal(model.runs.at(-1).id, 'lost-0');
+  });
+});
+
+describe('emitter', () => {
+  test('a throwing listener does not stop the others; the error is rethrown from a microtask', async () => {
+    const e = new Emitter();
+    const seen = [];
+    const errors = [];
+    const original = globalThis.queueMicrotask;
+    globalThis.queueMicrotask = (fn) => {
+      try {
+        fn();
+      } catch (err) {
+        errors.push(err.message);
+      }
+    };
+    try {
+      e.on('x', () => {
+        throw new Error('view bug');
+      });
+      const off = e.on('x', (p) => seen.push(p));
+      e.emit('x', 1);
+      off();
+      e.emit('x', 2);
+    } finally {
+      globalThis.queueMicrotask = original;
+    }
+    assert.deepEqual(seen, [1]);
+    assert.deepEqual(errors, ['view bug', 'view bug']);
+  });
+});
