@@ -17,6 +17,8 @@ pub enum ErrorCode {
     InvalidUpdate,
     /// A payload over its documented size limit.
     PayloadTooLarge,
+    /// The interview's document reached a size limit (structs, text or history in total).
+    DocumentTooLarge,
     /// Too many events of one kind; the client should slow down.
     RateLimited,
     /// The database is unreachable: edits are kept by the client and re-sent.
@@ -33,6 +35,7 @@ impl ErrorCode {
             Self::InvalidPayload => "invalid_payload",
             Self::InvalidUpdate => "invalid_update",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::DocumentTooLarge => "document_too_large",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",

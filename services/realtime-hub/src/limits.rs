@@ -74,3 +74,33 @@ pub const WRITE_HARD_FAILURES: u32 = 3;
 pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Capacity of the outgoing bus queue; when full, messages are dropped and the interview resyncs.
 pub const PUBLISH_QUEUE: usize = 65_536;
+
+/// Structs (insertions, deleted runs) one update may carry. A keystroke is one; a paste is one; the
+/// step 2 of a client that edited offline for an hour is a few hundred. An update of thousands of
+/// one-character structs is how a client makes the hub spend seconds integrating (concurrent
+/// inserts at one place are scanned pairwise): refused with `payload_too_large`.
+pub const MAX_UPDATE_STRUCTS: u64 = 10_000;
+/// Structs one interview's code document may hold over its life (deleted ones stay as tombstones).
+/// A two-hour interview of steady typing makes a few thousand; the bound also bounds what one
+/// struct can cost to integrate (it may be compared with every struct of the document: about a
+/// microsecond each). Beyond it, edits are refused with `document_too_large`.
+pub const MAX_DOC_STRUCTS: u64 = 30_000;
+/// UTF-16 units of text one interview's document may take in over its life (deleted text is kept
+/// for replay and merging): 4 Mi units, some 8 MB, hundreds of times a long interview's code.
+pub const MAX_DOC_INSERTED_UNITS: u64 = 4 * 1024 * 1024;
+/// Bytes of history (stored updates) one interview may accumulate: a two-hour interview stores
+/// about a megabyte.
+pub const MAX_HISTORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Bytes of history one interview may add per minute (a few large pastes fit; a client streaming
+/// whole texts many times a second does not): beyond it, edits are refused with `rate_limited`.
+pub const MAX_HISTORY_BYTES_PER_MINUTE: u64 = 8 * 1024 * 1024;
+/// An update with more structs than this is integrated a few structs at a time between other
+/// work (staged), so one large message cannot hold the hub's event loop.
+pub const STAGE_STRUCTS: u64 = 64;
+/// Staged bytes one interview may hold waiting to be integrated; beyond, `rate_limited`.
+pub const MAX_STAGED_BYTES: usize = 4 * 1024 * 1024;
+/// Event-loop time one interview's document work may take per second (integration of updates),
+/// and the burst: beyond it, its updates are staged and integrated at this pace, so an interview
+/// under attack cannot slow down the others on the hub. Normal typing uses well under 1%.
+pub const INTEGRATION_BUDGET_PER_SEC: Duration = Duration::from_millis(100);
+pub const INTEGRATION_BUDGET_BURST: Duration = Duration::from_millis(250);

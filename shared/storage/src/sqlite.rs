@@ -118,7 +118,12 @@ fn sqlite_error(e: rusqlite::Error) -> StorageError {
             ErrorCode::ConstraintViolation if f.extended_code == FOREIGN_KEY_VIOLATION => {
                 return StorageError::NotFound;
             }
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+            // A full disk (or one failing writes) is the database being unavailable, not the data
+            // being bad: writers hold their data and retry, and recover once there is room.
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure => {
                 return StorageError::Unavailable(e.to_string());
             }
             _ => {}

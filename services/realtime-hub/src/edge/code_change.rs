@@ -19,6 +19,9 @@ impl Connection {
             let Some(code) = str_field(&payload, "code") else {
                 return Err(HubError::invalid("code_change needs {code}"));
             };
+            if code.contains('\0') {
+                return Err(HubError::invalid("code may not contain NUL characters"));
+            }
             let limit = MAX_CODE_BYTES.min(self.rt.services.cfg.max_message_bytes);
             if code.len() > limit {
                 return Err(HubError::new(
@@ -31,9 +34,9 @@ impl Connection {
         match r {
             Ok((iv, text)) => {
                 Stats::add(&self.rt.services.stats.messages_in, 1);
-                if let Err((e, ack)) =
-                    iv.client(self.sink.id(), ack, |ack| Command::CodeChange { text, ack })
-                {
+                if let Err((e, ack)) = iv.client(self.sink.id(), ack, |ack, _| {
+                    Command::CodeChange { text, ack }
+                }) {
                     self.refuse(e, ack);
                 }
             }

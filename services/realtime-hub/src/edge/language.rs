@@ -23,7 +23,7 @@ impl Connection {
                 .storage
                 .set_language(iv.id, language)
                 .await?;
-            iv.client(self.sink.id(), None, |_| Command::Language {
+            iv.client(self.sink.id(), None, |_, _| Command::Language {
                 language,
                 user_id: user.user_id,
             })

@@ -24,6 +24,9 @@ impl Connection {
             };
             let output = str_field(&payload, "output")
                 .ok_or_else(|| HubError::invalid("execute_code needs {output}"))?;
+            if output.contains('\0') {
+                return Err(HubError::invalid("output may not contain NUL characters"));
+            }
             if output.len() > MAX_RUN_OUTPUT_BYTES {
                 return Err(HubError::new(
                     ErrorCode::PayloadTooLarge,
@@ -69,7 +72,7 @@ impl Connection {
                 "duration_ms": run.duration_ms,
                 "created_at": run.created_at.format(&Rfc3339).unwrap_or_default(),
             });
-            iv.client(self.sink.id(), None, |_| Command::Run { body })
+            iv.client(self.sink.id(), None, |_, _| Command::Run { body })
                 .map_err(|(e, _)| e)?;
             Ok::<_, HubError>(run.id)
         }

@@ -85,7 +85,12 @@ impl Connection {
                 }
             }
         }
-        iv.client(self.sink.id(), ack, |ack| Command::Yjs { doc, msgs, ack })
-            .map_err(|(e, ack)| (e, ack, false))
+        iv.client(self.sink.id(), ack, |ack, defer| Command::Yjs {
+            doc,
+            msgs,
+            ack,
+            defer,
+        })
+        .map_err(|(e, ack)| (e, ack, false))
     }
 }

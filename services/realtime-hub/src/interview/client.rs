@@ -8,11 +8,20 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use yrs::{Text, Transact};
 
+use super::guard::Staged;
 use super::protocol::{self, ClientMessage};
-use super::{text, AckToken, Audience, ConnId, DocName, Effects, Interview, Outgoing};
+use super::{
+    scan, text, AckToken, Audience, ConnId, DocName, Effect, Effects, Interview, Outgoing,
+};
 use crate::error::{ErrorCode, HubError};
-use crate::limits::{MAX_AWARENESS_CLIENTS_PER_CONN, MAX_AWARENESS_STATE_BYTES, SEED_BASE_HISTORY};
+use crate::limits::{
+    MAX_AWARENESS_CLIENTS_PER_CONN, MAX_AWARENESS_STATE_BYTES, SEED_BASE_HISTORY, STAGE_STRUCTS,
+};
 use crate::relay::BusMessage;
+
+/// Bytes an edit made from a seed client's text adds to the history beyond the inserted text
+/// (ids, origins, the delete set), for the caps.
+const SEED_EDIT_OVERHEAD: usize = 64;
 
 impl Interview {
     /// Checks the awareness messages of an emit before anything is applied, so a refused emit
@@ -74,9 +83,19 @@ impl Interview {
         doc: DocName,
         msgs: Vec<ClientMessage>,
         ack: Option<AckToken>,
+        defer: bool,
         out: &mut Effects,
     ) -> Result<(), HubError> {
         self.check_awareness(conn, doc, &msgs)?;
+        // Updates are staged (integrated a few structs at a time between other work) when the
+        // interview is over its integration budget, when one of them is large, or when this
+        // connection already has updates waiting (its order is kept).
+        let stage = defer
+            || self.stage.has(conn)
+            || msgs.iter().any(|m| {
+                matches!(m, ClientMessage::Update { stats, .. } if stats.structs > STAGE_STRUCTS)
+            });
+        let mut ack = ack;
         let mut carried_updates = false;
         let mut last_write = None;
         for m in msgs {
@@ -104,10 +123,35 @@ impl Interview {
                         );
                     }
                 }
-                ClientMessage::Update { update, raw, .. } => {
+                ClientMessage::Update { update, raw, stats } => {
                     carried_updates = true;
+                    let user = author;
+                    let sv = self.doc_mut(doc).state_vector();
+                    let live = &self.roster.local;
+                    self.owners
+                        .check_and_claim(conn, user, &stats, &sv, |c| live.contains_key(c))?;
+                    self.usage.admit(now, &stats, raw.len())?;
+                    if stage {
+                        let pieces = scan::split(&raw, doc.root(), 1)
+                            .map_err(|e| HubError::new(ErrorCode::InvalidUpdate, e.to_string()))?;
+                        // Counted now, so updates waiting together cannot pass the caps.
+                        self.usage.integrated(&stats);
+                        self.stage.push(Staged {
+                            conn: conn.clone(),
+                            author,
+                            doc,
+                            pieces: pieces.into(),
+                            bytes: raw.len(),
+                            stats,
+                            ack: None,
+                            last_write: None,
+                        })?;
+                        out.push(Effect::Staged);
+                        continue;
+                    }
                     let applied = self.doc_mut(doc).apply(update)?;
                     if applied.changed {
+                        self.usage.integrated(&stats);
                         self.fan_out(now, &applied.delta, Some(conn), Some(author), out);
                     }
                     if applied.pending {
@@ -146,6 +190,19 @@ impl Interview {
                 }
             }
         }
+        // An emit whose updates were staged is acked when the last of them is integrated and
+        // committed.
+        if let Some(last) = self
+            .stage
+            .queue
+            .back_mut()
+            .filter(|s| &s.conn == conn && s.ack.is_none())
+        {
+            if carried_updates && stage {
+                last.ack = ack.take();
+                last.last_write = last_write;
+            }
+        }
         if let Some(token) = ack {
             match (last_write, carried_updates) {
                 (Some(w), _) => self.durability.ack_when_durable(w, token, out),
@@ -160,6 +217,54 @@ impl Interview {
         Ok(())
     }
 
+    /// Integrates up to `max_pieces` pieces (structs, or the delete set) of the staged updates, in
+    /// one transaction. Returns whether more wait.
+    pub fn step(&mut self, now: Instant, max_pieces: usize, out: &mut Effects) -> bool {
+        let Some(front) = self.stage.queue.front_mut() else {
+            return false;
+        };
+        let take = max_pieces.clamp(1, front.pieces.len().max(1));
+        let pieces: Vec<Vec<u8>> = front.pieces.drain(..take.min(front.pieces.len())).collect();
+        let (conn, author, doc, done) = (
+            front.conn.clone(),
+            front.author,
+            front.doc,
+            front.pieces.is_empty(),
+        );
+        match self.doc_mut(doc).apply_pieces(&pieces) {
+            Ok(applied) => {
+                if applied.changed {
+                    self.fan_out(now, &applied.delta, Some(&conn), Some(author), out);
+                }
+                let mut write = None;
+                if applied.pending {
+                    for p in pieces {
+                        write = Some(self.local_change(now, author, p, out));
+                    }
+                    self.resync_needed = true;
+                    out.wake();
+                } else if applied.changed {
+                    write = Some(self.local_change(now, author, applied.delta, out));
+                }
+                if let (Some(w), Some(front)) = (write, self.stage.queue.front_mut()) {
+                    front.last_write = Some(w);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "a staged piece does not apply; skipped")
+            }
+        }
+        if done {
+            if let Some(s) = self.stage.pop() {
+                if let Some(token) = s.ack {
+                    let w = s.last_write.unwrap_or(self.durability.last_write_id());
+                    self.durability.ack_when_durable(w, token, out);
+                }
+            }
+        }
+        !self.stage.is_empty()
+    }
+
     /// A seed client's whole text, applied as a minimal edit rebased over concurrent changes.
     pub(super) fn code_change(
         &mut self,
@@ -169,7 +274,7 @@ impl Interview {
         new_text: String,
         ack: Option<AckToken>,
         out: &mut Effects,
-    ) {
+    ) -> Result<(), HubError> {
         let own_last = self
             .roster
             .local
@@ -181,6 +286,20 @@ impl Interview {
             bases.push(own);
         }
         let splice = text::rebase(&bases, &current, &new_text);
+        // What the edit will add, checked against the caps before anything changes.
+        let inserted_units = splice.insert.encode_utf16().count() as u64;
+        let stats = scan::UpdateStats {
+            structs: u64::from(inserted_units > 0) + u64::from(splice.end > splice.start),
+            clients: 1,
+            inserted_units,
+            delete_ranges: u64::from(splice.end > splice.start),
+            authors: Vec::new(),
+        };
+        if !splice.is_noop() {
+            self.usage
+                .admit(now, &stats, splice.insert.len() + SEED_EDIT_OVERHEAD)?;
+            self.usage.integrated(&stats);
+        }
         let mut write = None;
         if !splice.is_noop() {
             let delta = {
@@ -217,6 +336,7 @@ impl Interview {
             let w = write.unwrap_or(self.durability.last_write_id());
             self.durability.ack_when_durable(w, token, out);
         }
+        Ok(())
     }
 
     pub(super) fn push_base(&mut self, text: String) {

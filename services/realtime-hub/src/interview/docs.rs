@@ -126,10 +126,26 @@ impl SharedDoc {
 
     /// Applies an update. A panic inside yrs is caught and reported as a refusal.
     pub fn apply(&mut self, update: Update) -> Result<Applied, HubError> {
+        self.apply_all(vec![update])
+    }
+
+    /// Applies encoded updates in one transaction (pieces of a staged update).
+    pub fn apply_pieces(&mut self, pieces: &[Vec<u8>]) -> Result<Applied, HubError> {
+        let updates = pieces
+            .iter()
+            .map(|p| Update::decode_v1(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| HubError::new(ErrorCode::InvalidUpdate, "update does not decode"))?;
+        self.apply_all(updates)
+    }
+
+    fn apply_all(&mut self, updates: Vec<Update>) -> Result<Applied, HubError> {
         let doc = &self.doc;
         let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();
-            txn.apply_update(update)?;
+            for update in updates {
+                txn.apply_update(update)?;
+            }
             // What the transaction integrated or deleted (comparing state vectors before and after
             // costs two walks over every client the document ever had).
             let changed = txn.has_changes();

@@ -93,6 +93,9 @@ pub enum Effect {
     },
     /// Something for the interview's worker (a resync, a snapshot or an unload may be due).
     Wake,
+    /// Client updates wait to be integrated: call [`Interview::step`](super::Interview::step)
+    /// until it says there is no more.
+    Staged,
 }
 
 /// The effects of one input, in order.

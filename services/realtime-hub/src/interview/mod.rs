@@ -20,6 +20,7 @@ mod client;
 pub mod docs;
 pub mod durability;
 pub mod effects;
+pub mod guard;
 pub mod presence;
 pub mod protocol;
 pub mod scan;
@@ -69,11 +70,13 @@ pub struct Joiner {
 /// A client event, parsed and validated at the edge.
 #[derive(Debug)]
 pub enum Command {
-    /// y-protocols messages for one document.
+    /// y-protocols messages for one document. `defer`: the interview is over its integration
+    /// budget, so updates are staged rather than integrated now.
     Yjs {
         doc: DocName,
         msgs: Vec<ClientMessage>,
         ack: Option<AckToken>,
+        defer: bool,
     },
     /// A seed client's whole text.
     CodeChange { text: String, ack: Option<AckToken> },
@@ -95,6 +98,12 @@ pub struct Interview {
     language: Language,
     roster: Roster,
     durability: Durability,
+    /// What the code document holds and has stored, against the caps.
+    usage: guard::Usage,
+    /// Who owns each Yjs client id of the code document.
+    owners: guard::Owners,
+    /// Client updates waiting to be integrated.
+    stage: guard::Stage,
     /// Recent texts sent to seed clients (bases for their next `code_change`).
     seed_bases: VecDeque<String>,
     text_dirty_since: Option<Instant>,
@@ -108,13 +117,16 @@ pub struct Interview {
 }
 
 impl Interview {
-    /// A loaded interview: `doc` rebuilt from storage, `stored` updates after its newest snapshot.
+    /// A loaded interview: `doc` rebuilt from storage, `stored` updates after its newest snapshot,
+    /// `usage` what it holds already.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: Uuid,
         code: SessionCode,
         language: Language,
         doc: yrs::Doc,
         stored: u64,
+        usage: guard::Usage,
         settings: Settings,
         now: Instant,
     ) -> Self {
@@ -126,6 +138,9 @@ impl Interview {
             language,
             roster: Roster::new(now),
             durability: Durability::new(now, stored),
+            usage,
+            owners: guard::Owners::default(),
+            stage: guard::Stage::default(),
             seed_bases: VecDeque::new(),
             text_dirty_since: None,
             resync_needed: false,
@@ -222,6 +237,7 @@ impl Interview {
         let before = self.roster.everyone();
         let local = self.roster.remove(conn, now)?;
         self.durability.forget(conn);
+        self.owners.release(conn);
         if !local.awareness_ids.is_empty() {
             let doc = &mut self.code_doc;
             for id in &local.awareness_ids {
@@ -264,10 +280,14 @@ impl Interview {
         };
         let author = local.user.user_id;
         match cmd {
-            Command::Yjs { doc, msgs, ack } => self.yjs(now, conn, author, doc, msgs, ack, out),
+            Command::Yjs {
+                doc,
+                msgs,
+                ack,
+                defer,
+            } => self.yjs(now, conn, author, doc, msgs, ack, defer, out),
             Command::CodeChange { text, ack } => {
-                self.code_change(now, conn, author, text, ack, out);
-                Ok(())
+                self.code_change(now, conn, author, text, ack, out)
             }
             Command::Language { language, user_id } => {
                 self.language = language;

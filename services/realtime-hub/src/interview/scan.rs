@@ -42,8 +42,19 @@ pub struct UpdateStats {
     pub inserted_units: u64,
     /// Delete-set ranges.
     pub delete_ranges: u64,
-    /// The clients whose structs carry content (for client-id ownership).
-    pub authors: Vec<u64>,
+    /// The clients whose structs carry content, with the clock their structs end at (for
+    /// client-id ownership: only structs beyond what the document has are new).
+    pub authors: Vec<(u64, u64)>,
+}
+
+/// Where one client's run of structs lies in an update, for splitting it into pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Span {
+    client: u64,
+    /// The clock of the first struct.
+    clock: u64,
+    /// The struct encodings, each as a byte range of the update, with its clock length.
+    structs: Vec<(std::ops::Range<usize>, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +75,8 @@ pub enum ScanError {
     Parent,
     #[error("text that is not UTF-8")]
     Utf8,
+    #[error("text with a NUL character")]
+    Nul,
 }
 
 struct Cursor<'a> {
@@ -142,8 +155,57 @@ impl<'a> Cursor<'a> {
     }
 }
 
+fn write_var(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 /// Walks an update meant for a document whose one shared text is the root type `root`.
 pub fn scan(update: &[u8], root: &str) -> Result<UpdateStats, ScanError> {
+    walk(update, root, None).map(|(stats, _)| stats)
+}
+
+/// Splits a (scanned) update into pieces of at most `per_piece` structs each, then the delete set:
+/// applied in order, the pieces have the update's effect, and each can be integrated on its own
+/// (a struct's encoding does not depend on the structs before it but for its clock, which each
+/// piece's header states). Lets the hub integrate a large update a little at a time.
+pub fn split(update: &[u8], root: &str, per_piece: usize) -> Result<Vec<Vec<u8>>, ScanError> {
+    let mut spans = Vec::new();
+    let (_, ds) = walk(update, root, Some(&mut spans))?;
+    let per_piece = per_piece.max(1);
+    let mut pieces = Vec::new();
+    for span in &spans {
+        let mut clock = span.clock;
+        for group in span.structs.chunks(per_piece) {
+            let mut p = Vec::new();
+            write_var(&mut p, 1);
+            write_var(&mut p, group.len() as u64);
+            write_var(&mut p, span.client);
+            write_var(&mut p, clock);
+            for (range, len) in group {
+                p.extend_from_slice(&update[range.clone()]);
+                clock += len;
+            }
+            p.push(0); // no delete set
+            pieces.push(p);
+        }
+    }
+    if ds.len() > 1 || pieces.is_empty() {
+        let mut last = vec![0]; // no structs
+        last.extend_from_slice(&update[ds]);
+        pieces.push(last);
+    }
+    Ok(pieces)
+}
+
+fn walk(
+    update: &[u8],
+    root: &str,
+    mut spans: Option<&mut Vec<Span>>,
+) -> Result<(UpdateStats, std::ops::Range<usize>), ScanError> {
     let mut c = Cursor {
         buf: update,
         pos: 0,
@@ -155,9 +217,12 @@ pub fn scan(update: &[u8], root: &str) -> Result<UpdateStats, ScanError> {
         // A struct is at least two bytes (info and a length or a content byte).
         let structs = c.count(2)?;
         let client = c.client()?;
-        let mut clock = c.clock()?;
+        let first = c.clock()?;
+        let mut clock = first;
         let mut authored = false;
+        let mut ranges = Vec::new();
         for _ in 0..structs {
+            let start = c.pos;
             let info = c.u8()?;
             let len = match info {
                 REF_GC | REF_SKIP => c.var()?,
@@ -184,6 +249,9 @@ pub fn scan(update: &[u8], root: &str) -> Result<UpdateStats, ScanError> {
                         REF_DELETED => c.var()?,
                         REF_STRING => {
                             let s = c.string()?;
+                            if s.contains('\0') {
+                                return Err(ScanError::Nul);
+                            }
                             let units = s.encode_utf16().count() as u64;
                             stats.inserted_units += units;
                             units
@@ -200,15 +268,28 @@ pub fn scan(update: &[u8], root: &str) -> Result<UpdateStats, ScanError> {
                 return Err(ScanError::Clock);
             }
             stats.structs += 1;
+            if spans.is_some() {
+                ranges.push((start..c.pos, len));
+            }
         }
         if structs > 0 {
             stats.clients += 1;
         }
         if authored {
-            stats.authors.push(client);
+            stats.authors.push((client, clock));
+        }
+        if let Some(spans) = spans.as_deref_mut() {
+            if !ranges.is_empty() {
+                spans.push(Span {
+                    client,
+                    clock: first,
+                    structs: ranges,
+                });
+            }
         }
     }
     // The delete set.
+    let ds_start = c.pos;
     let clients = c.count(2)?;
     for _ in 0..clients {
         c.client()?;
@@ -225,7 +306,7 @@ pub fn scan(update: &[u8], root: &str) -> Result<UpdateStats, ScanError> {
     if c.remaining() != 0 {
         return Err(ScanError::Truncated);
     }
-    Ok(stats)
+    Ok((stats, ds_start..c.pos))
 }
 
 #[cfg(test)]
@@ -280,7 +361,7 @@ mod tests {
         let u1 = edit(&a, |t, txn| t.insert(txn, 0, "hello 😀"));
         let s = scan(&u1, "code").unwrap();
         assert_eq!((s.structs, s.clients, s.inserted_units), (1, 1, 8));
-        assert_eq!(s.authors, vec![7]);
+        assert_eq!(s.authors, vec![(7, 8)]);
         let u2 = edit(&a, |t, txn| {
             t.remove_range(txn, 0, 2);
             t.insert(txn, 3, "xy");
@@ -345,6 +426,58 @@ mod tests {
         let mut long = ok.clone();
         long.push(0);
         assert_eq!(scan(&long, "code"), Err(ScanError::Truncated));
+    }
+
+    #[test]
+    fn refuses_nul_characters() {
+        assert_eq!(
+            scan(&hand_made(9, 0, "code", "a\0b"), "code"),
+            Err(ScanError::Nul)
+        );
+    }
+
+    #[test]
+    fn split_pieces_have_the_updates_effect() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let a = doc(7);
+        let b = doc(8);
+        let mut updates = Vec::new();
+        for i in 0..60u32 {
+            let (d, other) = if i % 3 == 0 { (&b, &a) } else { (&a, &b) };
+            let u = edit(d, |t, txn| {
+                let len = t.len(txn);
+                if len > 4 && rng.gen_bool(0.3) {
+                    t.remove_range(txn, rng.gen_range(0..len - 2), 2);
+                } else {
+                    t.insert(txn, rng.gen_range(0..=len), "ab😀");
+                }
+            });
+            other
+                .transact_mut()
+                .apply_update(Update::decode_v1(&u).unwrap())
+                .unwrap();
+            updates.push(u);
+        }
+        let full = a
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        let expected = a.get_or_insert_text("code").get_string(&a.transact());
+        for per_piece in [1, 2, 7, 1000] {
+            let pieces = split(&full, "code", per_piece).unwrap();
+            let c = doc(99);
+            for p in &pieces {
+                assert!(scan(p, "code").is_ok());
+                c.transact_mut()
+                    .apply_update(Update::decode_v1(p).unwrap())
+                    .unwrap();
+            }
+            let text = c.get_or_insert_text("code").get_string(&c.transact());
+            assert_eq!(text, expected, "per_piece {per_piece}");
+        }
+        // A delete-only update is one piece.
+        let del = edit(&a, |t, txn| t.remove_range(txn, 0, 1));
+        assert_eq!(split(&del, "code", 1).unwrap().len(), 1);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! is released.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use duet_domain::SessionCode;
 use duet_storage::NewUpdate;
@@ -25,7 +25,15 @@ use crate::interview::presence::Local;
 use crate::interview::{
     AckToken, Audience, Closed, Command, ConnId, Effect, Effects, Interview, Joiner,
 };
+use crate::limits::{INTEGRATION_BUDGET_BURST, INTEGRATION_BUDGET_PER_SEC};
 use crate::relay;
+
+/// A step of staged integration that took longer than this halves the next one's size.
+const STEP_SLOW: Duration = Duration::from_millis(4);
+/// One that took less doubles it.
+const STEP_QUICK: Duration = Duration::from_millis(1);
+/// Most pieces (structs) integrated in one step.
+const MAX_STEP_PIECES: usize = 256;
 use crate::transport::{AckFn, ConnSink};
 
 /// A connection this interview serves, and the replies it is owed.
@@ -40,6 +48,52 @@ struct Shell {
     peers: HashMap<ConnId, Peer>,
     /// The effects buffer, kept between inputs (no allocation per keystroke).
     scratch: Effects,
+    budget: Budget,
+    /// A task is integrating the staged updates.
+    draining: bool,
+}
+
+/// The event-loop time this interview's document work may still take (see
+/// [`INTEGRATION_BUDGET_PER_SEC`]): a token bucket of seconds.
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(now: Instant) -> Self {
+        Self {
+            tokens: INTEGRATION_BUDGET_BURST.as_secs_f64(),
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let rate = INTEGRATION_BUDGET_PER_SEC.as_secs_f64();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate)
+            .min(INTEGRATION_BUDGET_BURST.as_secs_f64());
+        self.at = now;
+    }
+
+    /// Spent: integration should wait.
+    fn exhausted(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens <= 0.0
+    }
+
+    fn spend(&mut self, took: Duration) {
+        self.tokens -= took.as_secs_f64();
+    }
+
+    /// How long until there is budget again.
+    fn wait(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        if self.tokens > 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / INTEGRATION_BUDGET_PER_SEC.as_secs_f64())
+        }
+    }
 }
 
 /// The transport rooms of one interview, one per [`Audience`].
@@ -63,6 +117,7 @@ impl Rooms {
 }
 
 pub struct Live {
+    me: Weak<Live>,
     pub id: Uuid,
     pub code: SessionCode,
     pub channel: Arc<str>,
@@ -76,7 +131,9 @@ pub struct Live {
 
 impl Live {
     pub(crate) fn new(services: Arc<Services>, core: Interview) -> Arc<Self> {
-        Arc::new(Self {
+        let now = Instant::now();
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             id: core.id,
             code: core.code.clone(),
             channel: relay::channel(core.id).into(),
@@ -85,6 +142,8 @@ impl Live {
                 core,
                 peers: HashMap::new(),
                 scratch: Effects::new(),
+                budget: Budget::new(now),
+                draining: false,
             }),
             cancel: services.cancel.child_token(),
             services,
@@ -127,23 +186,7 @@ impl Live {
         f: impl FnOnce(&mut Interview, Instant, &mut Effects, Option<AckToken>) -> R,
     ) -> R {
         let mut shell = self.shell.lock();
-        let token = match peer {
-            Some((conn, ack)) => match (ack.take(), shell.peers.get_mut(conn)) {
-                (Some(a), Some(p)) => {
-                    p.next_ack += 1;
-                    p.acks.insert(p.next_ack, a);
-                    Some(AckToken {
-                        conn: conn.clone(),
-                        id: p.next_ack,
-                    })
-                }
-                (a, _) => {
-                    *ack = a;
-                    None
-                }
-            },
-            None => None,
-        };
+        let token = peer.and_then(|(conn, ack)| Self::register_ack(&mut shell, conn, ack));
         let mut fx = std::mem::take(&mut shell.scratch);
         let r = f(&mut shell.core, Instant::now(), &mut fx, token);
         let closing = self.execute(&mut shell, &mut fx, None);
@@ -153,35 +196,96 @@ impl Live {
         r
     }
 
-    /// A client command from a joined connection. On refusal the error comes back with the ack
-    /// (not yet answered), for the edge to refuse.
+    /// Keeps a reply for a connection of this interview under a new token (the reply stays with
+    /// the caller if the connection is not here).
+    fn register_ack(shell: &mut Shell, conn: &ConnId, ack: &mut Option<AckFn>) -> Option<AckToken> {
+        let p = shell.peers.get_mut(conn)?;
+        let a = ack.take()?;
+        p.next_ack += 1;
+        p.acks.insert(p.next_ack, a);
+        Some(AckToken {
+            conn: conn.clone(),
+            id: p.next_ack,
+        })
+    }
+
+    /// A client command from a joined connection. `make` gets the ack's token and whether the
+    /// interview is over its integration budget (its updates are then staged). The time the
+    /// command takes is charged to the budget. On refusal the error comes back with the ack (not
+    /// yet answered), for the edge to refuse.
     pub(crate) fn client(
         &self,
         conn: &ConnId,
         ack: Option<AckFn>,
-        make: impl FnOnce(Option<AckToken>) -> Command,
+        make: impl FnOnce(Option<AckToken>, bool) -> Command,
     ) -> Result<(), (HubError, Option<AckFn>)> {
         let mut ack = ack;
-        let mut token_used = None;
-        let r = self.run_with(Some((conn, &mut ack)), |core, now, fx, token| {
-            token_used = token.clone();
-            core.on_client(now, conn, make(token), fx)
+        let mut shell = self.shell.lock();
+        let now = Instant::now();
+        let token = Self::register_ack(&mut shell, conn, &mut ack);
+        let defer = shell.budget.exhausted(now);
+        let mut fx = std::mem::take(&mut shell.scratch);
+        let r = shell
+            .core
+            .on_client(now, conn, make(token.clone(), defer), &mut fx);
+        let closing = self.execute(&mut shell, &mut fx, None);
+        shell.scratch = fx;
+        shell.budget.spend(now.elapsed());
+        let r = r.map_err(|e| {
+            // The core did not keep the token: take the reply back to refuse it.
+            let back = match token {
+                Some(t) => shell.peers.get_mut(conn).and_then(|p| p.acks.remove(&t.id)),
+                None => ack,
+            };
+            (e, back)
         });
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // The core did not keep the token: take the ack back to refuse it.
-                let back = match token_used {
-                    Some(t) => self
-                        .shell
-                        .lock()
-                        .peers
-                        .get_mut(conn)
-                        .and_then(|p| p.acks.remove(&t.id)),
-                    None => ack,
-                };
-                Err((e, back))
+        drop(shell);
+        Self::close_all(closing);
+        r
+    }
+
+    /// Integrates the staged updates a few structs at a time, within the interview's budget,
+    /// yielding to the rest of the hub between steps. Runs while there are any.
+    async fn drain(self: Arc<Self>) {
+        // Structs per step: doubled while steps are quick, halved when one takes long, so a step
+        // stays around a millisecond or two whatever one struct costs.
+        let mut per_step = 8usize;
+        loop {
+            let wait = self.shell.lock().budget.wait(Instant::now());
+            if wait.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
             }
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let mut shell = self.shell.lock();
+            let now = Instant::now();
+            let mut fx = std::mem::take(&mut shell.scratch);
+            let more = shell.core.step(now, per_step, &mut fx);
+            let closing = self.execute(&mut shell, &mut fx, None);
+            shell.scratch = fx;
+            let took = now.elapsed();
+            shell.budget.spend(took);
+            if !more {
+                shell.draining = false;
+            }
+            drop(shell);
+            Self::close_all(closing);
+            if !more {
+                return;
+            }
+            per_step = if took > STEP_SLOW {
+                (per_step / 2).max(1)
+            } else if took < STEP_QUICK {
+                (per_step * 2).min(MAX_STEP_PIECES)
+            } else {
+                per_step
+            };
         }
     }
 
@@ -315,6 +419,14 @@ impl Live {
                     },
                 }),
                 Effect::Wake => self.wake.notify_one(),
+                Effect::Staged => {
+                    if !shell.draining {
+                        if let Some(me) = self.me.upgrade() {
+                            shell.draining = true;
+                            self.services.tracker.spawn(me.drain());
+                        }
+                    }
+                }
             }
         }
         closing

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::live::Live;
 use super::services::Services;
 use crate::error::HubError;
-use crate::interview::{doc_from_storage, Interview, Settings};
+use crate::interview::guard::Usage;
+use crate::interview::{doc_from_storage, Interview, Settings, TEXT_NAME};
 use crate::relay;
 
 /// A slot per loaded (or loading) interview; the `OnceCell` makes concurrent first joins share one
@@ -80,18 +81,24 @@ pub(crate) async fn load(
     // Built on a blocking thread: many interviews load at once when a hub starts or takes over, and
     // each replays its history.
     let id = session.id;
-    let doc = tokio::task::spawn_blocking(move || doc_from_storage(id, &state))
-        .await
-        .map_err(|e| {
-            tracing::error!(session = %id, error = %e, "loading the stored document failed");
-            HubError::internal()
-        })?;
+    let (doc, usage) = tokio::task::spawn_blocking(move || {
+        (
+            doc_from_storage(id, &state),
+            Usage::of_stored(&state, TEXT_NAME),
+        )
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(session = %id, error = %e, "loading the stored document failed");
+        HubError::internal()
+    })?;
     let mut core = Interview::new(
         session.id,
         session.code.clone(),
         session.language,
         doc,
         stored,
+        usage,
         Settings {
             hub_id: services.hub_id.clone(),
             peer_ttl: services.cfg.heartbeat_ttl,

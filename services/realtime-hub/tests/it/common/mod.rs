@@ -64,6 +64,8 @@ pub struct TestSink {
     net: Arc<Net>,
     pub inbox: Mutex<Vec<(String, Outgoing)>>,
     pub disconnected: AtomicBool,
+    /// The connection, whose disconnect handler runs when the sink is closed.
+    conn: std::sync::OnceLock<std::sync::Weak<Connection>>,
 }
 
 impl TestSink {
@@ -97,8 +99,19 @@ impl ConnSink for TestSink {
             r.remove(&self.id);
         }
     }
+    /// As the Socket.IO server does: the connection's disconnect handler runs right here, up to
+    /// its first pending await, then goes on as a task.
     fn disconnect(&self) {
-        self.disconnected.store(true, Ordering::SeqCst);
+        if self.disconnected.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(conn) = self.conn.get().and_then(std::sync::Weak::upgrade) {
+            let mut fut = Box::pin(async move { conn.disconnected().await });
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if std::future::Future::poll(fut.as_mut(), &mut cx).is_pending() {
+                tokio::spawn(fut);
+            }
+        }
     }
 }
 
@@ -107,6 +120,8 @@ impl ConnSink for TestSink {
 pub struct Flaky {
     pub inner: Arc<dyn Storage>,
     pub down: AtomicBool,
+    /// Appends that include this session fail as a bug would (not as unavailability).
+    pub refuse_session: Mutex<Option<Uuid>>,
     pub appends: AtomicUsize,
     /// While set, `load_document` waits (a slow read of a long history).
     pub stall_loads: AtomicBool,
@@ -119,6 +134,7 @@ impl Flaky {
         Arc::new(Self {
             inner,
             down: AtomicBool::new(false),
+            refuse_session: Mutex::new(None),
             appends: AtomicUsize::new(0),
             stall_loads: AtomicBool::new(false),
             loads: AtomicUsize::new(0),
@@ -164,6 +180,12 @@ impl Storage for Flaky {
     }
     async fn append_updates(&self, batch: &[NewUpdate]) -> Result<Vec<i64>> {
         self.check()?;
+        let refused = *self.refuse_session.lock();
+        if let Some(id) = refused {
+            if batch.iter().any(|u| u.session_id == id) {
+                return Err(StorageError::Other("test: refused".into()));
+            }
+        }
         self.appends.fetch_add(1, Ordering::SeqCst);
         self.inner.append_updates(batch).await
     }
@@ -342,12 +364,12 @@ impl TestHub {
             net: self.net.clone(),
             inbox: Mutex::new(Vec::new()),
             disconnected: AtomicBool::new(false),
+            conn: std::sync::OnceLock::new(),
         });
         self.net.conns.lock().insert(id, sink.clone());
-        (
-            Arc::new(Connection::new(self.core.clone(), sink.clone())),
-            sink,
-        )
+        let conn = Arc::new(Connection::new(self.core.clone(), sink.clone()));
+        let _ = sink.conn.set(Arc::downgrade(&conn));
+        (conn, sink)
     }
 }
 
