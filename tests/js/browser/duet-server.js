@@ -46,8 +46,9 @@ async function waitHealthy(url, child, logs, timeoutMs) {
 
 /** A running duet; `stop()` kills it, `start()` starts it again on the same port and database. */
 export class DuetServer {
-  constructor() {
-    this.dataDir = mkdtempSync(path.join(os.tmpdir(), 'duet-e2e-'));
+  /** `dataDir`: where the SQLite database lives (default: a new temporary folder). */
+  constructor({ dataDir } = {}) {
+    this.dataDir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'duet-e2e-'));
     this.child = null;
     this.logs = [];
   }
