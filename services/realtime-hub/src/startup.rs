@@ -10,7 +10,6 @@
 //! take turns. Scale a hub out by running more hubs, not more threads.
 
 use std::net::TcpListener;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -190,12 +189,10 @@ where
         .finish(map_config(app().into_factory(), |_| AppConfig::default()))
         .tcp();
     let factory = gate.wrap(factory);
-    let service = Rc::new(
-        factory
-            .new_service(())
-            .await
-            .map_err(|()| anyhow::anyhow!("the HTTP service did not start"))?,
-    );
+    let service = factory
+        .new_service(())
+        .await
+        .map_err(|()| anyhow::anyhow!("the HTTP service did not start"))?;
     let connections = TaskTracker::new();
     let mut accept_errors = 0u64;
     let mut accept_error_logged: Option<Instant> = None;
