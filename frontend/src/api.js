@@ -57,12 +57,15 @@ async function request(method, url, body) {
   return data;
 }
 
-/** POST /api/session {language, title} → 201 {id, code, language, title, created_at, ...} */
+/**
+ * POST /api/session {language, title} → 201 {id, session_code, code, language, title, created_at}
+ * (the seed's names: `session_code` is the interview's code, `code` its current text).
+ */
 export function createSession({ language, title }) {
   return request('POST', '/api/session', { language, title: title || '' });
 }
 
-/** GET /api/session/<code> → 200 {id, code, language, title, ...}; 404 {error: {code, message}} */
+/** GET /api/session/<code> → 200 {id, session_code, code, language, title, ...}; 404 {error: {code, message}} */
 export function getSession(code) {
   return request('GET', `/api/session/${encodeURIComponent(code)}`);
 }

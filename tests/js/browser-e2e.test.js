@@ -32,6 +32,21 @@ describe('browser client against the real duet server', { timeout: 600000 }, () 
     await S.lateJoinerAndLanguage(browser, server.url, ctx);
   });
 
+  test("REST answers the seed's names: session_code, and code = the interview's current text", async () => {
+    const want = await S.text(ctx.alice);
+    assert.ok(want.length > 0, 'the scenarios above typed something');
+    // The hub saves the plain-text copy within about a second of the last edit.
+    let body;
+    for (let i = 0; i < 50; i++) {
+      body = await (await fetch(`${server.url}/api/session/${ctx.code.toLowerCase()}`)).json();
+      if (body.code === want) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(body.session_code, ctx.code);
+    assert.equal(body.code, want);
+    assert.equal(body.text, undefined);
+  });
+
   test('JavaScript, Python and HTML run in the browser; the other participant sees the output', async () => {
     await S.runAndShare(ctx);
   });

@@ -59,7 +59,23 @@ after(() => server?.child.kill());
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** A raw WebSocket that queues every event, so none is missed between two awaits. */
+/**
+ * A WebSocket the server must close (a second one for a session): the handshake is accepted, no error
+ * event fires, and the server closes it with 1008.
+ */
+async function assertAcceptedThenClosed(url) {
+  const second = new Ws(url);
+  await second.waitClose();
+  assert.equal(second.error, null, `no error event (a refused handshake is one): ${second.error}`);
+  assert.ok(second.didOpen, 'the handshake was accepted');
+  assert.equal(second.closeCode, 1008);
+}
+
+/**
+ * A raw WebSocket that queues every event, so none is missed between two awaits. (The upstream suites'
+ * `waitFor(socket, 'message')` attaches a one-shot listener per await: when two packets arrive in the
+ * same TCP segment, `ws` emits both in one tick and the second is lost before the next listener exists.)
+ */
 class Ws {
   constructor(url) {
     this.ws = new WebSocket(url);
@@ -67,8 +83,14 @@ class Ws {
     this.queue = [];
     this.waiters = [];
     this.closed = false;
-    this.opened = new Promise((resolve) => this.ws.on('open', resolve));
-    this.ws.on('error', () => {});
+    this.didOpen = false;
+    this.error = null;
+    this.closeCode = null;
+    this.opened = new Promise((resolve) => this.ws.on('open', () => { this.didOpen = true; resolve(); }));
+    // The upstream suites attach no 'error' listener: in Node an unexpected handshake answer (a 400)
+    // is then an uncaught error, so a WebSocket the server must close has to be accepted first.
+    this.ws.on('error', (e) => { this.error = e; });
+    this.ws.on('close', (code) => { this.closeCode = code; });
     this.ws.on('message', (data, isBinary) => this.push(isBinary ? new Uint8Array(data) : data.toString()));
     this.closedP = new Promise((resolve) => this.ws.on('close', () => { this.closed = true; resolve(); }));
   }
@@ -311,7 +333,31 @@ describe('Engine.IO protocol (raw echo at /engine.io/)', () => {
       assert.equal(await s.next(), '3probe');
       s.send('5');
       await sleep(20);
-      await new Ws(`${WS_URL}/engine.io/?EIO=4&transport=websocket&sid=${sid}`).waitClose();
+      await assertAcceptedThenClosed(`${WS_URL}/engine.io/?EIO=4&transport=websocket&sid=${sid}`);
+      s.send('4hello');
+      assert.equal(await s.nextData(), '4hello');
+      s.close();
+    });
+    it('ignores WebSocket connection with same sid after upgrade (upstream order: probe and upgrade at once)', async () => {
+      const sid = await initLongPollingSession();
+      const s = new Ws(`${WS_URL}/engine.io/?EIO=4&transport=websocket&sid=${sid}`);
+      await s.opened;
+      s.send('2probe');
+      s.send('5');
+      await assertAcceptedThenClosed(`${WS_URL}/engine.io/?EIO=4&transport=websocket&sid=${sid}`);
+      s.send('4hello');
+      assert.equal(await s.next(), '3probe');
+      assert.equal(await s.nextData(), '4hello');
+      s.close();
+    });
+    it('closes a second WebSocket that arrives while the first is probing', async () => {
+      const sid = await initLongPollingSession();
+      const s = new Ws(`${WS_URL}/engine.io/?EIO=4&transport=websocket&sid=${sid}`);
+      await s.opened;
+      s.send('2probe');
+      assert.equal(await s.next(), '3probe');
+      await assertAcceptedThenClosed(`${WS_URL}/engine.io/?EIO=4&transport=websocket&sid=${sid}`);
+      s.send('5');
       s.send('4hello');
       assert.equal(await s.nextData(), '4hello');
       s.close();
@@ -371,7 +417,7 @@ describe('Socket.IO protocol (conformance namespaces at /socket.io/)', () => {
     s.send('5');
     await sleep(20);
     assert.equal((await fetch(`${sio()}&sid=${sid}`)).status, 400);
-    await new Ws(`${wsUrl()}&sid=${sid}`).waitClose();
+    await assertAcceptedThenClosed(`${wsUrl()}&sid=${sid}`);
     s.close();
   });
 

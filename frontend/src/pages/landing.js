@@ -46,8 +46,8 @@ function init() {
     try {
       const session = await createSession({ language, title });
       setName(name);
-      requestShareDialog(session.code);
-      window.location.assign(`/interview/${encodeURIComponent(session.code)}`);
+      requestShareDialog(session.session_code);
+      window.location.assign(`/interview/${encodeURIComponent(session.session_code)}`);
     } catch (err) {
       showError(createError, `Could not create the interview: ${err.message}`);
       busy(submit, false);
@@ -74,7 +74,7 @@ function init() {
     busy(submit, true, 'Checking…');
     try {
       const session = await getSession(code);
-      window.location.assign(`/interview/${encodeURIComponent(session.code || code)}`);
+      window.location.assign(`/interview/${encodeURIComponent(session.session_code || code)}`);
     } catch (err) {
       busy(submit, false);
       if (err.status === 404) {

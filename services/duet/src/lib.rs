@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
+use actix_web::{dev::Server, App, HttpResponse};
 use async_trait::async_trait;
 use duet_bus::Bus;
 use duet_config::Settings;
@@ -13,7 +13,9 @@ use duet_domain::SessionCode;
 use duet_gateway::pages::{PagesState, SessionDirectory};
 use duet_realtime_hub::{Hub, HubOptions};
 use duet_storage::Storage;
+use duet_telemetry::connections::{self, ConnectionGate, ConnectionLimits};
 use duet_telemetry::health::{Readiness, ReadyCheck};
+use duet_telemetry::methods;
 
 /// Session lookups for the pages, straight from storage.
 struct StorageDirectory(Arc<dyn Storage>);
@@ -75,34 +77,26 @@ impl Application {
         ]);
         let hub_routes = hub.clone();
         let hub_metrics = hub.clone();
-        let server = HttpServer::new(move || {
+        let gate = ConnectionGate::new(ConnectionLimits::from_settings(&settings.http));
+        let server = connections::serve(listener, gate, false, move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .configure(|c| duet_session_api::configure(c, api.clone()))
                 .configure(|c| hub_routes.configure(c))
-                .route(
-                    "/metrics",
-                    web::get().to({
-                        let hub = hub_metrics.clone();
-                        move || {
-                            let body = hub.metrics();
-                            async move {
-                                HttpResponse::Ok()
-                                    .content_type("text/plain; version=0.0.4")
-                                    .body(body)
-                            }
+                .service(methods::get("/metrics", {
+                    let hub = hub_metrics.clone();
+                    move || {
+                        let body = hub.metrics();
+                        async move {
+                            HttpResponse::Ok()
+                                .content_type("text/plain; version=0.0.4")
+                                .body(body)
                         }
-                    }),
-                )
+                    }
+                }))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
                 .configure(|c| duet_gateway::pages::configure(c, pages.clone()))
-        })
-        .shutdown_timeout(10)
-        // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add up to 40 ms.
-        .tcp_nodelay(true)
-        .listen(listener)?
-        .disable_signals()
-        .run();
+        })?;
         Ok(Self { port, server, hub })
     }
 

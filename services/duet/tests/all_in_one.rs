@@ -79,7 +79,11 @@ async fn a_session_survives_a_restart_and_shutdown_is_graceful() {
         .json()
         .await
         .unwrap();
-    let code = created["code"].as_str().unwrap().to_owned();
+    let code = created["session_code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["code"], "",
+        "`code` is the text, empty for a new interview"
+    );
     assert_eq!(
         http.get(format!("{}/interview/{code}", duet.base))
             .send()
@@ -120,7 +124,7 @@ async fn a_session_survives_a_restart_and_shutdown_is_graceful() {
         .json()
         .await
         .unwrap();
-    assert_eq!(found["code"], code.as_str());
+    assert_eq!(found["session_code"], code.as_str());
     assert_eq!(found["id"], created["id"]);
     duet.stop();
 }
@@ -173,4 +177,73 @@ fn logs_are_json_lines_when_configured() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(serving.is_some(), "the start-up line was logged as JSON");
+}
+
+/// Every path of the all-in-one process: `HEAD` wherever `GET`, 405 with `Allow` and the JSON error
+/// for a known path asked with another method.
+#[tokio::test]
+async fn head_works_wherever_get_does_and_wrong_methods_get_405() {
+    let dir = tempfile::tempdir().unwrap();
+    let static_dir = dir.path().join("frontend/static");
+    std::fs::create_dir_all(&static_dir).unwrap();
+    std::fs::write(static_dir.join("app.js"), "console.log(1)").unwrap();
+    std::fs::write(dir.path().join("frontend/index.html"), "<!doctype html>").unwrap();
+    let frontend = dir.path().join("frontend");
+    let duet = Duet::start(
+        dir.path(),
+        &[("DUET_FRONTEND_DIR", frontend.to_str().unwrap())],
+    )
+    .await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/api/session", duet.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = created["session_code"].as_str().unwrap();
+    let interview = format!("/interview/{code}");
+    let session = format!("/api/session/{code}");
+    for path in [
+        "/",
+        interview.as_str(),
+        "/interview/ZZZZ2222",
+        "/static/app.js",
+        session.as_str(),
+        "/api/languages",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        duet_testkit::http::assert_head_like_get(&duet.base, path).await;
+    }
+    for (method, path, allow) in [
+        ("POST", "/", "GET, HEAD"),
+        ("DELETE", interview.as_str(), "GET, HEAD"),
+        ("PUT", "/static/app.js", "GET, HEAD"),
+        ("PUT", "/api/session", "POST"),
+        ("DELETE", session.as_str(), "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("PATCH", "/readyz", "GET, HEAD"),
+        ("POST", "/metrics", "GET, HEAD"),
+    ] {
+        duet_testkit::http::assert_method_not_allowed(&duet.base, method, path, allow).await;
+    }
+    duet.stop();
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_handshake_timeout() {
+    duet_testkit::service::silent_connections_are_closed_after_the_handshake_timeout(
+        env!("CARGO_BIN_EXE_duet"),
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_flood_never_starves_healthz_under_a_low_open_files_limit() {
+    duet_testkit::service::a_silent_flood_never_starves_healthz(env!("CARGO_BIN_EXE_duet"), &[])
+        .await;
 }

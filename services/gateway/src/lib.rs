@@ -9,11 +9,12 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{dev::Server, web, App, HttpServer};
+use actix_web::{dev::Server, web, App};
 use async_trait::async_trait;
 use duet_bus::Bus;
 use duet_config::Settings;
 use duet_domain::SessionCode;
+use duet_telemetry::connections::{self, ConnectionGate, ConnectionLimits};
 use duet_telemetry::health::{Readiness, ReadyCheck};
 use pages::{PagesState, SessionDirectory};
 use proxy::Upstreams;
@@ -136,7 +137,8 @@ impl Application {
             spawn_hub_discovery(bus, upstreams.clone(), settings.gateway.hub_urls.clone());
         }
         let up = upstreams.clone();
-        let server = HttpServer::new(move || {
+        let gate = ConnectionGate::new(ConnectionLimits::from_settings(&settings.http));
+        let server = connections::serve(listener, gate, true, move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(web::Data::new(awc::Client::default()))
@@ -145,12 +147,7 @@ impl Application {
                 .service(web::resource("/api/{tail:.*}").to(proxy::api))
                 .service(web::resource("/socket.io/{tail:.*}").to(proxy::socketio))
                 .configure(|c| pages::configure(c, pages.clone()))
-        })
-        .shutdown_timeout(10)
-        // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add up to 40 ms.
-        .tcp_nodelay(true)
-        .listen(listener)?
-        .run();
+        })?;
         Ok(Self {
             port,
             server,

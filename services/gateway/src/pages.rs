@@ -4,15 +4,18 @@
 //! - `/interview/{code}` → `editor.html` for a session that exists; a 404 page otherwise
 //! - `/static/*` → the built assets (`frontend/dist/static`)
 //!
+//! Each answers `GET` and `HEAD`; other methods get 405 with `Allow` ([`duet_telemetry::methods`]).
+//!
 //! When the client has not been built (`npm run build` in `frontend/`), a small placeholder page says
 //! so instead of failing, so the API and Socket.IO still work.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix_web::{http::header, http::StatusCode, web, HttpRequest, HttpResponse};
+use actix_web::{guard, http::header, http::StatusCode, web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use duet_domain::SessionCode;
+use duet_telemetry::methods;
 
 /// Answers whether a session code exists: the storage itself in `duet`, the session-API in the gateway.
 #[async_trait]
@@ -26,12 +29,20 @@ pub struct PagesState {
     pub directory: Arc<dyn SessionDirectory>,
 }
 
+/// Mounts the pages and `/static`: `GET` and `HEAD`, 405 with `Allow` for other methods.
 pub fn configure(cfg: &mut web::ServiceConfig, state: PagesState) {
     let static_dir = state.frontend_dir.join("static");
     cfg.app_data(web::Data::new(state))
-        .route("/", web::get().to(index))
-        .route("/interview/{code}", web::get().to(editor));
+        .service(methods::get("/", index))
+        .service(methods::get("/interview/{code}", editor));
     if static_dir.is_dir() {
+        // actix-files answers other methods with a plain-text 405 without `Allow`; this resource
+        // answers them first, in the shape every other path uses.
+        cfg.service(
+            web::resource("/static/{tail:.*}")
+                .guard(guard::Not(guard::Any(guard::Get()).or(guard::Head())))
+                .to(|| async { methods::method_not_allowed(methods::GET_HEAD) }),
+        );
         cfg.service(
             actix_files::Files::new("/static", static_dir)
                 .use_etag(true)

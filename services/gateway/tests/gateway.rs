@@ -19,7 +19,13 @@ async fn text_of(http: &reqwest::Client, url: String) -> String {
 async fn spawn_session_api() -> String {
     let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::in_memory().unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = duet_session_api::Application::with_storage(listener, storage, 1_000_000).unwrap();
+    let app = duet_session_api::Application::with_storage(
+        listener,
+        storage,
+        1_000_000,
+        duet_telemetry::connections::ConnectionLimits::default(),
+    )
+    .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     base
@@ -70,7 +76,8 @@ async fn api_and_pages_go_through_the_gateway() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let created: Value = r.json().await.unwrap();
-    let code = created["code"].as_str().unwrap();
+    let code = created["session_code"].as_str().unwrap();
+    assert_eq!(created["code"], "");
     assert_eq!(created["language"], "html");
 
     let found: Value = http
@@ -82,6 +89,7 @@ async fn api_and_pages_go_through_the_gateway() {
         .await
         .unwrap();
     assert_eq!(found["id"], created["id"]);
+    assert_eq!(found["session_code"], code);
 
     // Errors pass through unchanged.
     let r = http
@@ -119,6 +127,52 @@ async fn api_and_pages_go_through_the_gateway() {
         status_of(&http, format!("{gw}/readyz")).await,
         StatusCode::OK
     );
+}
+
+/// The gateway's own paths: `HEAD` wherever `GET`, 405 with `Allow` and the JSON error otherwise;
+/// the API's answers (405 included) pass through.
+#[tokio::test]
+async fn head_works_wherever_get_does_and_wrong_methods_get_405() {
+    let frontend = tempfile::tempdir().unwrap();
+    std::fs::write(frontend.path().join("index.html"), "<!doctype html>").unwrap();
+    std::fs::write(frontend.path().join("editor.html"), "<!doctype html>").unwrap();
+    std::fs::create_dir(frontend.path().join("static")).unwrap();
+    std::fs::write(frontend.path().join("static/app.js"), "console.log(1)").unwrap();
+    let api = spawn_session_api().await;
+    let gw = spawn_gateway(&settings(vec![api], frontend.path())).await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{gw}/api/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = created["session_code"].as_str().unwrap();
+    let interview = format!("/interview/{code}");
+    let session = format!("/api/session/{code}");
+    for path in [
+        "/",
+        interview.as_str(),
+        "/interview/ZZZZ2222",
+        "/static/app.js",
+        session.as_str(),
+        "/healthz",
+        "/readyz",
+    ] {
+        duet_testkit::http::assert_head_like_get(&gw, path).await;
+    }
+    for (method, path, allow) in [
+        ("POST", "/", "GET, HEAD"),
+        ("DELETE", interview.as_str(), "GET, HEAD"),
+        ("PUT", "/static/app.js", "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("PATCH", "/readyz", "GET, HEAD"),
+        ("PUT", "/api/session", "POST"),
+        ("DELETE", session.as_str(), "GET, HEAD"),
+    ] {
+        duet_testkit::http::assert_method_not_allowed(&gw, method, path, allow).await;
+    }
 }
 
 #[tokio::test]
@@ -269,4 +323,28 @@ async fn socketio_is_proxied_to_a_hub_over_polling_and_websocket() {
         err.starts_with("42[\"error\"") && err.contains("not_joined"),
         "{err}"
     );
+}
+
+/// The gateway binary, with nothing behind it: `/healthz` is its own liveness.
+const GATEWAY_ENV: &[(&str, &str)] = &[
+    ("DUET_GATEWAY__SESSION_API_URLS", "http://127.0.0.1:9"),
+    ("DUET_GATEWAY__HUB_URLS", "http://127.0.0.1:9"),
+];
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_handshake_timeout() {
+    duet_testkit::service::silent_connections_are_closed_after_the_handshake_timeout(
+        env!("CARGO_BIN_EXE_duet-gateway"),
+        GATEWAY_ENV,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_flood_never_starves_healthz_under_a_low_open_files_limit() {
+    duet_testkit::service::a_silent_flood_never_starves_healthz(
+        env!("CARGO_BIN_EXE_duet-gateway"),
+        GATEWAY_ENV,
+    )
+    .await;
 }

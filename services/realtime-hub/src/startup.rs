@@ -10,19 +10,19 @@
 //! take turns. Scale a hub out by running more hubs, not more threads.
 
 use std::net::TcpListener;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_http::HttpService;
 use actix_service::{map_config, IntoServiceFactory, Service, ServiceFactory};
 use actix_web::dev::AppConfig;
-use actix_web::{web, App, HttpResponse};
+use actix_web::{App, HttpResponse};
 use duet_bus::{Bus, LocalBus, RedisBus};
 use duet_config::Settings;
 use duet_storage::postgres::PgStorage;
 use duet_storage::sqlite::SqliteStorage;
 use duet_storage::Storage;
+use duet_telemetry::connections::{ConnectionGate, ConnectionLimits, DISCONNECT_TIMEOUT};
 use duet_telemetry::health::{Readiness, ReadyCheck};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,12 +31,18 @@ use crate::{Hub, HubOptions};
 
 /// Seconds the HTTP server gives open connections to finish on shutdown.
 const HTTP_SHUTDOWN_SECS: u64 = 10;
+/// Wait before accepting again after an accept error (out of file descriptors, say): the error
+/// repeats until something is closed, so retrying at once would spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// Accept errors are logged at most this often (with how many since the last line).
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     readiness: Readiness,
     hub: Hub,
+    gate: ConnectionGate,
 }
 
 /// Opens the storage `settings` names.
@@ -95,6 +101,7 @@ impl Application {
             listener,
             readiness,
             hub,
+            gate: ConnectionGate::new(ConnectionLimits::from_settings(&settings.http)),
         })
     }
 
@@ -114,6 +121,7 @@ impl Application {
             listener,
             readiness,
             hub,
+            gate,
             ..
         } = self;
         let stop = CancellationToken::new();
@@ -123,19 +131,16 @@ impl Application {
             App::new()
                 .configure(|c| routes.configure(c))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
-                .route(
-                    "/metrics",
-                    web::get().to(move || {
-                        let body = metrics_hub.metrics();
-                        async move {
-                            HttpResponse::Ok()
-                                .content_type("text/plain; version=0.0.4")
-                                .body(body)
-                        }
-                    }),
-                )
+                .service(duet_telemetry::methods::get("/metrics", move || {
+                    let body = metrics_hub.metrics();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/plain; version=0.0.4")
+                            .body(body)
+                    }
+                }))
         };
-        let server = actix_web::rt::spawn(serve_local(listener, app, stop.clone()));
+        let server = actix_web::rt::spawn(serve_local(listener, gate, app, stop.clone()));
         duet_telemetry::shutdown_signal().await;
         // Clients first (told to reconnect elsewhere, pending edits committed), then HTTP.
         hub.shutdown().await;
@@ -148,8 +153,15 @@ impl Application {
 /// Serves the actix-web app `app` makes on `listener`, on the calling thread (see the module
 /// docs), until `stop` is cancelled; then stops accepting and gives open connections
 /// up to `HTTP_SHUTDOWN_SECS` (10 s) to finish (what is left ends with the runtime).
+///
+/// Every connection passes `gate` (`duet_telemetry::connections`): silent ones are closed after
+/// the handshake timeout, and at the connection limit the longest-silent one makes room, so the
+/// accept loop never stops taking connections and a health probe is never queued behind silent
+/// ones. An accept error (out of file descriptors, say) is logged at most every
+/// [`ACCEPT_ERROR_LOG_EVERY`] and retried after [`ACCEPT_ERROR_BACKOFF`].
 pub async fn serve_local<F, T>(
     listener: TcpListener,
+    gate: ConnectionGate,
     app: F,
     stop: CancellationToken,
 ) -> anyhow::Result<()>
@@ -165,39 +177,57 @@ where
 {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
+    let limits = gate.limits().clone();
     let factory = HttpService::build()
+        .keep_alive(limits.keep_alive)
+        .client_request_timeout(limits.handshake_timeout)
+        .client_disconnect_timeout(DISCONNECT_TIMEOUT)
         // Edits are small frames: without TCP_NODELAY, Nagle holds a frame until the previous
         // one is acknowledged, and delayed ACKs make that up to 40 ms.
         .tcp_nodelay(true)
         .local_addr(listener.local_addr()?)
         .finish(map_config(app().into_factory(), |_| AppConfig::default()))
         .tcp();
-    let service = Rc::new(
-        factory
-            .new_service(())
-            .await
-            .map_err(|()| anyhow::anyhow!("the HTTP service did not start"))?,
-    );
+    let factory = gate.wrap(factory);
+    let service = factory
+        .new_service(())
+        .await
+        .map_err(|()| anyhow::anyhow!("the HTTP service did not start"))?;
     let connections = TaskTracker::new();
+    let mut accept_errors = 0u64;
+    let mut accept_error_logged: Option<Instant> = None;
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: back off instead of spinning, and
+                    // say so without flooding the log.
+                    accept_errors += 1;
+                    if accept_error_logged.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
+                        tracing::warn!(error = %e, errors = accept_errors, open = gate.open(), "accept failed");
+                        accept_error_logged = Some(Instant::now());
+                        accept_errors = 0;
+                    }
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
             },
         };
-        let service = service.clone();
+        // Counts the connection now (closing one to make room, or this one, at the limit), so
+        // a burst of accepts cannot outrun the count.
+        let connection = service.call(stream);
         actix_web::rt::spawn(connections.track_future(async move {
-            if let Err(e) = service.call(stream).await {
+            if let Err(e) = connection.await {
                 tracing::debug!(error = ?e, "HTTP connection ended with an error");
             }
         }));
+        if gate.open() > gate.limits().max_connections {
+            // A connection was just closed to make room: let its task run and release its file
+            // before accepting the next.
+            tokio::task::yield_now().await;
+        }
     }
     drop(listener);
     connections.close();

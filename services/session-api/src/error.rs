@@ -53,7 +53,9 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidCode => Self::InvalidCode(e.to_string()),
             DomainError::UnknownLanguage(_) => Self::UnknownLanguage(e.to_string()),
             DomainError::TitleTooLong => Self::TitleTooLong(e.to_string()),
-            DomainError::InvalidName => Self::InvalidField(e.to_string()),
+            DomainError::InvalidTitle | DomainError::InvalidName | DomainError::NulCharacter(_) => {
+                Self::InvalidField(e.to_string())
+            }
         }
     }
 }
@@ -62,6 +64,7 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Unavailable(_) => Self::Unavailable,
+            StorageError::Invalid(message) => Self::InvalidField(message),
             other => Self::Unexpected(anyhow::Error::new(other)),
         }
     }

@@ -1,8 +1,10 @@
 //! session-api: the REST API for interview sessions.
 //!
-//! - `POST /api/session` creates a session (`{language?, title?}` → 201 `{id, code, title, language,
-//!   created_at}`).
-//! - `GET /api/session/{code}` → 200 `{id, code, title, language, created_at, connected_users}` or 404.
+//! - `POST /api/session` creates a session (`{language?, title?}` → 201 `{id, session_code, code,
+//!   title, language, created_at}`; the seed's names: `session_code` is the human-readable code,
+//!   `code` the interview's current text).
+//! - `GET /api/session/{code}` → 200 `{id, session_code, code, title, language, created_at,
+//!   connected_users}` or 404.
 //! - `GET /api/session/{code}/runs` → the newest code runs reported by participants.
 //! - `GET /api/languages` → the closed list of languages.
 //!
@@ -16,22 +18,29 @@ mod routes;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::{dev::Server, http::StatusCode, web, App, HttpServer};
+use actix_web::{dev::Server, http::StatusCode, web, App};
 use duet_config::Settings;
 use duet_storage::{postgres::PgStorage, Storage};
+use duet_telemetry::connections::{self, ConnectionGate, ConnectionLimits};
 use duet_telemetry::health::{Readiness, ReadyCheck};
+use duet_telemetry::methods;
 
 pub use routes::ApiState;
 
-/// Mounts `/api/*` (including a JSON 404 for unknown API paths).
+/// Mounts `/api/*`: `HEAD` wherever `GET`, 405 with `Allow` for a known path asked with another
+/// method, and a JSON 404 for unknown API paths.
 pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
     cfg.service(
         web::scope("/api")
             .app_data(web::Data::new(state))
-            .route("/session", web::post().to(routes::create_session))
-            .route("/session/{code}", web::get().to(routes::get_session))
-            .route("/session/{code}/runs", web::get().to(routes::get_runs))
-            .route("/languages", web::get().to(routes::languages))
+            .service(
+                web::resource("/session")
+                    .route(web::post().to(routes::create_session))
+                    .default_service(methods::not_allowed("POST")),
+            )
+            .service(methods::get("/session/{code}", routes::get_session))
+            .service(methods::get("/session/{code}/runs", routes::get_runs))
+            .service(methods::get("/languages", routes::languages))
             .default_service(web::to(|| async {
                 error::json_error(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
             })),
@@ -61,7 +70,8 @@ impl Application {
             .ok_or_else(|| anyhow::anyhow!("session-api needs DATABASE_URL=postgres://…"))?;
         let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(url).await?);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
-        Self::with_storage(listener, storage, settings.max_content_length)
+        let limits = ConnectionLimits::from_settings(&settings.http);
+        Self::with_storage(listener, storage, settings.max_content_length, limits)
     }
 
     /// Serves on `listener` with the given storage (tests use port 0 and any backend).
@@ -69,6 +79,7 @@ impl Application {
         listener: TcpListener,
         storage: Arc<dyn Storage>,
         max_body: usize,
+        limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let state = ApiState {
@@ -76,17 +87,12 @@ impl Application {
             max_body,
         };
         let readiness = Readiness(vec![storage_check(storage)]);
-        let server = HttpServer::new(move || {
+        let server = connections::serve(listener, ConnectionGate::new(limits), true, move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .configure(|c| configure(c, state.clone()))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
-        })
-        .shutdown_timeout(10)
-        // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add up to 40 ms.
-        .tcp_nodelay(true)
-        .listen(listener)?
-        .run();
+        })?;
         Ok(Self { port, server })
     }
 

@@ -69,10 +69,13 @@ async fn read_body(
     Ok(body)
 }
 
+/// A session in the seed's names: `session_code` is the human-readable code, `code` the
+/// interview's current text (the plain-text copy the hub keeps; `""` for a new interview).
 fn session_json(s: &Session) -> serde_json::Value {
     json!({
         "id": s.id,
-        "code": s.code,
+        "session_code": s.code,
+        "code": s.text,
         "title": s.title.as_str(),
         "language": s.language,
         "created_at": s.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),

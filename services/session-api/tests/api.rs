@@ -19,7 +19,13 @@ struct TestApp {
 impl TestApp {
     async fn spawn(storage: Arc<dyn Storage>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let app = Application::with_storage(listener, storage, TEST_MAX_BODY).unwrap();
+        let app = Application::with_storage(
+            listener,
+            storage,
+            TEST_MAX_BODY,
+            duet_telemetry::connections::ConnectionLimits::default(),
+        )
+        .unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         Self {
@@ -79,13 +85,15 @@ fn error_code(body: &Value) -> &str {
 }
 
 async fn create_then_find(storage: Arc<dyn Storage>) {
-    let app = TestApp::spawn(storage).await;
+    let app = TestApp::spawn(storage.clone()).await;
     let (status, created) = app
         .create(json!({"language": "python", "title": "  Round 1 "}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let code = created["code"].as_str().unwrap();
+    // The seed's names: `session_code` is the human-readable code, `code` the interview's text.
+    let code = created["session_code"].as_str().unwrap();
     assert!(duet_domain::SessionCode::parse(code).is_ok(), "{code}");
+    assert_eq!(created["code"], "", "a new interview has no text yet");
     assert_eq!(created["language"], "python");
     assert_eq!(created["title"], "Round 1");
     assert!(uuid::Uuid::parse_str(created["id"].as_str().unwrap()).is_ok());
@@ -94,22 +102,48 @@ async fn create_then_find(storage: Arc<dyn Storage>) {
         &time::format_description::well_known::Rfc3339
     )
     .is_ok());
+    let mut keys: Vec<_> = created.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "code",
+            "created_at",
+            "id",
+            "language",
+            "session_code",
+            "title"
+        ],
+        "no other (old) field names"
+    );
 
     let (status, found) = app
         .get(&format!("/api/session/{}", code.to_lowercase()))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(found["code"], code);
+    assert_eq!(found["session_code"], code);
+    assert_eq!(found["code"], "");
     assert_eq!(found["id"], created["id"]);
     assert_eq!(found["language"], "python");
     assert_eq!(found["connected_users"], 0);
     assert_eq!(found["created_at"], created["created_at"]);
+    assert!(found.get("text").is_none(), "{found}");
+
+    // `code` is the current text: the plain-text copy the hub saves.
+    let id = uuid::Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    storage.set_text(id, "print('hi')\n").await.unwrap();
+    let (_, found) = app.get(&format!("/api/session/{code}")).await;
+    assert_eq!(found["code"], "print('hi')\n");
+    // A NUL typed into the document is shown as U+FFFD (PostgreSQL text cannot hold U+0000).
+    storage.set_text(id, "a\0b").await.unwrap();
+    let (_, found) = app.get(&format!("/api/session/{code}")).await;
+    assert_eq!(found["code"], "a\u{FFFD}b");
 
     // An empty body gets the defaults; codes differ.
     let (status, other) = app.post_raw("", "application/json").await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(other["language"], "javascript");
-    assert_ne!(other["code"], created["code"]);
+    assert_ne!(other["session_code"], created["session_code"]);
 
     let (status, runs) = app.get(&format!("/api/session/{code}/runs")).await;
     assert_eq!(status, StatusCode::OK);
@@ -179,6 +213,13 @@ async fn bad_input_gets_typed_errors(storage: Arc<dyn Storage>) {
     let (status, json) = app.create(json!({"title": "x".repeat(201)})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_code(&json), "title_too_long");
+    // U+0000 cannot be stored on PostgreSQL; no control character belongs in a title. Both
+    // backends give the same typed answer.
+    for title in ["before\0after", "two\nlines", "bell\u{7}"] {
+        let (status, json) = app.create(json!({ "title": title })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{title:?}: {json}");
+        assert_eq!(error_code(&json), "invalid_field", "{title:?}");
+    }
 
     let big = json!({"title": "y".repeat(TEST_MAX_BODY)});
     let (status, json) = app.create(big).await;
@@ -228,7 +269,7 @@ async fn database_outage_gives_503_and_recovers() {
     let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&url).await.unwrap());
     let app = TestApp::spawn(storage).await;
     let (_, created) = app.create(json!({})).await;
-    let code = created["code"].as_str().unwrap().to_owned();
+    let code = created["session_code"].as_str().unwrap().to_owned();
 
     pg.stop().await;
     let started = std::time::Instant::now();
@@ -257,5 +298,68 @@ async fn database_outage_gives_503_and_recovers() {
     assert!(recovered, "readiness recovers by itself");
     let (status, found) = app.get(&format!("/api/session/{code}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(found["code"], code.as_str());
+    assert_eq!(found["session_code"], code.as_str());
+}
+
+/// A known path asked with a method it does not serve: 405, `Allow`, the JSON error shape. `HEAD`
+/// works wherever `GET` does (same status and headers, no body).
+#[tokio::test]
+async fn wrong_methods_get_405_with_allow_and_head_answers_like_get() {
+    let app = TestApp::spawn(sqlite().await).await;
+    let (_, created) = app.create(json!({})).await;
+    let code = created["session_code"].as_str().unwrap();
+    let session = format!("/api/session/{code}");
+    let runs = format!("/api/session/{code}/runs");
+    for (method, path, allow) in [
+        ("GET", "/api/session", "POST"),
+        ("PUT", "/api/session", "POST"),
+        ("OPTIONS", "/api/session", "POST"),
+        ("DELETE", session.as_str(), "GET, HEAD"),
+        ("POST", session.as_str(), "GET, HEAD"),
+        ("POST", runs.as_str(), "GET, HEAD"),
+        ("PATCH", "/api/languages", "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/readyz", "GET, HEAD"),
+    ] {
+        duet_testkit::http::assert_method_not_allowed(&app.base, method, path, allow).await;
+    }
+    // Unknown paths stay 404, whatever the method.
+    let r = app
+        .http
+        .delete(format!("{}/api/nope", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    for path in [
+        session.as_str(),
+        runs.as_str(),
+        "/api/languages",
+        "/healthz",
+        "/readyz",
+        "/api/session/ZZZZ2222",
+    ] {
+        duet_testkit::http::assert_head_like_get(&app.base, path).await;
+    }
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_handshake_timeout() {
+    let url = duet_testkit::postgres::fresh_database_url().await;
+    duet_testkit::service::silent_connections_are_closed_after_the_handshake_timeout(
+        env!("CARGO_BIN_EXE_duet-session-api"),
+        &[("DATABASE_URL", url.as_str())],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_flood_never_starves_healthz_under_a_low_open_files_limit() {
+    let url = duet_testkit::postgres::fresh_database_url().await;
+    duet_testkit::service::a_silent_flood_never_starves_healthz(
+        env!("CARGO_BIN_EXE_duet-session-api"),
+        &[("DATABASE_URL", url.as_str())],
+    )
+    .await;
 }

@@ -51,6 +51,19 @@ pub struct Settings {
     pub log_level: String,
     pub hub: HubSettings,
     pub gateway: GatewaySettings,
+    pub http: HttpSettings,
+}
+
+/// Connection limits of every service's HTTP server (`duet_telemetry::connections`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// Most connections one process holds open at once; further capped by the open-files limit.
+    pub max_connections: usize,
+    /// A new connection must send its first byte within this, and then its request head within
+    /// this again; otherwise it is closed.
+    pub handshake_timeout_ms: u64,
+    /// An idle keep-alive connection (between requests) is closed after this.
+    pub keep_alive_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +136,9 @@ impl Settings {
             .and_then(|b| b.set_default("hub.allowed_origins", Vec::<String>::new()))
             .and_then(|b| b.set_default("gateway.session_api_urls", Vec::<String>::new()))
             .and_then(|b| b.set_default("gateway.hub_urls", Vec::<String>::new()))
+            .and_then(|b| b.set_default("http.max_connections", 20_000))
+            .and_then(|b| b.set_default("http.handshake_timeout_ms", 5_000))
+            .and_then(|b| b.set_default("http.keep_alive_secs", 5))
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
 
         let file = get("DUET_CONFIG");
@@ -187,6 +203,17 @@ impl Settings {
                 ));
             }
         }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "http.max_connections (DUET_HTTP__MAX_CONNECTIONS) must be at least 1".into(),
+            ));
+        }
+        if self.http.handshake_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "http.handshake_timeout_ms (DUET_HTTP__HANDSHAKE_TIMEOUT_MS) must be at least 1"
+                    .into(),
+            ));
+        }
         if self.hub.heartbeat_ttl_secs < 3 {
             return Err(ConfigError::Invalid(
                 "hub.heartbeat_ttl_secs (DUET_HUB__HEARTBEAT_TTL_SECS) must be at least 3".into(),
@@ -231,6 +258,9 @@ mod tests {
         assert!(!s.uses_postgres());
         assert_eq!(s.sqlite_path(), PathBuf::from("./data/duet.sqlite3"));
         assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.http.max_connections, 20_000);
+        assert_eq!(s.http.handshake_timeout_ms, 5_000);
+        assert_eq!(s.http.keep_alive_secs, 5);
     }
 
     #[test]
@@ -272,6 +302,13 @@ mod tests {
             ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
             ("REDIS_URL", "http://x", "REDIS_URL"),
             ("DUET_LOG_FORMAT", "xml", "log_format"),
+            ("DUET_HTTP__MAX_CONNECTIONS", "0", "max_connections"),
+            ("DUET_HTTP__MAX_CONNECTIONS", "many", "max_connections"),
+            (
+                "DUET_HTTP__HANDSHAKE_TIMEOUT_MS",
+                "0",
+                "handshake_timeout_ms",
+            ),
         ] {
             let err = load(&[(var, val)]).unwrap_err().to_string();
             assert!(err.contains(key), "{var}={val}: {err}");

@@ -33,8 +33,27 @@ pub enum DomainError {
     UnknownLanguage(String),
     #[error("title is longer than {MAX_TITLE_CHARS} characters")]
     TitleTooLong,
-    #[error("name must be 1 to {MAX_NAME_CHARS} characters")]
+    #[error("title must not contain control characters (line breaks, tabs, U+0000 and the like)")]
+    InvalidTitle,
+    #[error("name must be 1 to {MAX_NAME_CHARS} characters without control characters")]
     InvalidName,
+    /// The text holds U+0000, which a PostgreSQL `text` column cannot store (see [`reject_nul`]).
+    #[error("{0} must not contain the character U+0000 (NUL)")]
+    NulCharacter(&'static str),
+}
+
+/// Refuses a text that holds U+0000 (NUL), naming `field` in the error.
+///
+/// PostgreSQL's `text` type cannot hold U+0000 at all (the server refuses the whole statement), so
+/// free text that is stored as it is (a run's output) is checked with this at the edge, and the
+/// storage backends check it again before writing. Both backends refuse it, so a client sees the
+/// same answer whichever one runs.
+pub fn reject_nul(field: &'static str, value: &str) -> Result<(), DomainError> {
+    if value.contains('\0') {
+        Err(DomainError::NulCharacter(field))
+    } else {
+        Ok(())
+    }
 }
 
 impl SessionCode {
@@ -131,7 +150,9 @@ impl fmt::Display for Language {
     }
 }
 
-/// A session title: optional, at most [`MAX_TITLE_CHARS`] characters, trimmed.
+/// A session title: optional, at most [`MAX_TITLE_CHARS`] characters, trimmed, one line without
+/// control characters (a title is shown in page headers and tab titles; U+0000 cannot even be
+/// stored on PostgreSQL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Title(String);
 
@@ -141,7 +162,17 @@ impl Title {
         if t.chars().count() > MAX_TITLE_CHARS {
             return Err(DomainError::TitleTooLong);
         }
+        if t.chars().any(char::is_control) {
+            return Err(DomainError::InvalidTitle);
+        }
         Ok(Self(t.to_owned()))
+    }
+
+    /// A title read back from storage. Not re-validated: it was parsed when it was written, and a
+    /// rule added later (such as the one on control characters) must not make an existing
+    /// interview unreadable.
+    pub fn from_stored(stored: String) -> Self {
+        Self(stored)
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -250,5 +281,40 @@ mod tests {
         assert_eq!(DisplayName::parse("  "), Err(DomainError::InvalidName));
         assert_eq!(DisplayName::parse("a\u{7}b"), Err(DomainError::InvalidName));
         assert_eq!(DisplayName::parse(" Ada ").unwrap().as_str(), "Ada");
+    }
+
+    #[test]
+    fn titles_and_names_refuse_nul_and_other_control_characters() {
+        for bad in [
+            "a\0b",
+            "\0",
+            "line\nbreak",
+            "tab\there",
+            "del\u{7f}",
+            "c1\u{85}x",
+        ] {
+            assert_eq!(Title::parse(bad), Err(DomainError::InvalidTitle), "{bad:?}");
+            assert_eq!(
+                DisplayName::parse(bad),
+                Err(DomainError::InvalidName),
+                "{bad:?}"
+            );
+        }
+        // Surrounding blanks (including a trailing newline) are trimmed, not refused.
+        assert_eq!(Title::parse(" Round 1\n").unwrap().as_str(), "Round 1");
+        assert_eq!(Title::parse("Ünïcödé ✓ 𝄞").unwrap().as_str(), "Ünïcödé ✓ 𝄞");
+    }
+
+    #[test]
+    fn reject_nul_names_the_field() {
+        assert_eq!(reject_nul("output", "fine\u{1}\n"), Ok(()));
+        assert_eq!(
+            reject_nul("output", "a\0"),
+            Err(DomainError::NulCharacter("output"))
+        );
+        assert_eq!(
+            DomainError::NulCharacter("output").to_string(),
+            "output must not contain the character U+0000 (NUL)"
+        );
     }
 }

@@ -453,6 +453,90 @@ async fn upgrade_without_probe_is_refused_and_polling_goes_on() {
     );
 }
 
+/// Sends an `echo` event and expects it back.
+async fn echo(ws: &mut Framed, text: &str) {
+    let msg = format!(r#"42["echo","{text}"]"#);
+    ws.send(Message::Text(msg.clone().into())).await.unwrap();
+    assert_eq!(next_text(ws).await.unwrap(), msg);
+}
+
+/// engine.io-protocol, "Upgrade": a client must not open a second WebSocket for a session; should
+/// it happen, the server must close that WebSocket. It is accepted (101) and then closed, whether
+/// it comes while the first upgrade is probing, once it has completed, or for a session opened as a
+/// WebSocket; the session goes on on its first WebSocket.
+#[actix_rt::test]
+async fn a_second_websocket_for_a_session_is_accepted_then_closed() {
+    let srv = spawn(test_config()).await;
+    let second = |sid: String| {
+        let url = format!("{}&sid={sid}", srv.ws);
+        async move {
+            let (res, mut ws) = client()
+                .ws(url)
+                .connect()
+                .await
+                .expect("the second WebSocket's handshake is accepted");
+            assert_eq!(res.status().as_u16(), 101);
+            match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+                Ok(Some(Ok(Frame::Close(Some(reason))))) => {
+                    assert_eq!(reason.code, awc::ws::CloseCode::Policy)
+                }
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+            // And the connection ends even though this client never answers the close frame
+            // (within the server's client disconnect timeout, 1 s by default).
+            match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+                Ok(None | Some(Err(_))) => {}
+                other => panic!("expected the end of the connection, got {other:?}"),
+            }
+        }
+    };
+    // While the first upgrade is probing, then once it is complete.
+    let sid = srv.open_polling().await;
+    assert_eq!(srv.post(&sid, "40").await, 200);
+    assert!(srv.poll(&sid).await.1.starts_with("40{"));
+    let (_, mut first) = client()
+        .ws(format!("{}&sid={sid}", srv.ws))
+        .connect()
+        .await
+        .unwrap();
+    first.send(Message::Text("2probe".into())).await.unwrap();
+    assert_eq!(next_text(&mut first).await.unwrap(), "3probe");
+    second(sid.clone()).await;
+    first.send(Message::Text("5".into())).await.unwrap();
+    echo(&mut first, "upgraded").await;
+    second(sid.clone()).await;
+    echo(&mut first, "still upgraded").await;
+    // The published suites' order: `2probe` and `5` at once, the second WebSocket right after.
+    let sid = srv.open_polling().await;
+    let (_, mut first) = client()
+        .ws(format!("{}&sid={sid}", srv.ws))
+        .connect()
+        .await
+        .unwrap();
+    first.send(Message::Text("2probe".into())).await.unwrap();
+    first.send(Message::Text("5".into())).await.unwrap();
+    second(sid.clone()).await;
+    first.send(Message::Text("40".into())).await.unwrap();
+    assert_eq!(next_text(&mut first).await.unwrap(), "3probe");
+    assert!(next_text(&mut first).await.unwrap().starts_with("40{"));
+
+    // A session opened as a WebSocket.
+    let (_, mut ws) = client().ws(&srv.ws).connect().await.unwrap();
+    let open = next_text(&mut ws).await.unwrap();
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    ws.send(Message::Text("40".into())).await.unwrap();
+    assert!(next_text(&mut ws).await.unwrap().starts_with("40{"));
+    second(open["sid"].as_str().unwrap().to_owned()).await;
+    echo(&mut ws, "websocket-only").await;
+
+    assert!(
+        srv.reasons.lock().is_empty(),
+        "no session was closed: {:?}",
+        srv.reasons.lock()
+    );
+    srv.still_serves().await;
+}
+
 #[actix_rt::test]
 async fn no_namespace_connect_closes_after_the_connect_timeout() {
     let srv = spawn(SioConfig {

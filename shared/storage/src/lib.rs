@@ -10,8 +10,10 @@
 //! adds a snapshot that *covers* the updates up to a sequence number so loading is fast, and nothing ever
 //! deletes or rewrites an update, so an interview can be replayed from its first keystroke.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
-use duet_domain::{Language, NewSession, Session, SessionCode};
+use duet_domain::{reject_nul, Language, NewSession, Session, SessionCode};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -27,6 +29,11 @@ pub enum StorageError {
     /// The referenced session does not exist.
     #[error("session not found")]
     NotFound,
+    /// The value cannot be stored (a run's output holding U+0000, which PostgreSQL `text` cannot
+    /// hold). Refused before the database is asked, on both backends, so nothing is written. Maps
+    /// to a 4xx: `invalid_field` in REST, `invalid_payload` on Socket.IO.
+    #[error("cannot be stored: {0}")]
+    Invalid(String),
     /// The database cannot be reached (down, pool exhausted, timeout). Maps to 503; retry later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -107,6 +114,39 @@ pub struct Run {
     pub created_at: OffsetDateTime,
 }
 
+/// What U+0000 becomes in a stored plain-text copy ([`Storage::set_text`]): U+FFFD, the
+/// replacement character. PostgreSQL `text` cannot hold U+0000, and the copy is a convenience for
+/// the REST API (the Yjs history, stored as bytes, keeps the NUL), so it is replaced rather than
+/// refused: a NUL typed into one document must not fail the batch that saves many interviews'
+/// texts. U+FFFD is one UTF-16 unit like U+0000, so offsets into the copy still match the document.
+/// Both backends store it the same way.
+pub const NUL_REPLACEMENT: char = '\u{FFFD}';
+
+/// The plain text as it is stored (see [`NUL_REPLACEMENT`]); borrowed when there is no NUL.
+pub fn storable_text(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', &NUL_REPLACEMENT.to_string()))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Refuses a run that cannot be stored as it is (U+0000 in its free text, which PostgreSQL `text`
+/// cannot hold), before either backend writes anything.
+fn check_run(run: &NewRun) -> Result<()> {
+    reject_nul("output", &run.output)
+        .and_then(|()| reject_nul("user_name", &run.user_name))
+        .and_then(|()| reject_nul("status", &run.status))
+        .map_err(|e| StorageError::Invalid(e.to_string()))
+}
+
+/// Refuses a participant row that cannot be stored (see [`check_run`]).
+fn check_participant(p: &Participant) -> Result<()> {
+    reject_nul("name", &p.name)
+        .and_then(|()| reject_nul("color", &p.color))
+        .map_err(|e| StorageError::Invalid(e.to_string()))
+}
+
 /// Storage shared by every service. Implementations are cheap to clone behind an `Arc`.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -120,13 +160,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Sets the session's language. [`StorageError::NotFound`] for an unknown id.
     async fn set_language(&self, session_id: Uuid, language: Language) -> Result<()>;
     /// Keeps the plain text current for the REST API (not the source of truth: the history is).
+    /// U+0000 is stored as [`NUL_REPLACEMENT`].
     async fn set_text(&self, session_id: Uuid, text: &str) -> Result<()>;
     /// [`Storage::set_text`] for several sessions at once, in ONE statement or transaction (a hub
     /// saving many interviews' texts pays one round trip and one commit, not one per interview).
     /// Each session at most once. Returns the ids whose text was saved: unknown ids are not, and
     /// neither are sessions whose row another transaction holds at that moment (the history writer
     /// locks the rows it appends to) — skipped rather than waited for, so a batch never waits on
-    /// nor deadlocks with the writer; the caller tries those again later.
+    /// nor deadlocks with the writer; the caller tries those again later. U+0000 is stored as
+    /// [`NUL_REPLACEMENT`], so no text can fail the batch for the others.
     async fn set_texts(&self, texts: &[(Uuid, String)]) -> Result<Vec<Uuid>>;
 
     /// Appends a batch of updates (possibly for several sessions) in ONE transaction: all or nothing.
@@ -146,6 +188,7 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Registers (or refreshes) a hub as alive until `now + ttl`.
     async fn hub_heartbeat(&self, hub_id: &str, ttl_secs: i64) -> Result<()>;
+    /// [`StorageError::Invalid`] for a name or colour holding U+0000 (nothing is written).
     async fn add_participant(&self, p: &Participant) -> Result<()>;
     async fn remove_participant(&self, participant_id: Uuid) -> Result<()>;
     /// Removes every participant row owned by a hub (on its clean shutdown).
@@ -153,6 +196,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Connected participants of a session, counting only rows owned by hubs whose heartbeat is fresh.
     async fn connected_count(&self, session_id: Uuid) -> Result<i64>;
 
+    /// Stores a run as it was produced. [`StorageError::Invalid`] if its output, user name or
+    /// status holds U+0000 (nothing is written; callers check with [`duet_domain::reject_nul`] at
+    /// the edge first).
     async fn record_run(&self, run: NewRun) -> Result<Run>;
     /// The newest `limit` runs of a session, newest first.
     async fn recent_runs(&self, session_id: Uuid, limit: i64) -> Result<Vec<Run>>;

@@ -18,8 +18,8 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::{
-    DocumentState, NewRun, NewUpdate, Participant, Result, Run, Snapshot, Storage, StorageError,
-    StoredUpdate,
+    check_participant, check_run, storable_text, DocumentState, NewRun, NewUpdate, Participant,
+    Result, Run, Snapshot, Storage, StorageError, StoredUpdate,
 };
 
 mod embedded {
@@ -184,12 +184,11 @@ fn pg_error(e: tokio_postgres::Error) -> StorageError {
 
 fn session_from_row(row: &Row) -> Result<Session> {
     let code: String = row.try_get("code").map_err(pg_error)?;
-    let title: String = row.try_get("title").map_err(pg_error)?;
     let language: String = row.try_get("language").map_err(pg_error)?;
     Ok(Session {
         id: row.try_get("id").map_err(pg_error)?,
         code: SessionCode::parse(&code).map_err(|e| corrupt("sessions.code", e))?,
-        title: Title::parse(&title).map_err(|e| corrupt("sessions.title", e))?,
+        title: Title::from_stored(row.try_get("title").map_err(pg_error)?),
         language: Language::parse(&language).map_err(|e| corrupt("sessions.language", e))?,
         text: row.try_get("text").map_err(pg_error)?,
         created_at: row.try_get("created_at").map_err(pg_error)?,
@@ -322,7 +321,7 @@ impl Storage for PgStorage {
         let n = self
             .execute(
                 "UPDATE sessions SET text = $2 WHERE id = $1",
-                &[&session_id, &text],
+                &[&session_id, &storable_text(text).as_ref()],
             )
             .await?;
         if n == 0 {
@@ -338,7 +337,8 @@ impl Storage for PgStorage {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = texts.iter().map(|(id, _)| *id).collect();
-        let bodies: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let stored: Vec<_> = texts.iter().map(|(_, t)| storable_text(t)).collect();
+        let bodies: Vec<&str> = stored.iter().map(AsRef::as_ref).collect();
         bounded(async {
             let client = self.client().await?;
             let stmt = client
@@ -509,6 +509,7 @@ impl Storage for PgStorage {
 
     /// Idempotent: adding the same participant id again updates its row (a re-sent join).
     async fn add_participant(&self, p: &Participant) -> Result<()> {
+        check_participant(p)?;
         self.execute(
             "INSERT INTO participants (id, session_id, user_id, name, color, hub_id) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -562,6 +563,7 @@ impl Storage for PgStorage {
     }
 
     async fn record_run(&self, run: NewRun) -> Result<Run> {
+        check_run(&run)?;
         bounded(async {
             let client = self.client().await?;
             let stmt = client

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    DocumentState, NewRun, NewUpdate, Participant, Result, Run, Snapshot, Storage, StorageError,
-    StoredUpdate,
+    check_participant, check_run, storable_text, DocumentState, NewRun, NewUpdate, Participant,
+    Result, Run, Snapshot, Storage, StorageError, StoredUpdate,
 };
 
 mod embedded {
@@ -164,7 +164,7 @@ fn read_session(r: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: r.get(0)?,
         code: parsed(r, 1, SessionCode::parse)?,
-        title: parsed(r, 2, Title::parse)?,
+        title: Title::from_stored(r.get(2)?),
         language: parsed(r, 3, Language::parse)?,
         text: r.get(4)?,
         created_at: from_micros(r.get(5)?)?,
@@ -285,7 +285,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn set_text(&self, session_id: Uuid, text: &str) -> Result<()> {
-        let text = text.to_owned();
+        let text = storable_text(text).into_owned();
         self.call(move |conn| {
             let n = conn
                 .prepare_cached("UPDATE sessions SET text = ?2 WHERE id = ?1")
@@ -313,6 +313,7 @@ impl Storage for SqliteStorage {
                     .prepare_cached("UPDATE sessions SET text = ?2 WHERE id = ?1")
                     .map_err(sqlite_error)?;
                 for (id, text) in &texts {
+                    let text = storable_text(text);
                     if stmt.execute(params![id, text]).map_err(sqlite_error)? > 0 {
                         saved.push(*id);
                     }
@@ -422,6 +423,7 @@ impl Storage for SqliteStorage {
 
     /// Idempotent: adding the same participant id again updates its row (a re-sent join).
     async fn add_participant(&self, p: &Participant) -> Result<()> {
+        check_participant(p)?;
         let p = p.clone();
         self.call(move |conn| {
             conn.prepare_cached(
@@ -484,6 +486,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn record_run(&self, run: NewRun) -> Result<Run> {
+        check_run(&run)?;
         self.call(move |conn| {
             let id = Uuid::new_v4();
             let created = now_micros();

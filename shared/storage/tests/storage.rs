@@ -116,6 +116,9 @@ suite!(
     history_keeps_every_update_after_snapshots_and_refuses_rewrites,
     participants_count_only_while_their_hub_is_alive,
     runs_are_listed_newest_first_with_a_limit,
+    a_nul_in_one_text_never_fails_the_batch,
+    free_text_with_nul_is_refused_before_anything_is_written,
+    a_title_stored_before_the_control_character_rule_still_reads,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -667,6 +670,92 @@ async fn runs_are_listed_newest_first_with_a_limit(b: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+/// A NUL typed into one document: PostgreSQL `text` cannot hold U+0000, so the plain-text copy
+/// stores it as U+FFFD on both backends (one UTF-16 unit for one, so offsets into the copy still
+/// match the document), and the other interviews of the batch are saved as usual.
+async fn a_nul_in_one_text_never_fails_the_batch(b: Backend) {
+    let typed = session(&b).await;
+    let bystander = session(&b).await;
+    let mut saved = b
+        .store
+        .set_texts(&[
+            (typed.id, "a\0b\0".to_owned()),
+            (bystander.id, "untouched by the NUL".to_owned()),
+        ])
+        .await
+        .expect("a NUL in one text does not fail the batch");
+    saved.sort();
+    let mut both = vec![typed.id, bystander.id];
+    both.sort();
+    assert_eq!(saved, both);
+    let text = |id| {
+        let store = b.store.clone();
+        async move { store.session_by_id(id).await.unwrap().unwrap().text }
+    };
+    assert_eq!(text(typed.id).await, "a\u{FFFD}b\u{FFFD}");
+    assert_eq!(text(bystander.id).await, "untouched by the NUL");
+    b.store.set_text(typed.id, "\0").await.unwrap();
+    assert_eq!(text(typed.id).await, "\u{FFFD}");
+}
+
+/// A run's output is kept as it was produced, so one holding U+0000 is refused (typed, before
+/// the database is asked) rather than altered; nothing is written. Participant rows likewise.
+async fn free_text_with_nul_is_refused_before_anything_is_written(b: Backend) {
+    let s = session(&b).await;
+    let run = |output: &str, user_name: &str| NewRun {
+        session_id: s.id,
+        user_id: None,
+        user_name: user_name.into(),
+        language: Language::Python,
+        output: output.into(),
+        status: "ok".into(),
+        duration_ms: 1,
+    };
+    for bad in [run("before\0after", "Ada"), run("fine", "A\0da")] {
+        let err = b.store.record_run(bad).await.unwrap_err();
+        assert!(matches!(err, StorageError::Invalid(_)), "got {err:?}");
+    }
+    assert_eq!(b.count("runs").await, 0, "nothing is written");
+    b.store
+        .record_run(run(
+            "control characters other than NUL are output too: \u{1b}[31m\t",
+            "Ada",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(b.count("runs").await, 1);
+
+    // The same rule guards participant rows (names are checked at the edge too).
+    let err = b
+        .store
+        .add_participant(&Participant {
+            id: Uuid::new_v4(),
+            session_id: s.id,
+            user_id: Uuid::new_v4(),
+            name: "A\0da".into(),
+            color: "#336699".into(),
+            hub_id: "hub".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Invalid(_)), "got {err:?}");
+    assert_eq!(b.count("participants").await, 0);
+}
+
+/// Titles with control characters are refused at the edge now; an interview created before that
+/// rule must still load.
+async fn a_title_stored_before_the_control_character_rule_still_reads(b: Backend) {
+    let s = session(&b).await;
+    b.raw_sql(&format!(
+        "UPDATE sessions SET title = 'line\nbreak' WHERE code = '{}'",
+        s.code
+    ))
+    .await
+    .unwrap();
+    let found = b.store.session_by_code(&s.code).await.unwrap().unwrap();
+    assert_eq!(found.title.as_str(), "line\nbreak");
 }
 
 // ---------------------------------------------------------------------------------------------

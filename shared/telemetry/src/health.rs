@@ -40,11 +40,11 @@ impl ReadyCheck {
 #[derive(Clone, Default)]
 pub struct Readiness(pub Vec<ReadyCheck>);
 
-/// Mounts `/healthz` and `/readyz`.
+/// Mounts `/healthz` and `/readyz` (`GET` and `HEAD`; 405 for other methods).
 pub fn configure(cfg: &mut web::ServiceConfig, readiness: Readiness) {
     cfg.app_data(web::Data::new(readiness))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .service(crate::methods::get("/healthz", healthz))
+        .service(crate::methods::get("/readyz", readyz));
 }
 
 async fn healthz() -> HttpResponse {

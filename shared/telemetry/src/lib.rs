@@ -1,7 +1,10 @@
 //! Operations basics for every Duet service: logging (`tracing`, text or JSON), graceful-shutdown
-//! signals, and the `/healthz` / `/readyz` endpoints ([`health`]).
+//! signals, connection limits for the HTTP servers ([`connections`]), the `/healthz` / `/readyz` endpoints ([`health`]) and the HTTP method conventions
+//! (`HEAD` wherever `GET`, 405 with `Allow` for other methods: [`methods`]).
 
+pub mod connections;
 pub mod health;
+pub mod methods;
 
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 

@@ -5,8 +5,10 @@
 //! binaries, a temp dir, a free port) and redis-server (a free port), shared by the tests of one test
 //! binary and removed when the process exits.
 
+pub mod http;
 pub mod postgres;
 pub mod redis;
+pub mod service;
 
 use std::net::TcpListener;
 

@@ -57,7 +57,15 @@ export async function startMockDuet(dist) {
     });
     return s;
   };
-  const info = (s) => ({ id: s.id, code: s.code, language: s.language, title: s.title, created_at: s.created_at });
+  // The REST shape in the seed's names: `session_code` is the code, `code` the current text.
+  const info = (s) => ({
+    id: s.id,
+    session_code: s.code,
+    code: s.doc.getText('code').toString(),
+    language: s.language,
+    title: s.title,
+    created_at: s.created_at,
+  });
 
   const handler = async (req, res) => {
     const url = new URL(req.url, 'http://x');

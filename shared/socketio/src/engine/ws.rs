@@ -82,11 +82,17 @@ pub(crate) fn upgrade<H: EngineHandler>(
 ) -> HttpResponse {
     {
         let mut s = conn.state.lock();
+        if s.closed.is_some() {
+            return EngineHttpError::UnknownSid.response();
+        }
         // "A client MUST NOT open more than one WebSocket connection per session. Should it
-        // happen, the server MUST close the WebSocket connection." Refusing the handshake
-        // closes it before it opens.
-        if s.closed.is_some() || s.transport != Transport::Polling || s.ws_attached {
-            return EngineHttpError::BadRequest.response();
+        // happen, the server MUST close the WebSocket connection." Accepted, then closed at
+        // once, as the reference server does and the protocol test suites expect (a refused
+        // handshake is an error event in a WebSocket client, not a close). The session goes on.
+        if s.transport != Transport::Polling || s.ws_attached {
+            drop(s);
+            tracing::debug!(sid = conn.sid(), "second websocket for a session: closed");
+            return accept_and_close(req, SECOND_WEBSOCKET);
         }
         s.ws_attached = true;
     }
@@ -100,6 +106,36 @@ pub(crate) fn upgrade<H: EngineHandler>(
             conn.state.lock().ws_attached = false;
             EngineHttpError::BadRequest.response()
         }
+    }
+}
+
+/// Why a second WebSocket for a session is closed (close code 1008, policy violation).
+const SECOND_WEBSOCKET: &str = "this session already has a WebSocket";
+
+/// Accepts a WebSocket handshake whose only frame is a close with `reason`; what the client sends
+/// is not read. The connection ends when the client closes its side after the close frame, or
+/// after actix-http's client disconnect timeout. A request that is not a valid handshake gets 400.
+fn accept_and_close(req: &HttpRequest, reason: &str) -> HttpResponse {
+    let Ok(mut res) = actix_http::ws::handshake(req.head()) else {
+        return EngineHttpError::BadRequest.response();
+    };
+    let mut frame = BytesMut::new();
+    let close = CloseReason {
+        code: CloseCode::Policy,
+        description: Some(reason.to_owned()),
+    };
+    if Codec::new()
+        .encode(Message::Close(Some(close)), &mut frame)
+        .is_err()
+    {
+        return EngineHttpError::BadRequest.response();
+    }
+    let body = futures_util::stream::once(std::future::ready(Ok::<_, actix_web::Error>(
+        frame.freeze(),
+    )));
+    match res.message_body(BodyStream::new(body).boxed()) {
+        Ok(res) => res.into(),
+        Err(_) => EngineHttpError::BadRequest.response(),
     }
 }
 
