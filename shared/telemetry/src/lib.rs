@@ -1,7 +1,9 @@
 //! Operations basics for every Duet service: logging (`tracing`, text or JSON), graceful-shutdown
-//! signals, and the `/healthz` / `/readyz` endpoints ([`health`]).
+//! signals, the `/healthz` / `/readyz` endpoints ([`health`]) and request metrics on `/metrics`
+//! ([`metrics`]).
 
 pub mod health;
+pub mod metrics;
 
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 
