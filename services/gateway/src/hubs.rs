@@ -97,6 +97,9 @@ pub struct Hubs {
     entries: RwLock<BTreeMap<String, Entry>>,
     /// Whether the last read of the bus succeeded; placement lookups skip Redis while it is away.
     bus_ok: AtomicBool,
+    /// Signalled when Redis is found empty (restarted without persistence): placement records are
+    /// to be written again.
+    pub redis_reset: tokio::sync::Notify,
 }
 
 impl Hubs {
@@ -118,6 +121,7 @@ impl Hubs {
         Self {
             entries: RwLock::new(entries),
             bus_ok: AtomicBool::new(false),
+            redis_reset: tokio::sync::Notify::new(),
         }
     }
 
@@ -352,17 +356,22 @@ pub fn spawn_discovery(bus: Arc<dyn Bus>, hubs: Arc<Hubs>, grace: Duration) {
         // Untrusted from the start: this gateway has not seen a complete round yet.
         let mut trusted_from = Instant::now() + grace;
         loop {
+            let mut reset = false;
             let round = async {
                 if bus.get(MARKER_KEY).await?.is_none() {
                     // First gateway ever, or Redis lost its data: hubs re-register within their TTL.
                     bus.set_with_ttl(MARKER_KEY, "1", MARKER_TTL_SECS).await?;
                     trusted_from = trusted_from.max(Instant::now() + grace);
+                    reset = true;
                 }
                 registered_hubs(bus.as_ref()).await
             };
             match round.await {
                 Ok(registered) => {
                     hubs.set_bus_ok(true);
+                    if reset {
+                        hubs.redis_reset.notify_one();
+                    }
                     hubs.apply_registrations(&registered, Instant::now() >= trusted_from);
                 }
                 Err(e) => {

@@ -124,6 +124,7 @@ impl Application {
             apis.clone(),
             router.clone(),
             settings.trusted_proxies(),
+            settings.max_content_length,
         ));
         let metrics = duet_telemetry::metrics::HttpMetrics::new("gateway");
         let update = gateway_metrics(&metrics, &upstreams)?;

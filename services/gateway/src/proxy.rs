@@ -55,10 +55,17 @@ pub struct Upstreams {
     trusted_proxies: Vec<ipnet::IpNet>,
     /// `duet_gateway_upstream_errors_total{upstream, kind}`.
     pub errors: IntCounterVec,
+    /// Largest long-poll body the gateway holds (`max_content_length`, as the hub's maxPayload).
+    max_body: usize,
 }
 
 impl Upstreams {
-    pub fn new(apis: Vec<String>, router: Arc<Router>, trusted_proxies: Vec<ipnet::IpNet>) -> Self {
+    pub fn new(
+        apis: Vec<String>,
+        router: Arc<Router>,
+        trusted_proxies: Vec<ipnet::IpNet>,
+        max_body: usize,
+    ) -> Self {
         let errors = IntCounterVec::new(
             prometheus::Opts::new(
                 "duet_gateway_upstream_errors_total",
@@ -74,6 +81,7 @@ impl Upstreams {
             router,
             trusted_proxies,
             errors,
+            max_body,
         }
     }
 
@@ -251,44 +259,7 @@ pub async fn socketio(
     let router = &up.router;
 
     if !handshake {
-        // An established session lives on one hub: no other hub knows its sid.
-        let Some(hub) = router.for_session(code, &key).await else {
-            return bad_gateway("no realtime hub is available");
-        };
-        if let Some(code) = code {
-            router.used(code, &hub.id);
-        }
-        let attempt = if is_ws {
-            match ws_attempt(&req, &client, &up, &hub).await {
-                Attempt::Answered(upstream) => {
-                    return bridge(&req, payload, upstream, &up, code, &hub)
-                }
-                other => other,
-            }
-        } else {
-            match upstream_request(&req, &client, &up, &hub.url)
-                .send_stream(payload)
-                .await
-            {
-                Ok(res) => return relay_response(res),
-                Err(e) if is_refusal(&e) => Attempt::Refused,
-                Err(e) => Attempt::Failed(e.to_string()),
-            }
-        };
-        match attempt {
-            Attempt::Answered(_) => unreachable!("returned above"),
-            Attempt::Refused => {
-                up.count_error("hub", "refused");
-                up.hubs().mark_down(&hub.id, "connection refused");
-            }
-            Attempt::Draining => up.count_error("hub", "draining"),
-            Attempt::Failed(e) => {
-                up.count_error("hub", "failed");
-                tracing::warn!(hub = %hub.id, error = %e, "hub request failed");
-            }
-        }
-        // The client reconnects, and its handshake finds a hub that accepts.
-        return bad_gateway("the realtime hub did not accept the connection");
+        return established(req, payload, &client, &up, code, &key, is_ws).await;
     }
 
     // A handshake: the interview's hub, or the next one that accepts.
@@ -340,6 +311,91 @@ pub async fn socketio(
         }
     }
     bad_gateway("no realtime hub is available")
+}
+
+/// A request of an established Engine.IO session: it goes to the hub that holds the session. When
+/// that hub refuses the connection (it died; another gateway may already have moved the interview),
+/// the placement is read afresh once: the request then fails fast at the new hub ("Session ID
+/// unknown"), and the client's next handshake lands there, instead of the client waiting out its
+/// reconnection backoff twice.
+async fn established(
+    req: HttpRequest,
+    payload: web::Payload,
+    client: &awc::Client,
+    up: &Arc<Upstreams>,
+    code: Option<&str>,
+    key: &str,
+    is_ws: bool,
+) -> HttpResponse {
+    // A long-poll POST is small (Engine.IO's maxPayload); held in memory it can be sent again.
+    let (mut payload, body) = if is_ws {
+        (Some(payload), None)
+    } else {
+        match payload.to_bytes_limited(up.max_body).await {
+            Ok(Ok(b)) => (None, Some(b)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "client body not read");
+                return HttpResponse::BadRequest().json(
+                    json!({"error": {"code": "invalid_body", "message": "the request body could not be read"}}),
+                );
+            }
+            Err(_) => {
+                return HttpResponse::PayloadTooLarge().json(
+                    json!({"error": {"code": "payload_too_large", "message": "the request body is too large"}}),
+                )
+            }
+        }
+    };
+    let router = &up.router;
+    let mut tried: Option<String> = None;
+    for fresh in [false, true] {
+        let Some(hub) = router.for_session(code, key, fresh).await else {
+            return bad_gateway("no realtime hub is available");
+        };
+        if tried.as_deref() == Some(hub.id.as_str()) {
+            break;
+        }
+        if let Some(code) = code {
+            router.used(code, &hub.id);
+        }
+        let attempt = if let Some(body) = &body {
+            match upstream_request(&req, client, up, &hub.url)
+                .send_body(body.clone())
+                .await
+            {
+                Ok(res) => return relay_response(res),
+                Err(e) if is_refusal(&e) => Attempt::Refused,
+                Err(e) => Attempt::Failed(e.to_string()),
+            }
+        } else {
+            match ws_attempt(&req, client, up, &hub).await {
+                Attempt::Answered(upstream) => {
+                    let payload = payload.take().expect("a WebSocket keeps its payload");
+                    return bridge(&req, payload, upstream, up, code, &hub);
+                }
+                other => other,
+            }
+        };
+        match attempt {
+            Attempt::Answered(_) => unreachable!("returned above"),
+            Attempt::Refused => {
+                up.count_error("hub", "refused");
+                up.hubs().mark_down(&hub.id, "connection refused");
+                tried = Some(hub.id);
+            }
+            Attempt::Draining => {
+                up.count_error("hub", "draining");
+                break;
+            }
+            Attempt::Failed(e) => {
+                up.count_error("hub", "failed");
+                tracing::warn!(hub = %hub.id, error = %e, "hub request failed");
+                break;
+            }
+        }
+    }
+    // The client reconnects, and its handshake finds a hub that accepts.
+    bad_gateway("the realtime hub did not accept the connection")
 }
 
 type UpstreamWs = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;

@@ -20,6 +20,22 @@ use crate::hubs::{HubRef, Hubs};
 /// anyway; one second keeps a long-polling client from costing a Redis read per request.
 pub const PLACEMENT_CACHE: Duration = Duration::from_secs(1);
 
+/// Longest a request waits for Redis to read or write a placement. Redis answers in well under a
+/// millisecond; past this it is away (restarting, unreachable), and the request is better served by
+/// what this gateway knows than by waiting for the bus's own two-second timeout.
+pub const PLACEMENT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Runs a placement call within [`PLACEMENT_TIMEOUT`].
+async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, duet_bus::BusError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(PLACEMENT_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer from redis within {PLACEMENT_TIMEOUT:?}")),
+    }
+}
+
 /// What this gateway remembers of an interview it routes.
 #[derive(Debug)]
 struct Seen {
@@ -75,7 +91,15 @@ impl Router {
         e.used = now;
     }
 
-    /// The record's hub: from the cache when `fresh_enough` allows, else from Redis.
+    /// The hub this gateway last routed `code` to, if it is in use here.
+    fn last_known(&self, code: &str) -> Option<String> {
+        self.seen().get(code).map(|e| e.hub.clone())
+    }
+
+    /// The record's hub: from the cache when younger than `max_age`, else from Redis. When Redis has
+    /// no record but this gateway carries the interview (Redis restarted and lost its data), the hub it
+    /// carries it to is the answer, and the record is written again at once so the other gateways
+    /// agree.
     async fn record(&self, code: &str, max_age: Duration) -> Option<String> {
         {
             let mut seen = self.seen();
@@ -86,25 +110,44 @@ impl Router {
                 }
             }
         }
-        let bus = self.bus()?;
-        match placement::placement(bus, code).await {
+        let Some(bus) = self.bus() else {
+            return self.last_known(code);
+        };
+        match bounded(placement::placement(bus, code)).await {
             Ok(Some(hub)) => {
                 self.remember(code, &hub);
                 Some(hub)
             }
-            Ok(None) => None,
+            Ok(None) => {
+                let hub = self.last_known(code)?;
+                if self.hubs.reachable(&hub).is_none() {
+                    return Some(hub);
+                }
+                match bounded(placement::refresh(bus, code, &hub)).await {
+                    Ok(holder) => {
+                        self.remember(code, &holder);
+                        Some(holder)
+                    }
+                    Err(_) => Some(hub),
+                }
+            }
             Err(e) => {
-                tracing::debug!(error = %e, "placement lookup failed; hashing instead");
-                // Fall back on what this gateway last knew.
-                self.seen().get(code).map(|e| e.hub.clone())
+                tracing::debug!(error = %e, "placement lookup failed; using what this gateway knows");
+                self.last_known(code)
             }
         }
     }
 
-    /// The hub for a request of an established Engine.IO session (one with a `sid`).
-    pub async fn for_session(&self, code: Option<&str>, key: &str) -> Option<HubRef> {
+    /// The hub for a request of an established Engine.IO session (one with a `sid`); with `fresh`,
+    /// the record is read from Redis rather than from this gateway's cache.
+    pub async fn for_session(&self, code: Option<&str>, key: &str, fresh: bool) -> Option<HubRef> {
         if let Some(code) = code {
-            if let Some(hub) = self.record(code, PLACEMENT_CACHE).await {
+            let max_age = if fresh {
+                Duration::ZERO
+            } else {
+                PLACEMENT_CACHE
+            };
+            if let Some(hub) = self.record(code, max_age).await {
                 if let Some(hub) = self.hubs.reachable(&hub) {
                     return Some(hub);
                 }
@@ -130,7 +173,7 @@ impl Router {
         let Some(bus) = self.bus() else {
             return Some(pick);
         };
-        match placement::claim(bus, code, &pick.id, placed.as_deref()).await {
+        match bounded(placement::claim(bus, code, &pick.id, placed.as_deref())).await {
             Ok(winner) if winner == pick.id => {
                 if let Some(old) = placed {
                     tracing::info!(code, from = %old, to = %pick.id, "interview moved to another hub");
@@ -201,7 +244,7 @@ impl Router {
             if self.hubs.reachable(&hub).is_none() {
                 continue;
             }
-            match placement::refresh(bus, &code, &hub).await {
+            match bounded(placement::refresh(bus, &code, &hub)).await {
                 Ok(holder) if holder != hub => {
                     tracing::info!(code, hub, holder, "interview split over two hubs");
                     if let Some(e) = self.seen().get_mut(&code) {
@@ -224,11 +267,16 @@ impl Router {
     }
 }
 
-/// Renews placement records every [`placement::PLACEMENT_REFRESH`].
+/// Renews placement records every [`placement::PLACEMENT_REFRESH`], and at once when Redis is found
+/// to have lost its data (the records are gone, and other gateways would place the interviews
+/// afresh).
 pub fn spawn_renewal(router: Arc<Router>) {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(placement::PLACEMENT_REFRESH).await;
+            tokio::select! {
+                _ = tokio::time::sleep(placement::PLACEMENT_REFRESH) => {}
+                _ = router.hubs.redis_reset.notified() => {}
+            }
             router.renew().await;
         }
     });

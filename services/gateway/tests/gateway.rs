@@ -459,7 +459,23 @@ async fn a_refusing_hub_is_skipped_at_once_and_marked_down_until_it_answers() {
     );
     let (status, sid) = handshake(&http, &gw, &code).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(holds(&http, &dead, &sid.unwrap()).await);
+    assert!(
+        holds(&http, &live, &sid.unwrap()).await,
+        "an interview in use stays where it moved"
+    );
+    let fresh = codes()
+        .filter(|c| *c != code && *c != code2)
+        .find(|c| {
+            let h = duet_gateway::hubs::Hubs::new(&[live.clone(), dead.clone()]);
+            h.candidates(c)[0].url == dead
+        })
+        .unwrap();
+    let (status, sid) = handshake(&http, &gw, &fresh).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        holds(&http, &dead, &sid.unwrap()).await,
+        "new interviews hash there again"
+    );
 }
 
 #[actix_web::test]
