@@ -148,16 +148,18 @@ up_redis() {
 # deploy/nginx.conf with the gateways' and nginx's loopback addresses, and files under the run dir.
 nginx_conf() {
     local port=$1 out=$dir/nginx.conf gateways="" n
-    for n in $(gateway_names); do gateways+="        server 127.0.0.1:$(port_of "$n") max_fails=0;\n"; done
+    for n in $(gateway_names); do gateways+="        server 127.0.0.1:$(port_of "$n")PARAMS;\n"; done
     mkdir -p "$dir/nginx-tmp"
     chmod 0777 "$dir/nginx-tmp"
     python3 - "$root/deploy/nginx.conf" "$out" "$port" "$dir" "$gateways" <<'EOF'
 import re, sys
 src, out, port, run, gateways = sys.argv[1:]
 conf = open(src).read()
-n_servers = len(re.findall(r"^\s*server gateway-\d+:8080[^;]*;\n", conf, flags=re.M))
-assert n_servers == 2, f"deploy/nginx.conf: expected two gateway servers, found {n_servers}"
-conf = re.sub(r"(\s*server gateway-\d+:8080[^;]*;\n)+", "\n" + gateways.replace("\\n", "\n"), conf, count=1)
+servers = re.findall(r"^\s*server gateway-\d+:8080([^;]*);\n", conf, flags=re.M)
+assert len(servers) == 2, f"deploy/nginx.conf: expected two gateway servers, found {len(servers)}"
+# The same server parameters (max_fails, …) as deploy/nginx.conf gives its gateways.
+gateways = gateways.replace("\\n", "\n").replace("PARAMS", servers[0])
+conf = re.sub(r"(\n\s*server gateway-\d+:8080[^;]*;)+\n", "\n" + gateways, conf, count=1)
 assert "listen 80;" in conf, "deploy/nginx.conf: expected 'listen 80;'"
 conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
 conf = conf.replace("worker_processes auto;", f"worker_processes 2;\npid {run}/nginx.pid;\nerror_log {run}/nginx.error.log;")
@@ -283,8 +285,13 @@ cmd_stop() {
     [ -d "$dir" ] || return 0
     [ -f "$env_file" ] && load_env
     local name
-    for name in nginx $(all_names | grep -E '^gateway-'); do down "$name" TERM; done
-    for name in $(all_names | grep -E '^(hub|session-api)-'); do down "$name" TERM; done
+    # Front to back, each tier at once: nginx, the gateways, then the hubs and session-APIs (which
+    # drain and commit), then the stores.
+    down nginx TERM
+    for name in $(all_names | grep -E '^gateway-'); do down "$name" TERM & done
+    wait
+    for name in $(all_names | grep -E '^(hub|session-api)-'); do down "$name" TERM & done
+    wait
     if pid_alive redis; then kill "$(cat "$dir/redis.pid")"; fi
     down_postgres fast
     rm -rf -- "$dir"

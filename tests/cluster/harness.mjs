@@ -1,7 +1,7 @@
 // The scale-out tests' harness: a cluster from scripts/cluster.sh (nginx, 2 gateways, 2 session-APIs,
 // 2 hubs, PostgreSQL, Redis on loopback) in a temp dir, and a workload of real socket.io-client + Yjs
 // clients (tests/js/collab/client.mjs) that type continuously through nginx and count acknowledgements.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import http from "node:http";
 import { mkdtempSync, readFileSync, readdirSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,6 +35,12 @@ export class Cluster {
   }
 
   async start() {
+    // Whatever becomes of this process (a crash, a runner's timeout), the cluster goes with it.
+    spawn("bash", ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; exec bash "$0" stop`, script], {
+      env: this.env,
+      detached: true,
+      stdio: "ignore",
+    }).unref();
     await this.sh("start");
     await this.readEnv();
   }
