@@ -138,6 +138,7 @@ export class Workload {
     }
     this.typing = true;
     this.loop = this.#type();
+    this.#monitor();
   }
 
   add(code, transports = ["websocket"]) {
@@ -148,7 +149,12 @@ export class Workload {
       socketOptions: BROWSER_SOCKET,
     });
     c.disconnects = [];
-    c.socket.on("disconnect", (reason) => c.disconnects.push({ at: Date.now(), reason }));
+    c.ups = [];
+    c.wasUp = false;
+    c.socket.on("disconnect", (reason) => {
+      c.wasUp = false;
+      c.disconnects.push({ at: Date.now(), reason });
+    });
     this.clients.push(c);
     return c;
   }
@@ -185,19 +191,30 @@ export class Workload {
 
   /**
    * Waits until every client in `clients` has been disconnected after `since` and is joined and synced
-   * again; returns the time that took from `since` (ms), or null past `timeoutMs`.
+   * again; returns the longest time that took from `since` (ms), or null past `timeoutMs`. The times
+   * come from the monitor (10 ms resolution), not from when this is called.
    */
   async resyncTime(clients, since, timeoutMs) {
-    const done = new Map();
-    const end = Date.now() + timeoutMs;
-    while (Date.now() < end && done.size < clients.length) {
-      for (const c of clients) {
-        if (!done.has(c) && c.disconnects.some((d) => d.at >= since) && c.joined && c.synced) done.set(c, Date.now() - since);
+    const backAt = (c) => {
+      const down = c.disconnects.find((d) => d.at >= since);
+      return down && c.ups.find((t) => t >= down.at);
+    };
+    await until(() => clients.every(backAt), timeoutMs, 10);
+    const times = clients.map(backAt);
+    this.lastResync = times.filter(Boolean).map((t) => t - since).sort((a, b) => a - b);
+    return times.every(Boolean) ? Math.max(0, ...this.lastResync) : null;
+  }
+
+  /** Records when each client is joined and synced again after a disconnect (`c.ups`). */
+  #monitor() {
+    this.monitor = setInterval(() => {
+      const now = Date.now();
+      for (const c of this.clients) {
+        const up = c.joined && c.synced;
+        if (up && !c.wasUp) c.ups.push(now);
+        c.wasUp = up;
       }
-      await sleep(10);
-    }
-    this.lastResync = [...done.values()].sort((a, b) => a - b);
-    return done.size === clients.length ? Math.max(0, ...done.values()) : null;
+    }, 10);
   }
 
   /**
@@ -232,6 +249,7 @@ export class Workload {
 
   close() {
     this.typing = false;
+    clearInterval(this.monitor);
     for (const c of this.clients) c.close();
   }
 }

@@ -43,6 +43,8 @@ pub const DRAINING_HOLD: Duration = Duration::from_secs(30);
 /// Written by gateways and never expected to vanish: when it has (Redis restarted without
 /// persistence), the registrations are incomplete until every hub has renewed its own.
 const MARKER_KEY: &str = "duet:gateways";
+/// The marker's TTL, renewed every round: it outlives any pause of the gateways by far, and is gone
+/// a day after the last gateway stopped.
 const MARKER_TTL_SECS: u64 = 24 * 3600;
 
 /// A hub, as a gateway addresses it.
@@ -358,9 +360,11 @@ pub fn spawn_discovery(bus: Arc<dyn Bus>, hubs: Arc<Hubs>, grace: Duration) {
         loop {
             let mut reset = false;
             let round = async {
-                if bus.get(MARKER_KEY).await?.is_none() {
+                let had_marker = bus.get(MARKER_KEY).await?.is_some();
+                // Renewed every round, so it never expires while a gateway runs.
+                bus.set_with_ttl(MARKER_KEY, "1", MARKER_TTL_SECS).await?;
+                if !had_marker {
                     // First gateway ever, or Redis lost its data: hubs re-register within their TTL.
-                    bus.set_with_ttl(MARKER_KEY, "1", MARKER_TTL_SECS).await?;
                     trusted_from = trusted_from.max(Instant::now() + grace);
                     reset = true;
                 }

@@ -28,6 +28,11 @@ pub use hubs::HUB_KEY_PREFIX;
 /// How long a page waits for the session-API to say whether an interview exists.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Seconds a stopping gateway waits for requests in flight. Nothing it holds is worth waiting longer
+/// for: API calls take milliseconds, and the long-lived ones — WebSockets (closed at once on
+/// SIGTERM) and held long-polls — are better re-made by their clients through another gateway.
+const SHUTDOWN_SECS: u64 = 3;
+
 /// Session lookups through the session-API (`GET /api/session/{code}`).
 struct ApiDirectory {
     http: reqwest::Client,
@@ -178,7 +183,9 @@ impl Application {
                 .service(web::resource("/socket.io/{tail:.*}").to(proxy::socketio))
                 .configure(|c| pages::configure(c, pages.clone()))
         })
-        .shutdown_timeout(10)
+        .shutdown_timeout(SHUTDOWN_SECS)
+        // SIGTERM is handled in `run_until_stopped`, which closes the WebSockets first.
+        .disable_signals()
         // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add up to 40 ms.
         .tcp_nodelay(true)
         .listen(listener)?
@@ -202,7 +209,17 @@ impl Application {
         self.upstreams.router.clone()
     }
 
+    /// Serves until SIGTERM / Ctrl-C; then stops accepting, asks every WebSocket client to reconnect
+    /// (with 1001 "going away": through nginx it lands on another gateway) and exits once the requests
+    /// in flight are done, within [`SHUTDOWN_SECS`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let closing = self.upstreams.closing.clone();
+        tokio::spawn(async move {
+            duet_telemetry::shutdown_signal().await;
+            closing.cancel();
+            handle.stop(true).await;
+        });
         self.server.await
     }
 }

@@ -57,6 +57,8 @@ pub struct Upstreams {
     pub errors: IntCounterVec,
     /// Largest long-poll body the gateway holds (`max_content_length`, as the hub's maxPayload).
     max_body: usize,
+    /// Cancelled when the gateway stops: every WebSocket bridge closes at once.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl Upstreams {
@@ -82,6 +84,7 @@ impl Upstreams {
             trusted_proxies,
             errors,
             max_body,
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -398,6 +401,14 @@ async fn established(
     bad_gateway("the realtime hub did not accept the connection")
 }
 
+/// The close frame a stopping gateway sends: the client reconnects (elsewhere).
+fn going_away() -> awc::ws::CloseReason {
+    awc::ws::CloseReason {
+        code: awc::ws::CloseCode::Away,
+        description: Some("gateway stopping".to_owned()),
+    }
+}
+
 type UpstreamWs = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
 /// Opens the WebSocket to the hub (the browser's side is upgraded only once this succeeded).
@@ -447,9 +458,18 @@ fn bridge(
     }
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut down_session = session.clone();
+    let closing = up.closing.clone();
     actix_web::rt::spawn(async move {
         let mut close_reason = None;
-        while let Some(Ok(frame)) = up_rx.next().await {
+        loop {
+            let frame = tokio::select! {
+                frame = up_rx.next() => frame,
+                _ = closing.cancelled() => {
+                    close_reason = Some(going_away());
+                    break;
+                }
+            };
+            let Some(Ok(frame)) = frame else { break };
             use awc::ws::Frame;
             let sent = match frame {
                 Frame::Text(b) => match std::str::from_utf8(&b) {
@@ -474,9 +494,18 @@ fn bridge(
             router.bridge(code, hub, false);
         }
     });
+    let closing = up.closing.clone();
     actix_web::rt::spawn(async move {
         let mut stream = stream.aggregate_continuations();
-        while let Some(Ok(msg)) = stream.next().await {
+        loop {
+            let msg = tokio::select! {
+                msg = stream.next() => msg,
+                _ = closing.cancelled() => {
+                    let _ = up_tx.send(awc::ws::Message::Close(Some(going_away()))).await;
+                    break;
+                }
+            };
+            let Some(Ok(msg)) = msg else { break };
             use actix_ws::AggregatedMessage as M;
             let out = match msg {
                 M::Text(t) => awc::ws::Message::Text(t.to_string().into()),
