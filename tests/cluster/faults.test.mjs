@@ -177,14 +177,22 @@ describe("scale-out on the native cluster", { timeout: 300_000 }, () => {
     await cluster.up("hub-3");
     await sleep(2500);
     assert.deepEqual(work.disconnectsSince(t0), [], "a hub joining moved live interviews");
-    // New interviews are spread over three hubs now.
+    // New interviews are spread over three hubs now: a third of them go to hub-3 (40 tries leave a
+    // chance of (2/3)^40 ≈ 1e-7 of none doing so).
     let onThird = null;
-    for (let i = 0; i < 12 && !onThird; i++) {
+    for (let i = 0; i < 40 && !onThird; i++) {
       const code = await cluster.createInterview();
-      const c = work.add(code);
-      work.codes.push(code);
-      assert.ok(await until(() => c.joined && c.synced, 5000));
+      const c = new CollabClient(cluster.url, { code, name: "newcomer", socketOptions: BROWSER_SOCKET });
+      assert.ok(await until(() => c.joined && c.synced, 5000), `join: ${JSON.stringify(c.errors)}`);
       if ((await cluster.placement(code)) === "hub-3") onThird = code;
+      c.close();
+    }
+    if (onThird) {
+      work.codes.push(onThird);
+      work.add(onThird);
+      work.add(onThird, ["polling"]);
+      assert.ok(await until(() => work.of(onThird).every((c) => c.joined && c.synced), 5000));
+      assert.equal(await cluster.placement(onThird), "hub-3", "the interview stays on hub-3");
     }
     assert.ok(onThird, "no new interview went to the new hub");
     await noLoss("hub joined");
