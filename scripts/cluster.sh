@@ -12,7 +12,7 @@
 #   scripts/cluster.sh up NAME              start one process again, or a new one (hub-3, gateway-3, …)
 #   scripts/cluster.sh restart NAME         both (postgres, redis: a restart with their data dir kept;
 #                                           Redis keeps nothing, as in docker-compose.yml)
-#   scripts/cluster.sh reload-nginx         nginx -s reload
+#   scripts/cluster.sh reload-nginx         write nginx's config again (gateways added) and reload it
 #   scripts/cluster.sh env                  the cluster's addresses as shell variables
 #
 # NAME is postgres, redis, nginx, session-api-N, hub-N or gateway-N. Settings (environment):
@@ -349,5 +349,5 @@ reload-nginx)
     load_env
     conf=$(nginx_conf "$(port_of nginx)")
     nginx -c "$conf" -p "$dir" -e "$dir/nginx.error.log" -s reload ;;
-*) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
