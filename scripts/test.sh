@@ -31,6 +31,7 @@ fi
 # a venv under target/.
 if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "test.sh: installing docker-compose (to check docker-compose.yml)"
+  apt-get update -qq >/dev/null 2>&1 || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 ||
     echo "test.sh: docker-compose could not be installed; its check is skipped"
 fi
