@@ -13,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx-light)
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]}"
@@ -24,6 +26,22 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# Optional checkers for the deploy files (tests/cluster/deploy.test.mjs skips a check whose tool is
+# missing): Debian's docker-compose for `docker-compose config`, PyPI's kubernetes-validate (pinned) in
+# a venv under target/.
+if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "test.sh: installing docker-compose (to check docker-compose.yml)"
+  apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 ||
+    echo "test.sh: docker-compose could not be installed; its check is skipped"
+fi
+kv="$root/target/tools/kubernetes-validate"
+if [ ! -x "$kv/bin/kubernetes-validate" ]; then
+  { python3 -m venv "$kv" && "$kv/bin/pip" install -q kubernetes-validate==1.37.0; } >/dev/null 2>&1 ||
+    echo "test.sh: kubernetes-validate could not be installed (python3-venv, PyPI); its check is skipped"
+fi
+[ -x "$kv/bin/kubernetes-validate" ] && export KUBERNETES_VALIDATE="$kv/bin/kubernetes-validate"
+
 echo "== npm packages"
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests && npm ci --no-audit --no-fund --loglevel=error)
@@ -34,6 +52,8 @@ echo "== Rust tests"
 cargo build --workspace --all-targets --examples
 cargo test --workspace --no-fail-fast
 
-echo "== end-to-end tests"
+echo "== end-to-end and scale-out tests"
+# cluster/ runs the scaled services as native processes (scripts/cluster.sh) with the dev binaries
+# built above, and checks the deploy files.
 export DUET_REPO="$root"
-(cd tests && node --test --test-concurrency=1 --test-reporter=spec js/)
+(cd tests && node --test --test-concurrency=1 --test-reporter=spec js/ cluster/)

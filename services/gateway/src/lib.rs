@@ -1,9 +1,12 @@
 //! gateway: the stateless edge. Serves the browser client's pages and assets ([`pages`]), proxies `/api/*`
-//! to the session-API pool and `/socket.io/*` to a realtime hub chosen by rendezvous hashing of the
-//! interview's code ([`proxy`]), over HTTP long-polling and WebSocket.
+//! to the session-API pool and `/socket.io/*` to the realtime hub that serves the interview
+//! ([`proxy`]), over HTTP long-polling and WebSocket. Which hubs exist and are alive is [`hubs`];
+//! which one serves an interview (its placement record, else rendezvous hashing) is [`routing`].
 
+pub mod hubs;
 pub mod pages;
 pub mod proxy;
+pub mod routing;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -16,44 +19,20 @@ use duet_config::Settings;
 use duet_domain::SessionCode;
 use duet_telemetry::connections::{self, ConnectionGate, ConnectionLimits};
 use duet_telemetry::health::{Readiness, ReadyCheck};
+use hubs::{Health, Hubs};
 use pages::{PagesState, SessionDirectory};
 use proxy::Upstreams;
+use routing::Router;
+
+pub use hubs::HUB_KEY_PREFIX;
 
 /// How long a page waits for the session-API to say whether an interview exists.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the set of live hubs is re-read from their Redis registrations. Hubs register with a TTL of
-/// several seconds, so a dead hub leaves the set within TTL + this.
-const HUB_REFRESH: Duration = Duration::from_secs(1);
-/// Key prefix under which hubs register their base URL (`duet:hub:<id>` → `http://host:port`).
-pub const HUB_KEY_PREFIX: &str = "duet:hub:";
 
-/// Reads the live hubs' URLs from their registrations.
-pub async fn live_hubs(bus: &dyn Bus) -> Result<Vec<String>, duet_bus::BusError> {
-    let mut urls = Vec::new();
-    for key in bus.keys_with_prefix(HUB_KEY_PREFIX).await? {
-        if let Some(url) = bus.get(&key).await? {
-            urls.push(url);
-        }
-    }
-    Ok(urls)
-}
-
-/// Keeps `upstreams` in step with the registered hubs. The static list from the settings is used
-/// whenever no hub is registered (or the bus cannot be read).
-fn spawn_hub_discovery(bus: Arc<dyn Bus>, upstreams: Arc<Upstreams>, fallback: Vec<String>) {
-    tokio::spawn(async move {
-        loop {
-            match live_hubs(bus.as_ref()).await {
-                Ok(hubs) if !hubs.is_empty() => upstreams.set_hubs(hubs),
-                Ok(_) => upstreams.set_hubs(fallback.clone()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read hub registrations; keeping the last set")
-                }
-            }
-            tokio::time::sleep(HUB_REFRESH).await;
-        }
-    });
-}
+/// Seconds a stopping gateway waits for requests in flight. Nothing it holds is worth waiting longer
+/// for: API calls take milliseconds, and the long-lived ones — WebSockets (closed at once on
+/// SIGTERM) and held long-polls — are better re-made by their clients through another gateway.
+const SHUTDOWN_SECS: u64 = 3;
 
 /// Session lookups through the session-API (`GET /api/session/{code}`).
 struct ApiDirectory {
@@ -84,6 +63,47 @@ pub struct Application {
     upstreams: Arc<Upstreams>,
 }
 
+/// The gateway's own metrics besides the request counters: upstream errors, and the hubs it knows by
+/// state (set at scrape time).
+fn gateway_metrics(
+    metrics: &duet_telemetry::metrics::HttpMetrics,
+    upstreams: &Arc<Upstreams>,
+) -> anyhow::Result<duet_telemetry::metrics::Update> {
+    let registry = metrics.registry();
+    registry.register(Box::new(upstreams.errors.clone()))?;
+    let hubs_gauge = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "duet_gateway_hubs",
+            "Hubs this gateway knows, by state: up, down (refused a connection or a probe), \
+             draining (refused a handshake with 503), retired (deregistered, serving its sessions).",
+        ),
+        &["state"],
+    )?;
+    let interviews = prometheus::IntGauge::new(
+        "duet_gateway_interviews",
+        "Interviews routed through this gateway in the last placement TTL.",
+    )?;
+    registry.register(Box::new(hubs_gauge.clone()))?;
+    registry.register(Box::new(interviews.clone()))?;
+    let up = upstreams.clone();
+    Ok(Arc::new(move || {
+        let mut counts = [0i64; 4];
+        for s in up.hubs().snapshot() {
+            let i = match (s.health, s.source) {
+                (_, hubs::Source::Retired { .. }) => 3,
+                (Health::Up, _) => 0,
+                (Health::Down, _) => 1,
+                (Health::Draining, _) => 2,
+            };
+            counts[i] += 1;
+        }
+        for (state, n) in ["up", "down", "draining", "retired"].iter().zip(counts) {
+            hubs_gauge.with_label_values(&[state]).set(n);
+        }
+        interviews.set(up.router.interviews() as i64);
+    }))
+}
+
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
@@ -94,8 +114,9 @@ impl Application {
         Self::with_listener(settings, listener, bus)
     }
 
-    /// Serves on `listener`. With a bus, the hubs are the ones registered on it (refreshed every
-    /// [`HUB_REFRESH`]); without one, the static `gateway.hub_urls`.
+    /// Serves on `listener`. With a bus, the hubs are the ones registered on it (the static
+    /// `gateway.hub_urls` while none is) and interviews keep their placement records there; without
+    /// one, the static `gateway.hub_urls` and hashing alone.
     pub fn with_listener(
         settings: &Settings,
         listener: TcpListener,
@@ -103,10 +124,16 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let apis = settings.gateway.session_api_urls.clone();
+        let hubs = Arc::new(Hubs::new(&settings.gateway.hub_urls));
+        let router = Arc::new(Router::new(hubs.clone(), bus.clone()));
         let upstreams = Arc::new(Upstreams::new(
             apis.clone(),
-            settings.gateway.hub_urls.clone(),
+            router.clone(),
+            settings.trusted_proxies(),
+            settings.max_content_length,
         ));
+        let metrics = duet_telemetry::metrics::HttpMetrics::new("gateway");
+        let update = gateway_metrics(&metrics, &upstreams)?;
         let http = reqwest::Client::new();
         let pages = PagesState {
             frontend_dir: settings.frontend_dir.clone(),
@@ -134,20 +161,32 @@ impl Application {
             }
         })]);
         if let Some(bus) = bus {
-            spawn_hub_discovery(bus, upstreams.clone(), settings.gateway.hub_urls.clone());
+            // Absent registrations are believed once every live hub has had a chance to renew its own.
+            let grace = Duration::from_secs(settings.hub.heartbeat_ttl_secs);
+            hubs::spawn_discovery(bus, hubs.clone(), grace);
+            routing::spawn_renewal(router);
         }
+        hubs::spawn_probes(hubs);
         let up = upstreams.clone();
         let gate = ConnectionGate::new(ConnectionLimits::from_settings(&settings.http));
-        let server = connections::serve(listener, gate, true, move || {
-            App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
-                .app_data(web::Data::new(awc::Client::default()))
-                .app_data(web::Data::new(up.clone()))
-                .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
-                .service(web::resource("/api/{tail:.*}").to(proxy::api))
-                .service(web::resource("/socket.io/{tail:.*}").to(proxy::socketio))
-                .configure(|c| pages::configure(c, pages.clone()))
-        })?;
+        // SIGTERM is handled in `run_until_stopped`, which closes the WebSockets first.
+        let server =
+            connections::serve_with_grace(listener, gate, false, SHUTDOWN_SECS, move || {
+                App::new()
+                    .wrap(actix_web::middleware::from_fn(
+                        duet_telemetry::metrics::record,
+                    ))
+                    .wrap(tracing_actix_web::TracingLogger::default())
+                    .app_data(web::Data::new(proxy::upstream_client()))
+                    .app_data(web::Data::new(up.clone()))
+                    .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
+                    .configure(|c| {
+                        duet_telemetry::metrics::configure(c, metrics.clone(), Some(update.clone()))
+                    })
+                    .service(web::resource("/api/{tail:.*}").to(proxy::api))
+                    .service(web::resource("/socket.io/{tail:.*}").to(proxy::socketio))
+                    .configure(|c| pages::configure(c, pages.clone()))
+            })?;
         Ok(Self {
             port,
             server,
@@ -163,7 +202,21 @@ impl Application {
         self.upstreams.clone()
     }
 
+    pub fn router(&self) -> Arc<Router> {
+        self.upstreams.router.clone()
+    }
+
+    /// Serves until SIGTERM / Ctrl-C; then stops accepting, asks every WebSocket client to reconnect
+    /// (with 1001 "going away": through nginx it lands on another gateway) and exits once the requests
+    /// in flight are done, within [`SHUTDOWN_SECS`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let closing = self.upstreams.closing.clone();
+        tokio::spawn(async move {
+            duet_telemetry::shutdown_signal().await;
+            closing.cancel();
+            handle.stop(true).await;
+        });
         self.server.await
     }
 }

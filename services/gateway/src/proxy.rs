@@ -1,18 +1,38 @@
-//! Reverse proxying: `/api/*` to the session-API pool (round robin) and `/socket.io/*` to a hub chosen by
-//! rendezvous hashing of the interview's session code (the `session` query parameter the browser client
-//! sends on every Engine.IO request), over both HTTP long-polling and WebSocket.
+//! Reverse proxying: `/api/*` to the session-API pool (round robin) and `/socket.io/*` to the hub that
+//! serves the interview (the `session` query parameter the browser client sends on every Engine.IO
+//! request; see [`crate::routing`]), over both HTTP long-polling and WebSocket.
+//!
+//! A handshake (an Engine.IO request without `sid`) that a hub refuses — connection refused, or 503
+//! while it drains — is tried on the next hub at once, and a refusing hub is marked down, so a dead
+//! hub costs its clients one reconnect and no error.
 
-use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{http::header, http::StatusCode, web, HttpRequest, HttpResponse};
+use awc::error::{SendRequestError, WsClientError};
 use futures_util::{SinkExt, StreamExt};
+use prometheus::IntCounterVec;
 use serde_json::json;
 
+use crate::hubs::{HubRef, Hubs};
+use crate::routing::{session_code, Router};
+
 /// Upstream requests may be Engine.IO long-polls, which the hub holds for up to a ping interval (25 s).
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest wait for a TCP connection to an upstream. Upstreams sit next to the gateway: a refused
+/// connection comes back at once, and one not made in a second is a host that is gone.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Hubs a handshake is offered to before the gateway gives up with 502 (each refusing one is marked
+/// down on the way, so the next handshake starts at a live one).
+pub const HANDSHAKE_ATTEMPTS: usize = 4;
+
+/// Largest WebSocket frame relayed (the hub enforces its own, smaller, payload limit).
+const MAX_WS_FRAME: usize = 16 * 1024 * 1024;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -26,32 +46,50 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// The upstreams a gateway can reach.
+/// The upstreams a gateway can reach, and how it talks to them.
 pub struct Upstreams {
     apis: Vec<String>,
     next_api: AtomicUsize,
-    hubs: RwLock<Vec<String>>,
+    pub router: Arc<Router>,
+    /// Peers whose `X-Forwarded-For` is extended rather than replaced.
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// `duet_gateway_upstream_errors_total{upstream, kind}`.
+    pub errors: IntCounterVec,
+    /// Largest long-poll body the gateway holds (`max_content_length`, as the hub's maxPayload).
+    max_body: usize,
+    /// Cancelled when the gateway stops: every WebSocket bridge closes at once.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl Upstreams {
-    pub fn new(apis: Vec<String>, hubs: Vec<String>) -> Self {
+    pub fn new(
+        apis: Vec<String>,
+        router: Arc<Router>,
+        trusted_proxies: Vec<ipnet::IpNet>,
+        max_body: usize,
+    ) -> Self {
+        let errors = IntCounterVec::new(
+            prometheus::Opts::new(
+                "duet_gateway_upstream_errors_total",
+                "Upstream requests that failed: refused (connection refused, the upstream is marked \
+                 down), draining (a hub refused a handshake with 503), failed (any other error).",
+            ),
+            &["upstream", "kind"],
+        )
+        .expect("valid metric");
         Self {
             apis,
             next_api: AtomicUsize::new(0),
-            hubs: RwLock::new(hubs),
+            router,
+            trusted_proxies,
+            errors,
+            max_body,
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 
-    /// Replaces the set of live hubs (from Redis registration).
-    pub fn set_hubs(&self, mut hubs: Vec<String>) {
-        hubs.sort();
-        if let Ok(mut h) = self.hubs.write() {
-            *h = hubs;
-        }
-    }
-
-    pub fn hubs(&self) -> Vec<String> {
-        self.hubs.read().map(|h| h.clone()).unwrap_or_default()
+    pub fn hubs(&self) -> &Hubs {
+        &self.router.hubs
     }
 
     fn api(&self) -> Option<&str> {
@@ -62,32 +100,51 @@ impl Upstreams {
         Some(&self.apis[i])
     }
 
-    /// Rendezvous (highest random weight) hashing: every gateway picks the same hub for a key, and when
-    /// a hub leaves only its keys move, each to the next hub in its own order.
-    pub fn hub_for(&self, key: &str) -> Option<String> {
-        let hubs = self.hubs.read().ok()?;
-        hubs.iter().max_by_key(|hub| score(key, hub)).cloned()
+    fn count_error(&self, upstream: &str, kind: &str) {
+        self.errors.with_label_values(&[upstream, kind]).inc();
+    }
+
+    /// The `X-Forwarded-For` to send upstream: the incoming chain extended by the peer when the peer
+    /// is a trusted proxy, else the peer alone (a client cannot claim to be someone else).
+    pub fn forwarded_for(&self, req: &HttpRequest) -> Option<String> {
+        let peer = req.peer_addr()?.ip();
+        let trusted = self.trusted_proxies.iter().any(|n| n.contains(&peer));
+        let incoming: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        Some(if trusted && !incoming.is_empty() {
+            format!("{}, {}", incoming.join(", "), peer_text(peer))
+        } else {
+            peer_text(peer)
+        })
     }
 }
 
-fn score(key: &str, hub: &str) -> u64 {
-    // DefaultHasher::new() uses fixed keys, so all replicas of one build agree.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    hub.hash(&mut h);
-    h.finish()
+fn peer_text(ip: IpAddr) -> String {
+    // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d; proxies write the plain form.
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// The HTTP client for upstreams: bounded connect time, so a vanished host is noticed quickly.
+pub fn upstream_client() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().timeout(CONNECT_TIMEOUT))
+        .timeout(UPSTREAM_TIMEOUT)
+        .finish()
 }
 
 fn bad_gateway(message: &str) -> HttpResponse {
     HttpResponse::build(StatusCode::BAD_GATEWAY)
         .json(json!({"error": {"code": "upstream_unavailable", "message": message}}))
-}
-
-fn session_key(req: &HttpRequest) -> String {
-    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("session").map(|s| s.to_ascii_uppercase()))
-        .unwrap_or_default()
 }
 
 /// The upstream URL for a request: the upstream's base with the request's path and query.
@@ -100,40 +157,48 @@ fn upstream_url(base: &str, req: &HttpRequest) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
 
-async fn forward_http(
+/// The request to send upstream: method, path, end-to-end headers and `X-Forwarded-For`.
+fn upstream_request(
     req: &HttpRequest,
-    payload: web::Payload,
     client: &awc::Client,
-    upstream: &str,
-) -> HttpResponse {
-    let url = upstream_url(upstream, req);
+    up: &Upstreams,
+    base: &str,
+) -> awc::ClientRequest {
+    let url = upstream_url(base, req);
     let mut fwd = client
         .request(req.method().clone(), &url)
         .no_decompress()
         .timeout(UPSTREAM_TIMEOUT);
     for (name, value) in req.headers() {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST {
+        if !HOP_BY_HOP.contains(&name.as_str())
+            && name != header::HOST
+            && name.as_str() != "x-forwarded-for"
+        {
             fwd = fwd.append_header((name.clone(), value.clone()));
         }
     }
-    if let Some(peer) = req.peer_addr() {
-        fwd = fwd.insert_header(("x-forwarded-for", peer.ip().to_string()));
+    if let Some(xff) = up.forwarded_for(req) {
+        fwd = fwd.insert_header(("x-forwarded-for", xff));
     }
-    match fwd.send_stream(payload).await {
-        Ok(res) => {
-            let mut out = HttpResponse::build(res.status());
-            for (name, value) in res.headers() {
-                if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
-                    out.append_header((name.clone(), value.clone()));
-                }
-            }
-            out.streaming(res)
-        }
-        Err(e) => {
-            tracing::warn!(%url, error = %e, "upstream request failed");
-            bad_gateway("the upstream service did not answer")
+    fwd
+}
+
+/// The upstream's response, streamed back.
+fn relay_response<S>(res: awc::ClientResponse<S>) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
+{
+    let mut out = HttpResponse::build(res.status());
+    for (name, value) in res.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
+            out.append_header((name.clone(), value.clone()));
         }
     }
+    out.streaming(res)
+}
+
+fn is_refusal(e: &SendRequestError) -> bool {
+    matches!(e, SendRequestError::Connect(_))
 }
 
 pub async fn api(
@@ -142,10 +207,33 @@ pub async fn api(
     client: web::Data<awc::Client>,
     up: web::Data<Arc<Upstreams>>,
 ) -> HttpResponse {
-    match up.api() {
-        Some(api) => forward_http(&req, payload, &client, api).await,
-        None => bad_gateway("no session-API is configured"),
+    let Some(api) = up.api() else {
+        return bad_gateway("no session-API is configured");
+    };
+    match upstream_request(&req, &client, &up, api)
+        .send_stream(payload)
+        .await
+    {
+        Ok(res) => relay_response(res),
+        Err(e) => {
+            tracing::warn!(upstream = %api, error = %e, "session-API request failed");
+            up.count_error(
+                "session-api",
+                if is_refusal(&e) { "refused" } else { "failed" },
+            );
+            bad_gateway("the upstream service did not answer")
+        }
     }
+}
+
+/// What one attempt at a hub came to.
+enum Attempt<T> {
+    Answered(T),
+    /// Connection refused: the hub is gone.
+    Refused,
+    /// 503 to a handshake: the hub drains.
+    Draining,
+    Failed(String),
 }
 
 pub async fn socketio(
@@ -154,49 +242,234 @@ pub async fn socketio(
     client: web::Data<awc::Client>,
     up: web::Data<Arc<Upstreams>>,
 ) -> HttpResponse {
-    let Some(hub) = up.hub_for(&session_key(&req)) else {
-        return bad_gateway("no realtime hub is available");
-    };
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default();
+    let key = query
+        .get("session")
+        .map(|s| s.to_ascii_uppercase())
+        .unwrap_or_default();
+    let code = query.get("session").and_then(|s| session_code(s));
+    let code = code.as_deref();
     let is_ws = req
         .headers()
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if is_ws {
-        forward_ws(req, payload, &client, &hub).await
-    } else {
-        forward_http(&req, payload, &client, &hub).await
+    let handshake =
+        !query.contains_key("sid") && (is_ws || req.method() == actix_web::http::Method::GET);
+    let router = &up.router;
+
+    if !handshake {
+        return established(req, payload, &client, &up, code, &key, is_ws).await;
     }
+
+    // A handshake: the interview's hub, or the next one that accepts.
+    let mut failed_once: Option<String> = None;
+    for _ in 0..HANDSHAKE_ATTEMPTS {
+        let Some(hub) = router.for_handshake(code, &key).await else {
+            break;
+        };
+        let attempt = if is_ws {
+            match ws_attempt(&req, &client, &up, &hub).await {
+                Attempt::Answered(upstream) => {
+                    return bridge(&req, payload, upstream, &up, code, &hub)
+                }
+                other => other,
+            }
+        } else {
+            match upstream_request(&req, &client, &up, &hub.url).send().await {
+                Ok(res) if res.status() == StatusCode::SERVICE_UNAVAILABLE => Attempt::Draining,
+                Ok(res) => {
+                    if let Some(code) = code {
+                        router.used(code, &hub.id);
+                    }
+                    return relay_response(res);
+                }
+                Err(e) if is_refusal(&e) => Attempt::Refused,
+                Err(e) => Attempt::Failed(e.to_string()),
+            }
+        };
+        match attempt {
+            Attempt::Answered(_) => unreachable!("returned above"),
+            Attempt::Refused => {
+                up.count_error("hub", "refused");
+                up.hubs().mark_down(&hub.id, "connection refused");
+            }
+            Attempt::Draining => {
+                up.count_error("hub", "draining");
+                up.hubs().mark_draining(&hub.id);
+            }
+            Attempt::Failed(e) => {
+                up.count_error("hub", "failed");
+                tracing::warn!(hub = %hub.id, error = %e, "hub handshake failed");
+                // Once more on the same hub (a pooled connection it had closed); then give up
+                // rather than move a live interview away from its hub.
+                if failed_once.as_deref() == Some(hub.id.as_str()) {
+                    return bad_gateway("the realtime hub did not accept the connection");
+                }
+                failed_once = Some(hub.id.clone());
+            }
+        }
+    }
+    bad_gateway("no realtime hub is available")
 }
 
-/// Bridges a browser WebSocket to the hub's: frames are passed through unchanged in both directions.
-async fn forward_ws(
+/// A request of an established Engine.IO session: it goes to the hub that holds the session. When
+/// that hub refuses the connection (it died; another gateway may already have moved the interview),
+/// the placement is read afresh once: the request then fails fast at the new hub ("Session ID
+/// unknown"), and the client's next handshake lands there, instead of the client waiting out its
+/// reconnection backoff twice.
+async fn established(
     req: HttpRequest,
     payload: web::Payload,
     client: &awc::Client,
-    hub: &str,
+    up: &Arc<Upstreams>,
+    code: Option<&str>,
+    key: &str,
+    is_ws: bool,
 ) -> HttpResponse {
+    // A long-poll POST is small (Engine.IO's maxPayload); held in memory it can be sent again.
+    let (mut payload, body) = if is_ws {
+        (Some(payload), None)
+    } else {
+        match payload.to_bytes_limited(up.max_body).await {
+            Ok(Ok(b)) => (None, Some(b)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "client body not read");
+                return HttpResponse::BadRequest().json(
+                    json!({"error": {"code": "invalid_body", "message": "the request body could not be read"}}),
+                );
+            }
+            Err(_) => {
+                return HttpResponse::PayloadTooLarge().json(
+                    json!({"error": {"code": "payload_too_large", "message": "the request body is too large"}}),
+                )
+            }
+        }
+    };
+    let router = &up.router;
+    let mut tried: Option<String> = None;
+    for fresh in [false, true] {
+        let Some(hub) = router.for_session(code, key, fresh).await else {
+            return bad_gateway("no realtime hub is available");
+        };
+        if tried.as_deref() == Some(hub.id.as_str()) {
+            break;
+        }
+        if let Some(code) = code {
+            router.used(code, &hub.id);
+        }
+        let attempt = if let Some(body) = &body {
+            match upstream_request(&req, client, up, &hub.url)
+                .send_body(body.clone())
+                .await
+            {
+                Ok(res) => return relay_response(res),
+                Err(e) if is_refusal(&e) => Attempt::Refused,
+                Err(e) => Attempt::Failed(e.to_string()),
+            }
+        } else {
+            match ws_attempt(&req, client, up, &hub).await {
+                Attempt::Answered(upstream) => {
+                    let payload = payload.take().expect("a WebSocket keeps its payload");
+                    return bridge(&req, payload, upstream, up, code, &hub);
+                }
+                other => other,
+            }
+        };
+        match attempt {
+            Attempt::Answered(_) => unreachable!("returned above"),
+            Attempt::Refused => {
+                up.count_error("hub", "refused");
+                up.hubs().mark_down(&hub.id, "connection refused");
+                tried = Some(hub.id);
+            }
+            Attempt::Draining => {
+                up.count_error("hub", "draining");
+                break;
+            }
+            Attempt::Failed(e) => {
+                up.count_error("hub", "failed");
+                tracing::warn!(hub = %hub.id, error = %e, "hub request failed");
+                break;
+            }
+        }
+    }
+    // The client reconnects, and its handshake finds a hub that accepts.
+    bad_gateway("the realtime hub did not accept the connection")
+}
+
+/// The close frame a stopping gateway sends: the client reconnects (elsewhere).
+fn going_away() -> awc::ws::CloseReason {
+    awc::ws::CloseReason {
+        code: awc::ws::CloseCode::Away,
+        description: Some("gateway stopping".to_owned()),
+    }
+}
+
+type UpstreamWs = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+/// Opens the WebSocket to the hub (the browser's side is upgraded only once this succeeded).
+async fn ws_attempt(
+    req: &HttpRequest,
+    client: &awc::Client,
+    up: &Upstreams,
+    hub: &HubRef,
+) -> Attempt<UpstreamWs> {
     // http://hub → ws://hub, https://hub → wss://hub
-    let url = upstream_url(hub, &req).replacen("http", "ws", 1);
-    let mut connect = client.ws(&url).max_frame_size(16 * 1024 * 1024);
+    let url = upstream_url(&hub.url, req).replacen("http", "ws", 1);
+    let mut connect = client.ws(&url).max_frame_size(MAX_WS_FRAME);
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         connect = connect.origin(origin.clone());
     }
-    let upstream = match connect.connect().await {
-        Ok((_, framed)) => framed,
-        Err(e) => {
-            tracing::warn!(%url, error = %e, "upstream websocket failed");
-            return bad_gateway("the realtime hub did not accept the connection");
+    if let Some(xff) = up.forwarded_for(req) {
+        connect = connect.set_header("x-forwarded-for", xff);
+    }
+    match connect.connect().await {
+        Ok((_, framed)) => Attempt::Answered(framed),
+        Err(WsClientError::SendRequest(e)) if is_refusal(&e) => Attempt::Refused,
+        Err(WsClientError::InvalidResponseStatus(StatusCode::SERVICE_UNAVAILABLE)) => {
+            Attempt::Draining
         }
-    };
-    let (res, session, stream) = match actix_ws::handle(&req, payload) {
+        Err(e) => Attempt::Failed(format!("{url}: {e}")),
+    }
+}
+
+/// Upgrades the browser's connection and bridges it to the hub's WebSocket: frames are passed through
+/// unchanged in both directions.
+fn bridge(
+    req: &HttpRequest,
+    payload: web::Payload,
+    upstream: UpstreamWs,
+    up: &Arc<Upstreams>,
+    code: Option<&str>,
+    hub: &HubRef,
+) -> HttpResponse {
+    let (res, session, stream) = match actix_ws::handle(req, payload) {
         Ok(x) => x,
         Err(e) => return HttpResponse::from_error(e),
     };
+    let router = up.router.clone();
+    let open = code.map(|c| (c.to_owned(), hub.id.clone()));
+    if let Some((code, hub)) = &open {
+        router.bridge(code, hub, true);
+    }
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut down_session = session.clone();
+    let closing = up.closing.clone();
     actix_web::rt::spawn(async move {
-        while let Some(Ok(frame)) = up_rx.next().await {
+        let mut close_reason = None;
+        loop {
+            let frame = tokio::select! {
+                frame = up_rx.next() => frame,
+                _ = closing.cancelled() => {
+                    close_reason = Some(going_away());
+                    break;
+                }
+            };
+            let Some(Ok(frame)) = frame else { break };
             use awc::ws::Frame;
             let sent = match frame {
                 Frame::Text(b) => match std::str::from_utf8(&b) {
@@ -207,22 +480,32 @@ async fn forward_ws(
                 Frame::Ping(b) => down_session.ping(&b).await,
                 Frame::Pong(b) => down_session.pong(&b).await,
                 Frame::Close(reason) => {
-                    let _ = down_session.close(reason).await;
-                    return;
+                    close_reason = reason;
+                    break;
                 }
                 Frame::Continuation(_) => Ok(()),
             };
             if sent.is_err() {
-                return;
+                break;
             }
         }
-        let _ = down_session.close(None).await;
+        let _ = down_session.close(close_reason).await;
+        if let Some((code, hub)) = &open {
+            router.bridge(code, hub, false);
+        }
     });
-    let session_up = session;
+    let closing = up.closing.clone();
     actix_web::rt::spawn(async move {
-        let session = session_up;
         let mut stream = stream.aggregate_continuations();
-        while let Some(Ok(msg)) = stream.next().await {
+        loop {
+            let msg = tokio::select! {
+                msg = stream.next() => msg,
+                _ = closing.cancelled() => {
+                    let _ = up_tx.send(awc::ws::Message::Close(Some(going_away()))).await;
+                    break;
+                }
+            };
+            let Some(Ok(msg)) = msg else { break };
             use actix_ws::AggregatedMessage as M;
             let out = match msg {
                 M::Text(t) => awc::ws::Message::Text(t.to_string().into()),
@@ -238,51 +521,8 @@ async fn forward_ws(
                 break;
             }
         }
+        let _ = up_tx.close().await;
         let _ = session.close(None).await;
     });
     res
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rendezvous_is_stable_and_moves_only_the_dead_hubs_keys() {
-        let hubs: Vec<String> = (1..=4).map(|i| format!("http://hub{i}")).collect();
-        let up = Upstreams::new(vec![], hubs.clone());
-        let keys: Vec<String> = (0..400).map(|i| format!("CODE{i:04}")).collect();
-        let before: Vec<String> = keys.iter().map(|k| up.hub_for(k).unwrap()).collect();
-        // Every hub gets a share.
-        for h in &hubs {
-            let n = before.iter().filter(|b| *b == h).count();
-            assert!(n > 40, "{h} got {n} of 400");
-        }
-        // Same answer again (and in another instance).
-        let again = Upstreams::new(vec![], hubs.iter().rev().cloned().collect());
-        again.set_hubs(hubs.clone());
-        for (k, b) in keys.iter().zip(&before) {
-            assert_eq!(&again.hub_for(k).unwrap(), b);
-        }
-        // Remove hub2: only its keys move.
-        again.set_hubs(
-            hubs.iter()
-                .filter(|h| !h.ends_with("hub2"))
-                .cloned()
-                .collect(),
-        );
-        for (k, b) in keys.iter().zip(&before) {
-            let now = again.hub_for(k).unwrap();
-            if !b.ends_with("hub2") {
-                assert_eq!(&now, b);
-            } else {
-                assert_ne!(now, *b);
-            }
-        }
-    }
-
-    #[test]
-    fn no_hubs_no_choice() {
-        assert_eq!(Upstreams::new(vec![], vec![]).hub_for("X"), None);
-    }
 }

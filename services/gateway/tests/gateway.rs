@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use duet_config::Settings;
 use duet_storage::{sqlite::SqliteStorage, Storage};
@@ -211,12 +212,37 @@ async fn no_upstream_gives_a_json_502_and_not_ready() {
         .contains("not been built"));
 }
 
+/// The registered hubs' URLs the gateway knows (retired ones left out), sorted.
+fn known(app_hubs: &duet_gateway::hubs::Hubs) -> Vec<String> {
+    let mut urls: Vec<String> = app_hubs
+        .snapshot()
+        .into_iter()
+        .filter(|s| !matches!(s.source, duet_gateway::hubs::Source::Retired { .. }))
+        .map(|s| s.hub.url)
+        .collect();
+    urls.sort();
+    urls
+}
+
+/// Polls `check` every 50 ms for up to `within`; returns whether it became true.
+async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + within;
+    while std::time::Instant::now() < end {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
 #[tokio::test]
 async fn hubs_are_discovered_from_their_registrations() {
     use duet_bus::Bus;
     let bus: Arc<dyn Bus> = Arc::new(duet_bus::LocalBus::new());
     let frontend = tempfile::tempdir().unwrap();
-    let s = settings(vec![], frontend.path());
+    let mut s = settings(vec![], frontend.path());
+    s.hub.heartbeat_ttl_secs = 3;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let app = duet_gateway::Application::with_listener(&s, listener, Some(bus.clone())).unwrap();
     let upstreams = app.upstreams();
@@ -227,23 +253,21 @@ async fn hubs_are_discovered_from_their_registrations() {
     bus.set_with_ttl("duet:hub:b", "http://127.0.0.1:2", 60)
         .await
         .unwrap();
-    let wait_for = |want: Vec<&'static str>| {
-        let upstreams = upstreams.clone();
-        async move {
-            for _ in 0..60 {
-                let mut hubs = upstreams.hubs();
-                hubs.sort();
-                if hubs == want {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            panic!("hubs never became {want:?}: {:?}", upstreams.hubs());
-        }
-    };
-    wait_for(vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]).await;
-    // Hub a stops refreshing its registration: it drops out when the TTL runs out.
-    wait_for(vec!["http://127.0.0.1:2"]).await;
+    let both = ["http://127.0.0.1:1", "http://127.0.0.1:2"];
+    assert!(
+        eventually(Duration::from_secs(3), || known(upstreams.hubs()) == both).await,
+        "{:?}",
+        upstreams.hubs().snapshot()
+    );
+    // Hub a stops renewing its registration: it is retired once the TTL has run out (and the
+    // start-up grace, one registration TTL, is over).
+    assert!(
+        eventually(Duration::from_secs(8), || known(upstreams.hubs())
+            == ["http://127.0.0.1:2"])
+        .await,
+        "{:?}",
+        upstreams.hubs().snapshot()
+    );
 }
 
 /// Engine.IO through the gateway to a real hub, over long-polling and over WebSocket.
@@ -347,4 +371,445 @@ async fn a_silent_flood_never_starves_healthz_under_a_low_open_files_limit() {
         GATEWAY_ENV,
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hub selection: failover, placement, Redis outages. Which hub holds an Engine.IO session is checked
+// against the hubs themselves: only the hub that made a sid accepts a POST with it.
+
+/// Valid session codes, in a fixed order.
+fn codes() -> impl Iterator<Item = String> {
+    let a = duet_domain::CODE_ALPHABET;
+    (0..a.len() * a.len())
+        .map(move |i| format!("K7MX2Q{}{}", a[i / a.len()] as char, a[i % a.len()] as char))
+}
+
+/// A code whose rendezvous order over `ids` starts with `first`.
+fn code_hashing_to(ids: &[&str], first: &str) -> String {
+    let hubs = duet_gateway::hubs::Hubs::new(&[]);
+    let refs: Vec<_> = ids
+        .iter()
+        .map(|id| duet_gateway::hubs::HubRef {
+            id: (*id).to_owned(),
+            url: format!("http://{id}"),
+        })
+        .collect();
+    hubs.apply_registrations(&refs, true);
+    codes()
+        .find(|c| hubs.candidates(c)[0].id == first)
+        .expect("some code hashes there")
+}
+
+/// A real hub on `port` (0: any), SQLite under `dir`, registered in Redis as `id` when `redis` is set.
+async fn spawn_hub(dir: &std::path::Path, port: u16, redis: Option<(&str, &str)>) -> String {
+    let mut s = settings(vec![], dir);
+    s.data_dir = dir.to_path_buf();
+    s.port = port;
+    if let Some((url, id)) = redis {
+        s.redis_url = Some(url.to_owned());
+        s.hub.id = Some(id.to_owned());
+        s.hub.heartbeat_ttl_secs = 3;
+    }
+    let hub = duet_realtime_hub::startup::Application::build(&s)
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", hub.port());
+    actix_web::rt::spawn(hub.run_until_stopped());
+    url
+}
+
+async fn spawn_gateway_with_bus(
+    s: &Settings,
+    bus: Option<Arc<dyn duet_bus::Bus>>,
+) -> (String, Arc<duet_gateway::proxy::Upstreams>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = duet_gateway::Application::with_listener(s, listener, bus).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let up = app.upstreams();
+    actix_web::rt::spawn(app.run_until_stopped());
+    (base, up)
+}
+
+/// An Engine.IO polling handshake through `gw` for interview `code`: the status and, on 200, the sid.
+async fn handshake(http: &reqwest::Client, gw: &str, code: &str) -> (StatusCode, Option<String>) {
+    let r = http
+        .get(format!(
+            "{gw}/socket.io/?EIO=4&transport=polling&session={code}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    let sid = body
+        .strip_prefix('0')
+        .and_then(|j| serde_json::from_str::<Value>(j).ok())
+        .and_then(|v| v["sid"].as_str().map(str::to_owned));
+    (status, sid)
+}
+
+/// Whether the hub at `hub` holds Engine.IO session `sid` (it accepts a namespace connect for it).
+async fn holds(http: &reqwest::Client, hub: &str, sid: &str) -> bool {
+    http.post(format!(
+        "{hub}/socket.io/?EIO=4&transport=polling&sid={sid}"
+    ))
+    .body("40")
+    .send()
+    .await
+    .unwrap()
+    .status()
+        == StatusCode::OK
+}
+
+#[actix_web::test]
+async fn a_refusing_hub_is_skipped_at_once_and_marked_down_until_it_answers() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let live = spawn_hub(dir.path(), 0, None).await;
+    // The second hub's port accepts connections (so the probes see nothing wrong) until the hub
+    // "dies" just before the first handshake: the refusal is met by the handshake itself.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = listener.local_addr().unwrap().port();
+    let dead = format!("http://127.0.0.1:{dead_port}");
+    let mut s = settings(vec![], dir.path());
+    s.gateway.hub_urls = vec![live.clone(), dead.clone()];
+    let (gw, up) = spawn_gateway_with_bus(&s, None).await;
+    let http = reqwest::Client::new();
+    // Static hubs are known by their URL.
+    let code = code_hashing_to(&[&live, &dead], &dead);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(listener);
+
+    // Long-polling: answered by the live hub, no error for the client.
+    let started = std::time::Instant::now();
+    let (status, sid) = handshake(&http, &gw, &code).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(holds(&http, &live, &sid.unwrap()).await);
+    let health = |url: &str| {
+        up.hubs()
+            .snapshot()
+            .into_iter()
+            .find(|h| h.hub.url == url)
+            .map(|h| h.health)
+    };
+    assert_eq!(health(&dead), Some(duet_gateway::hubs::Health::Down));
+
+    // WebSocket, for another interview hashing to the dead hub: straight to the live one.
+    let code2 = codes()
+        .filter(|c| *c != code)
+        .find(|c| {
+            let h = duet_gateway::hubs::Hubs::new(&[live.clone(), dead.clone()]);
+            h.candidates(c)[0].url == dead
+        })
+        .unwrap();
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket&session={code2}",
+        gw.replacen("http", "ws", 1)
+    );
+    let (_, mut ws) = awc::Client::default().ws(ws_url).connect().await.unwrap();
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(
+        matches!(&open, awc::ws::Frame::Text(t) if t.starts_with(b"0{")),
+        "{open:?}"
+    );
+
+    let metrics = text_of(&http, format!("{gw}/metrics")).await;
+    assert!(
+        metrics.contains("duet_gateway_upstream_errors_total{kind=\"refused\",upstream=\"hub\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("duet_gateway_hubs{state=\"down\"} 1"),
+        "{metrics}"
+    );
+
+    // The dead hub comes back on its port: a probe finds it, and its interviews go there again.
+    spawn_hub(dir.path(), dead_port, None).await;
+    assert!(
+        eventually(Duration::from_secs(3), || health(&dead)
+            == Some(duet_gateway::hubs::Health::Up))
+        .await
+    );
+    let (status, sid) = handshake(&http, &gw, &code).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        holds(&http, &live, &sid.unwrap()).await,
+        "an interview in use stays where it moved"
+    );
+    let fresh = codes()
+        .filter(|c| *c != code && *c != code2)
+        .find(|c| {
+            let h = duet_gateway::hubs::Hubs::new(&[live.clone(), dead.clone()]);
+            h.candidates(c)[0].url == dead
+        })
+        .unwrap();
+    let (status, sid) = handshake(&http, &gw, &fresh).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        holds(&http, &dead, &sid.unwrap()).await,
+        "new interviews hash there again"
+    );
+}
+
+#[actix_web::test]
+async fn placed_interviews_stay_on_their_hub_while_hubs_join_across_gateways() {
+    use duet_bus::Bus;
+    let redis = duet_testkit::redis::TestRedis::start();
+    let url = redis.url();
+    let bus: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&url).await.unwrap());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let hub_a = spawn_hub(dir_a.path(), 0, Some((&url, "hub-a"))).await;
+
+    let mut s = settings(vec![], dir_a.path());
+    s.hub.heartbeat_ttl_secs = 3;
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        let bus: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&url).await.unwrap());
+        gateways.push(spawn_gateway_with_bus(&s, Some(bus)).await);
+    }
+    let knows = |n: usize| {
+        gateways
+            .iter()
+            .all(|(_, up)| up.hubs().candidates("").len() == n)
+    };
+    assert!(eventually(Duration::from_secs(5), || knows(1)).await);
+    let http = reqwest::Client::new();
+    let (g1, g2) = (&gateways[0].0, &gateways[1].0);
+
+    // An interview starts while only hub-a exists; it would hash to hub-b once that joins.
+    let code = code_hashing_to(&["hub-a", "hub-b"], "hub-b");
+    let (status, sid) = handshake(&http, g1, &code).await;
+    assert_eq!(status, StatusCode::OK);
+    let sid = sid.unwrap();
+    assert_eq!(
+        duet_bus::placement::placement(bus.as_ref(), &code)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("hub-a"),
+        "the first routing writes the placement record"
+    );
+
+    let hub_b = spawn_hub(dir_b.path(), 0, Some((&url, "hub-b"))).await;
+    assert!(eventually(Duration::from_secs(5), || knows(2)).await);
+
+    // The long-polling session goes on through the other gateway: its requests reach hub-a.
+    let r = http
+        .post(format!(
+            "{g2}/socket.io/?EIO=4&transport=polling&session={code}&sid={sid}"
+        ))
+        .body("40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let connected = text_of(
+        &http,
+        format!("{g2}/socket.io/?EIO=4&transport=polling&session={code}&sid={sid}"),
+    )
+    .await;
+    assert!(connected.starts_with("40{\"sid\""), "{connected}");
+    // A new participant of the same interview, through either gateway, joins it on hub-a.
+    for gw in [g1, g2] {
+        let (_, sid) = handshake(&http, gw, &code).await;
+        assert!(holds(&http, &hub_a, &sid.unwrap()).await, "via {gw}");
+    }
+    // A new interview is placed by hashing over both hubs.
+    let fresh = codes()
+        .filter(|c| *c != code)
+        .find(|c| {
+            let h = duet_gateway::hubs::Hubs::new(&[]);
+            h.apply_registrations(
+                &[
+                    duet_gateway::hubs::HubRef {
+                        id: "hub-a".into(),
+                        url: String::new(),
+                    },
+                    duet_gateway::hubs::HubRef {
+                        id: "hub-b".into(),
+                        url: String::new(),
+                    },
+                ],
+                true,
+            );
+            h.candidates(c)[0].id == "hub-b"
+        })
+        .unwrap();
+    let (_, sid) = handshake(&http, g2, &fresh).await;
+    assert!(holds(&http, &hub_b, &sid.unwrap()).await);
+    assert_eq!(
+        duet_bus::placement::placement(bus.as_ref(), &fresh)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("hub-b")
+    );
+    // Input that is not a session code never becomes a record.
+    let (status, _) = handshake(&http, g1, "not-a-code").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bus
+        .keys_with_prefix(duet_bus::placement::PLACEMENT_KEY_PREFIX)
+        .await
+        .unwrap()
+        .iter()
+        .all(|k| k.ends_with(&code) || k.ends_with(&fresh)));
+}
+
+#[actix_web::test]
+async fn a_redis_restart_does_not_make_the_hubs_unknown() {
+    use duet_bus::Bus;
+    let mut redis = duet_testkit::redis::TestRedis::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    // The hub itself uses no Redis here: its registration is written by the test, so that it is not
+    // renewed after the restart and the gateway's grace is what is tested.
+    let hub = spawn_hub(dir.path(), 0, None).await;
+    let bus: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&url).await.unwrap());
+    bus.set_with_ttl("duet:hub:solo", &hub, 60).await.unwrap();
+
+    // k8s/configmap.yaml's settings: no static hub list.
+    let mut s = settings(vec![], dir.path());
+    s.hub.heartbeat_ttl_secs = 4;
+    let gw_bus: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&url).await.unwrap());
+    let (gw, up) = spawn_gateway_with_bus(&s, Some(gw_bus)).await;
+    assert!(
+        eventually(Duration::from_secs(3), || up.hubs().candidates("").len()
+            == 1)
+        .await
+    );
+    let http = reqwest::Client::new();
+    let code = codes().next().unwrap();
+
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        handshake(&http, &gw, &code).await.0,
+        StatusCode::OK,
+        "Redis down"
+    );
+    redis.start_again();
+    // Back, empty: for a registration TTL the gateway keeps what it knew.
+    let back = std::time::Instant::now();
+    while back.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            handshake(&http, &gw, &code).await.0,
+            StatusCode::OK,
+            "{:?} after Redis came back",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The hub renews its registration (as a live hub does within a third of its TTL): all is well
+    // after the grace too, and the placement record is written again.
+    bus.set_with_ttl("duet:hub:solo", &hub, 60).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(handshake(&http, &gw, &code).await.0, StatusCode::OK);
+    assert_eq!(
+        duet_bus::placement::placement(bus.as_ref(), &code)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("solo")
+    );
+}
+
+/// An upstream that answers with the `X-Forwarded-For` it received.
+async fn spawn_echo() -> String {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|req: HttpRequest| async move {
+            let xff = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            HttpResponse::Ok().body(xff)
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let url = format!("http://{}", server.addrs()[0]);
+    actix_web::rt::spawn(server.run());
+    url
+}
+
+#[actix_web::test]
+async fn x_forwarded_for_is_extended_only_for_trusted_proxies() {
+    let echo = spawn_echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let seen = |gw: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{gw}/api/x"))
+                .header("x-forwarded-for", "203.0.113.7")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    // Not trusted (the default): a client cannot pass for someone else.
+    let s = settings(vec![echo.clone()], dir.path());
+    let (gw, _) = spawn_gateway_with_bus(&s, None).await;
+    assert_eq!(seen(gw).await, "127.0.0.1");
+    // From a trusted proxy (nginx on this host), the chain is kept and the proxy appended.
+    let mut s = settings(vec![echo], dir.path());
+    s.gateway.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let (gw, _) = spawn_gateway_with_bus(&s, None).await;
+    assert_eq!(seen(gw).await, "203.0.113.7, 127.0.0.1");
+}
+
+#[actix_web::test]
+async fn metrics_count_requests_by_route_and_status_with_latency() {
+    let api = spawn_session_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _) = spawn_gateway_with_bus(&settings(vec![api], dir.path()), None).await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        status_of(&http, format!("{gw}/api/session/ZZZZ2222")).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status_of(&http, format!("{gw}/api/session/ZZZZ2222")).await,
+        StatusCode::NOT_FOUND
+    );
+    let r = http.get(format!("{gw}/metrics")).send().await.unwrap();
+    assert!(r
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(
+            "duet_http_requests_total{method=\"GET\",route=\"/api/{tail:.*}\",service=\"gateway\",status=\"404\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "duet_http_request_duration_seconds_count{method=\"GET\",route=\"/api/{tail:.*}\",service=\"gateway\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("duet_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    // Paths no route matched share one label value.
+    let _ = status_of(&http, format!("{gw}/no/such/{}", "x".repeat(20))).await;
+    let text = text_of(&http, format!("{gw}/metrics")).await;
+    assert!(!text.contains("xxxxxxxx"), "{text}");
 }

@@ -62,7 +62,7 @@ async fn spawn_hub(id: &str, db: &str, redis: &str) -> (Child, String) {
     let port = duet_testkit::free_port();
     // `BENCH_HUB_BIN`: another build of the hub (e.g. an older commit's, for before/after figures).
     let bin = std::env::var("BENCH_HUB_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_realtime-hub").into());
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_duet-realtime-hub").into());
     let child = Command::new("taskset")
         .args(["-c", "0", &bin])
         .env("HOST", "127.0.0.1")

@@ -95,6 +95,7 @@ impl From<duet_storage::StorageError> for HubError {
             duet_storage::StorageError::NotFound => {
                 Self::new(ErrorCode::SessionNotFound, "no interview with that code")
             }
+            duet_storage::StorageError::Invalid(message) => Self::invalid(message),
             other => {
                 tracing::error!(error = %other, "storage error");
                 Self::internal()

@@ -2,7 +2,7 @@
 //! connections and HTTP methods on its own routes. SQLite and the in-process bus, so nothing else
 //! needs to run.
 
-const HUB: &str = env!("CARGO_BIN_EXE_realtime-hub");
+const HUB: &str = env!("CARGO_BIN_EXE_duet-realtime-hub");
 
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_handshake_timeout() {

@@ -87,9 +87,14 @@ impl Application {
             max_body,
         };
         let readiness = Readiness(vec![storage_check(storage)]);
+        let metrics = duet_telemetry::metrics::HttpMetrics::new("session-api");
         let server = connections::serve(listener, ConnectionGate::new(limits), true, move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    duet_telemetry::metrics::record,
+                ))
                 .wrap(tracing_actix_web::TracingLogger::default())
+                .configure(|c| duet_telemetry::metrics::configure(c, metrics.clone(), None))
                 .configure(|c| configure(c, state.clone()))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
         })?;

@@ -363,3 +363,38 @@ async fn a_silent_flood_never_starves_healthz_under_a_low_open_files_limit() {
     )
     .await;
 }
+
+/// `/metrics`: requests by route pattern (not raw path), method and status, with a latency histogram.
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = TestApp::spawn(sqlite().await).await;
+    let (status, created) = app.create(json!({"language": "python"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let code = created["code"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/api/session/{code}")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/session/ZZZZ2222").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "duet_http_requests_total{method=\"POST\",route=\"/api/session\",service=\"session-api\",status=\"201\"} 1",
+        "duet_http_requests_total{method=\"GET\",route=\"/api/session/{code}\",service=\"session-api\",status=\"200\"} 1",
+        "duet_http_requests_total{method=\"GET\",route=\"/api/session/{code}\",service=\"session-api\",status=\"404\"} 1",
+        "duet_http_request_duration_seconds_count{method=\"GET\",route=\"/api/session/{code}\",service=\"session-api\"} 2",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    assert!(!text.contains(code), "raw paths are never labels");
+}

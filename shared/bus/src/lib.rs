@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 mod fanout;
 pub mod local;
+pub mod placement;
 pub mod redis;
 
 pub use local::LocalBus;
@@ -93,4 +94,26 @@ pub trait Bus: Send + Sync + 'static {
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, BusError>;
     /// The value of a key that has not expired (a hub's registered URL).
     async fn get(&self, key: &str) -> Result<Option<String>, BusError>;
+    /// Compare-and-set with expiry, for records several processes write (an interview's placement):
+    /// atomically sets `key` → `value` for `ttl_secs` when the key is absent, already holds `value`
+    /// (which renews it), or holds `replacing`; otherwise leaves it alone. Returns the value the key
+    /// holds afterwards, so the caller learns who won.
+    ///
+    /// The default is a plain read-then-write, atomic only where nothing else writes the key; both
+    /// backends here override it with an atomic one.
+    async fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        replacing: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<String, BusError> {
+        match self.get(key).await? {
+            Some(current) if current != value && Some(current.as_str()) != replacing => Ok(current),
+            _ => {
+                self.set_with_ttl(key, value, ttl_secs).await?;
+                Ok(value.to_owned())
+            }
+        }
+    }
 }

@@ -35,6 +35,17 @@ impl Shared {
     }
 }
 
+/// When a key set now with `ttl_secs` expires. Redis rejects `SET .. EX 0`; refused here too so both
+/// backends agree.
+fn expiry(ttl_secs: u64) -> Result<Instant, BusError> {
+    if ttl_secs == 0 {
+        return Err(BusError::Other("ttl must be at least one second".into()));
+    }
+    Instant::now()
+        .checked_add(Duration::from_secs(ttl_secs))
+        .ok_or_else(|| BusError::Other(format!("ttl of {ttl_secs} s is out of range")))
+}
+
 /// Removes the subscriber from the registry when its [`Subscription`] is dropped.
 struct Membership {
     shared: Arc<Shared>,
@@ -89,13 +100,7 @@ impl Bus for LocalBus {
     }
 
     async fn set_with_ttl(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), BusError> {
-        // Redis rejects `SET .. EX 0`; refuse it here too so both backends agree.
-        if ttl_secs == 0 {
-            return Err(BusError::Other("ttl must be at least one second".into()));
-        }
-        let expires = Instant::now()
-            .checked_add(Duration::from_secs(ttl_secs))
-            .ok_or_else(|| BusError::Other(format!("ttl of {ttl_secs} s is out of range")))?;
+        let expires = expiry(ttl_secs)?;
         self.shared
             .keys()
             .insert(key.to_owned(), (value.to_owned(), expires));
@@ -110,6 +115,25 @@ impl Bus for LocalBus {
             .get(key)
             .filter(|(_, expires)| *expires > now)
             .map(|(value, _)| value.clone()))
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        replacing: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<String, BusError> {
+        let expires = expiry(ttl_secs)?;
+        let now = Instant::now();
+        let mut keys = self.shared.keys();
+        if let Some((current, until)) = keys.get(key) {
+            if *until > now && current != value && Some(current.as_str()) != replacing {
+                return Ok(current.clone());
+            }
+        }
+        keys.insert(key.to_owned(), (value.to_owned(), expires));
+        Ok(value.to_owned())
     }
 
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, BusError> {

@@ -89,6 +89,18 @@ pub const PUBSUB_PING_INTERVAL: Duration = Duration::from_secs(10);
 /// connection is dead (which starts its reconnection), the second waits for the new one.
 const COMMAND_WARM_UP_ATTEMPTS: usize = 3;
 
+/// [`Bus::claim`] as one atomic step on the server: `KEYS[1]` the key; `ARGV` the value, the TTL in
+/// seconds, whether a value may be replaced (`1`/`0`) and that value. Redis runs a script without
+/// interleaving other commands, so two gateways claiming at once cannot both win.
+const CLAIM_SCRIPT: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] or (ARGV[3] == '1' and current == ARGV[4]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return ARGV[1]
+end
+return current
+"#;
+
 /// Keys asked for per `SCAN` round (a hint to Redis, which may return more or fewer).
 const SCAN_BATCH: usize = 100;
 
@@ -276,6 +288,24 @@ impl Bus for RedisBus {
         let mut get = ::redis::cmd("GET");
         get.arg(key);
         query::<Option<String>>(&self.commands, "get", &get).await
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        replacing: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<String, BusError> {
+        let mut eval = ::redis::cmd("EVAL");
+        eval.arg(CLAIM_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(value)
+            .arg(ttl_secs)
+            .arg(u8::from(replacing.is_some()))
+            .arg(replacing.unwrap_or(""));
+        query::<String>(&self.commands, "claim", &eval).await
     }
 
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, BusError> {

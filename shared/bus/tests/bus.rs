@@ -322,6 +322,66 @@ mod contract {
         ));
     }
 
+    pub async fn claims_are_compare_and_set_with_expiry<B: Backend>(backend: &B) {
+        let bus = backend.bus();
+        let key = unique("claim");
+        // Absent: the first claim wins; a rival's claim learns the winner and changes nothing.
+        assert_eq!(
+            bus.claim(&key, "hub-a", None, 60).await.expect("claim"),
+            "hub-a"
+        );
+        assert_eq!(
+            bus.claim(&key, "hub-b", None, 60).await.expect("claim"),
+            "hub-a"
+        );
+        assert_eq!(bus.get(&key).await.expect("get").as_deref(), Some("hub-a"));
+        // Replacing another value than the one held changes nothing either.
+        assert_eq!(
+            bus.claim(&key, "hub-b", Some("hub-c"), 60)
+                .await
+                .expect("claim"),
+            "hub-a"
+        );
+        // Replacing the held value (hub-a found dead) moves it.
+        assert_eq!(
+            bus.claim(&key, "hub-b", Some("hub-a"), 60)
+                .await
+                .expect("claim"),
+            "hub-b"
+        );
+        // The holder renews with a short TTL; then it expires and anyone may claim.
+        assert_eq!(
+            bus.claim(&key, "hub-b", None, 1).await.expect("renew"),
+            "hub-b"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(bus.get(&key).await.expect("get"), None, "expired");
+        assert_eq!(
+            bus.claim(&key, "hub-c", None, 60).await.expect("claim"),
+            "hub-c"
+        );
+        assert!(matches!(
+            bus.claim(&key, "hub-c", None, 0).await,
+            Err(BusError::Other(_))
+        ));
+        // Concurrent claims on a fresh key: exactly one value wins and every caller is told it.
+        let fresh = unique("claim-race");
+        let answers = futures_util::future::join_all((0..8).map(|i| {
+            let fresh = fresh.clone();
+            async move {
+                bus.claim(&fresh, &format!("hub-{i}"), None, 60)
+                    .await
+                    .expect("claim")
+            }
+        }))
+        .await;
+        assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+        assert_eq!(
+            bus.get(&fresh).await.expect("get"),
+            Some(answers[0].clone())
+        );
+    }
+
     pub async fn a_slow_subscriber_misses_messages_without_slowing_others<B: Backend>(backend: &B) {
         let bus = backend.bus();
         let channel = unique("slow");
@@ -388,6 +448,11 @@ macro_rules! contract_suite {
             #[tokio::test]
             async fn keys_expire_and_only_live_ones_are_listed() {
                 contract::keys_expire_and_only_live_ones_are_listed(&$make().await).await;
+            }
+
+            #[tokio::test]
+            async fn claims_are_compare_and_set_with_expiry() {
+                contract::claims_are_compare_and_set_with_expiry(&$make().await).await;
             }
 
             #[tokio::test]

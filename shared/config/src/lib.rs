@@ -92,8 +92,11 @@ pub struct HubSettings {
 pub struct GatewaySettings {
     /// Base URLs of session-API replicas, e.g. `http://127.0.0.1:8081`.
     pub session_api_urls: Vec<String>,
-    /// Static hub URLs, used when Redis registration is not available.
+    /// Static hub URLs, used when no hub is registered in Redis.
     pub hub_urls: Vec<String>,
+    /// Peers (IP addresses or CIDR ranges, e.g. `127.0.0.1`, `10.0.0.0/8`) whose `X-Forwarded-For`
+    /// the gateway extends; from anyone else it is replaced by the peer's address. Empty trusts no one.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The seed's unprefixed variables, mapped to their keys.
@@ -139,6 +142,7 @@ impl Settings {
             .and_then(|b| b.set_default("http.max_connections", 20_000))
             .and_then(|b| b.set_default("http.handshake_timeout_ms", 5_000))
             .and_then(|b| b.set_default("http.keep_alive_secs", 5))
+            .and_then(|b| b.set_default("gateway.trusted_proxies", Vec::<String>::new()))
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
 
         let file = get("DUET_CONFIG");
@@ -169,6 +173,7 @@ impl Settings {
                 .with_list_parse_key("hub.allowed_origins")
                 .with_list_parse_key("gateway.session_api_urls")
                 .with_list_parse_key("gateway.hub_urls")
+                .with_list_parse_key("gateway.trusted_proxies")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -214,12 +219,28 @@ impl Settings {
                     .into(),
             ));
         }
+        for proxy in &self.gateway.trusted_proxies {
+            if parse_net(proxy).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway.trusted_proxies (DUET_GATEWAY__TRUSTED_PROXIES): {proxy:?} is not an IP address or CIDR range"
+                )));
+            }
+        }
         if self.hub.heartbeat_ttl_secs < 3 {
             return Err(ConfigError::Invalid(
                 "hub.heartbeat_ttl_secs (DUET_HUB__HEARTBEAT_TTL_SECS) must be at least 3".into(),
             ));
         }
         Ok(())
+    }
+
+    /// `gateway.trusted_proxies`, parsed (validated at load).
+    pub fn trusted_proxies(&self) -> Vec<ipnet::IpNet> {
+        self.gateway
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p))
+            .collect()
     }
 
     /// The SQLite file the all-in-one binary uses when `DATABASE_URL` is unset.
@@ -240,6 +261,14 @@ impl Settings {
             .as_deref()
             .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
     }
+}
+
+/// An address (`10.0.0.1`, a host's own range) or a CIDR range (`10.0.0.0/8`).
+fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 #[cfg(test)]
@@ -292,6 +321,9 @@ mod tests {
         assert_eq!(s.hub.idle_unload_secs, 7);
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.gateway.hub_urls, vec!["http://a:1", "http://b:2"]);
+        let s = load(&[("DUET_GATEWAY__TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1")]).unwrap();
+        let nets: Vec<String> = s.trusted_proxies().iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, vec!["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
     }
 
     #[test]
@@ -308,6 +340,11 @@ mod tests {
                 "DUET_HTTP__HANDSHAKE_TIMEOUT_MS",
                 "0",
                 "handshake_timeout_ms",
+            ),
+            (
+                "DUET_GATEWAY__TRUSTED_PROXIES",
+                "10.0.0.0/8,nginx",
+                "DUET_GATEWAY__TRUSTED_PROXIES",
             ),
         ] {
             let err = load(&[(var, val)]).unwrap_err().to_string();

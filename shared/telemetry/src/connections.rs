@@ -432,13 +432,35 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
+    serve_with_grace(listener, gate, signals, SHUTDOWN_SECS, app)
+}
+
+/// [`serve`], giving open connections `grace_secs` to finish on shutdown.
+pub fn serve_with_grace<F, I, S, B>(
+    listener: TcpListener,
+    gate: ConnectionGate,
+    signals: bool,
+    grace_secs: u64,
+    app: F,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
     let addr = listener.local_addr()?;
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let mut builder = Server::build();
     let shutdown = builder.graceful_shutdown_signal();
     builder = builder
         .workers(workers)
-        .shutdown_timeout(SHUTDOWN_SECS)
+        .shutdown_timeout(grace_secs)
         // actix counts per worker, from accept until the connection ends, and pauses accepting
         // when every worker is full: that bounds the files a burst can take (the accept cap),
         // while the gate, which counts for the whole process, closes or refuses connections

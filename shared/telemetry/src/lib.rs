@@ -1,10 +1,12 @@
 //! Operations basics for every Duet service: logging (`tracing`, text or JSON), graceful-shutdown
-//! signals, connection limits for the HTTP servers ([`connections`]), the `/healthz` / `/readyz` endpoints ([`health`]) and the HTTP method conventions
-//! (`HEAD` wherever `GET`, 405 with `Allow` for other methods: [`methods`]).
+//! signals, connection limits for the HTTP servers ([`connections`]), the `/healthz` / `/readyz`
+//! endpoints ([`health`]), the HTTP method conventions (`HEAD` wherever `GET`, 405 with `Allow` for
+//! other methods: [`methods`]) and request metrics on `/metrics` ([`metrics`]).
 
 pub mod connections;
 pub mod health;
 pub mod methods;
+pub mod metrics;
 
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 

@@ -13,7 +13,7 @@ const MSG_AWARENESS = 1;
 const REMOTE = "remote";
 
 export class CollabClient {
-  constructor(url, { code, name, userId, transports = ["websocket"], onEvent } = {}) {
+  constructor(url, { code, name, userId, transports = ["websocket"], onEvent, socketOptions = {} } = {}) {
     this.url = url;
     this.code = code;
     this.name = name;
@@ -29,7 +29,16 @@ export class CollabClient {
     this.errors = [];
     this.events = [];
     this.onEvent = onEvent;
-    this.socket = io(url, { transports, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500, forceNew: true });
+    // `session` in the query: what the gateway routes by, as the browser client sends it.
+    this.socket = io(url, {
+      transports,
+      reconnection: true,
+      reconnectionDelay: 100,
+      reconnectionDelayMax: 500,
+      forceNew: true,
+      query: { session: code },
+      ...socketOptions,
+    });
     this.socket.on("connect", () => this.#join());
     this.socket.on("disconnect", () => {
       this.joined = false;

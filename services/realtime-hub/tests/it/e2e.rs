@@ -29,7 +29,7 @@ pub struct HubProc {
 impl HubProc {
     pub async fn spawn(id: &str, db: &str, redis: &str) -> Self {
         let port = duet_testkit::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_realtime-hub"))
+        let child = Command::new(env!("CARGO_BIN_EXE_duet-realtime-hub"))
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("DATABASE_URL", db)

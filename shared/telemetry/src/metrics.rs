@@ -1,0 +1,127 @@
+//! Request metrics for an actix-web service, exposed in the Prometheus text format on `/metrics`:
+//! requests by route, method and status, and a latency histogram by route.
+//!
+//! Routes are the matched patterns (`/api/session/{code}`), never raw paths, so a client cannot
+//! create label values at will; a request no route matched counts as `unmatched`.
+//!
+//! A service adds its own metrics to [`HttpMetrics::registry`] and, for values read at scrape time,
+//! passes an `update` hook to [`configure`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// Latency buckets, seconds: sub-millisecond proxy hops up to Engine.IO long-polls, which a hub holds
+/// for up to a ping interval (25 s).
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Clone)]
+pub struct HttpMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl HttpMetrics {
+    /// Metrics of service `service` (`duet_http_*{service="…"}`).
+    pub fn new(service: &str) -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("duet_http_requests_total", "HTTP requests answered.")
+                .const_label("service", service),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "duet_http_request_duration_seconds",
+                "Time to the response's head (a proxied long-poll counts its hold time).",
+            )
+            .const_label("service", service)
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
+        Self {
+            registry,
+            requests,
+            latency,
+        }
+    }
+
+    /// Where a service registers metrics of its own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn observe(&self, route: &str, method: &str, status: u16, started: Instant) {
+        self.requests
+            .with_label_values(&[route, method, status.to_string().as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The text exposition of everything registered.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
+    }
+}
+
+/// Middleware recording every request (`App::wrap(from_fn(metrics::record))` with the
+/// [`HttpMetrics`] in app data).
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    let method = req.method().as_str().to_owned();
+    let res = next.call(req).await?;
+    if let Some(m) = metrics {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        m.observe(&route, &method, res.status().as_u16(), started);
+    }
+    Ok(res)
+}
+
+/// Hook run before each scrape, to set gauges from the service's state.
+pub type Update = Arc<dyn Fn() + Send + Sync>;
+
+/// Adds `GET /metrics` and the metrics as app data. Wrap the app in
+/// `actix_web::middleware::from_fn(duet_telemetry::metrics::record)` to count requests.
+pub fn configure(cfg: &mut web::ServiceConfig, metrics: HttpMetrics, update: Option<Update>) {
+    cfg.app_data(web::Data::new(metrics))
+        .service(web::resource("/metrics").route(web::get().to(
+            move |m: web::Data<HttpMetrics>| {
+                if let Some(update) = &update {
+                    update();
+                }
+                let body = m.render();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4; charset=utf-8")
+                        .body(body)
+                }
+            },
+        )));
+}
