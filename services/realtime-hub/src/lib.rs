@@ -49,7 +49,7 @@
 //!   clock reads: documents and awareness, the durability bookkeeping that releases acks only
 //!   after commit, presence, the seed-protocol merge, the y-protocols framing.
 //!
-//! Beside them: [`relay`] (what hubs say to each other on the bus), [`transport`] (what the hub
+//! Beside them: [`duet_bus::relay`] (what hubs say to each other on the bus), [`transport`] (what the hub
 //! needs from Socket.IO, so tests can record instead), [`error`] (the typed errors clients get),
 //! [`limits`] (every limit and timing, with its reason) and [`metrics`]. The path of one edit is
 //! `docs/ARCHITECTURE.md`.
@@ -59,7 +59,7 @@ pub mod error;
 pub mod interview;
 pub mod limits;
 pub mod metrics;
-pub mod relay;
+
 pub mod runtime;
 pub mod startup;
 pub mod transport;

@@ -370,7 +370,7 @@ async fn metrics_count_requests_by_route_and_status() {
     let app = TestApp::spawn(sqlite().await).await;
     let (status, created) = app.create(json!({"language": "python"})).await;
     assert_eq!(status, StatusCode::CREATED);
-    let code = created["code"].as_str().unwrap();
+    let code = created["session_code"].as_str().unwrap();
     assert_eq!(
         app.get(&format!("/api/session/{code}")).await.0,
         StatusCode::OK

@@ -16,6 +16,7 @@ mod fanout;
 pub mod local;
 pub mod placement;
 pub mod redis;
+pub mod relay;
 
 pub use local::LocalBus;
 pub use redis::RedisBus;

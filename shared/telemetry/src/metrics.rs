@@ -110,18 +110,21 @@ pub type Update = Arc<dyn Fn() + Send + Sync>;
 /// Adds `GET /metrics` and the metrics as app data. Wrap the app in
 /// `actix_web::middleware::from_fn(duet_telemetry::metrics::record)` to count requests.
 pub fn configure(cfg: &mut web::ServiceConfig, metrics: HttpMetrics, update: Option<Update>) {
-    cfg.app_data(web::Data::new(metrics))
-        .service(web::resource("/metrics").route(web::get().to(
-            move |m: web::Data<HttpMetrics>| {
-                if let Some(update) = &update {
-                    update();
-                }
-                let body = m.render();
-                async move {
-                    HttpResponse::Ok()
-                        .content_type("text/plain; version=0.0.4; charset=utf-8")
-                        .body(body)
-                }
-            },
-        )));
+    cfg.app_data(web::Data::new(metrics)).service(
+        web::resource("/metrics")
+            .route(
+                crate::methods::get_or_head().to(move |m: web::Data<HttpMetrics>| {
+                    if let Some(update) = &update {
+                        update();
+                    }
+                    let body = m.render();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/plain; version=0.0.4; charset=utf-8")
+                            .body(body)
+                    }
+                }),
+            )
+            .default_service(crate::methods::not_allowed(crate::methods::GET_HEAD)),
+    );
 }

@@ -2,7 +2,7 @@
 //!
 //! [`mount`] wires each event of the main namespace to the connection's handler; each client event
 //! has a file that validates its payload and turns it into a [`Command`](crate::interview::Command)
-//! (or a join): [`join`], [`yjs`], [`code_change`], [`language`], [`run`]. [`Connection`] holds what
+//! (or a join): `join.rs`, `yjs.rs`, `code_change.rs`, `language.rs`, `run.rs`. [`Connection`] holds what
 //! one connection needs across events (the joined interview, rate limits).
 
 mod code_change;

@@ -12,7 +12,7 @@ use yrs::{StateVector, Update};
 use super::presence::{Roster, UserInfo};
 use super::protocol::{self, ClientMessage};
 use super::{Audience, Effects, Interview, Outgoing, TEXT_NAME};
-use crate::relay::BusMessage;
+use duet_bus::relay::BusMessage;
 
 impl Interview {
     /// A message from another hub on the interview's channel.

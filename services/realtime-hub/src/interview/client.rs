@@ -17,7 +17,7 @@ use crate::error::{ErrorCode, HubError};
 use crate::limits::{
     MAX_AWARENESS_CLIENTS_PER_CONN, MAX_AWARENESS_STATE_BYTES, SEED_BASE_HISTORY, STAGE_STRUCTS,
 };
-use crate::relay::BusMessage;
+use duet_bus::relay::BusMessage;
 
 /// Bytes an edit made from a seed client's text adds to the history beyond the inserted text
 /// (ids, origins, the delete set), for the caps.

@@ -38,8 +38,8 @@ use yrs::{StateVector, Update};
 
 use crate::error::HubError;
 use crate::limits::{AWARENESS_STALE, PURGE_EVERY};
-use crate::relay::BusMessage;
 pub use docs::{doc_from_storage, new_doc, DocName, SharedDoc, TEXT_NAME};
+use duet_bus::relay::BusMessage;
 use durability::Durability;
 pub use effects::{AckToken, Audience, ConnId, Effect, Effects, Outgoing};
 use presence::{Local, Roster, UserInfo};

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::effects::{Audience, ConnId, Effects, Outgoing};
-use crate::relay::BusMessage;
+use duet_bus::relay::BusMessage;
 
 /// Cursor and avatar colours, distinct on light and dark backgrounds. A user's colour is picked from
 /// its stable id, so it stays the same across reconnects and hubs.

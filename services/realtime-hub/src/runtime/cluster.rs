@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::registry::Registry;
 use super::services::Services;
 use crate::interview::presence::UserInfo;
-use crate::relay;
+use duet_bus::relay;
 
 /// How long the inbox waits before subscribing again when the bus refused.
 const INBOX_RETRY: Duration = Duration::from_secs(1);

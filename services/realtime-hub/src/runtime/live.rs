@@ -26,7 +26,7 @@ use crate::interview::{
     AckToken, Audience, Closed, Command, ConnId, Effect, Effects, Interview, Joiner,
 };
 use crate::limits::{INTEGRATION_BUDGET_BURST, INTEGRATION_BUDGET_PER_SEC};
-use crate::relay;
+use duet_bus::relay;
 
 /// A step of staged integration that took longer than this halves the next one's size.
 const STEP_SLOW: Duration = Duration::from_millis(4);

@@ -8,7 +8,7 @@ use duet_bus::Bus;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::relay;
+use duet_bus::relay;
 
 /// Publishing rounds in flight at once (pipelined on one connection, still in order).
 const PUBLISH_PIPELINE: usize = 64;

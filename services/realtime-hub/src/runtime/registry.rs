@@ -15,7 +15,7 @@ use super::services::Services;
 use crate::error::HubError;
 use crate::interview::guard::Usage;
 use crate::interview::{doc_from_storage, Interview, Settings, TEXT_NAME};
-use crate::relay;
+use duet_bus::relay;
 
 /// A slot per loaded (or loading) interview; the `OnceCell` makes concurrent first joins share one
 /// load.

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::writer::{SaveText, WriteItem, WriterCmd};
 use crate::metrics::Stats;
-use crate::relay::{self, BusMessage};
 use crate::transport::Outbound;
+use duet_bus::relay::{self, BusMessage};
 
 /// The hub's settings, resolved once from `duet_config::Settings`.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use super::registry::Registry;
 use crate::interview::{doc_from_storage, Interview};
 use crate::limits::{MAINTENANCE_TICK, TEXT_SAVE_DEBOUNCE};
 use crate::metrics::Stats;
-use crate::relay;
+use duet_bus::relay;
 
 /// An interview without local participants keeps its bus subscription this long: a fresh load has
 /// no participant until its first joiner is admitted, and a reloading tab comes back within it.

@@ -252,7 +252,7 @@ impl LossyInbox {
     }
     fn loses(&self, channel: &str) -> bool {
         let lost = self.drop_inbox.load(Ordering::SeqCst)
-            && channel.starts_with(duet_realtime_hub::relay::inbox("").as_str());
+            && channel.starts_with(duet_bus::relay::inbox("").as_str());
         if lost {
             self.dropped.fetch_add(1, Ordering::SeqCst);
         }
