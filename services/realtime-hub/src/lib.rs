@@ -75,6 +75,10 @@ use duet_storage::Storage;
 use crate::runtime::{HubConfig, Runtime};
 
 pub use crate::error::{ErrorCode, HubError};
+/// How long a draining hub takes to close its clients' transports: spread out so they do not all
+/// reconnect to the other hubs in the same instant, short enough to keep a rolling restart quick.
+pub const DRAIN_SPREAD: Duration = Duration::from_millis(500);
+
 /// Options beyond `Settings`.
 #[derive(Debug, Clone, Default)]
 pub struct HubOptions {
@@ -155,10 +159,14 @@ impl Hub {
         self.rt.ready().await
     }
 
-    /// Graceful shutdown: disconnects every client (they reconnect to another hub), commits every
-    /// pending edit, removes this hub's participant rows and its registration. Idempotent.
+    /// Graceful shutdown, as a drain: the registration goes first (the gateways send no new
+    /// interviews here), new Engine.IO sessions are refused with 503 (the gateway offers them to
+    /// the next hub), every client's transport is closed — spread over [`DRAIN_SPREAD`] — so it
+    /// reconnects elsewhere, then every pending edit is committed and the participant rows are
+    /// removed. Returns as soon as that is done. Idempotent.
     pub async fn shutdown(&self) {
-        self.io.shutdown();
+        self.rt.deregister().await;
+        self.io.drain(DRAIN_SPREAD).await;
         self.rt.shutdown().await;
     }
 

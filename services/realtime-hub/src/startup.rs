@@ -178,7 +178,14 @@ where
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let limits = gate.limits().clone();
+    let stopping = stop.clone();
     let factory = HttpService::build()
+        // Idle keep-alive connections (the gateways' pools) close as soon as the server stops, so a
+        // stopping hub exits once its requests are done instead of after the keep-alive timeout.
+        .graceful_shutdown_signal(move || {
+            let stopping = stopping.clone();
+            async move { stopping.cancelled().await }
+        })
         .keep_alive(limits.keep_alive)
         .client_request_timeout(limits.handshake_timeout)
         .client_disconnect_timeout(DISCONNECT_TIMEOUT)

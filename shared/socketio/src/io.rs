@@ -425,6 +425,17 @@ impl SocketIo {
         self.engine.close_all(DisconnectReason::ServerShutdown);
     }
 
+    /// Drains: new sessions are refused with 503 at once, then every open session's transport is
+    /// closed, spread over `spread`. Clients see their transport close and reconnect (elsewhere,
+    /// through a load balancer that honours the 503), unlike a namespace disconnect, after which
+    /// `socket.io-client` does not reconnect by itself.
+    pub async fn drain(&self, spread: std::time::Duration) {
+        self.engine.drain();
+        self.engine
+            .close_all_over(DisconnectReason::ServerShutdown, spread)
+            .await;
+    }
+
     /// Mounts the server at its configured path (`/socket.io` and `/socket.io/`).
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         let path = self.config().path.clone();

@@ -476,6 +476,11 @@ impl Interview {
         self.roster.idle_since
     }
 
+    /// Client updates waiting to be integrated.
+    pub fn staged(&self) -> usize {
+        self.stage.queue.len()
+    }
+
     /// Takes the request for a resync, if there is one.
     pub fn take_resync(&mut self) -> bool {
         std::mem::take(&mut self.resync_needed)
@@ -527,6 +532,14 @@ impl Interview {
     /// Marks it unloaded: a join that raced with the unload loads a fresh one.
     pub fn close(&mut self) {
         self.closed = true;
+    }
+
+    /// The interview is served by another hub now (its placement record names it): every local
+    /// participant is asked to reconnect, and lands there.
+    pub fn moved_away(&mut self, out: &mut Effects) {
+        for conn in self.roster.local.keys() {
+            out.push(Effect::Reconnect(conn.clone()));
+        }
     }
 
     /// Participant rows not written yet: `(row id, user)`.

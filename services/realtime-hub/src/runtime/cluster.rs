@@ -8,10 +8,11 @@ use anyhow::Context as _;
 use duet_storage::Participant;
 use uuid::Uuid;
 
+use super::live::Live;
 use super::registry::Registry;
 use super::services::Services;
 use crate::interview::presence::UserInfo;
-use duet_bus::relay;
+use duet_bus::{placement, relay};
 
 /// How long the inbox waits before subscribing again when the bus refused.
 const INBOX_RETRY: Duration = Duration::from_secs(1);
@@ -76,6 +77,7 @@ pub(crate) async fn heartbeat(rt: Arc<Services>, registry: Arc<Registry>) {
         for iv in registry.loaded() {
             if iv.has_locals() {
                 iv.run(|c, _, fx| c.publish_presence(fx));
+                keep_placement(&rt, &iv).await;
             }
             for (row_id, user) in iv.read(|c| c.unsaved_rows()) {
                 if rt
@@ -95,6 +97,32 @@ pub(crate) async fn heartbeat(rt: Arc<Services>, registry: Arc<Registry>) {
             }
         }
     }
+}
+
+/// Renews the interview's placement record (the gateways route its participants by it). If another
+/// live hub holds it — the interview got split over two hubs while the hub set changed — this hub's
+/// participants are asked to reconnect, and land on that hub.
+async fn keep_placement(rt: &Services, iv: &Live) {
+    let code = iv.code.as_str();
+    match placement::refresh(&*rt.bus, code, &rt.hub_id).await {
+        Ok(holder) if holder != rt.hub_id => {
+            let alive = rt.bus.get(&relay::hub_key(&holder)).await;
+            if matches!(alive, Ok(Some(_))) {
+                tracing::info!(session = %iv.id, %holder, "interview placed on another hub; moving its participants there");
+                iv.run(|c, _, fx| c.moved_away(fx));
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(session = %iv.id, error = %e, "placement refresh failed"),
+    }
+}
+
+/// Removes the hub's registration at once, so the gateways stop sending it new interviews.
+pub(crate) async fn deregister(rt: &Services) {
+    let _ = rt
+        .bus
+        .set_with_ttl(&relay::hub_key(&rt.hub_id), &rt.public_url, 1)
+        .await;
 }
 
 /// Registers (or refreshes) the hub in the database and the bus.

@@ -351,7 +351,7 @@ impl Live {
         shell: &mut Shell,
         fx: &mut Effects,
         mut notices: Option<&mut Vec<(Uuid, u64, Vec<String>)>>,
-    ) -> Vec<Arc<dyn ConnSink>> {
+    ) -> Vec<(Arc<dyn ConnSink>, bool)> {
         let mut closing = Vec::new();
         for e in fx.drain() {
             match e {
@@ -391,7 +391,12 @@ impl Live {
                 }
                 Effect::Disconnect(conn) => {
                     if let Some(p) = shell.peers.get(&conn) {
-                        closing.push(p.sink.clone());
+                        closing.push((p.sink.clone(), false));
+                    }
+                }
+                Effect::Reconnect(conn) => {
+                    if let Some(p) = shell.peers.get(&conn) {
+                        closing.push((p.sink.clone(), true));
                     }
                 }
                 Effect::Publish(msg) => {
@@ -432,9 +437,14 @@ impl Live {
         closing
     }
 
-    fn close_all(closing: Vec<Arc<dyn ConnSink>>) {
-        for sink in closing {
-            sink.disconnect();
+    /// Closes connections (`true`: only their transport, so that they reconnect).
+    fn close_all(closing: Vec<(Arc<dyn ConnSink>, bool)>) {
+        for (sink, reconnect) in closing {
+            if reconnect {
+                sink.reconnect();
+            } else {
+                sink.disconnect();
+            }
         }
     }
 

@@ -37,7 +37,6 @@ use crate::interview::Interview;
 use crate::limits::{PUBLISH_QUEUE, SHUTDOWN_FLUSH_TIMEOUT};
 use crate::metrics::Stats;
 use crate::transport::Outbound;
-use duet_bus::relay;
 use live::Live;
 use registry::Registry;
 pub use services::{HubConfig, Services};
@@ -188,6 +187,12 @@ impl Runtime {
         self.services.cancel.cancel();
     }
 
+    /// Removes the hub's registration at once (the first step of a drain): the gateways send it no
+    /// new interviews.
+    pub async fn deregister(&self) {
+        cluster::deregister(&self.services).await;
+    }
+
     /// Flushes every pending edit, saves the plain texts, removes this hub's participant rows and
     /// deregisters. Idempotent.
     pub async fn shutdown(&self) {
@@ -230,11 +235,8 @@ impl Runtime {
         if let Err(e) = s.storage.remove_hub_participants(&s.hub_id).await {
             tracing::warn!(error = %e, "shutdown: removing participant rows failed");
         }
-        // Expire the registration at once so the gateway stops routing here.
-        let _ = s
-            .bus
-            .set_with_ttl(&relay::hub_key(&s.hub_id), &s.public_url, 1)
-            .await;
+        // Expire the registration (again: a plain shutdown without a drain comes here first).
+        cluster::deregister(s).await;
         s.cancel.cancel();
         tracing::info!(hub = %s.hub_id, "realtime hub stopped");
     }

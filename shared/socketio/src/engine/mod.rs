@@ -52,6 +52,9 @@ pub(crate) struct EngineShared<H: EngineHandler> {
     pub(crate) config: SioConfig,
     pub(crate) handler: H,
     conns: RwLock<HashMap<Arc<str>, Arc<Conn<H>>>>,
+    /// Set when the server is draining: new sessions are refused with 503 (a load balancer or the
+    /// gateway offers them to another server), open ones are served until they close.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl<H: EngineHandler> EngineShared<H> {
@@ -137,6 +140,7 @@ impl<H: EngineHandler> EngineIo<H> {
                 config,
                 handler,
                 conns: RwLock::new(HashMap::new()),
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -163,6 +167,30 @@ impl<H: EngineHandler> EngineIo<H> {
         }
     }
 
+    /// Starts draining: from now on a request that would open a session is answered 503
+    /// (`{"error": {"code": "draining", ...}}`); open sessions are not touched.
+    pub fn drain(&self) {
+        self.shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Closes every session, spread evenly over `spread` (so their clients do not all reconnect
+    /// elsewhere in the same instant); returns when the last is closed.
+    pub async fn close_all_over(&self, reason: DisconnectReason, spread: std::time::Duration) {
+        const STEPS: u32 = 10;
+        let conns = self.shared.all();
+        let per_step = conns.len().div_ceil(STEPS as usize).max(1);
+        for (i, batch) in conns.chunks(per_step).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(spread / STEPS).await;
+            }
+            for conn in batch {
+                conn.close(reason);
+            }
+        }
+    }
+
     /// Mounts the server at `path` (with and without a trailing slash), all methods.
     pub fn configure_at(&self, cfg: &mut web::ServiceConfig, path: &str) {
         let base = path.trim_end_matches('/').to_owned();
@@ -177,6 +205,10 @@ impl<H: EngineHandler> EngineIo<H> {
     }
 
     fn cors(&self, req: &HttpRequest, mut res: HttpResponse) -> HttpResponse {
+        // Only an allowed origin is echoed (with credentials): never a foreign one.
+        if !self.origin_allowed(req) {
+            return res;
+        }
         if let Some(origin) = req.headers().get(header::ORIGIN).cloned() {
             let h = res.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
@@ -226,6 +258,16 @@ impl<H: EngineHandler> EngineIo<H> {
         };
         if !self.origin_allowed(req) {
             return EngineHttpError::Forbidden.response();
+        }
+        if q.sid.is_none()
+            && self
+                .shared
+                .draining
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "error": {"code": "draining", "message": "this server is shutting down; try another"}
+            }));
         }
         match (&q.sid, websocket) {
             (None, false) => {
