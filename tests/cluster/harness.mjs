@@ -99,7 +99,7 @@ export class Cluster {
       body: JSON.stringify({ language: "python" }),
     });
     if (r.status !== 201) throw new Error(`POST /api/session: ${r.status} ${await r.text()}`);
-    return (await r.json()).code;
+    return (await r.json()).session_code;
   }
 
   /** Whether a service's /healthz answers. */

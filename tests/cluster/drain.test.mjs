@@ -1,13 +1,8 @@
-// NOT RUN YET (not a *.test.mjs file, so `node --test cluster/` skips it): issue 16's drain figures,
-// which wait for the hub's drain (services/realtime-hub):
-//   - on SIGTERM a hub deletes its registration first, answers new Engine.IO handshakes (polling and
-//     WebSocket) with 503 `{"error":{"code":"draining",…}}` at once, asks its clients to reconnect
-//     (closing their transports, staggered) and exits as soon as its writes are committed;
-//   - so a rolling restart of every service costs each client ≤ 1 reconnect and ≤ 3 s per step.
-// The gateway side is in place (a 503 to a handshake sends it to the next hub; a deregistered hub gets
-// no new interviews but keeps serving its sessions). Run it by hand once the hub side lands:
-//   cd tests && DUET_REPO=.. node --test cluster/drain.pending.mjs
-// and rename it to drain.test.mjs to wire it into scripts/test.sh.
+// Issue 16's drain figures: on SIGTERM a hub deregisters first, answers new Engine.IO handshakes with
+// 503 at once (the gateway sends them to the next hub), closes its clients' transports spread over
+// half a second (they reconnect, through the gateway, to another hub) and exits as soon as its writes
+// are committed; a rolling restart of every service costs each client at most one reconnect per step
+// and at most 3 s.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Cluster, Workload } from "./harness.mjs";
@@ -22,7 +17,7 @@ const cluster = new Cluster();
 let work;
 const figures = {};
 
-describe("drains (waiting for the hub's drain)", { timeout: 300_000 }, () => {
+describe("drains", { timeout: 300_000 }, () => {
   before(async () => {
     await cluster.start();
     work = new Workload(cluster);
@@ -79,10 +74,12 @@ describe("drains (waiting for the hub's drain)", { timeout: 300_000 }, () => {
         assert.ok(d.length <= 1, `${name}: ${c.name} disconnected ${d.length} times`);
       }
     }
+    // Over the whole restart a client reconnects once for its hub's step and once for its gateway's,
+    // plus once more if its gateway's restart moved it to the gateway restarted after it (nginx
+    // cannot know which gateway comes next).
     for (const c of work.clients) {
       const n = c.disconnects.filter((d) => d.at >= t0).length;
-      // A client is on one hub and one gateway: at most one reconnect for each of those steps.
-      assert.ok(n <= 2, `${c.name}: ${n} reconnects over the whole rolling restart`);
+      assert.ok(n <= 3, `${c.name}: ${n} reconnects over the whole rolling restart`);
     }
     const r = await work.settle();
     assert.deepEqual(r.lost, []);
