@@ -1,14 +1,15 @@
 // Runs Python through Pyodide in a module Web Worker (Pyodide refuses classic workers). The runtime
-// is loaded from /static/pyodide/ (copied from the pyodide npm package at build time: no CDN), lazily,
-// on the first Python run; download progress is reported to the page. The page enforces the time limit
-// by terminating this worker (and starting a new one).
+// is loaded from /static/pyodide/<version>-<hash>/ (copied from the pyodide npm package at build time:
+// no CDN; the build passes the URL in __PYODIDE_URL__), lazily, on the first Python run; download
+// progress is reported to the page. The page enforces the time limit by terminating this worker (and
+// starting a new one).
 //
 // page → worker: {type: 'load'} | {type: 'run', id, code}
 // worker → page: {type: 'progress', loaded, total} | {type: 'ready', version} | {type: 'load-error', message}
 //                {type: 'started', id} | {type: 'output', id, stream, text} | {type: 'done', id, status}
 
-/* global __PYODIDE_SIZES__ */
-const INDEX_URL = new URL('/static/pyodide/', self.location.href).href;
+/* global __PYODIDE_SIZES__, __PYODIDE_URL__ */
+const INDEX_URL = new URL(typeof __PYODIDE_URL__ === 'string' ? __PYODIDE_URL__ : '/static/pyodide/', self.location.href).href;
 const KNOWN_SIZES = typeof __PYODIDE_SIZES__ === 'object' ? __PYODIDE_SIZES__ : {};
 const TRACKED = Object.keys(KNOWN_SIZES).length ? Object.keys(KNOWN_SIZES) : ['pyodide.asm.wasm', 'python_stdlib.zip'];
 const MAX_OUTPUT_CHARS = 512 * 1024;
@@ -72,7 +73,7 @@ function load() {
   if (!pyodidePromise) {
     pyodidePromise = (async () => {
       reportProgress();
-      const { loadPyodide } = await import('/static/pyodide/pyodide.mjs');
+      const { loadPyodide } = await import(`${INDEX_URL}pyodide.mjs`);
       const py = await loadPyodide({ indexURL: INDEX_URL, checkAPIVersion: true });
       const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
       for (const stream of ['stdout', 'stderr']) {
