@@ -2,6 +2,7 @@
 //! to the session-API pool and `/socket.io/*` to a realtime hub chosen by rendezvous hashing of the
 //! interview's code ([`proxy`]), over HTTP long-polling and WebSocket.
 
+pub mod assets;
 pub mod pages;
 pub mod proxy;
 
@@ -107,13 +108,13 @@ impl Application {
             settings.gateway.hub_urls.clone(),
         ));
         let http = reqwest::Client::new();
-        let pages = PagesState {
-            frontend_dir: settings.frontend_dir.clone(),
-            directory: Arc::new(ApiDirectory {
+        let pages = PagesState::new(
+            settings.frontend_dir.clone(),
+            Arc::new(ApiDirectory {
                 http: http.clone(),
                 apis: apis.clone(),
             }),
-        };
+        );
         let readiness = Readiness(vec![ReadyCheck::new("session-api", move || {
             let http = http.clone();
             let apis = apis.clone();
