@@ -29,7 +29,7 @@ import * as esbuild from 'esbuild';
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 
@@ -38,7 +38,9 @@ const src = path.join(here, 'src');
 const dist = path.join(here, 'dist');
 const staticDir = path.join(dist, 'static');
 const nm = path.join(here, 'node_modules');
-const cacheDir = path.join(here, '.cache', 'precompressed');
+const cacheRoot = path.join(here, '.cache');
+const cacheDir = path.join(cacheRoot, 'precompressed');
+const stdlibCacheDir = path.join(cacheRoot, 'python-stdlib');
 
 /** The manifest the server reads (services/gateway/src/assets.rs); `version` changes if its shape does. */
 const MANIFEST = 'assets.json';
@@ -55,6 +57,53 @@ const PYODIDE_FILES = [
   'python_stdlib.zip',
   'pyodide-lock.json',
 ];
+/**
+ * Python's standard library as the worker loads it. Pyodide ships it as a deflate zip of .py sources,
+ * so every module Python imports while starting is compiled from source in the browser, which is
+ * most of the seconds Python takes to start. The build rewrites the zip (once per Pyodide version,
+ * cached): entries stored uncompressed (brotli over HTTP then compresses across files: a smaller
+ * download than the per-file deflate), plus bytecode (.pyc, unchecked hash-based, compiled by this
+ * very Pyodide in Node) beside the source of each module imported at start-up and of the modules
+ * below. The sources stay, for tracebacks and inspect.
+ */
+const PYTHON_STDLIB = 'python_stdlib.zip';
+/** Modules interview code often imports, compiled ahead like the start-up ones. */
+const PRECOMPILED_MODULES = [
+  'bisect', 'collections', 'copy', 'dataclasses', 'datetime', 'decimal', 'fractions', 'functools', 'heapq',
+  'json', 'pprint', 'random', 're', 'statistics', 'string', 'textwrap', 'typing',
+];
+/** Part of the rewritten zip's cache key: bump when STDLIB_SCRIPT changes what it writes. */
+const STDLIB_RECIPE = 1;
+// Runs inside Pyodide (Node) with PRECOMPILE (module names) set; writes /tmp/stdlib.zip.
+const STDLIB_SCRIPT = `
+import sys, zipfile, importlib.util, importlib._bootstrap_external as bootstrap
+ZIP = next(p for p in sys.path if p.endswith('.zip'))
+
+def from_zip(modules):
+    found = set()
+    for m in modules:
+        origin = getattr(getattr(m, '__spec__', None), 'origin', None) or ''
+        if origin.startswith(ZIP + '/') and origin.endswith('.py'):
+            found.add(origin[len(ZIP) + 1:])
+    return found
+
+wanted = from_zip(list(sys.modules.values()))
+for name in PRECOMPILE:
+    __import__(name)
+wanted |= from_zip(list(sys.modules.values()))
+
+source = zipfile.ZipFile(ZIP)
+with zipfile.ZipFile('/tmp/stdlib.zip', 'w', zipfile.ZIP_STORED) as out:
+    for info in source.infolist():
+        data = source.read(info.filename)
+        out.writestr(zipfile.ZipInfo(info.filename, info.date_time), data)
+        if info.filename in wanted:
+            # The file name a source import gives the code, so tracebacks read the source.
+            code = compile(data, ZIP + '/' + info.filename, 'exec', dont_inherit=True)
+            pyc = bootstrap._code_to_hash_pyc(code, importlib.util.source_hash(data), False)
+            out.writestr(zipfile.ZipInfo(info.filename + 'c', info.date_time), pyc)
+len(wanted)
+`;
 // Ace files loaded at run time (modes and themes are bundled into editor.js).
 const ACE_FILES = ['worker-javascript.js', 'worker-html.js', 'worker-css.js', 'ext-searchbox.js'];
 
@@ -94,12 +143,38 @@ async function packageVersion(name) {
   return JSON.parse(await readFile(path.join(nm, name, 'package.json'), 'utf8')).version;
 }
 
-async function pyodideSizes() {
+/** Sizes of the two big runtime files as served (decoded), for the Python worker's progress bar. */
+async function pyodideSizes(dir) {
   const sizes = {};
-  for (const f of ['pyodide.asm.wasm', 'python_stdlib.zip']) {
-    sizes[f] = (await stat(path.join(nm, 'pyodide', f))).size;
-  }
+  for (const f of ['pyodide.asm.wasm', PYTHON_STDLIB]) sizes[f] = (await stat(path.join(dir, f))).size;
   return sizes;
+}
+
+/** The rewritten standard library (see PYTHON_STDLIB), from the cache or made now. */
+async function pythonStdlib() {
+  const original = await readFile(path.join(nm, 'pyodide', PYTHON_STDLIB));
+  const key = sha256(`${sha256(original)} ${STDLIB_RECIPE} ${PRECOMPILED_MODULES.join(',')}`);
+  const cached = path.join(stdlibCacheDir, `${key}.zip`);
+  try {
+    const hit = await readFile(cached);
+    const now = new Date();
+    await utimes(cached, now, now);
+    return hit;
+  } catch {
+    /* made below */
+  }
+  const started = Date.now();
+  const { loadPyodide } = await import(pathToFileURL(path.join(nm, 'pyodide', 'pyodide.mjs')).href);
+  const py = await loadPyodide({ indexURL: `${path.join(nm, 'pyodide')}${path.sep}`, stdout: () => {}, stderr: () => {} });
+  py.globals.set('PRECOMPILE', py.toPy(PRECOMPILED_MODULES));
+  const compiled = py.runPython(STDLIB_SCRIPT);
+  const out = Buffer.from(py.FS.readFile('/tmp/stdlib.zip'));
+  await mkdir(stdlibCacheDir, { recursive: true });
+  const tmp = `${cached}.${process.pid}.tmp`;
+  await writeFile(tmp, out);
+  await rename(tmp, cached);
+  console.log(`${PYTHON_STDLIB}: ${compiled} modules precompiled, entries stored, in ${Date.now() - started} ms (cached)`);
+  return out;
 }
 
 function sha256(buf) {
@@ -120,6 +195,9 @@ class Outputs {
   constructor() {
     this.urls = {};
     this.immutable = new Set();
+    /** Files whose type is usually compressed already but which the build wrote uncompressed. */
+    this.compressAnyway = new Set();
+    this.pyodideSizes = {};
   }
 
   add(plainName, file, { immutable }) {
@@ -159,8 +237,7 @@ function commonOptions(dev) {
  * The three esbuild stages, in order: the workers, then the page bundles (which need the workers'
  * URLs), then the styles. `urls` is filled as stages complete.
  */
-async function bundleStages({ dev, hashed, urls }) {
-  const sizes = await pyodideSizes();
+async function bundleStages({ dev, hashed, urls, sizes }) {
   const base = { ...commonOptions(dev), outdir: staticDir, metafile: true, entryNames: hashed ? '[name]-[hash]' : '[name]' };
   return [
     () => [
@@ -215,11 +292,14 @@ async function copyRuntime(outputs, hashed) {
   await mkdir(staging, { recursive: true });
   for (const f of PYODIDE_FILES) {
     const from = path.join(nm, 'pyodide', f);
-    if (await exists(from)) await cp(from, path.join(staging, f));
+    if (f === PYTHON_STDLIB) await writeFile(path.join(staging, f), await pythonStdlib());
+    else if (await exists(from)) await cp(from, path.join(staging, f));
   }
   const pyodideDir = path.join(staticDir, 'pyodide', `${await packageVersion('pyodide')}-${await treeHash(staging)}`);
   await rename(staging, pyodideDir);
   await outputs.addTree('pyodide/', pyodideDir);
+  outputs.pyodideSizes = await pyodideSizes(pyodideDir);
+  outputs.compressAnyway.add(path.relative(dist, path.join(pyodideDir, PYTHON_STDLIB)).split(path.sep).join('/'));
 
   const aceDir = path.join(staticDir, 'ace', await packageVersion('ace-builds'));
   await mkdir(aceDir, { recursive: true });
@@ -248,8 +328,9 @@ async function writePages(urls) {
   }
 }
 
-function compressible(file, size) {
-  return size >= COMPRESS_MIN_BYTES && !NOT_COMPRESSED.has(path.extname(file)) && !file.endsWith('.LEGAL.txt');
+function compressible(file, size, compressAnyway) {
+  if (size < COMPRESS_MIN_BYTES || file.endsWith('.LEGAL.txt')) return false;
+  return compressAnyway.has(path.relative(dist, file).split(path.sep).join('/')) || !NOT_COMPRESSED.has(path.extname(file));
 }
 
 /** Compressed copy of `buf` by `enc`, from the cache when this content was compressed before. */
@@ -272,10 +353,12 @@ async function compressCached(buf, hash, enc) {
 
 async function pruneCache() {
   const now = Date.now();
-  for (const f of await readdir(cacheDir).catch(() => [])) {
-    const p = path.join(cacheDir, f);
-    const s = await stat(p).catch(() => null);
-    if (s && now - s.mtimeMs > CACHE_MAX_AGE_MS) await rm(p, { force: true });
+  for (const dir of [cacheDir, stdlibCacheDir]) {
+    for (const f of await readdir(dir).catch(() => [])) {
+      const p = path.join(dir, f);
+      const s = await stat(p).catch(() => null);
+      if (s && now - s.mtimeMs > CACHE_MAX_AGE_MS) await rm(p, { force: true });
+    }
   }
 }
 
@@ -283,7 +366,7 @@ async function pruneCache() {
  * Writes the .br and .gz copies worth having next to their originals; returns the encodings written
  * per dist-relative path. The copies are made in parallel (zlib works on libuv's thread pool).
  */
-async function precompress(files) {
+async function precompress(files, compressAnyway) {
   await mkdir(cacheDir, { recursive: true });
   const encodings = {};
   await Promise.all(
@@ -291,7 +374,7 @@ async function precompress(files) {
       const rel = path.relative(dist, file).split(path.sep).join('/');
       encodings[rel] = [];
       const buf = await readFile(file);
-      if (!compressible(file, buf.length)) return;
+      if (!compressible(file, buf.length, compressAnyway)) return;
       const hash = sha256(buf);
       for (const enc of ENCODINGS) {
         const out = await compressCached(buf, hash, enc);
@@ -309,7 +392,7 @@ async function precompress(files) {
 /** The manifest: every servable file (dist-relative), whether it is content-named, its compressed copies. */
 async function writeManifest(outputs, compress) {
   const all = await listFiles(dist);
-  const encodings = compress ? await precompress(all) : {};
+  const encodings = compress ? await precompress(all, outputs.compressAnyway) : {};
   const files = {};
   for (const file of all) {
     const rel = path.relative(dist, file).split(path.sep).join('/');
@@ -325,15 +408,16 @@ async function buildInto({ dev, hashed, compress }) {
   await mkdir(staticDir, { recursive: true });
   const outputs = new Outputs();
   await copyRuntime(outputs, hashed);
-  for (const stage of await bundleStages({ dev, hashed, urls: outputs.urls })) {
+  for (const stage of await bundleStages({ dev, hashed, urls: outputs.urls, sizes: outputs.pyodideSizes })) {
     for (const opts of stage()) recordBundles(await esbuild.build(opts), outputs, hashed);
   }
   await writePages(outputs.urls);
-  return writeManifest(outputs, compress);
+  return { manifest: await writeManifest(outputs, compress), outputs };
 }
 
+/** Builds dist/; returns the manifest. */
 export async function build({ dev = false } = {}) {
-  return buildInto({ dev, hashed: true, compress: !dev });
+  return (await buildInto({ dev, hashed: true, compress: !dev })).manifest;
 }
 
 /** The manifest of the last build (dist/assets.json). */
@@ -359,8 +443,8 @@ export async function buildHarness(outdir) {
 }
 
 async function watch() {
-  const urls = (await buildInto({ dev: true, hashed: false, compress: false })).urls;
-  for (const stage of await bundleStages({ dev: true, hashed: false, urls })) {
+  const { outputs } = await buildInto({ dev: true, hashed: false, compress: false });
+  for (const stage of await bundleStages({ dev: true, hashed: false, urls: outputs.urls, sizes: outputs.pyodideSizes })) {
     for (const opts of stage()) {
       const ctx = await esbuild.context({ ...opts, metafile: false });
       await ctx.watch();

@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { buildFrontend, DIST } from './browser/frontend.js';
+import { buildFrontend, DIST, FRONTEND } from './browser/frontend.js';
 import { DuetServer } from './browser/duet-server.js';
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -68,11 +68,16 @@ describe('the built client as the server sends it', { timeout: 600000 }, () => {
     }
     const unlisted = onDisk.filter((f) => !(f in manifest.files) && !copies.has(f) && f !== 'assets.json');
     assert.deepEqual(unlisted, []);
-    // The big ones are compressed; archives are not.
+    // The big ones are compressed. The standard library is rewritten as a stored zip (with bytecode
+    // for the start-up modules) whose brotli copy is smaller than the deflate zip Pyodide ships.
     const pyodide = manifest.urls['pyodide/'].slice(1);
     assert.deepEqual(manifest.files[`${pyodide}pyodide.asm.wasm`].encodings, ['br', 'gzip']);
-    assert.deepEqual(manifest.files[`${pyodide}python_stdlib.zip`].encodings, []);
     assert.deepEqual(manifest.files[manifest.urls['editor.js'].slice(1)].encodings, ['br', 'gzip']);
+    assert.deepEqual(manifest.files[`${pyodide}python_stdlib.zip`].encodings, ['br', 'gzip']);
+    const shipped = statSync(path.join(FRONTEND, 'node_modules/pyodide/python_stdlib.zip')).size;
+    assert.ok(statSync(path.join(DIST, `${pyodide}python_stdlib.zip.br`)).size < shipped);
+    // Source maps are for developer tools only: not compressed.
+    assert.deepEqual(manifest.files[`${manifest.urls['editor.js'].slice(1)}.map`].encodings, []);
   });
 
   test('pages name content-named files only; each is immutable and decodes to the original in every encoding', async () => {
