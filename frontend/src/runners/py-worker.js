@@ -69,12 +69,67 @@ function emit(stream, text) {
   post({ type: 'output', id: current.id, stream, text });
 }
 
+// Starting Python (running its start-up inside the .wasm) costs seconds of CPU on every load, far more
+// than fetching the runtime from the HTTP cache. So the interpreter's memory right after start-up is
+// kept in the browser (Cache Storage, about 30 MB) and later loads restore it instead (Pyodide's memory
+// snapshots): a second visit, or the fresh worker after a time-out, is ready in well under a second.
+// The key holds this worker's URL, which the build names by content (it changes with this code and
+// with the Pyodide version it loads); Pyodide also refuses a snapshot made by another build of itself.
+// Cache Storage exists only in secure contexts (https, localhost): elsewhere every load starts Python.
+const SNAPSHOT_CACHE = 'duet-python';
+const SNAPSHOT_KEY = new URL(`snapshot?worker=${encodeURIComponent(self.location.pathname)}`, INDEX_URL).href;
+
+async function snapshotCache() {
+  try {
+    return self.caches ? await self.caches.open(SNAPSHOT_CACHE) : null;
+  } catch {
+    return null; // storage disabled or over quota: start Python every time
+  }
+}
+
+async function readSnapshot(cache) {
+  try {
+    const res = await cache?.match(SNAPSHOT_KEY);
+    return res ? new Uint8Array(await res.arrayBuffer()) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function saveSnapshot(cache, bytes) {
+  try {
+    // Only the current runtime's snapshot is worth its 30 MB.
+    for (const req of await cache.keys()) if (req.url !== SNAPSHOT_KEY) await cache.delete(req);
+    await cache.put(SNAPSHOT_KEY, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+  } catch {
+    /* quota: the next load starts Python again */
+  }
+}
+
+async function startPython() {
+  const { loadPyodide } = await import(`${INDEX_URL}pyodide.mjs`);
+  const options = { indexURL: INDEX_URL, checkAPIVersion: true };
+  const cache = await snapshotCache();
+  const snapshot = await readSnapshot(cache);
+  if (snapshot) {
+    try {
+      return await loadPyodide({ ...options, _loadSnapshot: snapshot });
+    } catch {
+      await cache.delete(SNAPSHOT_KEY).catch(() => {}); // another build's, or damaged
+    }
+  }
+  if (!cache) return loadPyodide(options);
+  const py = await loadPyodide({ ...options, _makeSnapshot: true });
+  // Taken before anything else runs in this interpreter, so a restored one starts the same way.
+  saveSnapshot(cache, py.makeMemorySnapshot());
+  return py;
+}
+
 function load() {
   if (!pyodidePromise) {
     pyodidePromise = (async () => {
       reportProgress();
-      const { loadPyodide } = await import(`${INDEX_URL}pyodide.mjs`);
-      const py = await loadPyodide({ indexURL: INDEX_URL, checkAPIVersion: true });
+      const py = await startPython();
       const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
       for (const stream of ['stdout', 'stderr']) {
         const setter = stream === 'stdout' ? py.setStdout : py.setStderr;
