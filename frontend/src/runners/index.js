@@ -83,7 +83,8 @@ export class JsRunner {
 export class PythonRunner {
   /**
    * @param {object} [opts]
-   * @param {(p: {phase: 'loading'|'ready'|'error', loaded?: number, total?: number, message?: string}) => void} [opts.onLoadProgress]
+   * @param {(p: {phase: 'loading'|'ready'|'error', loaded?: number, total?: number, message?: string, restored?: boolean}) => void} [opts.onLoadProgress]
+   *   `restored`: the interpreter came from the snapshot kept in the browser (py-worker.js)
    */
   constructor({ workerUrl = ASSETS.pyWorker, timeLimitMs = DEFAULT_TIME_LIMIT_MS, onLoadProgress } = {}) {
     this.workerUrl = workerUrl;
@@ -126,7 +127,7 @@ export class PythonRunner {
       this.onLoadProgress({ phase: 'loading', loaded: m.loaded, total: m.total });
     } else if (m.type === 'ready') {
       this.ready = true;
-      this.onLoadProgress({ phase: 'ready', version: m.version });
+      this.onLoadProgress({ phase: 'ready', version: m.version, restored: !!m.restored });
     } else if (m.type === 'load-error') {
       this.onLoadProgress({ phase: 'error', message: m.message });
     } else if (m.type === 'started') {

@@ -5,7 +5,7 @@
 // starting a new one).
 //
 // page → worker: {type: 'load'} | {type: 'run', id, code}
-// worker → page: {type: 'progress', loaded, total} | {type: 'ready', version} | {type: 'load-error', message}
+// worker → page: {type: 'progress', loaded, total} | {type: 'ready', version, restored} | {type: 'load-error', message}
 //                {type: 'started', id} | {type: 'output', id, stream, text} | {type: 'done', id, status}
 
 /* global __PYODIDE_SIZES__, __PYODIDE_URL__ */
@@ -113,23 +113,23 @@ async function startPython() {
   const snapshot = await readSnapshot(cache);
   if (snapshot) {
     try {
-      return await loadPyodide({ ...options, _loadSnapshot: snapshot });
+      return { py: await loadPyodide({ ...options, _loadSnapshot: snapshot }), restored: true };
     } catch {
       await cache.delete(SNAPSHOT_KEY).catch(() => {}); // another build's, or damaged
     }
   }
-  if (!cache) return loadPyodide(options);
+  if (!cache) return { py: await loadPyodide(options), restored: false };
   const py = await loadPyodide({ ...options, _makeSnapshot: true });
   // Taken before anything else runs in this interpreter, so a restored one starts the same way.
   saveSnapshot(cache, py.makeMemorySnapshot());
-  return py;
+  return { py, restored: false };
 }
 
 function load() {
   if (!pyodidePromise) {
     pyodidePromise = (async () => {
       reportProgress();
-      const py = await startPython();
+      const { py, restored } = await startPython();
       const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
       for (const stream of ['stdout', 'stderr']) {
         const setter = stream === 'stdout' ? py.setStdout : py.setStderr;
@@ -149,7 +149,7 @@ function load() {
           'builtins.input = input\n' +
           'del input',
       );
-      post({ type: 'ready', version: py.version });
+      post({ type: 'ready', version: py.version, restored });
       return py;
     })();
     pyodidePromise.catch((e) => post({ type: 'load-error', message: String(e?.message ?? e) }));
