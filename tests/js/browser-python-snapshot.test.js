@@ -1,6 +1,7 @@
 // The Python runner's start-up snapshot (frontend/src/runners/py-worker.js) in real Chromium: the first
-// load starts Python and keeps a snapshot in Cache Storage; a later worker restores it and behaves
-// like a freshly started one; a damaged snapshot is thrown away and Python starts normally.
+// load starts Python and keeps a snapshot (and the decoded runtime files) in Cache Storage; a later
+// worker restores it and behaves like a freshly started one; a damaged snapshot is thrown away and
+// Python starts normally; other builds' entries are removed.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openHarness } from './browser/harness-page.js';
@@ -40,8 +41,9 @@ describe('Python start-up snapshot (in-page)', { timeout: 300000 }, () => {
       return { ready, results };
     }, programs);
 
-  const snapshotKeys = () =>
+  const cacheKeys = () =>
     page.evaluate(async (name) => ((await caches.has(name)) ? (await (await caches.open(name)).keys()).map((r) => r.url) : []), CACHE);
+  const snapshotKeys = async () => (await cacheKeys()).filter((k) => k.includes('/snapshot?'));
 
   const waitForSnapshot = async () => {
     for (let i = 0; i < 300; i++) {
@@ -79,6 +81,8 @@ describe('Python start-up snapshot (in-page)', { timeout: 300000 }, () => {
     const keys = await waitForSnapshot();
     assert.equal(keys.length, 1);
     assert.match(keys[0], /\/static\/pyodide\/[^/]+\/snapshot\?worker=/);
+    const dir = keys[0].slice(0, keys[0].indexOf('snapshot?'));
+    assert.deepEqual((await cacheKeys()).sort(), [`${dir}pyodide.asm.wasm`, `${dir}python_stdlib.zip`, keys[0]].sort());
 
     const second = await freshRunner(PROGRAMS);
     assert.equal(second.ready.restored, true, 'the second worker restored the snapshot');
@@ -104,20 +108,23 @@ describe('Python start-up snapshot (in-page)', { timeout: 300000 }, () => {
     assertBehaves(restored.results);
   });
 
-  test('snapshots of other builds are removed when a new one is kept', async () => {
+  test('entries of other builds are removed when a new snapshot is kept', async () => {
     const [key] = await waitForSnapshot();
-    const stale = key.replace(/worker=[^&]+/, 'worker=%2Fstatic%2Fpy-worker-OLDBUILD.js');
+    const current = await cacheKeys();
+    const staleSnapshot = key.replace(/worker=[^&]+/, 'worker=%2Fstatic%2Fpy-worker-OLDBUILD.js');
+    const staleRuntime = new URL('/static/pyodide/0.0.0-0123456789/pyodide.asm.wasm', key).href;
     await page.evaluate(
-      async ([name, url, current]) => {
+      async ([name, stale, snapshot]) => {
         const cache = await caches.open(name);
-        await cache.put(url, new Response('old'));
-        await cache.delete(current); // the current build has none: the next load makes one
+        for (const url of stale) await cache.put(url, new Response('old'));
+        await cache.delete(snapshot); // the current build has none: the next load makes one
       },
-      [CACHE, stale, key],
+      [CACHE, [staleSnapshot, staleRuntime], key],
     );
     const fresh = await freshRunner(PROGRAMS.slice(0, 1));
     assert.equal(fresh.ready.restored, false);
-    for (let i = 0; i < 300 && (await snapshotKeys()).includes(stale); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.deepEqual(await snapshotKeys(), [key]);
+    await waitForSnapshot();
+    for (let i = 0; i < 300 && (await cacheKeys()).includes(staleRuntime); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual((await cacheKeys()).sort(), current.sort());
   });
 });

@@ -30,9 +30,9 @@ function reportProgress() {
 }
 const realFetch = self.fetch.bind(self);
 self.fetch = async (input, init) => {
-  const res = await realFetch(input, init);
   const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
   const name = TRACKED.find((f) => url.split('?')[0].endsWith(`/${f}`));
+  const res = name ? await runtimeFetch(url, input, init) : await realFetch(input, init);
   if (!name || !res.ok || !res.body) return res;
   totals[name] = KNOWN_SIZES[name] || Number(res.headers.get('content-length')) || 0;
   loaded[name] = 0;
@@ -54,6 +54,18 @@ self.fetch = async (input, init) => {
   });
   return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 };
+
+// The two big runtime files are also kept decoded in Cache Storage (beside the start-up snapshot,
+// about 22 MB): the HTTP cache holds them brotli-compressed, and decoding 22 MB on every load costs
+// more than reading them. Only files under this runtime's content-named directory are kept.
+async function runtimeFetch(url, input, init) {
+  const cache = url.startsWith(INDEX_URL) ? await snapshotCache() : null;
+  const hit = await cache?.match(url).catch(() => null);
+  if (hit) return hit;
+  const res = await realFetch(input, init);
+  if (cache && res.ok) cache.put(url, res.clone()).catch(() => {});
+  return res;
+}
 
 let pyodidePromise = null;
 let current = null; // {id, written, truncated, decoder}
@@ -77,7 +89,8 @@ function emit(stream, text) {
 // with the Pyodide version it loads); Pyodide also refuses a snapshot made by another build of itself.
 // Cache Storage exists only in secure contexts (https, localhost): elsewhere every load starts Python.
 const SNAPSHOT_CACHE = 'duet-python';
-const SNAPSHOT_KEY = new URL(`snapshot?worker=${encodeURIComponent(self.location.pathname)}`, INDEX_URL).href;
+const SNAPSHOT_PREFIX = new URL('snapshot?', INDEX_URL).href;
+const SNAPSHOT_KEY = `${SNAPSHOT_PREFIX}worker=${encodeURIComponent(self.location.pathname)}`;
 
 async function snapshotCache() {
   try {
@@ -98,8 +111,10 @@ async function readSnapshot(cache) {
 
 async function saveSnapshot(cache, bytes) {
   try {
-    // Only the current runtime's snapshot is worth its 30 MB.
-    for (const req of await cache.keys()) if (req.url !== SNAPSHOT_KEY) await cache.delete(req);
+    // Only the current runtime's files and snapshot are worth their 50 MB.
+    for (const req of await cache.keys()) {
+      if (req.url !== SNAPSHOT_KEY && (!req.url.startsWith(INDEX_URL) || req.url.startsWith(SNAPSHOT_PREFIX))) await cache.delete(req);
+    }
     await cache.put(SNAPSHOT_KEY, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
   } catch {
     /* quota: the next load starts Python again */
