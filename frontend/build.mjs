@@ -237,7 +237,7 @@ function commonOptions(dev) {
  * The three esbuild stages, in order: the workers, then the page bundles (which need the workers'
  * URLs), then the styles. `urls` is filled as stages complete.
  */
-async function bundleStages({ dev, hashed, urls, sizes }) {
+function bundleStages({ dev, hashed, urls, sizes }) {
   const base = { ...commonOptions(dev), outdir: staticDir, metafile: true, entryNames: hashed ? '[name]-[hash]' : '[name]' };
   return [
     () => [
@@ -408,7 +408,7 @@ async function buildInto({ dev, hashed, compress }) {
   await mkdir(staticDir, { recursive: true });
   const outputs = new Outputs();
   await copyRuntime(outputs, hashed);
-  for (const stage of await bundleStages({ dev, hashed, urls: outputs.urls, sizes: outputs.pyodideSizes })) {
+  for (const stage of bundleStages({ dev, hashed, urls: outputs.urls, sizes: outputs.pyodideSizes })) {
     for (const opts of stage()) recordBundles(await esbuild.build(opts), outputs, hashed);
   }
   await writePages(outputs.urls);
@@ -444,7 +444,7 @@ export async function buildHarness(outdir) {
 
 async function watch() {
   const { outputs } = await buildInto({ dev: true, hashed: false, compress: false });
-  for (const stage of await bundleStages({ dev: true, hashed: false, urls: outputs.urls, sizes: outputs.pyodideSizes })) {
+  for (const stage of bundleStages({ dev: true, hashed: false, urls: outputs.urls, sizes: outputs.pyodideSizes })) {
     for (const opts of stage()) {
       const ctx = await esbuild.context({ ...opts, metafile: false });
       await ctx.watch();
