@@ -25,7 +25,8 @@ fn bundle_bytes() -> Vec<u8> {
 fn brotli(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     {
-        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 11, 22);
+        // Quality 9: the fixture's copies need not be the smallest, and 11 is slow in debug builds.
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
         w.write_all(data).unwrap();
     }
     out
@@ -137,12 +138,17 @@ fn fixture() -> tempfile::TempDir {
     dir
 }
 
+/// Idle connections are not reused after this: the server closes them after its keep-alive (5 s), and
+/// a request sent on one at that moment fails (writing a fixture can take that long in a debug build).
+const CLIENT_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn gateway_for(dir: &Path) -> (String, reqwest::Client) {
     let api = spawn_session_api().await;
-    (
-        spawn_gateway(&settings(vec![api], dir)).await,
-        reqwest::Client::new(),
-    )
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(CLIENT_IDLE)
+        .build()
+        .unwrap();
+    (spawn_gateway(&settings(vec![api], dir)).await, http)
 }
 
 async fn get(
