@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p logs
-for t in engine_text polling_payload sio_packet; do
+for t in engine_text polling_payload sio_packet interview; do
   echo "== $t"
   RUSTC_BOOTSTRAP=1 nice -n 19 cargo fuzz run "$t" -- \
     -max_total_time="${SECONDS_EACH:-330}" -max_len=4096 -print_final_stats=1 \

@@ -1,14 +1,16 @@
 // Ace, bundled: the core, the three modes Duet supports and a light and a dark theme. Workers (syntax
-// checking) and the search box are loaded at run time from /static/ace/ (copied there by the build).
+// checking) and the search box are loaded at run time from /static/ace/<version>/ (copied there by the
+// build).
 import ace from 'ace-builds/src-noconflict/ace';
+import { ASSETS } from './assets.js';
 import 'ace-builds/src-noconflict/mode-javascript';
 import 'ace-builds/src-noconflict/mode-python';
 import 'ace-builds/src-noconflict/mode-html';
 import 'ace-builds/src-noconflict/theme-cloud_editor';
 import 'ace-builds/src-noconflict/theme-cloud_editor_dark';
 
-ace.config.set('basePath', '/static/ace/');
-ace.config.set('workerPath', '/static/ace/');
+ace.config.set('basePath', ASSETS.aceBase);
+ace.config.set('workerPath', ASSETS.aceBase);
 ace.config.set('loadWorkerFromBlob', false);
 
 export { ace };

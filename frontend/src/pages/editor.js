@@ -88,6 +88,15 @@ async function main() {
   runners.html = new HtmlRunner({ container: runsPanel.previewContainer }); // renders in the Preview tab
   mountRunToolbar(model);
 
+  // A Python interview will run Python: fetch and start the runtime in its worker as soon as the
+  // editor is synced (not before: the editor comes first on a slow link), while the candidate reads
+  // the task, instead of on the first Run; and again whenever someone switches to Python.
+  const preloadRuntime = (lang) => {
+    if (lang === 'python' && model.synced) runners.python.preload();
+  };
+  model.on('synced', () => preloadRuntime(model.language));
+  model.on('language', ({ language: lang }) => preloadRuntime(lang));
+
   // For debugging and the end-to-end tests.
   window.duet = { doc, ytext, awareness, editor: editorView.editor, binding: editorView.binding, connection, model };
 

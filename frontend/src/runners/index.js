@@ -8,10 +8,10 @@
 // Every run resolves to {status: 'ok'|'error'|'timeout', output, duration_ms}; output is what the
 // execute_code event carries (stdout and stderr interleaved, as printed).
 
+import { ASSETS } from '../assets.js';
+
 export const DEFAULT_TIME_LIMIT_MS = 5000;
 const MAX_SHARED_OUTPUT = 64 * 1024;
-
-const STATIC = '/static/';
 
 function clip(text) {
   if (text.length <= MAX_SHARED_OUTPUT) return text;
@@ -39,7 +39,7 @@ function secondsLabel(ms) {
 // ---- JavaScript -----------------------------------------------------------------------------------
 
 export class JsRunner {
-  constructor({ workerUrl = `${STATIC}js-worker.js`, timeLimitMs = DEFAULT_TIME_LIMIT_MS } = {}) {
+  constructor({ workerUrl = ASSETS.jsWorker, timeLimitMs = DEFAULT_TIME_LIMIT_MS } = {}) {
     this.workerUrl = workerUrl;
     this.timeLimitMs = timeLimitMs;
     this._stop = null;
@@ -83,9 +83,10 @@ export class JsRunner {
 export class PythonRunner {
   /**
    * @param {object} [opts]
-   * @param {(p: {phase: 'loading'|'ready'|'error', loaded?: number, total?: number, message?: string}) => void} [opts.onLoadProgress]
+   * @param {(p: {phase: 'loading'|'ready'|'error', loaded?: number, total?: number, message?: string, restored?: boolean}) => void} [opts.onLoadProgress]
+   *   `restored`: the interpreter came from the snapshot kept in the browser (py-worker.js)
    */
-  constructor({ workerUrl = `${STATIC}py-worker.js`, timeLimitMs = DEFAULT_TIME_LIMIT_MS, onLoadProgress } = {}) {
+  constructor({ workerUrl = ASSETS.pyWorker, timeLimitMs = DEFAULT_TIME_LIMIT_MS, onLoadProgress } = {}) {
     this.workerUrl = workerUrl;
     this.timeLimitMs = timeLimitMs;
     this.onLoadProgress = onLoadProgress || (() => {});
@@ -126,7 +127,7 @@ export class PythonRunner {
       this.onLoadProgress({ phase: 'loading', loaded: m.loaded, total: m.total });
     } else if (m.type === 'ready') {
       this.ready = true;
-      this.onLoadProgress({ phase: 'ready', version: m.version });
+      this.onLoadProgress({ phase: 'ready', version: m.version, restored: !!m.restored });
     } else if (m.type === 'load-error') {
       this.onLoadProgress({ phase: 'error', message: m.message });
     } else if (m.type === 'started') {

@@ -1,14 +1,15 @@
 // Runs Python through Pyodide in a module Web Worker (Pyodide refuses classic workers). The runtime
-// is loaded from /static/pyodide/ (copied from the pyodide npm package at build time: no CDN), lazily,
-// on the first Python run; download progress is reported to the page. The page enforces the time limit
-// by terminating this worker (and starting a new one).
+// is loaded from /static/pyodide/<version>-<hash>/ (copied from the pyodide npm package at build time:
+// no CDN; the build passes the URL in __PYODIDE_URL__), lazily, on the first Python run; download
+// progress is reported to the page. The page enforces the time limit by terminating this worker (and
+// starting a new one).
 //
 // page → worker: {type: 'load'} | {type: 'run', id, code}
-// worker → page: {type: 'progress', loaded, total} | {type: 'ready', version} | {type: 'load-error', message}
+// worker → page: {type: 'progress', loaded, total} | {type: 'ready', version, restored} | {type: 'load-error', message}
 //                {type: 'started', id} | {type: 'output', id, stream, text} | {type: 'done', id, status}
 
-/* global __PYODIDE_SIZES__ */
-const INDEX_URL = new URL('/static/pyodide/', self.location.href).href;
+/* global __PYODIDE_SIZES__, __PYODIDE_URL__ */
+const INDEX_URL = new URL(typeof __PYODIDE_URL__ === 'string' ? __PYODIDE_URL__ : '/static/pyodide/', self.location.href).href;
 const KNOWN_SIZES = typeof __PYODIDE_SIZES__ === 'object' ? __PYODIDE_SIZES__ : {};
 const TRACKED = Object.keys(KNOWN_SIZES).length ? Object.keys(KNOWN_SIZES) : ['pyodide.asm.wasm', 'python_stdlib.zip'];
 const MAX_OUTPUT_CHARS = 512 * 1024;
@@ -29,9 +30,9 @@ function reportProgress() {
 }
 const realFetch = self.fetch.bind(self);
 self.fetch = async (input, init) => {
-  const res = await realFetch(input, init);
   const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
   const name = TRACKED.find((f) => url.split('?')[0].endsWith(`/${f}`));
+  const res = name ? await runtimeFetch(url, input, init) : await realFetch(input, init);
   if (!name || !res.ok || !res.body) return res;
   totals[name] = KNOWN_SIZES[name] || Number(res.headers.get('content-length')) || 0;
   loaded[name] = 0;
@@ -54,6 +55,18 @@ self.fetch = async (input, init) => {
   return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 };
 
+// The two big runtime files are also kept decoded in Cache Storage (beside the start-up snapshot,
+// about 22 MB): the HTTP cache holds them brotli-compressed, and decoding 22 MB on every load costs
+// more than reading them. Only files under this runtime's content-named directory are kept.
+async function runtimeFetch(url, input, init) {
+  const cache = url.startsWith(INDEX_URL) ? await snapshotCache() : null;
+  const hit = await cache?.match(url).catch(() => null);
+  if (hit) return hit;
+  const res = await realFetch(input, init);
+  if (cache && res.ok) cache.put(url, res.clone()).catch(() => {});
+  return res;
+}
+
 let pyodidePromise = null;
 let current = null; // {id, written, truncated, decoder}
 
@@ -68,12 +81,70 @@ function emit(stream, text) {
   post({ type: 'output', id: current.id, stream, text });
 }
 
+// Starting Python (running its start-up inside the .wasm) costs seconds of CPU on every load, far more
+// than fetching the runtime from the HTTP cache. So the interpreter's memory right after start-up is
+// kept in the browser (Cache Storage, about 30 MB) and later loads restore it instead (Pyodide's memory
+// snapshots): a second visit, or the fresh worker after a time-out, is ready in well under a second.
+// The key holds this worker's URL, which the build names by content (it changes with this code and
+// with the Pyodide version it loads); Pyodide also refuses a snapshot made by another build of itself.
+// Cache Storage exists only in secure contexts (https, localhost): elsewhere every load starts Python.
+const SNAPSHOT_CACHE = 'duet-python';
+const SNAPSHOT_PREFIX = new URL('snapshot?', INDEX_URL).href;
+const SNAPSHOT_KEY = `${SNAPSHOT_PREFIX}worker=${encodeURIComponent(self.location.pathname)}`;
+
+async function snapshotCache() {
+  try {
+    return self.caches ? await self.caches.open(SNAPSHOT_CACHE) : null;
+  } catch {
+    return null; // storage disabled or over quota: start Python every time
+  }
+}
+
+async function readSnapshot(cache) {
+  try {
+    const res = await cache?.match(SNAPSHOT_KEY);
+    return res ? new Uint8Array(await res.arrayBuffer()) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function saveSnapshot(cache, bytes) {
+  try {
+    // Only the current runtime's files and snapshot are worth their 50 MB.
+    for (const req of await cache.keys()) {
+      if (req.url !== SNAPSHOT_KEY && (!req.url.startsWith(INDEX_URL) || req.url.startsWith(SNAPSHOT_PREFIX))) await cache.delete(req);
+    }
+    await cache.put(SNAPSHOT_KEY, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+  } catch {
+    /* quota: the next load starts Python again */
+  }
+}
+
+async function startPython() {
+  const { loadPyodide } = await import(`${INDEX_URL}pyodide.mjs`);
+  const options = { indexURL: INDEX_URL, checkAPIVersion: true };
+  const cache = await snapshotCache();
+  const snapshot = await readSnapshot(cache);
+  if (snapshot) {
+    try {
+      return { py: await loadPyodide({ ...options, _loadSnapshot: snapshot }), restored: true };
+    } catch {
+      await cache.delete(SNAPSHOT_KEY).catch(() => {}); // another build's, or damaged
+    }
+  }
+  if (!cache) return { py: await loadPyodide(options), restored: false };
+  const py = await loadPyodide({ ...options, _makeSnapshot: true });
+  // Taken before anything else runs in this interpreter, so a restored one starts the same way.
+  saveSnapshot(cache, py.makeMemorySnapshot());
+  return { py, restored: false };
+}
+
 function load() {
   if (!pyodidePromise) {
     pyodidePromise = (async () => {
       reportProgress();
-      const { loadPyodide } = await import('/static/pyodide/pyodide.mjs');
-      const py = await loadPyodide({ indexURL: INDEX_URL, checkAPIVersion: true });
+      const { py, restored } = await startPython();
       const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
       for (const stream of ['stdout', 'stderr']) {
         const setter = stream === 'stdout' ? py.setStdout : py.setStderr;
@@ -93,7 +164,7 @@ function load() {
           'builtins.input = input\n' +
           'del input',
       );
-      post({ type: 'ready', version: py.version });
+      post({ type: 'ready', version: py.version, restored });
       return py;
     })();
     pyodidePromise.catch((e) => post({ type: 'load-error', message: String(e?.message ?? e) }));

@@ -63,10 +63,10 @@ impl Application {
             storage: storage.clone(),
             max_body: settings.max_content_length,
         };
-        let pages = PagesState {
-            frontend_dir: settings.frontend_dir.clone(),
-            directory: Arc::new(StorageDirectory(storage.clone())),
-        };
+        let pages = PagesState::new(
+            settings.frontend_dir.clone(),
+            Arc::new(StorageDirectory(storage.clone())),
+        );
         let bus_check = bus.clone();
         let readiness = Readiness(vec![
             duet_session_api::storage_check(storage),

@@ -247,3 +247,110 @@ async fn a_silent_flood_never_starves_healthz_under_a_low_open_files_limit() {
     duet_testkit::service::a_silent_flood_never_starves_healthz(env!("CARGO_BIN_EXE_duet"), &[])
         .await;
 }
+
+/// The all-in-one serves the browser client the way the gateway does (one implementation:
+/// `duet_gateway::assets`, tested in depth there): compressed copies by `Accept-Encoding`,
+/// content-named files cached for a year, pages revalidated, unknown names 404.
+#[tokio::test]
+async fn the_client_is_served_compressed_and_cacheable() {
+    use std::io::{Read, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let client = dir.path().join("client");
+    std::fs::create_dir_all(client.join("static")).unwrap();
+    let bundle = "const duet = 1;\n".repeat(500).into_bytes();
+    std::fs::write(client.join("static/editor-AAAA1111.js"), &bundle).unwrap();
+    let mut br = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut br, 4096, 11, 22);
+        w.write_all(&bundle).unwrap();
+    }
+    std::fs::write(client.join("static/editor-AAAA1111.js.br"), &br).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&bundle).unwrap();
+    std::fs::write(
+        client.join("static/editor-AAAA1111.js.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        client.join("index.html"),
+        "<!doctype html><title>Duet</title>",
+    )
+    .unwrap();
+    std::fs::write(
+        client.join("assets.json"),
+        r#"{"version":1,"files":{"index.html":{"immutable":false,"encodings":[]},
+            "static/editor-AAAA1111.js":{"immutable":true,"encodings":["br","gzip"]}}}"#,
+    )
+    .unwrap();
+
+    let duet = Duet::start(
+        dir.path(),
+        &[("DUET_FRONTEND_DIR", client.to_str().unwrap())],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/static/editor-AAAA1111.js", duet.base);
+
+    let r = http
+        .get(&url)
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers().clone();
+    assert_eq!(h["content-encoding"], "br");
+    assert_eq!(h["content-type"], "text/javascript");
+    assert_eq!(h["vary"], "accept-encoding");
+    assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+    let body = r.bytes().await.unwrap();
+    assert_eq!(h["content-length"], body.len().to_string().as_str());
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(body.as_ref(), 4096)
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, bundle);
+
+    let r = http
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(r.bytes().await.unwrap().as_ref())
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, bundle);
+
+    let r = http.get(&url).send().await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    assert_eq!(r.bytes().await.unwrap().as_ref(), bundle.as_slice());
+
+    let r = http
+        .head(&url)
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-length"], br.len().to_string().as_str());
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    let r = http.get(format!("{}/", duet.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+
+    let r = http
+        .get(format!("{}/static/editor-BBBB2222.js", duet.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    duet.stop();
+}

@@ -3,6 +3,7 @@
 //! ([`proxy`]), over HTTP long-polling and WebSocket. Which hubs exist and are alive is [`hubs`];
 //! which one serves an interview (its placement record, else rendezvous hashing) is [`routing`].
 
+pub mod assets;
 pub mod hubs;
 pub mod pages;
 pub mod proxy;
@@ -135,13 +136,13 @@ impl Application {
         let metrics = duet_telemetry::metrics::HttpMetrics::new("gateway");
         let update = gateway_metrics(&metrics, &upstreams)?;
         let http = reqwest::Client::new();
-        let pages = PagesState {
-            frontend_dir: settings.frontend_dir.clone(),
-            directory: Arc::new(ApiDirectory {
+        let pages = PagesState::new(
+            settings.frontend_dir.clone(),
+            Arc::new(ApiDirectory {
                 http: http.clone(),
                 apis: apis.clone(),
             }),
-        };
+        );
         let readiness = Readiness(vec![ReadyCheck::new("session-api", move || {
             let http = http.clone();
             let apis = apis.clone();

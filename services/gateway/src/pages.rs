@@ -2,7 +2,10 @@
 //!
 //! - `/` → `index.html` (landing page)
 //! - `/interview/{code}` → `editor.html` for a session that exists; a 404 page otherwise
-//! - `/static/*` → the built assets (`frontend/dist/static`)
+//! - `/static/*` → the built assets (`frontend/dist/static`), as its manifest lists them
+//!
+//! Files are served by [`Assets`]: compressed copies chosen by `Accept-Encoding`, content-named files
+//! cached for a year, pages revalidated on every visit.
 //!
 //! Each answers `GET` and `HEAD`; other methods get 405 with `Allow` ([`duet_telemetry::methods`]).
 //!
@@ -12,10 +15,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix_web::{guard, http::header, http::StatusCode, web, HttpRequest, HttpResponse};
+use actix_web::{http::header, http::StatusCode, web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use duet_domain::SessionCode;
 use duet_telemetry::methods;
+use serde_json::json;
+
+use crate::assets::Assets;
 
 /// Answers whether a session code exists: the storage itself in `duet`, the session-API in the gateway.
 #[async_trait]
@@ -25,30 +31,49 @@ pub trait SessionDirectory: Send + Sync + 'static {
 
 #[derive(Clone)]
 pub struct PagesState {
-    pub frontend_dir: PathBuf,
-    pub directory: Arc<dyn SessionDirectory>,
+    assets: Arc<Assets>,
+    directory: Arc<dyn SessionDirectory>,
+}
+
+impl PagesState {
+    /// The client built into `frontend_dir` (its manifest is read now, and again when it changes).
+    pub fn new(frontend_dir: PathBuf, directory: Arc<dyn SessionDirectory>) -> Self {
+        Self {
+            assets: Arc::new(Assets::open(frontend_dir)),
+            directory,
+        }
+    }
 }
 
 /// Mounts the pages and `/static`: `GET` and `HEAD`, 405 with `Allow` for other methods.
 pub fn configure(cfg: &mut web::ServiceConfig, state: PagesState) {
-    let static_dir = state.frontend_dir.join("static");
     cfg.app_data(web::Data::new(state))
         .service(methods::get("/", index))
-        .service(methods::get("/interview/{code}", editor));
-    if static_dir.is_dir() {
-        // actix-files answers other methods with a plain-text 405 without `Allow`; this resource
-        // answers them first, in the shape every other path uses.
-        cfg.service(
-            web::resource("/static/{tail:.*}")
-                .guard(guard::Not(guard::Any(guard::Get()).or(guard::Head())))
-                .to(|| async { methods::method_not_allowed(methods::GET_HEAD) }),
+        .service(methods::get("/interview/{code}", editor))
+        .service(
+            web::resource("/static/{path:.*}")
+                .route(methods::get_or_head().to(static_file))
+                .default_service(methods::not_allowed(methods::GET_HEAD)),
         );
-        cfg.service(
-            actix_files::Files::new("/static", static_dir)
-                .use_etag(true)
-                .use_last_modified(true)
-                .prefer_utf8(true),
-        );
+}
+
+async fn static_file(
+    state: web::Data<PagesState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let name = format!("static/{path}");
+    if let Some(res) = state.assets.respond(&req, &name).await {
+        return res;
+    }
+    // A build made since the manifest was read names new files.
+    state.assets.refresh();
+    match state.assets.respond(&req, &name).await {
+        Some(res) => res,
+        // Never cached: during a rolling deploy the file may exist on another replica a moment later.
+        None => HttpResponse::NotFound()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({"error": {"code": "not_found", "message": "No such file."}})),
     }
 }
 
@@ -80,10 +105,17 @@ fn message_page(title: &str, message: &str) -> String {
     )
 }
 
-async fn page_file(state: &PagesState, name: &str) -> HttpResponse {
-    match tokio::fs::read_to_string(state.frontend_dir.join(name)).await {
-        Ok(body) => html(StatusCode::OK, body),
-        Err(_) => html(
+async fn page_file(state: &PagesState, req: &HttpRequest, name: &str) -> HttpResponse {
+    state.assets.refresh();
+    match state.assets.respond(req, name).await {
+        Some(mut res) => {
+            res.headers_mut().insert(
+                header::REFERRER_POLICY,
+                header::HeaderValue::from_static("same-origin"),
+            );
+            res
+        }
+        None => html(
             StatusCode::OK,
             message_page(
                 "Duet",
@@ -94,14 +126,14 @@ async fn page_file(state: &PagesState, name: &str) -> HttpResponse {
     }
 }
 
-async fn index(state: web::Data<PagesState>) -> HttpResponse {
-    page_file(&state, "index.html").await
+async fn index(state: web::Data<PagesState>, req: HttpRequest) -> HttpResponse {
+    page_file(&state, &req, "index.html").await
 }
 
 async fn editor(
     state: web::Data<PagesState>,
     code: web::Path<String>,
-    _req: HttpRequest,
+    req: HttpRequest,
 ) -> HttpResponse {
     let not_found = || {
         html(
@@ -116,7 +148,7 @@ async fn editor(
         return not_found();
     };
     match state.directory.exists(&code).await {
-        Ok(true) => page_file(&state, "editor.html").await,
+        Ok(true) => page_file(&state, &req, "editor.html").await,
         Ok(false) => not_found(),
         Err(e) => {
             tracing::warn!(error = %e, "session lookup failed");

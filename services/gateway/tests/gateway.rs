@@ -1,5 +1,7 @@
 //! The gateway in front of a real session-API (SQLite backend): API calls and pages go through it.
 
+mod assets;
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +65,12 @@ async fn api_and_pages_go_through_the_gateway() {
     .unwrap();
     std::fs::create_dir(frontend.path().join("static")).unwrap();
     std::fs::write(frontend.path().join("static/app.js"), "console.log(1)").unwrap();
+    std::fs::write(
+        frontend.path().join("assets.json"),
+        r#"{"version":1,"files":{"index.html":{"immutable":false},"editor.html":{"immutable":false},
+            "static/app.js":{"immutable":false}}}"#,
+    )
+    .unwrap();
 
     let api = spawn_session_api().await;
     let gw = spawn_gateway(&settings(vec![api], frontend.path())).await;
