@@ -147,7 +147,8 @@ async function createInterview(url) {
     body: JSON.stringify({ language: 'python', title: 'download bench' }),
   });
   if (res.status !== 201) throw new Error(`POST /api/session: ${res.status}`);
-  return (await res.json()).code;
+  const body = await res.json();
+  return body.session_code ?? body.code; // `code` before the REST names followed the seed
 }
 
 /** Throttles a page (and with it the requests of its dedicated workers). */

@@ -141,7 +141,7 @@ describe('the built client as the server sends it', { timeout: 600000 }, () => {
     const created = await (await fetch(`${server.url}/api/session`, { method: 'POST' })).json();
     for (const [url, file] of [
       ['/', 'index.html'],
-      [`/interview/${created.code}`, 'editor.html'],
+      [`/interview/${created.session_code}`, 'editor.html'],
     ]) {
       const res = await request(`${server.url}${url}`, { headers: { 'accept-encoding': 'gzip, deflate, br, zstd' } });
       assert.equal(res.status, 200, url);
