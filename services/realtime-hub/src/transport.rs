@@ -28,9 +28,6 @@ pub trait ConnSink: Send + Sync + 'static {
     fn leave(&self, room: &str);
     /// Closes the connection (protocol abuse, a broken interview).
     fn disconnect(&self);
-    /// Closes the connection's transport so that the client reconnects by itself (the interview
-    /// is served by another hub now).
-    fn reconnect(&self);
 }
 
 /// Called once with an emit's outcome: `Ok(body)` or a refusal. The transport's reply to a

@@ -333,12 +333,6 @@ impl Socket {
         self.close(DisconnectReason::ServerNamespaceDisconnect);
     }
 
-    /// Closes the underlying transport as a restarting server does: the client reconnects by
-    /// itself (after [`Socket::disconnect`], `socket.io-client` does not).
-    pub fn ask_to_reconnect(&self) {
-        self.inner.conn.close(DisconnectReason::ServerShutdown);
-    }
-
     /// Closes the whole underlying connection (all namespaces of this client).
     pub fn close_connection(&self) {
         self.inner

@@ -67,9 +67,6 @@ impl ConnSink for SocketSink {
     fn disconnect(&self) {
         self.socket.disconnect();
     }
-    fn reconnect(&self) {
-        self.socket.ask_to_reconnect();
-    }
 }
 
 fn ack_fn(ack: Option<AckSender>) -> Option<AckFn> {

@@ -77,9 +77,6 @@ pub enum Effect {
     /// Close a connection. Executed once the interview's lock is released (closing runs the
     /// connection's disconnect handler, which comes back into the interview).
     Disconnect(ConnId),
-    /// Close a connection's transport so that its client reconnects (to another hub). Executed
-    /// once the lock is released, like [`Effect::Disconnect`].
-    Reconnect(ConnId),
     /// Publish a message on the interview's bus channel (already encoded, naming this hub).
     Publish(Bytes),
     /// Tell other hubs how far this hub's edits of the interview are committed (their inboxes).

@@ -534,14 +534,6 @@ impl Interview {
         self.closed = true;
     }
 
-    /// The interview is served by another hub now (its placement record names it): every local
-    /// participant is asked to reconnect, and lands there.
-    pub fn moved_away(&mut self, out: &mut Effects) {
-        for conn in self.roster.local.keys() {
-            out.push(Effect::Reconnect(conn.clone()));
-        }
-    }
-
     /// Participant rows not written yet: `(row id, user)`.
     pub fn unsaved_rows(&self) -> Vec<(Uuid, UserInfo)> {
         self.roster

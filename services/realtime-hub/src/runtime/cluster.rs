@@ -99,18 +99,15 @@ pub(crate) async fn heartbeat(rt: Arc<Services>, registry: Arc<Registry>) {
     }
 }
 
-/// Renews the interview's placement record (the gateways route its participants by it). If another
-/// live hub holds it — the interview got split over two hubs while the hub set changed — this hub's
-/// participants are asked to reconnect, and land on that hub.
+/// Renews the interview's placement record (the gateways route new participants by it). When
+/// another hub holds it, the interview is shared with that hub for now (relayed edits keep every
+/// replica equal); this hub's participants are left where they are — forcing them over could loop
+/// between hubs that clients reach without a gateway — and move when they next reconnect.
 async fn keep_placement(rt: &Services, iv: &Live) {
     let code = iv.code.as_str();
     match placement::refresh(&*rt.bus, code, &rt.hub_id).await {
         Ok(holder) if holder != rt.hub_id => {
-            let alive = rt.bus.get(&relay::hub_key(&holder)).await;
-            if matches!(alive, Ok(Some(_))) {
-                tracing::info!(session = %iv.id, %holder, "interview placed on another hub; moving its participants there");
-                iv.run(|c, _, fx| c.moved_away(fx));
-            }
+            tracing::debug!(session = %iv.id, %holder, "interview placed on another hub; shared until its participants reconnect");
         }
         Ok(_) => {}
         Err(e) => tracing::debug!(session = %iv.id, error = %e, "placement refresh failed"),

@@ -228,9 +228,10 @@ impl Live {
         let r = shell
             .core
             .on_client(now, conn, make(token.clone(), defer), &mut fx);
+        // The core's own work is charged (sending to the participants is the same for any edit).
+        shell.budget.spend(now.elapsed());
         let closing = self.execute(&mut shell, &mut fx, None);
         shell.scratch = fx;
-        shell.budget.spend(now.elapsed());
         let r = r.map_err(|e| {
             // The core did not keep the token: take the reply back to refuse it.
             let back = match token {
@@ -267,10 +268,10 @@ impl Live {
             let now = Instant::now();
             let mut fx = std::mem::take(&mut shell.scratch);
             let more = shell.core.step(now, per_step, &mut fx);
-            let closing = self.execute(&mut shell, &mut fx, None);
-            shell.scratch = fx;
             let took = now.elapsed();
             shell.budget.spend(took);
+            let closing = self.execute(&mut shell, &mut fx, None);
+            shell.scratch = fx;
             if !more {
                 shell.draining = false;
             }
@@ -351,7 +352,7 @@ impl Live {
         shell: &mut Shell,
         fx: &mut Effects,
         mut notices: Option<&mut Vec<(Uuid, u64, Vec<String>)>>,
-    ) -> Vec<(Arc<dyn ConnSink>, bool)> {
+    ) -> Vec<Arc<dyn ConnSink>> {
         let mut closing = Vec::new();
         for e in fx.drain() {
             match e {
@@ -391,12 +392,7 @@ impl Live {
                 }
                 Effect::Disconnect(conn) => {
                     if let Some(p) = shell.peers.get(&conn) {
-                        closing.push((p.sink.clone(), false));
-                    }
-                }
-                Effect::Reconnect(conn) => {
-                    if let Some(p) = shell.peers.get(&conn) {
-                        closing.push((p.sink.clone(), true));
+                        closing.push(p.sink.clone());
                     }
                 }
                 Effect::Publish(msg) => {
@@ -437,14 +433,9 @@ impl Live {
         closing
     }
 
-    /// Closes connections (`true`: only their transport, so that they reconnect).
-    fn close_all(closing: Vec<(Arc<dyn ConnSink>, bool)>) {
-        for (sink, reconnect) in closing {
-            if reconnect {
-                sink.reconnect();
-            } else {
-                sink.disconnect();
-            }
+    fn close_all(closing: Vec<Arc<dyn ConnSink>>) {
+        for sink in closing {
+            sink.disconnect();
         }
     }
 

@@ -99,10 +99,6 @@ impl ConnSink for TestSink {
             r.remove(&self.id);
         }
     }
-    fn reconnect(&self) {
-        self.disconnect();
-    }
-
     /// As the Socket.IO server does: the connection's disconnect handler runs right here, up to
     /// its first pending await, then goes on as a task.
     fn disconnect(&self) {
