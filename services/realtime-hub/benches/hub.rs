@@ -256,6 +256,7 @@ async fn writer_rate(storage: &Arc<dyn Storage>, sessions: &[uuid::Uuid]) -> f64
     let batch: Vec<NewUpdate> = (0..duet_realtime_hub::limits::MAX_BATCH)
         .map(|i| NewUpdate {
             session_id: sessions[i % sessions.len()],
+            doc: duet_domain::DocKind::Code,
             author: Some(uuid::Uuid::new_v4()),
             data: vec![7u8; 40],
         })
@@ -286,6 +287,8 @@ impl Sessions {
                     code: SessionCode::generate(),
                     title: Title::default(),
                     language: Language::Javascript,
+                    lobby: false,
+                    password_hash: None,
                 })
                 .await
                 .unwrap();

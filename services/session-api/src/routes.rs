@@ -122,6 +122,8 @@ pub async fn create_session(
             code: SessionCode::generate(),
             title: title.clone(),
             language,
+            lobby: false,
+            password_hash: None,
         };
         match with_timeout(state.storage.create_session(new)).await {
             Ok(session) => {

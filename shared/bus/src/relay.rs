@@ -15,6 +15,7 @@
 //! | `Presence` | JSON participants | the origin's full list of local participants |
 //! | `Language` | JSON `{language, user_id}` | someone switched the language |
 //! | `Run` | JSON execution result | someone shared a run |
+//! | `Control` | JSON `{state, started_at, ended_at, editing_locked, runs_enabled, removed?}` | the interview's lifecycle and controls changed (from a hub or the session-API): a full snapshot of them, plus the removed user ids when someone was removed |
 //!
 //! A bus payload is either one message or a **batch** (kind 9): `[version][9][origin len][origin]`
 //! followed by `[u32 length][message]…`, the messages of one channel in publishing order. The hub's
@@ -89,6 +90,10 @@ pub fn is_from(raw: &[u8], hub_id: &str) -> bool {
         && &raw[3..3 + id.len()] == id
 }
 
+/// The origin the session-API publishes its [`BusMessage::Control`] messages under. It is no hub:
+/// a hub does not count it among the interview's peers (it sends no presence and commits nothing).
+pub const API_ORIGIN: &str = "session-api";
+
 /// The channel of one interview.
 pub fn channel(session_id: Uuid) -> String {
     format!("duet:interview:{session_id}")
@@ -138,6 +143,13 @@ pub enum BusMessage {
     Run {
         json: Bytes,
     },
+    /// The interview's state and interviewer controls as they now are (a full snapshot, so a
+    /// late or repeated one is harmless): `{"state", "started_at", "ended_at", "editing_locked",
+    /// "runs_enabled", "removed": [uuid]?}`. Published by the hub or the session-API that made the
+    /// change; `removed` lists the interview's removed user ids when one was removed.
+    Control {
+        json: Bytes,
+    },
 }
 
 impl BusMessage {
@@ -151,6 +163,7 @@ impl BusMessage {
             Self::Presence { .. } => 6,
             Self::Language { .. } => 7,
             Self::Run { .. } => 8,
+            Self::Control { .. } => 11,
         }
     }
 
@@ -190,9 +203,10 @@ impl BusMessage {
                 b.put_slice(target.as_bytes());
                 b.put_slice(data);
             }
-            Self::Presence { json } | Self::Language { json } | Self::Run { json } => {
-                b.put_slice(json)
-            }
+            Self::Presence { json }
+            | Self::Language { json }
+            | Self::Run { json }
+            | Self::Control { json } => b.put_slice(json),
         }
         b.freeze()
     }
@@ -267,6 +281,7 @@ impl BusMessage {
             6 => Self::Presence { json: rest(pos) },
             7 => Self::Language { json: rest(pos) },
             8 => Self::Run { json: rest(pos) },
+            11 => Self::Control { json: rest(pos) },
             _ => return None,
         };
         Some((origin, msg))
@@ -336,6 +351,9 @@ mod tests {
             BusMessage::Run {
                 json: Bytes::from_static(b"{}"),
             },
+            BusMessage::Control {
+                json: Bytes::from_static(br#"{"state":"ended","removed":[]}"#),
+            },
         ];
         for m in msgs {
             let raw = m.encode("hub-a");
@@ -402,6 +420,8 @@ mod tests {
             b"\x03\x02\x00",
             // Commits whose body is not whole entries.
             b"\x03\x0a\x00\x01",
+            // A kind after `Control` (12): unknown to this version.
+            b"\x03\x0c\x00{}",
         ] {
             assert_eq!(
                 BusMessage::decode(&Bytes::copy_from_slice(raw)),

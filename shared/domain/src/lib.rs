@@ -197,7 +197,138 @@ impl DisplayName {
     }
 }
 
-/// An interview session as stored.
+/// Cursor and avatar colours, distinct on light and dark backgrounds. The n-th participant token of
+/// an interview gets colour `n % PALETTE.len()` (a per-interview counter in storage), so the
+/// participants of one interview never share a colour while there are fewer than twelve of them.
+pub const PALETTE: [&str; 12] = [
+    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+    "#fabed4", "#469990", "#9a6324", "#800000",
+];
+
+/// The colour of an interview's `n`-th participant token (`n` counts from 0).
+pub fn palette_color(n: i64) -> &'static str {
+    PALETTE[n.rem_euclid(PALETTE.len() as i64) as usize]
+}
+
+/// Where an interview is in its life: a lobby (`Waiting`, candidates wait for the interviewer),
+/// `Live` (everyone edits), `Ended` (read-only for everyone, for good).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InterviewState {
+    Waiting,
+    #[default]
+    Live,
+    Ended,
+}
+
+impl InterviewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Live => "live",
+            Self::Ended => "ended",
+        }
+    }
+
+    /// Parses the stored / wire name (`waiting`, `live`, `ended`; exact, lower case).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "waiting" => Some(Self::Waiting),
+            "live" => Some(Self::Live),
+            "ended" => Some(Self::Ended),
+            _ => None,
+        }
+    }
+
+    /// Whether an interview in this state may be moved to `to`: forward only (waiting → live →
+    /// ended, or waiting → ended), and staying where it is is allowed (a repeated start or end is
+    /// idempotent). Nothing leaves `Ended`, and nothing goes back to `Waiting`.
+    pub fn can_move_to(self, to: Self) -> bool {
+        self == to
+            || matches!(
+                (self, to),
+                (Self::Waiting, Self::Live)
+                    | (Self::Waiting, Self::Ended)
+                    | (Self::Live, Self::Ended)
+            )
+    }
+}
+
+impl fmt::Display for InterviewState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a participant may do in an interview. `Interviewer`: whoever holds the interviewer link
+/// (several are fine); `Candidate`: everyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Interviewer,
+    Candidate,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interviewer => "interviewer",
+            Self::Candidate => "candidate",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The shared documents of an interview: the candidate's code, and the interviewers' private notes.
+/// Stored as a small integer in the history tables (`doc` column: 0 code, 1 notes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum DocKind {
+    #[default]
+    Code,
+    Notes,
+}
+
+impl DocKind {
+    pub const ALL: [DocKind; 2] = [DocKind::Code, DocKind::Notes];
+
+    /// The value of the `doc` column.
+    pub fn as_i16(self) -> i16 {
+        match self {
+            Self::Code => 0,
+            Self::Notes => 1,
+        }
+    }
+
+    pub fn from_i16(raw: i16) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Code),
+            1 => Some(Self::Notes),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Code => "code",
+            Self::Notes => "notes",
+        }
+    }
+}
+
+impl fmt::Display for DocKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An interview session as stored. The password's hash is not part of it (it is never sent
+/// anywhere): `has_password` says whether there is one, and the storage hands the hash out only to
+/// the code that checks a password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Session {
     pub id: Uuid,
@@ -208,6 +339,17 @@ pub struct Session {
     pub text: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    pub state: InterviewState,
+    /// When it went live: `created_at` for an interview created without a lobby, `None` while it waits.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub has_password: bool,
+    /// Candidates' edits are refused while set (interviewers still edit).
+    pub editing_locked: bool,
+    /// Candidates may run code while set.
+    pub runs_enabled: bool,
 }
 
 /// What a caller supplies to create a session.
@@ -216,6 +358,10 @@ pub struct NewSession {
     pub code: SessionCode,
     pub title: Title,
     pub language: Language,
+    /// Start in the lobby (`Waiting`) rather than `Live`.
+    pub lobby: bool,
+    /// The interview password's Argon2 PHC string (`duet_auth::hash_password`), if it has one.
+    pub password_hash: Option<String>,
 }
 
 #[cfg(test)]
@@ -316,5 +462,44 @@ mod tests {
             DomainError::NulCharacter("output").to_string(),
             "output must not contain the character U+0000 (NUL)"
         );
+    }
+    #[test]
+    fn lifecycle_moves_forward_only_and_repeats_are_allowed() {
+        use InterviewState::*;
+        for s in [Waiting, Live, Ended] {
+            assert!(s.can_move_to(s), "{s} -> {s} is idempotent");
+            assert_eq!(InterviewState::parse(s.as_str()), Some(s));
+        }
+        assert!(Waiting.can_move_to(Live));
+        assert!(Waiting.can_move_to(Ended));
+        assert!(Live.can_move_to(Ended));
+        assert!(!Live.can_move_to(Waiting));
+        assert!(!Ended.can_move_to(Live));
+        assert!(!Ended.can_move_to(Waiting));
+        assert_eq!(InterviewState::parse("LIVE"), None);
+        assert_eq!(serde_json::to_value(Waiting).unwrap(), "waiting");
+        assert_eq!(
+            serde_json::to_value(Role::Interviewer).unwrap(),
+            "interviewer"
+        );
+        assert_eq!(
+            serde_json::from_value::<Role>(serde_json::json!("candidate")).unwrap(),
+            Role::Candidate
+        );
+    }
+
+    #[test]
+    fn doc_kinds_round_trip_and_the_palette_cycles() {
+        for d in DocKind::ALL {
+            assert_eq!(DocKind::from_i16(d.as_i16()), Some(d));
+        }
+        assert_eq!(DocKind::from_i16(2), None);
+        let first: std::collections::HashSet<_> = (0..12).map(palette_color).collect();
+        assert_eq!(first.len(), 12, "twelve tokens, twelve colours");
+        assert_eq!(palette_color(12), palette_color(0));
+        assert_eq!(palette_color(-1), PALETTE[11]);
+        assert!(PALETTE.iter().all(|c| c.len() == 7
+            && c.starts_with('#')
+            && c[1..].bytes().all(|b| b.is_ascii_hexdigit())));
     }
 }

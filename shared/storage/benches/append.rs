@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use duet_domain::{Language, NewSession, SessionCode, Title};
+use duet_domain::{DocKind, Language, NewSession, SessionCode, Title};
 use duet_storage::postgres::PgStorage;
 use duet_storage::sqlite::SqliteStorage;
 use duet_storage::{NewUpdate, Storage};
@@ -34,6 +34,8 @@ fn batch(rt: &Runtime, store: &dyn Storage) -> Vec<NewUpdate> {
                 code: SessionCode::generate(),
                 title: Title::parse("bench").expect("valid title"),
                 language: Language::Javascript,
+                lobby: false,
+                password_hash: None,
             };
             ids.push(
                 store
@@ -48,6 +50,7 @@ fn batch(rt: &Runtime, store: &dyn Storage) -> Vec<NewUpdate> {
     (0..BATCH)
         .map(|i| NewUpdate {
             session_id: sessions[i % SESSIONS],
+            doc: DocKind::Code,
             author: (i % 2 == 0).then(Uuid::new_v4),
             data: vec![(i % 251) as u8; UPDATE_BYTES],
         })

@@ -8,12 +8,21 @@
 //!
 //! The document history is append-only: [`Storage::append_updates`] adds rows, [`Storage::save_snapshot`]
 //! adds a snapshot that *covers* the updates up to a sequence number so loading is fast, and nothing ever
-//! deletes or rewrites an update, so an interview can be replayed from its first keystroke.
+//! deletes or rewrites an update, so an interview can be replayed from its first keystroke. An
+//! interview has two documents ([`DocKind`]): the code and the interviewers' notes; every read and
+//! write of the history names the one it is about.
+//!
+//! An interview's lifecycle (`waiting` → `live` → `ended`, [`Storage::transition`]), its
+//! interviewer controls ([`Storage::set_controls`]), the colours of its participant tokens
+//! ([`Storage::next_token_number`]) and the users removed from it ([`Storage::remove_user`]) are
+//! stored with it too.
 
 use std::borrow::Cow;
 
 use async_trait::async_trait;
-use duet_domain::{reject_nul, Language, NewSession, Session, SessionCode};
+use duet_domain::{
+    reject_nul, DocKind, InterviewState, Language, NewSession, Session, SessionCode,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -29,6 +38,13 @@ pub enum StorageError {
     /// The referenced session does not exist.
     #[error("session not found")]
     NotFound,
+    /// The interview cannot move from its state to the one asked for (it has ended, or it is live
+    /// and was asked to wait). Nothing is written. Maps to 409 `invalid_transition`.
+    #[error("an interview that is {from} cannot become {to}")]
+    InvalidTransition {
+        from: InterviewState,
+        to: InterviewState,
+    },
     /// The value cannot be stored (a run's output holding U+0000, which PostgreSQL `text` cannot
     /// hold). Refused before the database is asked, on both backends, so nothing is written. Maps
     /// to a 4xx: `invalid_field` in REST, `invalid_payload` on Socket.IO.
@@ -48,13 +64,16 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct NewUpdate {
     pub session_id: Uuid,
+    /// Which of the interview's documents it edits.
+    pub doc: DocKind,
     /// Who made it (the participant's stable user id), if known.
     pub author: Option<Uuid>,
     /// Encoded Yjs update (v1 encoding).
     pub data: Vec<u8>,
 }
 
-/// An update as stored, with its per-database sequence number (monotonic within a session).
+/// An update as stored, with its per-database sequence number (monotonic within a session, shared
+/// by its documents).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredUpdate {
     pub seq: i64,
@@ -153,7 +172,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Cheap round trip to the database, for `/readyz`.
     async fn ping(&self) -> Result<()>;
 
-    /// Creates a session. Returns [`StorageError::CodeTaken`] if the code exists (nothing is written).
+    /// Creates a session: `Waiting` with no `started_at` when [`NewSession::lobby`], else `Live`
+    /// with `started_at = created_at`. Returns [`StorageError::CodeTaken`] if the code exists
+    /// (nothing is written).
     async fn create_session(&self, new: NewSession) -> Result<Session>;
     async fn session_by_code(&self, code: &SessionCode) -> Result<Option<Session>>;
     async fn session_by_id(&self, id: Uuid) -> Result<Option<Session>>;
@@ -171,7 +192,43 @@ pub trait Storage: Send + Sync + 'static {
     /// [`NUL_REPLACEMENT`], so no text can fail the batch for the others.
     async fn set_texts(&self, texts: &[(Uuid, String)]) -> Result<Vec<Uuid>>;
 
-    /// Appends a batch of updates (possibly for several sessions) in ONE transaction: all or nothing.
+    /// The interview password's PHC string, `None` when it has none. [`StorageError::NotFound`] for
+    /// an unknown id. The only call that hands the hash out: [`Session`] says `has_password` only.
+    async fn password_hash(&self, session_id: Uuid) -> Result<Option<String>>;
+    /// Moves the interview to `to` (see [`InterviewState::can_move_to`]) and returns it as it is
+    /// afterwards. Going live sets `started_at = now`, ending sets `ended_at = now`; asking for the
+    /// state it is in changes nothing (idempotent: the timestamps stay the first ones).
+    /// [`StorageError::InvalidTransition`] for a move backwards or out of `Ended` (nothing is
+    /// written), [`StorageError::NotFound`] for an unknown id. Atomic: two racing calls never both
+    /// set a timestamp.
+    async fn transition(
+        &self,
+        session_id: Uuid,
+        to: InterviewState,
+        now: OffsetDateTime,
+    ) -> Result<Session>;
+    /// Sets the interviewer controls given (`None` leaves one as it is) and returns the interview.
+    /// [`StorageError::NotFound`] for an unknown id.
+    async fn set_controls(
+        &self,
+        session_id: Uuid,
+        editing_locked: Option<bool>,
+        runs_enabled: Option<bool>,
+    ) -> Result<Session>;
+    /// Counts a participant token issued for the interview and returns its number, from 0: the
+    /// n-th token gets colour `duet_domain::palette_color(n)`. Atomic, so concurrent joins get
+    /// distinct numbers. [`StorageError::NotFound`] for an unknown id.
+    async fn next_token_number(&self, session_id: Uuid) -> Result<i64>;
+    /// Records that `user_id` was removed from the interview: its tokens are refused from then on.
+    /// Removing a user again is not an error. [`StorageError::NotFound`] for an unknown interview.
+    async fn remove_user(&self, session_id: Uuid, user_id: Uuid) -> Result<()>;
+    /// Whether `user_id` was removed from the interview (`false` for an unknown interview).
+    async fn is_removed(&self, session_id: Uuid, user_id: Uuid) -> Result<bool>;
+    /// Every user removed from the interview, in the order they were removed.
+    async fn removed_users(&self, session_id: Uuid) -> Result<Vec<Uuid>>;
+
+    /// Appends a batch of updates (possibly for several sessions and documents) in ONE transaction:
+    /// all or nothing.
     /// Returns the assigned sequence numbers, in input order. This is the group-commit primitive.
     ///
     /// Within one session, `seq` order is commit order: once an update with `seq = N` is visible,
@@ -179,12 +236,19 @@ pub trait Storage: Send + Sync + 'static {
     /// [`Storage::load_document`] returned, saved with `upto_seq` = the highest `seq` it saw, never
     /// hides an update committed later.
     async fn append_updates(&self, batch: &[NewUpdate]) -> Result<Vec<i64>>;
-    /// The newest snapshot and every update after it, ordered by `seq`.
-    async fn load_document(&self, session_id: Uuid) -> Result<DocumentState>;
-    /// Every update ever appended, ordered by `seq`, for replay.
-    async fn history(&self, session_id: Uuid) -> Result<Vec<StoredUpdate>>;
-    /// Stores a snapshot covering updates up to `upto_seq`. Never deletes updates.
-    async fn save_snapshot(&self, session_id: Uuid, upto_seq: i64, data: &[u8]) -> Result<()>;
+    /// The document's newest snapshot and every update of it after that, ordered by `seq`.
+    async fn load_document(&self, session_id: Uuid, doc: DocKind) -> Result<DocumentState>;
+    /// Every update ever appended to the document, ordered by `seq`, for replay.
+    async fn history(&self, session_id: Uuid, doc: DocKind) -> Result<Vec<StoredUpdate>>;
+    /// Stores a snapshot of the document covering its updates up to `upto_seq`. Never deletes
+    /// updates.
+    async fn save_snapshot(
+        &self,
+        session_id: Uuid,
+        doc: DocKind,
+        upto_seq: i64,
+        data: &[u8],
+    ) -> Result<()>;
 
     /// Registers (or refreshes) a hub as alive until `now + ttl`.
     async fn hub_heartbeat(&self, hub_id: &str, ttl_secs: i64) -> Result<()>;

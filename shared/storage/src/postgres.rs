@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use duet_domain::{Language, NewSession, Session, SessionCode, Title};
+use duet_domain::{DocKind, InterviewState, Language, NewSession, Session, SessionCode, Title};
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -42,7 +42,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x6475_6574_6d69_6772; // "duetmigr"
 /// Name of the unique constraint on `sessions.code` (see the V1 migration).
 const CODE_CONSTRAINT: &str = "sessions_code_key";
 
-const SESSION_COLUMNS: &str = "id, code, title, language, text, created_at";
+const SESSION_COLUMNS: &str = "id, code, title, language, text, created_at, state, started_at, \
+     ended_at, password_hash IS NOT NULL AS has_password, editing_locked, runs_enabled";
 const RUN_COLUMNS: &str =
     "id, session_id, user_id, user_name, language, output, status, duration_ms, created_at";
 
@@ -185,6 +186,7 @@ fn pg_error(e: tokio_postgres::Error) -> StorageError {
 fn session_from_row(row: &Row) -> Result<Session> {
     let code: String = row.try_get("code").map_err(pg_error)?;
     let language: String = row.try_get("language").map_err(pg_error)?;
+    let state: String = row.try_get("state").map_err(pg_error)?;
     Ok(Session {
         id: row.try_get("id").map_err(pg_error)?,
         code: SessionCode::parse(&code).map_err(|e| corrupt("sessions.code", e))?,
@@ -192,6 +194,13 @@ fn session_from_row(row: &Row) -> Result<Session> {
         language: Language::parse(&language).map_err(|e| corrupt("sessions.language", e))?,
         text: row.try_get("text").map_err(pg_error)?,
         created_at: row.try_get("created_at").map_err(pg_error)?,
+        state: InterviewState::parse(&state)
+            .ok_or_else(|| corrupt("sessions.state", format!("{state:?}")))?,
+        started_at: row.try_get("started_at").map_err(pg_error)?,
+        ended_at: row.try_get("ended_at").map_err(pg_error)?,
+        has_password: row.try_get("has_password").map_err(pg_error)?,
+        editing_locked: row.try_get("editing_locked").map_err(pg_error)?,
+        runs_enabled: row.try_get("runs_enabled").map_err(pg_error)?,
     })
 }
 
@@ -238,11 +247,16 @@ impl Storage for PgStorage {
     async fn create_session(&self, new: NewSession) -> Result<Session> {
         bounded(async {
             let client = self.client().await?;
+            // Without a lobby the interview is live from its creation: `started_at = created_at`
+            // (one `now()` in a statement is one instant).
             let stmt = client
-                .prepare_cached(
-                    "INSERT INTO sessions (id, code, title, language) VALUES ($1, $2, $3, $4) \
-                     RETURNING created_at",
-                )
+                .prepare_cached(&format!(
+                    "INSERT INTO sessions (id, code, title, language, state, started_at, \
+                         password_hash) \
+                     VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'waiting' ELSE 'live' END, \
+                         CASE WHEN $5 THEN NULL ELSE now() END, $6) \
+                     RETURNING {SESSION_COLUMNS}"
+                ))
                 .await
                 .map_err(pg_error)?;
             let id = Uuid::new_v4();
@@ -254,19 +268,13 @@ impl Storage for PgStorage {
                         &new.code.as_str(),
                         &new.title.as_str(),
                         &new.language.as_str(),
+                        &new.lobby,
+                        &new.password_hash,
                     ],
                 )
                 .await
                 .map_err(pg_error)?;
-            let created_at: OffsetDateTime = row.try_get(0).map_err(pg_error)?;
-            Ok(Session {
-                id,
-                code: new.code,
-                title: new.title,
-                language: new.language,
-                text: String::new(),
-                created_at,
-            })
+            session_from_row(&row)
         })
         .await
     }
@@ -363,6 +371,167 @@ impl Storage for PgStorage {
         .await
     }
 
+    async fn password_hash(&self, session_id: Uuid) -> Result<Option<String>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached("SELECT password_hash FROM sessions WHERE id = $1")
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_opt(&stmt, &[&session_id])
+                .await
+                .map_err(pg_error)?
+                .ok_or(StorageError::NotFound)?;
+            row.try_get(0).map_err(pg_error)
+        })
+        .await
+    }
+
+    /// One transaction: the row is locked while its state is read, checked and written.
+    async fn transition(
+        &self,
+        session_id: Uuid,
+        to: InterviewState,
+        now: OffsetDateTime,
+    ) -> Result<Session> {
+        bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let lock = tx
+                .prepare_cached("SELECT state FROM sessions WHERE id = $1 FOR NO KEY UPDATE")
+                .await
+                .map_err(pg_error)?;
+            let state: String = tx
+                .query_opt(&lock, &[&session_id])
+                .await
+                .map_err(pg_error)?
+                .ok_or(StorageError::NotFound)?
+                .try_get(0)
+                .map_err(pg_error)?;
+            let from = InterviewState::parse(&state)
+                .ok_or_else(|| corrupt("sessions.state", format!("{state:?}")))?;
+            if !from.can_move_to(to) {
+                return Err(StorageError::InvalidTransition { from, to });
+            }
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "UPDATE sessions SET state = $2, \
+                         started_at = CASE WHEN $2 = 'live' AND state <> 'live' \
+                             THEN $3 ELSE started_at END, \
+                         ended_at = CASE WHEN $2 = 'ended' AND state <> 'ended' \
+                             THEN $3 ELSE ended_at END \
+                     WHERE id = $1 RETURNING {SESSION_COLUMNS}"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let row = tx
+                .query_one(&stmt, &[&session_id, &to.as_str(), &now])
+                .await
+                .map_err(pg_error)?;
+            let session = session_from_row(&row)?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(session)
+        })
+        .await
+    }
+
+    async fn set_controls(
+        &self,
+        session_id: Uuid,
+        editing_locked: Option<bool>,
+        runs_enabled: Option<bool>,
+    ) -> Result<Session> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "UPDATE sessions SET editing_locked = coalesce($2, editing_locked), \
+                         runs_enabled = coalesce($3, runs_enabled) \
+                     WHERE id = $1 RETURNING {SESSION_COLUMNS}"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_opt(&stmt, &[&session_id, &editing_locked, &runs_enabled])
+                .await
+                .map_err(pg_error)?
+                .ok_or(StorageError::NotFound)?;
+            session_from_row(&row)
+        })
+        .await
+    }
+
+    async fn next_token_number(&self, session_id: Uuid) -> Result<i64> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE sessions SET tokens_issued = tokens_issued + 1 WHERE id = $1 \
+                     RETURNING tokens_issued - 1",
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_opt(&stmt, &[&session_id])
+                .await
+                .map_err(pg_error)?
+                .ok_or(StorageError::NotFound)?;
+            row.try_get(0).map_err(pg_error)
+        })
+        .await
+    }
+
+    async fn remove_user(&self, session_id: Uuid, user_id: Uuid) -> Result<()> {
+        self.execute(
+            "INSERT INTO removed_users (session_id, user_id) VALUES ($1, $2) \
+             ON CONFLICT (session_id, user_id) DO NOTHING",
+            &[&session_id, &user_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn is_removed(&self, session_id: Uuid, user_id: Uuid) -> Result<bool> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM removed_users \
+                     WHERE session_id = $1 AND user_id = $2)",
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one(&stmt, &[&session_id, &user_id])
+                .await
+                .map_err(pg_error)?;
+            row.try_get(0).map_err(pg_error)
+        })
+        .await
+    }
+
+    async fn removed_users(&self, session_id: Uuid) -> Result<Vec<Uuid>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT user_id FROM removed_users WHERE session_id = $1 \
+                     ORDER BY removed_at, user_id",
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&session_id])
+                .await
+                .map_err(pg_error)?;
+            rows.iter()
+                .map(|r| r.try_get::<_, Uuid>(0).map_err(pg_error))
+                .collect()
+        })
+        .await
+    }
+
     /// One transaction for the whole batch: the sessions' rows are locked (see below), then ONE
     /// statement inserts three arrays unnested into rows. Within a statement the identity values are drawn in row order, and the rows are fed in input
     /// order (`ORDER BY ordinality`), so the returned `seq`s sorted ascending are the input order,
@@ -373,6 +542,7 @@ impl Storage for PgStorage {
             return Ok(Vec::new());
         }
         let sessions: Vec<Uuid> = batch.iter().map(|u| u.session_id).collect();
+        let docs: Vec<i16> = batch.iter().map(|u| u.doc.as_i16()).collect();
         let authors: Vec<Option<Uuid>> = batch.iter().map(|u| u.author).collect();
         let data: Vec<&[u8]> = batch.iter().map(|u| u.data.as_slice()).collect();
         let mut distinct = sessions.clone();
@@ -395,15 +565,16 @@ impl Storage for PgStorage {
             tx.query(&lock, &[&distinct]).await.map_err(pg_error)?;
             let stmt = tx
                 .prepare_cached(
-                    "INSERT INTO doc_updates (session_id, author, data) \
-                     SELECT s, a, d FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[]) \
-                         WITH ORDINALITY AS u(s, a, d, n) ORDER BY n \
+                    "INSERT INTO doc_updates (session_id, doc, author, data) \
+                     SELECT s, k, a, d \
+                     FROM UNNEST($1::uuid[], $2::smallint[], $3::uuid[], $4::bytea[]) \
+                         WITH ORDINALITY AS u(s, k, a, d, n) ORDER BY n \
                      RETURNING seq",
                 )
                 .await
                 .map_err(pg_error)?;
             let rows = tx
-                .query(&stmt, &[&sessions, &authors, &data])
+                .query(&stmt, &[&sessions, &docs, &authors, &data])
                 .await
                 .map_err(pg_error)?;
             let mut seqs = rows
@@ -425,18 +596,19 @@ impl Storage for PgStorage {
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
-    async fn load_document(&self, session_id: Uuid) -> Result<DocumentState> {
+    async fn load_document(&self, session_id: Uuid, doc: DocKind) -> Result<DocumentState> {
+        let doc = doc.as_i16();
         bounded(async {
             let client = self.client().await?;
             let snap_stmt = client
                 .prepare_cached(
-                    "SELECT upto_seq, data FROM doc_snapshots WHERE session_id = $1 \
+                    "SELECT upto_seq, data FROM doc_snapshots WHERE session_id = $1 AND doc = $2 \
                      ORDER BY upto_seq DESC LIMIT 1",
                 )
                 .await
                 .map_err(pg_error)?;
             let snapshot = client
-                .query_opt(&snap_stmt, &[&session_id])
+                .query_opt(&snap_stmt, &[&session_id, &doc])
                 .await
                 .map_err(pg_error)?
                 .map(|row| -> Result<Snapshot> {
@@ -451,12 +623,12 @@ impl Storage for PgStorage {
             let stmt = client
                 .prepare_cached(
                     "SELECT seq, author, data, created_at FROM doc_updates \
-                     WHERE session_id = $1 AND seq > $2 ORDER BY seq",
+                     WHERE session_id = $1 AND doc = $2 AND seq > $3 ORDER BY seq",
                 )
                 .await
                 .map_err(pg_error)?;
             let rows = client
-                .query(&stmt, &[&session_id, &after])
+                .query(&stmt, &[&session_id, &doc, &after])
                 .await
                 .map_err(pg_error)?;
             let updates = rows.iter().map(update_from_row).collect::<Result<_>>()?;
@@ -465,18 +637,18 @@ impl Storage for PgStorage {
         .await
     }
 
-    async fn history(&self, session_id: Uuid) -> Result<Vec<StoredUpdate>> {
+    async fn history(&self, session_id: Uuid, doc: DocKind) -> Result<Vec<StoredUpdate>> {
         bounded(async {
             let client = self.client().await?;
             let stmt = client
                 .prepare_cached(
                     "SELECT seq, author, data, created_at FROM doc_updates \
-                     WHERE session_id = $1 ORDER BY seq",
+                     WHERE session_id = $1 AND doc = $2 ORDER BY seq",
                 )
                 .await
                 .map_err(pg_error)?;
             let rows = client
-                .query(&stmt, &[&session_id])
+                .query(&stmt, &[&session_id, &doc.as_i16()])
                 .await
                 .map_err(pg_error)?;
             rows.iter().map(update_from_row).collect()
@@ -485,11 +657,17 @@ impl Storage for PgStorage {
     }
 
     /// Saving the same `(session, upto_seq)` twice keeps the first: both describe the same state.
-    async fn save_snapshot(&self, session_id: Uuid, upto_seq: i64, data: &[u8]) -> Result<()> {
+    async fn save_snapshot(
+        &self,
+        session_id: Uuid,
+        doc: DocKind,
+        upto_seq: i64,
+        data: &[u8],
+    ) -> Result<()> {
         self.execute(
-            "INSERT INTO doc_snapshots (session_id, upto_seq, data) VALUES ($1, $2, $3) \
-             ON CONFLICT (session_id, upto_seq) DO NOTHING",
-            &[&session_id, &upto_seq, &data],
+            "INSERT INTO doc_snapshots (session_id, doc, upto_seq, data) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (session_id, doc, upto_seq) DO NOTHING",
+            &[&session_id, &doc.as_i16(), &upto_seq, &data],
         )
         .await?;
         Ok(())

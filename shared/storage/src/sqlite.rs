@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duet_domain::{Language, NewSession, Session, SessionCode, Title};
+use duet_domain::{DocKind, InterviewState, Language, NewSession, Session, SessionCode, Title};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -29,7 +29,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `SQLITE_CONSTRAINT_FOREIGNKEY`: every foreign key in the schema points at `sessions(id)`.
 const FOREIGN_KEY_VIOLATION: std::ffi::c_int = 787;
 
-const SESSION_COLUMNS: &str = "id, code, title, language, text, created_at";
+const SESSION_COLUMNS: &str = "id, code, title, language, text, created_at, state, started_at, \
+     ended_at, password_hash IS NOT NULL, editing_locked, runs_enabled";
 const RUN_COLUMNS: &str =
     "id, session_id, user_id, user_name, language, output, status, duration_ms, created_at";
 
@@ -160,6 +161,21 @@ where
     })
 }
 
+fn from_micros_opt(micros: Option<i64>) -> rusqlite::Result<Option<OffsetDateTime>> {
+    micros.map(from_micros).transpose()
+}
+
+/// `now` as stored: microseconds since the epoch.
+fn micros_of(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+/// The error a state that does not parse becomes (only corrupt data can hold one: the column
+/// has a CHECK constraint).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown interview state {0:?}")]
+struct UnknownState(String);
+
 fn read_session(r: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: r.get(0)?,
@@ -168,6 +184,14 @@ fn read_session(r: &Row<'_>) -> rusqlite::Result<Session> {
         language: parsed(r, 3, Language::parse)?,
         text: r.get(4)?,
         created_at: from_micros(r.get(5)?)?,
+        state: parsed(r, 6, |s| {
+            InterviewState::parse(s).ok_or_else(|| UnknownState(s.to_owned()))
+        })?,
+        started_at: from_micros_opt(r.get(7)?)?,
+        ended_at: from_micros_opt(r.get(8)?)?,
+        has_password: r.get(9)?,
+        editing_locked: r.get(10)?,
+        runs_enabled: r.get(11)?,
     })
 }
 
@@ -206,15 +230,20 @@ fn session_where(
     .map_err(sqlite_error)
 }
 
-fn updates_after(conn: &Connection, session_id: Uuid, after: i64) -> Result<Vec<StoredUpdate>> {
+fn updates_after(
+    conn: &Connection,
+    session_id: Uuid,
+    doc: DocKind,
+    after: i64,
+) -> Result<Vec<StoredUpdate>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, author, data, created_at FROM doc_updates \
-             WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
+             WHERE session_id = ?1 AND doc = ?2 AND seq > ?3 ORDER BY seq",
         )
         .map_err(sqlite_error)?;
     let rows = stmt
-        .query_map(params![session_id, after], read_update)
+        .query_map(params![session_id, doc.as_i16(), after], read_update)
         .map_err(sqlite_error)?;
     rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
 }
@@ -234,9 +263,14 @@ impl Storage for SqliteStorage {
         self.call(move |conn| {
             let id = Uuid::new_v4();
             let created = now_micros();
+            let (state, started) = if new.lobby {
+                (InterviewState::Waiting, None)
+            } else {
+                (InterviewState::Live, Some(created))
+            };
             conn.prepare_cached(
-                "INSERT INTO sessions (id, code, title, language, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO sessions (id, code, title, language, created_at, state, started_at, \
+                     password_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -244,7 +278,10 @@ impl Storage for SqliteStorage {
                     new.code.as_str(),
                     new.title.as_str(),
                     new.language.as_str(),
-                    created
+                    created,
+                    state.as_str(),
+                    started,
+                    new.password_hash,
                 ])
             })
             .map_err(sqlite_error)?;
@@ -255,6 +292,12 @@ impl Storage for SqliteStorage {
                 language: new.language,
                 text: String::new(),
                 created_at: from_micros(created).map_err(sqlite_error)?,
+                state,
+                started_at: from_micros_opt(started).map_err(sqlite_error)?,
+                ended_at: None,
+                has_password: new.password_hash.is_some(),
+                editing_locked: false,
+                runs_enabled: true,
             })
         })
         .await
@@ -325,6 +368,134 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn password_hash(&self, session_id: Uuid) -> Result<Option<String>> {
+        self.call(move |conn| {
+            conn.prepare_cached("SELECT password_hash FROM sessions WHERE id = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row([session_id], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                })
+                .map_err(sqlite_error)?
+                .ok_or(StorageError::NotFound)
+        })
+        .await
+    }
+
+    /// One immediate transaction: the state is read and written under the write lock.
+    async fn transition(
+        &self,
+        session_id: Uuid,
+        to: InterviewState,
+        now: OffsetDateTime,
+    ) -> Result<Session> {
+        let now = micros_of(now);
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let from = session_where(&tx, "id", &session_id)?
+                .ok_or(StorageError::NotFound)?
+                .state;
+            if !from.can_move_to(to) {
+                return Err(StorageError::InvalidTransition { from, to });
+            }
+            if from != to {
+                tx.prepare_cached(
+                    "UPDATE sessions SET state = ?2, \
+                         started_at = CASE WHEN ?2 = 'live' THEN ?3 ELSE started_at END, \
+                         ended_at = CASE WHEN ?2 = 'ended' THEN ?3 ELSE ended_at END \
+                     WHERE id = ?1",
+                )
+                .and_then(|mut stmt| stmt.execute(params![session_id, to.as_str(), now]))
+                .map_err(sqlite_error)?;
+            }
+            let session = session_where(&tx, "id", &session_id)?.ok_or(StorageError::NotFound)?;
+            tx.commit().map_err(sqlite_error)?;
+            Ok(session)
+        })
+        .await
+    }
+
+    async fn set_controls(
+        &self,
+        session_id: Uuid,
+        editing_locked: Option<bool>,
+        runs_enabled: Option<bool>,
+    ) -> Result<Session> {
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE sessions SET editing_locked = coalesce(?2, editing_locked), \
+                         runs_enabled = coalesce(?3, runs_enabled) WHERE id = ?1",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![session_id, editing_locked, runs_enabled])
+                })
+                .map_err(sqlite_error)?;
+            if n == 0 {
+                return Err(StorageError::NotFound);
+            }
+            let session = session_where(&tx, "id", &session_id)?.ok_or(StorageError::NotFound)?;
+            tx.commit().map_err(sqlite_error)?;
+            Ok(session)
+        })
+        .await
+    }
+
+    async fn next_token_number(&self, session_id: Uuid) -> Result<i64> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "UPDATE sessions SET tokens_issued = tokens_issued + 1 WHERE id = ?1 \
+                 RETURNING tokens_issued - 1",
+            )
+            .and_then(|mut stmt| stmt.query_row([session_id], |r| r.get(0)).optional())
+            .map_err(sqlite_error)?
+            .ok_or(StorageError::NotFound)
+        })
+        .await
+    }
+
+    async fn remove_user(&self, session_id: Uuid, user_id: Uuid) -> Result<()> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO removed_users (session_id, user_id, removed_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (session_id, user_id) DO NOTHING",
+            )
+            .and_then(|mut stmt| stmt.execute(params![session_id, user_id, now_micros()]))
+            .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_removed(&self, session_id: Uuid, user_id: Uuid) -> Result<bool> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM removed_users WHERE session_id = ?1 AND user_id = ?2)",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![session_id, user_id], |r| r.get(0)))
+            .map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn removed_users(&self, session_id: Uuid) -> Result<Vec<Uuid>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT user_id FROM removed_users WHERE session_id = ?1 \
+                     ORDER BY removed_at, rowid",
+                )
+                .map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map([session_id], |r| r.get(0))
+                .map_err(sqlite_error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
+        })
+        .await
+    }
+
     /// One transaction, one prepared statement executed per update; each insert's rowid is its
     /// `seq`, so the result is in input order by construction. Dropping the transaction on error
     /// rolls the whole batch back.
@@ -341,14 +512,20 @@ impl Storage for SqliteStorage {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT INTO doc_updates (session_id, author, data, created_at) \
-                         VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO doc_updates (session_id, doc, author, data, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
                     .map_err(sqlite_error)?;
                 for u in &batch {
                     // `insert` returns the new rowid, which is `seq` (INTEGER PRIMARY KEY).
                     let seq = stmt
-                        .insert(params![u.session_id, u.author, u.data, created])
+                        .insert(params![
+                            u.session_id,
+                            u.doc.as_i16(),
+                            u.author,
+                            u.data,
+                            created
+                        ])
                         .map_err(sqlite_error)?;
                     seqs.push(seq);
                 }
@@ -360,17 +537,17 @@ impl Storage for SqliteStorage {
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
-    async fn load_document(&self, session_id: Uuid) -> Result<DocumentState> {
+    async fn load_document(&self, session_id: Uuid, doc: DocKind) -> Result<DocumentState> {
         self.call(move |conn| {
             // One read transaction: the snapshot and the updates come from the same state.
             let tx = conn.transaction().map_err(sqlite_error)?;
             let snapshot = tx
                 .prepare_cached(
-                    "SELECT upto_seq, data FROM doc_snapshots WHERE session_id = ?1 \
+                    "SELECT upto_seq, data FROM doc_snapshots WHERE session_id = ?1 AND doc = ?2 \
                      ORDER BY upto_seq DESC LIMIT 1",
                 )
                 .and_then(|mut stmt| {
-                    stmt.query_row([session_id], |r| {
+                    stmt.query_row(params![session_id, doc.as_i16()], |r| {
                         Ok(Snapshot {
                             upto_seq: r.get(0)?,
                             data: r.get(1)?,
@@ -380,26 +557,40 @@ impl Storage for SqliteStorage {
                 })
                 .map_err(sqlite_error)?;
             let after = snapshot.as_ref().map_or(0, |s| s.upto_seq);
-            let updates = updates_after(&tx, session_id, after)?;
+            let updates = updates_after(&tx, session_id, doc, after)?;
             Ok(DocumentState { snapshot, updates })
         })
         .await
     }
 
-    async fn history(&self, session_id: Uuid) -> Result<Vec<StoredUpdate>> {
-        self.call(move |conn| updates_after(conn, session_id, 0))
+    async fn history(&self, session_id: Uuid, doc: DocKind) -> Result<Vec<StoredUpdate>> {
+        self.call(move |conn| updates_after(conn, session_id, doc, 0))
             .await
     }
 
     /// Saving the same `(session, upto_seq)` twice keeps the first: both describe the same state.
-    async fn save_snapshot(&self, session_id: Uuid, upto_seq: i64, data: &[u8]) -> Result<()> {
+    async fn save_snapshot(
+        &self,
+        session_id: Uuid,
+        doc: DocKind,
+        upto_seq: i64,
+        data: &[u8],
+    ) -> Result<()> {
         let data = data.to_vec();
         self.call(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO doc_snapshots (session_id, upto_seq, data, created_at) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (session_id, upto_seq) DO NOTHING",
+                "INSERT INTO doc_snapshots (session_id, doc, upto_seq, data, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (session_id, doc, upto_seq) DO NOTHING",
             )
-            .and_then(|mut stmt| stmt.execute(params![session_id, upto_seq, data, now_micros()]))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    session_id,
+                    doc.as_i16(),
+                    upto_seq,
+                    data,
+                    now_micros()
+                ])
+            })
             .map_err(sqlite_error)?;
             Ok(())
         })

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use duet_domain::{Language, NewSession, Session, SessionCode, Title};
+use duet_domain::{DocKind, InterviewState, Language, NewSession, Session, SessionCode, Title};
 use duet_storage::postgres::PgStorage;
 use duet_storage::sqlite::SqliteStorage;
 use duet_storage::{NewRun, NewUpdate, Participant, Storage, StorageError};
@@ -119,6 +119,13 @@ suite!(
     a_nul_in_one_text_never_fails_the_batch,
     free_text_with_nul_is_refused_before_anything_is_written,
     a_title_stored_before_the_control_character_rule_still_reads,
+    new_sessions_are_live_from_creation_or_wait_in_a_lobby,
+    the_lifecycle_moves_forward_only_and_repeats_change_nothing,
+    racing_transitions_set_one_timestamp,
+    controls_are_set_one_at_a_time,
+    token_numbers_count_up_atomically_per_interview,
+    removed_users_are_recorded_per_interview,
+    the_two_documents_have_separate_histories_and_snapshots,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -129,6 +136,8 @@ fn new_session(title: &str) -> NewSession {
         code: SessionCode::generate(),
         title: Title::parse(title).unwrap(),
         language: Language::Python,
+        lobby: false,
+        password_hash: None,
     }
 }
 
@@ -139,6 +148,7 @@ async fn session(b: &Backend) -> Session {
 fn update(session_id: Uuid, author: Option<Uuid>, data: &str) -> NewUpdate {
     NewUpdate {
         session_id,
+        doc: DocKind::Code,
         author,
         data: data.as_bytes().to_vec(),
     }
@@ -207,6 +217,8 @@ async fn a_taken_code_is_code_taken_and_writes_nothing(b: Backend) {
         code: first.code.clone(),
         title: Title::parse("second").unwrap(),
         language: Language::Html,
+        lobby: true,
+        password_hash: Some("$argon2id$whatever".into()),
     };
     let err = b.store.create_session(clash).await.unwrap_err();
     assert!(matches!(err, StorageError::CodeTaken), "got {err:?}");
@@ -323,7 +335,7 @@ async fn appended_updates_keep_input_order_and_seq_grows_across_batches_and_sess
         "a later batch gets larger seqs"
     );
 
-    let history_a = b.store.history(a.id).await.unwrap();
+    let history_a = b.store.history(a.id, DocKind::Code).await.unwrap();
     let mut expected_a = vec!["a1".to_owned(), "a2".into(), "a3".into()];
     expected_a.extend((0..300).filter(|i| i % 3 != 0).map(|i| format!("b{i}")));
     assert_eq!(payloads(&history_a), expected_a);
@@ -337,7 +349,7 @@ async fn appended_updates_keep_input_order_and_seq_grows_across_batches_and_sess
     assert_eq!(history_a[2].seq, seqs1[3]);
     assert_recent(history_a[0].created_at);
 
-    let history_c = b.store.history(c.id).await.unwrap();
+    let history_c = b.store.history(c.id, DocKind::Code).await.unwrap();
     let mut expected_c = vec!["c1".to_owned(), "c2".into()];
     expected_c.extend((0..300).filter(|i| i % 3 == 0).map(|i| format!("b{i}")));
     assert_eq!(payloads(&history_c), expected_c);
@@ -349,12 +361,19 @@ async fn appended_updates_keep_input_order_and_seq_grows_across_batches_and_sess
         .store
         .append_updates(&[NewUpdate {
             session_id: c.id,
+            doc: DocKind::Code,
             author: None,
             data: bytes.clone(),
         }])
         .await
         .unwrap();
-    let last = b.store.history(c.id).await.unwrap().pop().unwrap();
+    let last = b
+        .store
+        .history(c.id, DocKind::Code)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!((last.seq, last.data), (seq[0], bytes));
 }
 
@@ -371,7 +390,10 @@ async fn a_batch_is_all_or_nothing(b: Backend) {
     ];
     let err = b.store.append_updates(&batch).await.unwrap_err();
     assert!(matches!(err, StorageError::NotFound), "got {err:?}");
-    assert_eq!(payloads(&b.store.history(s.id).await.unwrap()), ["kept"]);
+    assert_eq!(
+        payloads(&b.store.history(s.id, DocKind::Code).await.unwrap()),
+        ["kept"]
+    );
     assert_eq!(
         b.count("doc_updates").await,
         1,
@@ -384,7 +406,7 @@ async fn a_batch_is_all_or_nothing(b: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        payloads(&b.store.history(s.id).await.unwrap()),
+        payloads(&b.store.history(s.id, DocKind::Code).await.unwrap()),
         ["kept", "after"]
     );
 }
@@ -418,7 +440,7 @@ async fn concurrent_batches_all_land_with_distinct_seqs(b: Backend) {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), 400, "every update got its own seq");
-    let history = b.store.history(s.id).await.unwrap();
+    let history = b.store.history(s.id, DocKind::Code).await.unwrap();
     assert_eq!(history.iter().map(|u| u.seq).collect::<Vec<_>>(), all);
 }
 
@@ -426,7 +448,7 @@ async fn load_document_is_the_newest_snapshot_plus_only_later_updates(b: Backend
     let s = session(&b).await;
     let other = session(&b).await;
 
-    let empty = b.store.load_document(s.id).await.unwrap();
+    let empty = b.store.load_document(s.id, DocKind::Code).await.unwrap();
     assert_eq!(empty.snapshot, None);
     assert!(empty.updates.is_empty());
 
@@ -439,26 +461,26 @@ async fn load_document_is_the_newest_snapshot_plus_only_later_updates(b: Backend
         .await
         .unwrap();
 
-    let doc = b.store.load_document(s.id).await.unwrap();
+    let doc = b.store.load_document(s.id, DocKind::Code).await.unwrap();
     assert_eq!(doc.snapshot, None);
     assert_eq!(payloads(&doc.updates), ["u1", "u2", "u3", "u4", "u5"]);
 
     b.store
-        .save_snapshot(s.id, seqs[1], b"snap-upto-u2")
+        .save_snapshot(s.id, DocKind::Code, seqs[1], b"snap-upto-u2")
         .await
         .unwrap();
     b.store
-        .save_snapshot(s.id, seqs[3], b"snap-upto-u4")
+        .save_snapshot(s.id, DocKind::Code, seqs[3], b"snap-upto-u4")
         .await
         .unwrap();
     // Saved last but older: "newest" means the highest upto_seq, not the latest write.
     b.store
-        .save_snapshot(s.id, seqs[2], b"snap-upto-u3")
+        .save_snapshot(s.id, DocKind::Code, seqs[2], b"snap-upto-u3")
         .await
         .unwrap();
     // Saving the same point again keeps the first snapshot.
     b.store
-        .save_snapshot(s.id, seqs[3], b"duplicate")
+        .save_snapshot(s.id, DocKind::Code, seqs[3], b"duplicate")
         .await
         .unwrap();
     let more: Vec<_> = (6..=7)
@@ -466,7 +488,7 @@ async fn load_document_is_the_newest_snapshot_plus_only_later_updates(b: Backend
         .collect();
     b.store.append_updates(&more).await.unwrap();
 
-    let doc = b.store.load_document(s.id).await.unwrap();
+    let doc = b.store.load_document(s.id, DocKind::Code).await.unwrap();
     let snap = doc.snapshot.expect("a snapshot");
     assert_eq!(snap.upto_seq, seqs[3]);
     assert_eq!(snap.data, b"snap-upto-u4");
@@ -474,13 +496,17 @@ async fn load_document_is_the_newest_snapshot_plus_only_later_updates(b: Backend
     assert!(doc.updates.iter().all(|u| u.seq > snap.upto_seq));
 
     // Snapshots of one session do not leak into another.
-    let doc = b.store.load_document(other.id).await.unwrap();
+    let doc = b
+        .store
+        .load_document(other.id, DocKind::Code)
+        .await
+        .unwrap();
     assert_eq!(doc.snapshot, None);
     assert_eq!(payloads(&doc.updates), ["elsewhere"]);
 
     let err = b
         .store
-        .save_snapshot(Uuid::new_v4(), 1, b"x")
+        .save_snapshot(Uuid::new_v4(), DocKind::Code, 1, b"x")
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::NotFound), "got {err:?}");
@@ -493,7 +519,7 @@ async fn history_keeps_every_update_after_snapshots_and_refuses_rewrites(b: Back
         .collect();
     let seqs = b.store.append_updates(&batch).await.unwrap();
     b.store
-        .save_snapshot(s.id, seqs[5], b"everything")
+        .save_snapshot(s.id, DocKind::Code, seqs[5], b"everything")
         .await
         .unwrap();
     b.store
@@ -501,13 +527,21 @@ async fn history_keeps_every_update_after_snapshots_and_refuses_rewrites(b: Back
         .await
         .unwrap();
 
-    let history = b.store.history(s.id).await.unwrap();
+    let history = b.store.history(s.id, DocKind::Code).await.unwrap();
     assert_eq!(
         payloads(&history),
         ["u1", "u2", "u3", "u4", "u5", "u6", "u7"]
     );
     assert_eq!(b.count("doc_updates").await, 7);
-    assert_eq!(b.store.load_document(s.id).await.unwrap().updates.len(), 1);
+    assert_eq!(
+        b.store
+            .load_document(s.id, DocKind::Code)
+            .await
+            .unwrap()
+            .updates
+            .len(),
+        1
+    );
 
     // The database itself refuses to rewrite history, whoever asks.
     let delete = b.raw_sql("DELETE FROM doc_updates").await;
@@ -758,6 +792,377 @@ async fn a_title_stored_before_the_control_character_rule_still_reads(b: Backend
     assert_eq!(found.title.as_str(), "line\nbreak");
 }
 
+/// A timestamp as both backends store it: whole microseconds.
+fn micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap()
+}
+
+/// `now` with a sub-microsecond part, to see that both backends cut it the same way.
+fn instant(offset_secs: i64) -> OffsetDateTime {
+    (OffsetDateTime::now_utc() + time::Duration::seconds(offset_secs))
+        .replace_nanosecond(123_456_789)
+        .unwrap()
+}
+
+async fn new_sessions_are_live_from_creation_or_wait_in_a_lobby(b: Backend) {
+    let live = session(&b).await;
+    assert_eq!(live.state, InterviewState::Live);
+    assert_eq!(
+        live.started_at,
+        Some(live.created_at),
+        "live from its creation"
+    );
+    assert_eq!(live.ended_at, None);
+    assert!(!live.has_password);
+    assert!(!live.editing_locked, "editing is open by default");
+    assert!(live.runs_enabled, "runs are allowed by default");
+    assert_eq!(b.store.password_hash(live.id).await.unwrap(), None);
+
+    let hash = duet_auth::hash_password("open sesame");
+    let lobby = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            password_hash: Some(hash.clone()),
+            ..new_session("with a lobby")
+        })
+        .await
+        .unwrap();
+    assert_eq!(lobby.state, InterviewState::Waiting);
+    assert_eq!(lobby.started_at, None);
+    assert_eq!(lobby.ended_at, None);
+    assert!(lobby.has_password);
+    assert_eq!(
+        b.store.session_by_code(&lobby.code).await.unwrap(),
+        Some(lobby.clone()),
+        "read back as created"
+    );
+    let stored = b.store.password_hash(lobby.id).await.unwrap().unwrap();
+    assert_eq!(stored, hash);
+    assert!(duet_auth::verify_password("open sesame", &stored));
+    let err = b.store.password_hash(Uuid::new_v4()).await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn the_lifecycle_moves_forward_only_and_repeats_change_nothing(b: Backend) {
+    let s = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("lifecycle")
+        })
+        .await
+        .unwrap();
+    let (t1, t2, t3, t4) = (instant(1), instant(2), instant(3), instant(4));
+
+    let live = b
+        .store
+        .transition(s.id, InterviewState::Live, t1)
+        .await
+        .unwrap();
+    assert_eq!(live.state, InterviewState::Live);
+    assert_eq!(live.started_at, Some(micros(t1)));
+    assert_eq!(live.ended_at, None);
+    let again = b
+        .store
+        .transition(s.id, InterviewState::Live, t2)
+        .await
+        .unwrap();
+    assert_eq!(again, live, "starting again changes nothing");
+
+    let err = b
+        .store
+        .transition(s.id, InterviewState::Waiting, t2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::InvalidTransition {
+                from: InterviewState::Live,
+                to: InterviewState::Waiting
+            }
+        ),
+        "got {err:?}"
+    );
+
+    let ended = b
+        .store
+        .transition(s.id, InterviewState::Ended, t3)
+        .await
+        .unwrap();
+    assert_eq!(ended.state, InterviewState::Ended);
+    assert_eq!(ended.started_at, Some(micros(t1)));
+    assert_eq!(ended.ended_at, Some(micros(t3)));
+    assert_eq!(
+        b.store
+            .transition(s.id, InterviewState::Ended, t4)
+            .await
+            .unwrap(),
+        ended,
+        "ending again changes nothing"
+    );
+    for to in [InterviewState::Live, InterviewState::Waiting] {
+        let err = b.store.transition(s.id, to, t4).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::InvalidTransition {
+                    from: InterviewState::Ended,
+                    ..
+                }
+            ),
+            "got {err:?}"
+        );
+    }
+    assert_eq!(
+        b.store.session_by_id(s.id).await.unwrap(),
+        Some(ended),
+        "refused moves wrote nothing"
+    );
+
+    // Straight from the lobby to the end: it never started.
+    let skipped = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("never started")
+        })
+        .await
+        .unwrap();
+    let ended = b
+        .store
+        .transition(skipped.id, InterviewState::Ended, t1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (ended.state, ended.started_at, ended.ended_at),
+        (InterviewState::Ended, None, Some(micros(t1)))
+    );
+    // An interview live from its creation keeps `started_at = created_at`.
+    let live = session(&b).await;
+    let started = b
+        .store
+        .transition(live.id, InterviewState::Live, t1)
+        .await
+        .unwrap();
+    assert_eq!(started.started_at, Some(live.created_at));
+
+    let err = b
+        .store
+        .transition(Uuid::new_v4(), InterviewState::Live, t1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn racing_transitions_set_one_timestamp(b: Backend) {
+    let s = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("race")
+        })
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move {
+                store
+                    .transition(s.id, InterviewState::Live, instant(i))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut started = Vec::new();
+    for t in tasks {
+        started.push(t.await.unwrap().started_at.unwrap());
+    }
+    started.dedup();
+    assert_eq!(
+        started.len(),
+        1,
+        "every caller sees the one start: {started:?}"
+    );
+}
+
+async fn controls_are_set_one_at_a_time(b: Backend) {
+    let s = session(&b).await;
+    let other = session(&b).await;
+    let locked = b.store.set_controls(s.id, Some(true), None).await.unwrap();
+    assert!(locked.editing_locked);
+    assert!(locked.runs_enabled, "left as it was");
+    let no_runs = b.store.set_controls(s.id, None, Some(false)).await.unwrap();
+    assert!(no_runs.editing_locked, "left as it was");
+    assert!(!no_runs.runs_enabled);
+    assert_eq!(
+        b.store.set_controls(s.id, None, None).await.unwrap(),
+        no_runs,
+        "nothing asked, nothing changed"
+    );
+    let both = b
+        .store
+        .set_controls(s.id, Some(false), Some(true))
+        .await
+        .unwrap();
+    assert!(!both.editing_locked && both.runs_enabled);
+    b.store
+        .set_controls(s.id, Some(true), Some(false))
+        .await
+        .unwrap();
+    let read = b.store.session_by_code(&s.code).await.unwrap().unwrap();
+    assert!(read.editing_locked && !read.runs_enabled, "stored");
+    assert_eq!(
+        b.store.session_by_id(other.id).await.unwrap(),
+        Some(other),
+        "only the targeted interview changed"
+    );
+    let err = b
+        .store
+        .set_controls(Uuid::new_v4(), Some(true), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn token_numbers_count_up_atomically_per_interview(b: Backend) {
+    let s = session(&b).await;
+    let other = session(&b).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move { store.next_token_number(s.id).await.unwrap() })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..12).collect::<Vec<i64>>(), "distinct, from 0");
+    let colours: std::collections::HashSet<_> = numbers
+        .iter()
+        .map(|&n| duet_domain::palette_color(n))
+        .collect();
+    assert_eq!(colours.len(), 12);
+    assert_eq!(b.store.next_token_number(s.id).await.unwrap(), 12);
+    assert_eq!(
+        b.store.next_token_number(other.id).await.unwrap(),
+        0,
+        "each interview counts its own"
+    );
+    let err = b.store.next_token_number(Uuid::new_v4()).await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn removed_users_are_recorded_per_interview(b: Backend) {
+    let s = session(&b).await;
+    let other = session(&b).await;
+    let (u1, u2, u3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    assert!(b.store.removed_users(s.id).await.unwrap().is_empty());
+    b.store.remove_user(s.id, u1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    b.store.remove_user(s.id, u2).await.unwrap();
+    b.store
+        .remove_user(s.id, u1)
+        .await
+        .expect("removing again is fine");
+    assert!(b.store.is_removed(s.id, u1).await.unwrap());
+    assert!(b.store.is_removed(s.id, u2).await.unwrap());
+    assert!(!b.store.is_removed(s.id, u3).await.unwrap());
+    assert!(
+        !b.store.is_removed(other.id, u1).await.unwrap(),
+        "removed from one interview only"
+    );
+    assert!(!b.store.is_removed(Uuid::new_v4(), u1).await.unwrap());
+    assert_eq!(b.store.removed_users(s.id).await.unwrap(), vec![u1, u2]);
+    assert!(b.store.removed_users(other.id).await.unwrap().is_empty());
+    assert_eq!(b.count("removed_users").await, 2);
+    let err = b.store.remove_user(Uuid::new_v4(), u3).await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+}
+
+async fn the_two_documents_have_separate_histories_and_snapshots(b: Backend) {
+    let s = session(&b).await;
+    let doc_update = |doc, data: &str| NewUpdate {
+        doc,
+        ..update(s.id, None, data)
+    };
+    // One batch, both documents interleaved: one transaction, seqs in input order.
+    let seqs = b
+        .store
+        .append_updates(&[
+            doc_update(DocKind::Code, "c1"),
+            doc_update(DocKind::Notes, "n1"),
+            doc_update(DocKind::Code, "c2"),
+            doc_update(DocKind::Notes, "n2"),
+            doc_update(DocKind::Notes, "n3"),
+        ])
+        .await
+        .unwrap();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(
+        payloads(&b.store.history(s.id, DocKind::Code).await.unwrap()),
+        ["c1", "c2"]
+    );
+    assert_eq!(
+        payloads(&b.store.history(s.id, DocKind::Notes).await.unwrap()),
+        ["n1", "n2", "n3"]
+    );
+    assert_eq!(
+        b.raw_sql("SELECT count(*) FROM doc_updates WHERE doc = 1")
+            .await
+            .unwrap(),
+        3,
+        "stored as doc 1"
+    );
+
+    // A notes snapshot covers notes only; both documents may hold a snapshot at the same seq.
+    b.store
+        .save_snapshot(s.id, DocKind::Notes, seqs[3], b"notes-upto-n2")
+        .await
+        .unwrap();
+    b.store
+        .save_snapshot(s.id, DocKind::Code, seqs[3], b"code-upto-c2")
+        .await
+        .unwrap();
+    let notes = b.store.load_document(s.id, DocKind::Notes).await.unwrap();
+    assert_eq!(notes.snapshot.as_ref().unwrap().data, b"notes-upto-n2");
+    assert_eq!(payloads(&notes.updates), ["n3"]);
+    let code = b.store.load_document(s.id, DocKind::Code).await.unwrap();
+    assert_eq!(code.snapshot.as_ref().unwrap().data, b"code-upto-c2");
+    assert!(code.updates.is_empty());
+
+    // A session with notes only: its code is empty.
+    let fresh = session(&b).await;
+    b.store
+        .append_updates(&[NewUpdate {
+            doc: DocKind::Notes,
+            ..update(fresh.id, None, "only notes")
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        b.store
+            .load_document(fresh.id, DocKind::Code)
+            .await
+            .unwrap(),
+        Default::default()
+    );
+    // The database refuses a third document, whoever asks.
+    let bad = b
+        .raw_sql(&format!(
+            "INSERT INTO doc_updates (session_id, doc, data, created_at) \
+             SELECT id, 2, data, created_at FROM doc_updates WHERE seq = {}",
+            seqs[0]
+        ))
+        .await;
+    assert!(bad.is_err(), "got {bad:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite only
 
@@ -770,7 +1175,10 @@ async fn sqlite_in_memory_works() {
         .await
         .unwrap();
     assert_eq!(store.session_by_id(s.id).await.unwrap(), Some(s.clone()));
-    assert_eq!(payloads(&store.history(s.id).await.unwrap()), ["x"]);
+    assert_eq!(
+        payloads(&store.history(s.id, DocKind::Code).await.unwrap()),
+        ["x"]
+    );
 }
 
 #[tokio::test]
@@ -796,7 +1204,74 @@ async fn sqlite_creates_its_directory_uses_wal_and_persists_across_reopen() {
     // Reopening runs the migrations again: nothing to do, nothing lost.
     let store = SqliteStorage::open(&path).unwrap();
     assert_eq!(store.session_by_id(s.id).await.unwrap(), Some(s.clone()));
-    assert_eq!(payloads(&store.history(s.id).await.unwrap()), ["edit"]);
+    assert_eq!(
+        payloads(&store.history(s.id, DocKind::Code).await.unwrap()),
+        ["edit"]
+    );
+}
+
+/// A database made by the version-1 schema, with an interview, its history and a snapshot, is
+/// brought to version 2 on open: the interview is live from its creation, its history is the code's.
+#[tokio::test]
+async fn sqlite_v1_database_migrates_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let id = Uuid::new_v4();
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        v1_runner(include_str!("../migrations/sqlite/V1__initial.sql"))
+            .run(&mut conn)
+            .unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, code, title, language, text, created_at) \
+             VALUES (?1, 'V2V3V4V5', 'old', 'python', 'x = 1', 1700000000123456)",
+            [id],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO doc_updates (session_id, data, created_at) VALUES (?1, x'0102', 1700000000200000)",
+            [id],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO doc_snapshots (session_id, upto_seq, data, created_at) VALUES (?1, 1, x'09', 1700000000300000)",
+            [id],
+        )
+        .unwrap();
+    }
+    let store = SqliteStorage::open(&path).unwrap();
+    check_migrated_v1(&store, id).await;
+}
+
+fn v1_runner(sql: &str) -> refinery::Runner {
+    refinery::Runner::new(&[refinery::Migration::unapplied("V1__initial", sql).unwrap()])
+}
+
+async fn check_migrated_v1(store: &dyn Storage, id: Uuid) {
+    let s = store.session_by_id(id).await.unwrap().unwrap();
+    assert_eq!(s.code.as_str(), "V2V3V4V5");
+    assert_eq!(s.text, "x = 1");
+    assert_eq!(s.state, InterviewState::Live);
+    assert_eq!(s.started_at, Some(s.created_at), "live since its creation");
+    assert_eq!(s.created_at.unix_timestamp(), 1_700_000_000);
+    assert_eq!(s.ended_at, None);
+    assert!(!s.has_password && !s.editing_locked && s.runs_enabled);
+    let code = store.load_document(id, DocKind::Code).await.unwrap();
+    assert_eq!(code.snapshot.unwrap().data, [9]);
+    assert!(code.updates.is_empty());
+    assert_eq!(
+        store.history(id, DocKind::Code).await.unwrap()[0].data,
+        [1, 2],
+        "the old history is the code's"
+    );
+    assert!(store.history(id, DocKind::Notes).await.unwrap().is_empty());
+    assert_eq!(store.next_token_number(id).await.unwrap(), 0);
+    // And the interview goes on: it can end.
+    let ended = store
+        .transition(id, InterviewState::Ended, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(ended.state, InterviewState::Ended);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -928,7 +1403,7 @@ async fn pg_outage_is_unavailable_then_recovers_without_rebuilding() {
         .unwrap();
     assert_eq!(seqs.len(), 1);
     assert_eq!(
-        payloads(&store.history(s.id).await.unwrap()),
+        payloads(&store.history(s.id, DocKind::Code).await.unwrap()),
         ["after"],
         "the failed append wrote nothing"
     );
@@ -941,5 +1416,51 @@ async fn pg_outage_is_unavailable_then_recovers_without_rebuilding() {
         .ping()
         .await
         .expect("the first call after a blip succeeds");
-    assert_eq!(store.history(s.id).await.unwrap().len(), 1);
+    assert_eq!(store.history(s.id, DocKind::Code).await.unwrap().len(), 1);
+}
+
+/// As `sqlite_v1_database_migrates_with_its_history`, on PostgreSQL.
+#[tokio::test]
+async fn pg_v1_database_migrates_with_its_history() {
+    let url = fresh_database_url().await;
+    let id = Uuid::new_v4();
+    {
+        let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        v1_runner(include_str!("../migrations/postgres/V1__initial.sql"))
+            .run_async(&mut client)
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO sessions (id, code, title, language, text, created_at) \
+                 VALUES ($1, 'V2V3V4V5', 'old', 'python', 'x = 1', to_timestamp(1700000000.123456))",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO doc_updates (session_id, data) VALUES ($1, '\\x0102')",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let seq: i64 = client
+            .query_one("SELECT max(seq) FROM doc_updates", &[])
+            .await
+            .unwrap()
+            .get(0);
+        client
+            .execute(
+                "INSERT INTO doc_snapshots (session_id, upto_seq, data) VALUES ($1, $2, '\\x09')",
+                &[&id, &seq],
+            )
+            .await
+            .unwrap();
+    }
+    let store = PgStorage::connect(&url).await.unwrap();
+    check_migrated_v1(&store, id).await;
 }

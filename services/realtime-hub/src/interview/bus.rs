@@ -43,6 +43,8 @@ impl Interview {
             }
             // Sent to the inbox (`on_remote_committed`), never on an interview's channel.
             BusMessage::Commits { .. } => {}
+            // Interview state and controls (issue 14): handled by the hub's lifecycle work.
+            BusMessage::Control { .. } => {}
             BusMessage::Awareness { data } => {
                 if let Ok(msgs) = protocol::decode(&data, TEXT_NAME) {
                     for m in msgs {

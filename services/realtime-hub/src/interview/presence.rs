@@ -13,12 +13,10 @@ use uuid::Uuid;
 use super::effects::{Audience, ConnId, Effects, Outgoing};
 use duet_bus::relay::BusMessage;
 
-/// Cursor and avatar colours, distinct on light and dark backgrounds. A user's colour is picked from
-/// its stable id, so it stays the same across reconnects and hubs.
-pub const PALETTE: [&str; 12] = [
-    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
-    "#fabed4", "#469990", "#9a6324", "#800000",
-];
+/// Cursor and avatar colours (one palette for the hub and the session-API, in `duet_domain`). A
+/// user without a token gets its colour from its stable id, so it stays the same across reconnects
+/// and hubs.
+pub use duet_domain::PALETTE;
 
 /// The colour of a user.
 pub fn color_for(user_id: Uuid) -> &'static str {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use duet_domain::SessionCode;
+use duet_domain::{DocKind, SessionCode};
 use duet_storage::NewUpdate;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -415,6 +415,7 @@ impl Live {
                     write_id,
                     update: NewUpdate {
                         session_id: self.id,
+                        doc: DocKind::Code,
                         author,
                         data,
                     },

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use duet_bus::Subscription;
-use duet_domain::Session;
+use duet_domain::{DocKind, Session};
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -75,7 +75,10 @@ pub(crate) async fn load(
             None
         }
     };
-    let state = services.storage.load_document(session.id).await?;
+    let state = services
+        .storage
+        .load_document(session.id, DocKind::Code)
+        .await?;
     let stored = state.updates.len() as u64;
     let had_snapshot = state.snapshot.is_some();
     // Built on a blocking thread: many interviews load at once when a hub starts or takes over, and

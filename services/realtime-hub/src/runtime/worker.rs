@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use duet_bus::{BusEvent, Subscription};
+use duet_domain::DocKind;
 use duet_storage::DocumentState;
 use yrs::{ReadTxn, StateVector, Transact};
 
@@ -215,7 +216,10 @@ pub(crate) async fn resync_now(iv: &Arc<Live>) {
         // The hub is stopping (or the interview unloading): no new reads queued behind the others.
         return;
     }
-    let (doc, session) = tokio::join!(storage.load_document(iv.id), storage.session_by_id(iv.id));
+    let (doc, session) = tokio::join!(
+        storage.load_document(iv.id, DocKind::Code),
+        storage.session_by_id(iv.id)
+    );
     match doc {
         Ok(state) => {
             let sv = iv.read(Interview::state_vector);
@@ -241,7 +245,7 @@ async fn snapshot(iv: &Arc<Live>) {
     if iv.cancel.is_cancelled() {
         return;
     }
-    let state = match storage.load_document(iv.id).await {
+    let state = match storage.load_document(iv.id, DocKind::Code).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(session = %iv.id, error = %e, "snapshot: load failed; will retry");
@@ -260,7 +264,10 @@ async fn snapshot(iv: &Arc<Live>) {
     else {
         return;
     };
-    match storage.save_snapshot(iv.id, upto, &full).await {
+    match storage
+        .save_snapshot(iv.id, DocKind::Code, upto, &full)
+        .await
+    {
         Ok(()) => {
             iv.run(|c, now, fx| {
                 c.snapshot_saved();

@@ -268,6 +268,7 @@ mod tests {
             write_id,
             update: NewUpdate {
                 session_id: session,
+                doc: duet_domain::DocKind::Code,
                 author: None,
                 data: vec![],
             },

@@ -128,7 +128,10 @@ async fn refusals_are_typed_and_change_nothing() {
         "the bystander saw no error: {:?}",
         other.other
     );
-    let history = storage.history(session.id).await.unwrap();
+    let history = storage
+        .history(session.id, duet_domain::DocKind::Code)
+        .await
+        .unwrap();
     assert_eq!(history.len(), 1, "only the bystander's edit is stored");
 
     // Awareness for another client's id is refused.
@@ -245,11 +248,18 @@ async fn late_joiners_and_reloads_get_the_full_document() {
         eventually(5, || hub.core.interview(session.id).is_none()).await,
         "unloaded after idle"
     );
-    let state = storage.load_document(session.id).await.unwrap();
+    let state = storage
+        .load_document(session.id, duet_domain::DocKind::Code)
+        .await
+        .unwrap();
     assert!(state.snapshot.is_some(), "a snapshot was written");
     // Every emit but the two sync messages carried an edit.
     assert_eq!(
-        storage.history(session.id).await.unwrap().len(),
+        storage
+            .history(session.id, duet_domain::DocKind::Code)
+            .await
+            .unwrap()
+            .len(),
         a.sent - 2,
         "history keeps every update"
     );
@@ -407,7 +417,11 @@ async fn relayed_edits_and_acks_flow_while_a_snapshot_waits_for_the_database() {
     flaky.stall_loads.store(false, Ordering::SeqCst);
     let mut snapshot = None;
     for _ in 0..500 {
-        snapshot = storage.load_document(session.id).await.unwrap().snapshot;
+        snapshot = storage
+            .load_document(session.id, duet_domain::DocKind::Code)
+            .await
+            .unwrap()
+            .snapshot;
         if snapshot.is_some() {
             break;
         }
@@ -421,7 +435,12 @@ async fn relayed_edits_and_acks_flow_while_a_snapshot_waits_for_the_database() {
 
 /// Updates stored for a session (no snapshot is due in these tests).
 async fn stored_updates(storage: &Arc<dyn Storage>, id: uuid::Uuid) -> usize {
-    storage.load_document(id).await.unwrap().updates.len()
+    storage
+        .load_document(id, duet_domain::DocKind::Code)
+        .await
+        .unwrap()
+        .updates
+        .len()
 }
 
 #[tokio::test]

@@ -113,7 +113,10 @@ fn sv(b64: &Value) -> StateVector {
 
 /// The stored document's text and state vector.
 async fn stored(storage: &Arc<dyn Storage>, id: uuid::Uuid) -> (String, StateVector) {
-    let state = storage.load_document(id).await.unwrap();
+    let state = storage
+        .load_document(id, duet_domain::DocKind::Code)
+        .await
+        .unwrap();
     let doc = duet_realtime_hub::interview::doc_from_storage(id, &state);
     let text = doc.get_or_insert_text(duet_realtime_hub::interview::TEXT_NAME);
     let txn = doc.transact();

@@ -75,7 +75,11 @@ fn chain(client: u64, clock: u64, n: u64) -> Vec<u8> {
 }
 
 async fn stored_update_count(storage: &Arc<dyn Storage>, id: uuid::Uuid) -> usize {
-    storage.history(id).await.unwrap().len()
+    storage
+        .history(id, duet_domain::DocKind::Code)
+        .await
+        .unwrap()
+        .len()
 }
 
 #[tokio::test]
@@ -402,7 +406,7 @@ async fn a_seed_client_streaming_whole_texts_is_slowed_down() {
     assert!(limited, "the stream is refused before 20 MB of history");
     let _ = sink.take();
     let stored: usize = storage
-        .history(session.id)
+        .history(session.id, duet_domain::DocKind::Code)
         .await
         .unwrap()
         .iter()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use duet_bus::Bus;
-use duet_domain::{Language, NewSession, Session, SessionCode, Title};
+use duet_domain::{DocKind, InterviewState, Language, NewSession, Session, SessionCode, Title};
 use duet_realtime_hub::edge::Connection;
 use duet_realtime_hub::interview::{new_doc, protocol, TEXT_NAME};
 use duet_realtime_hub::runtime::{HubConfig, Runtime};
@@ -189,20 +189,60 @@ impl Storage for Flaky {
         self.appends.fetch_add(1, Ordering::SeqCst);
         self.inner.append_updates(batch).await
     }
-    async fn load_document(&self, id: Uuid) -> Result<DocumentState> {
+    async fn load_document(&self, id: Uuid, doc: DocKind) -> Result<DocumentState> {
         self.check()?;
         self.loads.fetch_add(1, Ordering::SeqCst);
         while self.stall_loads.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        self.inner.load_document(id).await
+        self.inner.load_document(id, doc).await
     }
-    async fn history(&self, id: Uuid) -> Result<Vec<StoredUpdate>> {
-        self.inner.history(id).await
+    async fn history(&self, id: Uuid, doc: DocKind) -> Result<Vec<StoredUpdate>> {
+        self.inner.history(id, doc).await
     }
-    async fn save_snapshot(&self, id: Uuid, upto: i64, data: &[u8]) -> Result<()> {
+    async fn save_snapshot(&self, id: Uuid, doc: DocKind, upto: i64, data: &[u8]) -> Result<()> {
         self.check()?;
-        self.inner.save_snapshot(id, upto, data).await
+        self.inner.save_snapshot(id, doc, upto, data).await
+    }
+    async fn password_hash(&self, id: Uuid) -> Result<Option<String>> {
+        self.check()?;
+        self.inner.password_hash(id).await
+    }
+    async fn transition(
+        &self,
+        id: Uuid,
+        to: InterviewState,
+        now: time::OffsetDateTime,
+    ) -> Result<Session> {
+        self.check()?;
+        self.inner.transition(id, to, now).await
+    }
+    async fn set_controls(
+        &self,
+        id: Uuid,
+        editing_locked: Option<bool>,
+        runs_enabled: Option<bool>,
+    ) -> Result<Session> {
+        self.check()?;
+        self.inner
+            .set_controls(id, editing_locked, runs_enabled)
+            .await
+    }
+    async fn next_token_number(&self, id: Uuid) -> Result<i64> {
+        self.check()?;
+        self.inner.next_token_number(id).await
+    }
+    async fn remove_user(&self, id: Uuid, user: Uuid) -> Result<()> {
+        self.check()?;
+        self.inner.remove_user(id, user).await
+    }
+    async fn is_removed(&self, id: Uuid, user: Uuid) -> Result<bool> {
+        self.check()?;
+        self.inner.is_removed(id, user).await
+    }
+    async fn removed_users(&self, id: Uuid) -> Result<Vec<Uuid>> {
+        self.check()?;
+        self.inner.removed_users(id).await
     }
     async fn hub_heartbeat(&self, hub: &str, ttl: i64) -> Result<()> {
         self.check()?;
@@ -379,6 +419,8 @@ pub async fn new_session(storage: &Arc<dyn Storage>) -> Session {
             code: SessionCode::generate(),
             title: Title::parse("t").unwrap(),
             language: Language::Python,
+            lobby: false,
+            password_hash: None,
         })
         .await
         .unwrap()
@@ -563,7 +605,7 @@ impl YClient {
 
 /// The text of a document rebuilt from storage.
 pub async fn stored_text(storage: &Arc<dyn Storage>, id: Uuid) -> String {
-    let state = storage.load_document(id).await.unwrap();
+    let state = storage.load_document(id, DocKind::Code).await.unwrap();
     let doc = duet_realtime_hub::interview::doc_from_storage(id, &state);
     let text = doc.get_or_insert_text(TEXT_NAME);
     let s = text.get_string(&doc.transact());
