@@ -56,4 +56,10 @@ echo "== end-to-end and scale-out tests"
 # cluster/ runs the scaled services as native processes (scripts/cluster.sh) with the dev binaries
 # built above, and checks the deploy files.
 export DUET_REPO="$root"
-(cd tests && node --test --test-concurrency=1 --test-reporter=spec js/ cluster/)
+# A test that hangs fails with its name (--test-timeout); a file that never exits (a timer or socket
+# left open) is stopped by `timeout` rather than holding CI to its limit.
+(cd tests && timeout --kill-after=30 1800 node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec js/ cluster/) || {
+  rc=$?
+  [ "$rc" = 124 ] && echo "test.sh: the end-to-end tests did not finish within 30 minutes (a test file that never exits?)" >&2
+  exit "$rc"
+}

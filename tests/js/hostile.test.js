@@ -179,6 +179,7 @@ describe('the hub under hostile input (real duet binary)', () => {
       }
     }
     assert.equal(probe.getStates().has(777), false);
+    probe.destroy(); // its timer would keep the test process alive
     for (const s of [mallory.socket, late.socket]) s.disconnect();
   });
 
