@@ -58,8 +58,9 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(1);
 /// Awareness states not renewed for this long are dropped (y-protocols clients renew every 15 s and
 /// drop remote states after 30 s themselves).
 pub const AWARENESS_STALE: Duration = Duration::from_secs(30);
-/// Seed texts kept per interview to find which one a seed client's `code_change` was based on.
-pub const SEED_BASE_HISTORY: usize = 16;
+/// How long turning a seed client's text into a minimal edit may take; past it the diff is
+/// still exact, only less minimal (a huge whole-text change).
+pub const SEED_DIFF_TIME: Duration = Duration::from_millis(50);
 
 /// Group commit: most updates in one `append_updates` transaction.
 pub const MAX_BATCH: usize = 4096;

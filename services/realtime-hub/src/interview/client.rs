@@ -1,27 +1,25 @@
 //! Client events on the documents: y-protocols messages, a seed client's whole text, and how a
 //! change fans out to this hub's participants and the other hubs.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use yrs::{Text, Transact};
+use yrs::updates::decoder::Decode;
+use yrs::{Transact, Update};
 
 use super::guard::Staged;
 use super::protocol::{self, ClientMessage};
 use super::{
-    scan, text, AckToken, Audience, ConnId, DocName, Effect, Effects, Interview, Outgoing,
+    scan, seed, AckToken, Audience, ConnId, DocName, Effect, Effects, Interview, Outgoing,
 };
 use crate::error::{ErrorCode, HubError};
 use crate::limits::{
-    MAX_AWARENESS_CLIENTS_PER_CONN, MAX_AWARENESS_STATE_BYTES, SEED_BASE_HISTORY, STAGE_STRUCTS,
+    MAX_AWARENESS_CLIENTS_PER_CONN, MAX_AWARENESS_STATE_BYTES, SEED_DIFF_TIME, STAGE_STRUCTS,
 };
 use duet_bus::relay::BusMessage;
-
-/// Bytes an edit made from a seed client's text adds to the history beyond the inserted text
-/// (ids, origins, the delete set), for the caps.
-const SEED_EDIT_OVERHEAD: usize = 64;
 
 impl Interview {
     /// Checks the awareness messages of an emit before anything is applied, so a refused emit
@@ -265,7 +263,8 @@ impl Interview {
         !self.stage.is_empty()
     }
 
-    /// A seed client's whole text, applied as a minimal edit rebased over concurrent changes.
+    /// A seed client's whole text: the edit its Yjs peer makes of the base it is closest to (see
+    /// [`seed`]), checked and applied like any client update.
     pub(super) fn code_change(
         &mut self,
         now: Instant,
@@ -275,62 +274,34 @@ impl Interview {
         ack: Option<AckToken>,
         out: &mut Effects,
     ) -> Result<(), HubError> {
-        let own_last = self
-            .roster
-            .local
-            .get(conn)
-            .and_then(|l| l.seed_last.clone());
-        let current = self.code_doc.text();
-        let mut bases: Vec<&str> = self.seed_bases.iter().map(String::as_str).collect();
-        if let Some(own) = own_last.as_deref() {
-            bases.push(own);
-        }
-        let splice = text::rebase(&bases, &current, &new_text);
-        // What the edit will add, checked against the caps before anything changes.
-        let inserted_units = splice.insert.encode_utf16().count() as u64;
-        let stats = scan::UpdateStats {
-            structs: u64::from(inserted_units > 0) + u64::from(splice.end > splice.start),
-            clients: 1,
-            inserted_units,
-            delete_ranges: u64::from(splice.end > splice.start),
-            authors: Vec::new(),
+        let Some(mut peer) = self.roster.local.get_mut(conn).and_then(|l| l.seed.take()) else {
+            return Err(HubError::new(
+                ErrorCode::InvalidPayload,
+                "code_change is for clients that do not edit through Yjs",
+            ));
         };
-        if !splice.is_noop() {
-            self.usage
-                .admit(now, &stats, splice.insert.len() + SEED_EDIT_OVERHEAD)?;
-            self.usage.integrated(&stats);
+        let res = self.seed_edit(now, conn, author, &mut peer, &new_text, out);
+        if let Some(l) = self.roster.local.get_mut(conn) {
+            l.seed = Some(peer);
         }
-        let mut write = None;
-        if !splice.is_noop() {
-            let delta = {
-                let d = &self.code_doc;
-                let mut txn = d.doc.transact_mut();
-                if splice.end > splice.start {
-                    d.text
-                        .remove_range(&mut txn, splice.start, splice.end - splice.start);
-                }
-                if !splice.insert.is_empty() {
-                    d.text.insert(&mut txn, splice.start, &splice.insert);
-                }
-                txn.encode_update_v1()
-            };
-            self.fan_out(now, &delta, Some(conn), Some(author), out);
-            write = Some(self.local_change(now, author, delta, out));
-        }
+        let write = res?;
         let after = self.code_doc.text();
         if after != new_text {
-            // Merged with someone else's concurrent edit: show the client the result.
+            // Merged with what others did meanwhile: show the client the result.
+            let base = self.seed_base(&after);
             out.emit(
                 conn,
                 "code_updated",
                 Outgoing::Json(json!({"code": after, "user_id": Value::Null})),
             );
-        }
-        if self.seed_bases.back() != Some(&after) {
-            self.push_base(after);
-        }
-        if let Some(l) = self.roster.local.get_mut(conn) {
-            l.seed_last = Some(new_text);
+            if let Some(p) = self
+                .roster
+                .local
+                .get_mut(conn)
+                .and_then(|l| l.seed.as_mut())
+            {
+                p.saw(base);
+            }
         }
         if let Some(token) = ack {
             let w = write.unwrap_or(self.durability.last_write_id());
@@ -339,11 +310,107 @@ impl Interview {
         Ok(())
     }
 
-    pub(super) fn push_base(&mut self, text: String) {
-        if self.seed_bases.len() == SEED_BASE_HISTORY {
-            self.seed_bases.pop_front();
+    /// Makes and applies the edit of `peer`; returns its write id when it changed something.
+    fn seed_edit(
+        &mut self,
+        now: Instant,
+        conn: &ConnId,
+        author: Uuid,
+        peer: &mut seed::SeedPeer,
+        new_text: &str,
+        out: &mut Effects,
+    ) -> Result<Option<u64>, HubError> {
+        let d = &self.code_doc;
+        let made = {
+            let mut txn = d.doc.transact_mut();
+            peer.edit(
+                &mut txn,
+                &d.text,
+                DocName::Code.root(),
+                new_text,
+                now + SEED_DIFF_TIME,
+            )
+        };
+        let edit = match made {
+            Ok(edit) => edit,
+            Err(seed::SeedError::BaseLost) => {
+                // Cannot happen while the document keeps deleted characters; should it, the client
+                // starts again from what the document holds now.
+                tracing::warn!(session = %self.id, "a seed client's base is gone; it is sent the current text");
+                let text = self.code_doc.text();
+                let base = self.seed_base(&text);
+                peer.saw(base);
+                return Err(HubError::new(
+                    ErrorCode::InvalidUpdate,
+                    "the text this change was made from is gone; the current text was sent",
+                ));
+            }
+        };
+        let Some(bytes) = edit.update.clone() else {
+            peer.applied(&edit);
+            return Ok(None);
+        };
+        let stats = scan::scan(&bytes, DocName::Code.root())
+            .map_err(|e| HubError::new(ErrorCode::InvalidUpdate, e.to_string()))?;
+        let sv = self.code_doc.state_vector();
+        let live = &self.roster.local;
+        self.owners
+            .check_and_claim(conn, author, &stats, &sv, |c| live.contains_key(c))?;
+        self.usage.admit(now, &stats, bytes.len())?;
+        let update = Update::decode_v1(&bytes)
+            .map_err(|_| HubError::new(ErrorCode::InvalidUpdate, "update does not decode"))?;
+        let applied = self.code_doc.apply(update)?;
+        peer.applied(&edit);
+        if !applied.changed {
+            return Ok(None);
         }
-        self.seed_bases.push_back(text);
+        self.usage.integrated(&stats);
+        self.fan_out(now, &applied.delta, Some(conn), Some(author), out);
+        if applied.pending {
+            // Its origins are characters the document has: this does not happen. Stored as made so
+            // the ack is honest, and the missing part fetched.
+            tracing::warn!(session = %self.id, "a seed client's edit waits for missing structs");
+            self.resync_needed = true;
+            out.wake();
+            return Ok(Some(self.local_change(now, author, bytes, out)));
+        }
+        Ok(Some(self.local_change(now, author, applied.delta, out)))
+    }
+
+    /// A seed connection joined and is sent `text`: its Yjs peer, under a client id no one writes
+    /// under (derived from the connection, so the core stays deterministic).
+    pub(super) fn start_seed_peer(&mut self, conn: &ConnId, user: Uuid, text: &str) {
+        use std::hash::{Hash, Hasher};
+        let sv = self.code_doc.state_vector();
+        let mut client = 0;
+        for attempt in 0u32.. {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (self.id, &**conn, attempt).hash(&mut h);
+            // Yjs in the browser makes 32-bit client ids; stay in that range.
+            let c = h.finish() & 0xffff_ffff;
+            if c != 0 && sv.get(&yrs::block::ClientID::new(c)) == 0 && !self.owners.is_claimed(c) {
+                client = c;
+                break;
+            }
+        }
+        self.owners.claim(client, conn, user);
+        let base = self.seed_base(text);
+        if let Some(l) = self.roster.local.get_mut(conn) {
+            l.seed = Some(seed::SeedPeer::new(client, base));
+        }
+    }
+
+    /// The document's current state as a base whose text is `text` (the current text); the same
+    /// base as the last one while nothing changed.
+    fn seed_base(&mut self, text: &str) -> Arc<seed::Base> {
+        if let Some(b) = &self.seed_text {
+            if &*b.text == text && b.matches(&self.code_doc.doc.transact()) {
+                return b.clone();
+            }
+        }
+        let base = seed::Base::capture(&self.code_doc.doc.transact(), Arc::from(text));
+        self.seed_text = Some(base.clone());
+        base
     }
 
     /// Fans a change of the code document out to local clients: the delta to editors (encoded
@@ -361,10 +428,17 @@ impl Interview {
         self.text_dirty_since.get_or_insert(now);
         if self.roster.seed_count > 0 {
             let text = self.code_doc.text();
-            if self.seed_bases.back() != Some(&text) {
+            if self.seed_text.as_ref().is_none_or(|b| *b.text != *text) {
+                let base = self.seed_base(&text);
+                for (c, l) in self.roster.local.iter_mut() {
+                    if Some(c) != except {
+                        if let Some(p) = l.seed.as_mut() {
+                            p.saw(base.clone());
+                        }
+                    }
+                }
                 let body = json!({"code": text, "user_id": author});
                 out.broadcast(Audience::Seed, except, "code_updated", Outgoing::Json(body));
-                self.push_base(text);
             }
         }
     }

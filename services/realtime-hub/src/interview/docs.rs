@@ -41,10 +41,13 @@ impl DocName {
     }
 }
 
-/// A fresh document with the hub's options (UTF-16 offsets, as Yjs in the browser counts).
+/// A fresh document with the hub's options: UTF-16 offsets, as Yjs in the browser counts; deleted
+/// characters kept, as a seed client's edit may name characters deleted since it had its text (see
+/// [`super::seed`]; the history holds them anyway).
 pub fn new_doc() -> Doc {
     Doc::with_options(Options {
         offset_kind: OffsetKind::Utf16,
+        skip_gc: true,
         ..Options::default()
     })
 }

@@ -137,6 +137,11 @@ impl Owners {
         self.0.insert(client, (conn.clone(), user));
     }
 
+    /// Whether someone writes under `client`.
+    pub fn is_claimed(&self, client: u64) -> bool {
+        self.0.contains_key(&client)
+    }
+
     /// A connection left: its client ids are free.
     pub fn release(&mut self, conn: &ConnId) {
         self.0.retain(|_, (c, _)| c != conn);

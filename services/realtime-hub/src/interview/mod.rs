@@ -7,7 +7,7 @@
 //! - [`durability`]: the watermarks that release an ack only once what it covers is committed;
 //! - [`presence`]: who is here and on other hubs, `user_joined` / `user_left`;
 //! - [`protocol`] and [`scan`]: the y-protocols framing and the checks every client update passes;
-//! - [`text`]: a seed-protocol client's whole text turned into an edit.
+//! - [`seed`]: a seed-protocol client's whole text turned into the edit of a Yjs peer.
 //!
 //! The inputs: [`Interview::admit`] / [`Interview::leave`], [`Interview::on_client`] (a parsed
 //! client event), [`Interview::on_bus`] (another hub), [`Interview::on_committed`] /
@@ -24,9 +24,9 @@ pub mod guard;
 pub mod presence;
 pub mod protocol;
 pub mod scan;
-pub mod text;
+pub mod seed;
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -104,8 +104,8 @@ pub struct Interview {
     owners: guard::Owners,
     /// Client updates waiting to be integrated.
     stage: guard::Stage,
-    /// Recent texts sent to seed clients (bases for their next `code_change`).
-    seed_bases: VecDeque<String>,
+    /// The text last sent to the seed clients, with the state it stands for.
+    seed_text: Option<Arc<seed::Base>>,
     text_dirty_since: Option<Instant>,
     resync_needed: bool,
     unavailable_notified: bool,
@@ -141,7 +141,7 @@ impl Interview {
             usage,
             owners: guard::Owners::default(),
             stage: guard::Stage::default(),
-            seed_bases: VecDeque::new(),
+            seed_text: None,
             text_dirty_since: None,
             resync_needed: false,
             unavailable_notified: false,
@@ -182,7 +182,7 @@ impl Interview {
             awareness_ids: Vec::new(),
             row_id: joiner.row_id,
             row_saved: false,
-            seed_last: None,
+            seed: None,
         };
         let audience = local.audience();
         self.roster.insert(conn.clone(), local);
@@ -214,8 +214,8 @@ impl Interview {
             );
         }
         let text = self.code_doc.text();
-        if !joiner.yjs && self.seed_bases.back() != Some(&text) {
-            self.push_base(text.clone());
+        if !joiner.yjs {
+            self.start_seed_peer(conn, joiner.user.user_id, &text);
         }
         out.emit(
             conn,

@@ -43,8 +43,9 @@ pub struct Local {
     /// The participants row (`Storage::add_participant`), and whether it is written.
     pub row_id: Uuid,
     pub row_saved: bool,
-    /// A seed client's last own text: a candidate base for its next `code_change`.
-    pub seed_last: Option<String>,
+    /// A seed client as a Yjs peer: its client id and the texts its next `code_change` may be
+    /// based on.
+    pub seed: Option<super::seed::SeedPeer>,
 }
 
 impl Local {
@@ -253,7 +254,7 @@ mod tests {
             awareness_ids: vec![],
             row_id: Uuid::new_v4(),
             row_saved: false,
-            seed_last: None,
+            seed: None,
         }
     }
 

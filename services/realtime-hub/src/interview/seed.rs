@@ -1,0 +1,537 @@
+//! A seed-protocol client as a Yjs peer.
+//!
+//! A client written against the original design sends its whole text with `code_change` on every
+//! change. The hub treats each such connection as a Yjs peer with a client id of its own that edits
+//! the last text it saw. Per connection it keeps the texts the client may have based its change on —
+//! the text it last sent, and the texts sent to it since (`sync_code`, `code_updated`) — each with a
+//! [`Snapshot`] of the document when the client had it (a [`Base`]). A new text is diffed (by
+//! characters, Myers) against the closest of them, and the diff is encoded as the update an offline
+//! Yjs peer at that snapshot would have made: each insertion between the two characters around it in
+//! the base (its left and right origins), each deletion naming the characters that were there.
+//! Applied to the document, it merges with everything that happened since exactly as that peer's
+//! edit would; a client alone always ends with exactly its own text.
+//!
+//! A base names characters that may have been deleted since, so the document keeps deleted
+//! characters (`skip_gc`, see [`super::docs::new_doc`]).
+//!
+//! Memory: per connection at most [`MAX_BASES`] bases holding [`MAX_BASE_BYTES`] of text. A base
+//! is the text and a snapshot (one entry per client of the document and one per deleted range,
+//! bounded by the document caps), shared with every seed connection it was sent to; a client that
+//! lags further behind than that has its change merged against the oldest text still kept.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use similar::algorithms::{myers, Capture};
+use similar::DiffOp;
+use yrs::types::text::{ChangeKind, YChange};
+use yrs::{
+    Any, ClientID, IdSet, Out, ReadTxn, Snapshot, StateVector, Text, TextRef, TransactionMut, ID,
+};
+
+use super::scan::write_var;
+
+/// Bases kept per seed connection: the text it last sent, and the most recent texts sent to it.
+pub const MAX_BASES: usize = 32;
+/// And at most this much of their text (the texts are shared with the other connections they were
+/// sent to).
+pub const MAX_BASE_BYTES: usize = 4 << 20;
+
+/// A text a seed client had, with the state of the document when it had it.
+pub struct Base {
+    pub text: Arc<str>,
+    snapshot: Snapshot,
+}
+
+impl std::fmt::Debug for Base {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Base")
+            .field("units", &self.text.encode_utf16().count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Base {
+    /// Whether the document is still in the state this base was captured in.
+    pub fn matches<T: ReadTxn>(&self, txn: &T) -> bool {
+        self.snapshot.state_map == txn.state_vector()
+    }
+
+    /// The document's current state, whose text is `text`.
+    pub fn capture<T: ReadTxn>(txn: &T, text: Arc<str>) -> Arc<Base> {
+        Arc::new(Base {
+            text,
+            snapshot: txn.snapshot(),
+        })
+    }
+}
+
+/// One piece of a base's text: `len` UTF-16 units written by `client` from `clock` on.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    client: u64,
+    clock: u32,
+    len: u32,
+}
+
+/// Where each UTF-16 unit of a base's text lives in the document.
+struct Runs {
+    runs: Vec<Run>,
+    /// `starts[i]`: the text offset of `runs[i]`.
+    starts: Vec<u32>,
+}
+
+impl Runs {
+    /// The characters visible at `snapshot`, in document order, with their ids; `None` when they do
+    /// not spell `expected` (characters of the base were dropped from the document).
+    fn resolve(
+        txn: &mut TransactionMut,
+        text: &TextRef,
+        snapshot: &Snapshot,
+        expected: &str,
+    ) -> Option<Runs> {
+        let nothing = Snapshot::new(StateVector::default(), IdSet::default());
+        // Every piece visible at `snapshot` and not at `nothing` comes back as "added", one chunk per
+        // item, with the id of its first unit.
+        let chunks = text.diff_range(txn, Some(snapshot), Some(&nothing), YChange::identity);
+        let mut runs = Vec::with_capacity(chunks.len());
+        let mut starts = Vec::with_capacity(chunks.len());
+        let mut offset = 0u32;
+        let mut rest = expected;
+        for chunk in chunks {
+            let (Out::Any(Any::String(s)), Some(change)) = (&chunk.insert, chunk.ychange) else {
+                return None;
+            };
+            if !matches!(change.kind, ChangeKind::Added) {
+                return None;
+            }
+            rest = rest.strip_prefix(&**s)?;
+            let len = s.encode_utf16().count() as u32;
+            starts.push(offset);
+            runs.push(Run {
+                client: change.id.client.get(),
+                clock: change.id.clock,
+                len,
+            });
+            offset += len;
+        }
+        rest.is_empty().then_some(Runs { runs, starts })
+    }
+
+    /// The id of the unit at `offset`.
+    fn id_at(&self, offset: u32) -> (u64, u32) {
+        let i = self.starts.partition_point(|&s| s <= offset) - 1;
+        let r = self.runs[i];
+        (r.client, r.clock + (offset - self.starts[i]))
+    }
+
+    /// The ids of the units in `from..to`, as `(client, clock, len)` ranges.
+    fn ids(&self, from: u32, to: u32, out: &mut Vec<(u64, u32, u32)>) {
+        let mut at = from;
+        while at < to {
+            let i = self.starts.partition_point(|&s| s <= at) - 1;
+            let r = self.runs[i];
+            let skip = at - self.starts[i];
+            let len = (r.len - skip).min(to - at);
+            out.push((r.client, r.clock + skip, len));
+            at += len;
+        }
+    }
+}
+
+/// One change of a base: at UTF-16 offset `at`, `del` units removed and `ins` inserted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hunk {
+    at: u32,
+    del: u32,
+    ins: String,
+}
+
+/// The minimal changes from `old` to `new` (characters; UTF-16 offsets). The diff gives up on
+/// minimality at `deadline` (it is still exact). Built from the runs both texts share (the diff's
+/// "equal" operations): what lies between two of them is one change. A pure insertion or deletion
+/// that could sit at several places (`ab|ab` + `ab`) is moved to where its ends fall on the most
+/// natural boundaries — line breaks, then spaces, then punctuation — as diff-match-patch's lossless
+/// semantic clean-up does: that is most likely where the person's edit was, so it merges with
+/// edits around it as theirs would.
+fn hunks(old: &[char], new: &[char], deadline: Instant) -> Vec<Hunk> {
+    let mut capture = Capture::new();
+    // Capture's hooks cannot fail.
+    let _ = myers::diff_deadline(
+        &mut capture,
+        old,
+        0..old.len(),
+        new,
+        0..new.len(),
+        Some(deadline),
+    );
+    // Old-text ranges replaced by new characters, in order.
+    let mut raw: Vec<(usize, usize, Vec<char>)> = Vec::new();
+    let (mut po, mut pn) = (0usize, 0usize);
+    let mut gap = |po: usize, pn: usize, eo: usize, en: usize| {
+        if eo > po || en > pn {
+            raw.push((po, eo, new[pn..en].to_vec()));
+        }
+    };
+    for op in capture.into_ops() {
+        if let DiffOp::Equal {
+            old_index,
+            new_index,
+            len,
+        } = op
+        {
+            gap(po, pn, old_index, new_index);
+            po = old_index + len;
+            pn = new_index + len;
+        }
+    }
+    gap(po, pn, old.len(), new.len());
+
+    let mut placed: Vec<(usize, usize, Vec<char>)> = Vec::with_capacity(raw.len());
+    for i in 0..raw.len() {
+        let lo = placed.last().map_or(0, |p| p.1);
+        let hi = raw.get(i + 1).map_or(old.len(), |r| r.0);
+        let (o, oe, ins) = slide(old, raw[i].clone(), lo, hi);
+        match placed.last_mut() {
+            // Touching the previous change: one change (one insertion point).
+            Some(prev) if prev.1 == o => {
+                prev.1 = oe;
+                prev.2.extend(ins);
+            }
+            _ => placed.push((o, oe, ins)),
+        }
+    }
+    let mut units = Vec::with_capacity(old.len() + 1);
+    let mut acc = 0u32;
+    units.push(0);
+    for c in old {
+        acc += c.len_utf16() as u32;
+        units.push(acc);
+    }
+    placed
+        .into_iter()
+        .map(|(o, oe, ins)| Hunk {
+            at: units[o],
+            del: units[oe] - units[o],
+            ins: ins.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// Moves a pure insertion or deletion within `lo..hi` of the old text to its best-scored place.
+fn slide(
+    old: &[char],
+    (mut o, mut oe, mut ins): (usize, usize, Vec<char>),
+    lo: usize,
+    hi: usize,
+) -> (usize, usize, Vec<char>) {
+    let at = |i: usize| if i < old.len() { Some(old[i]) } else { None };
+    let before = |i: usize| if i > 0 { Some(old[i - 1]) } else { None };
+    if ins.is_empty() && oe > o {
+        while o > lo && old[o - 1] == old[oe - 1] {
+            o -= 1;
+            oe -= 1;
+        }
+        let score = |o: usize, oe: usize| boundary(before(o), at(o)) + boundary(before(oe), at(oe));
+        let mut best = (score(o, oe), o);
+        while oe < hi && old[o] == old[oe] {
+            o += 1;
+            oe += 1;
+            let s = score(o, oe);
+            if s >= best.0 {
+                best = (s, o);
+            }
+        }
+        let len = oe - o;
+        return (best.1, best.1 + len, ins);
+    }
+    if oe == o && !ins.is_empty() {
+        while o > lo && old[o - 1] == ins[ins.len() - 1] {
+            ins.rotate_right(1);
+            o -= 1;
+        }
+        let score = |o: usize, ins: &[char]| {
+            boundary(before(o), ins.first().copied()) + boundary(ins.last().copied(), at(o))
+        };
+        let mut best = (score(o, &ins), o, ins.clone());
+        while o < hi && old[o] == ins[0] {
+            ins.rotate_left(1);
+            o += 1;
+            let s = score(o, &ins);
+            if s >= best.0 {
+                best = (s, o, ins.clone());
+            }
+        }
+        return (best.1, best.1, best.2);
+    }
+    (o, oe, ins)
+}
+
+/// How natural a place between `a` and `b` is for an edit to begin or end (after
+/// diff-match-patch's scores, without its end-of-sentence rule, which code does not follow): the
+/// text's ends 6, a line break 4, a space 2, punctuation 1. Among equals the rightmost place wins,
+/// so a deleted line or word takes its own line break or space with it.
+fn boundary(a: Option<char>, b: Option<char>) -> u8 {
+    let (Some(a), Some(b)) = (a, b) else {
+        return 6;
+    };
+    let (na, nb) = (!a.is_alphanumeric(), !b.is_alphanumeric());
+    let (wa, wb) = (na && a.is_whitespace(), nb && b.is_whitespace());
+    let (la, lb) = (
+        wa && matches!(a, '\n' | '\r'),
+        wb && matches!(b, '\n' | '\r'),
+    );
+    if la || lb {
+        4
+    } else if wa || wb {
+        2
+    } else if na || nb {
+        1
+    } else {
+        0
+    }
+}
+
+/// How far `new` is from a base, by the changes that turn one into the other: first the places
+/// changed, then the UTF-16 units deleted and inserted. A client's change is mostly one place (a
+/// keystroke, a paste); against a base it never had, what others did meanwhile shows as more
+/// places.
+fn distance(hunks: &[Hunk]) -> (usize, u64) {
+    let units = hunks
+        .iter()
+        .map(|h| u64::from(h.del) + h.ins.encode_utf16().count() as u64)
+        .sum();
+    (hunks.len(), units)
+}
+
+/// A candidate base: its distance, its number, the base, the changes from it.
+type Choice = ((usize, u64), u64, Arc<Base>, Vec<Hunk>);
+
+/// A seed client's text as a Yjs update.
+#[derive(Debug)]
+pub struct Edit {
+    /// The update (v1) under the connection's client id; `None` when the text is a base already.
+    pub update: Option<Vec<u8>>,
+    /// The client's new text with the state it stands for: its next base.
+    pub base: Arc<Base>,
+    /// The base it was made from.
+    from: u64,
+}
+
+/// Why a text could not be made into an edit of its base.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SeedError {
+    /// The base's characters are no longer all in the document.
+    BaseLost,
+}
+
+/// A seed connection as a Yjs peer.
+#[derive(Debug, Clone)]
+pub struct SeedPeer {
+    client: u64,
+    /// The texts sent to it, numbered in the order they were sent, oldest first.
+    seen: VecDeque<(u64, Arc<Base>)>,
+    /// What it last sent, numbered as the text it was made from: the client had not seen anything
+    /// sent after that one when it made it.
+    own: Option<(u64, Arc<Base>)>,
+    next: u64,
+}
+
+impl SeedPeer {
+    /// A peer writing under `client` (a client id no one else writes under), which was just sent
+    /// `base`.
+    pub fn new(client: u64, base: Arc<Base>) -> Self {
+        let mut peer = Self {
+            client,
+            seen: VecDeque::new(),
+            own: None,
+            next: 0,
+        };
+        peer.saw(base);
+        peer
+    }
+
+    pub fn client(&self) -> u64 {
+        self.client
+    }
+
+    /// The client was sent `base`. The oldest texts sent to it go first past [`MAX_BASES`] or
+    /// [`MAX_BASE_BYTES`].
+    pub fn saw(&mut self, base: Arc<Base>) {
+        if self.seen.back().is_some_and(|(_, b)| Arc::ptr_eq(b, &base)) {
+            return;
+        }
+        self.seen.push_back((self.next, base));
+        self.next += 1;
+        let own = self.own.as_ref().map_or(0, |(_, b)| b.text.len());
+        let mut bytes = own + self.seen.iter().map(|(_, b)| b.text.len()).sum::<usize>();
+        while self.seen.len() > 1 && (self.bases() > MAX_BASES || bytes > MAX_BASE_BYTES) {
+            if let Some((_, b)) = self.seen.pop_front() {
+                bytes -= b.text.len();
+            }
+        }
+    }
+
+    /// Bases kept.
+    pub fn bases(&self) -> usize {
+        self.seen.len() + usize::from(self.own.is_some())
+    }
+
+    /// The edit was applied: the client's text is its newest base, and the texts sent to it before
+    /// the one it edited are behind it (those sent after may still be what it edits next).
+    pub fn applied(&mut self, edit: &Edit) {
+        self.seen.retain(|(n, _)| *n > edit.from);
+        self.own = Some((edit.from, edit.base.clone()));
+    }
+
+    /// The update that turns the base closest to `new` into `new`, applied at that base's state
+    /// (`text` is the document's root type `root`); `Ok(None)` when `new` is one of the bases
+    /// already. Call [`SeedPeer::applied`] once it is. The diff stops looking for the smallest
+    /// change at `deadline` (a huge whole-text change; the result is exact regardless).
+    pub fn edit(
+        &self,
+        txn: &mut TransactionMut,
+        text: &TextRef,
+        root: &str,
+        new: &str,
+        deadline: Instant,
+    ) -> Result<Edit, SeedError> {
+        // Newest first: what was sent to it, then its own text (numbered as its base).
+        let mut candidates: Vec<&(u64, Arc<Base>)> = self.seen.iter().collect();
+        if let Some(own) = &self.own {
+            let at = candidates.partition_point(|(n, _)| *n <= own.0);
+            candidates.insert(at, own);
+        }
+        candidates.reverse();
+        if let Some((n, same)) = candidates.iter().find(|(_, b)| &*b.text == new) {
+            return Ok(Edit {
+                update: None,
+                base: same.clone(),
+                from: *n,
+            });
+        }
+        let new_chars: Vec<char> = new.chars().collect();
+        // The closest base (the most recent one of equal distance).
+        let mut best: Option<Choice> = None;
+        for (n, base) in candidates {
+            let old: Vec<char> = base.text.chars().collect();
+            let h = hunks(&old, &new_chars, deadline);
+            let d = distance(&h);
+            if best.as_ref().is_none_or(|(bd, ..)| d < *bd) {
+                best = Some((d, *n, base.clone(), h));
+            }
+        }
+        let Some((_, from, base, hunks)) = best else {
+            return Err(SeedError::BaseLost);
+        };
+        let runs =
+            Runs::resolve(txn, text, &base.snapshot, &base.text).ok_or(SeedError::BaseLost)?;
+        let client = ClientID::new(self.client);
+        let start = txn.state_vector().get(&client);
+        let base_len = runs
+            .starts
+            .last()
+            .map_or(0, |&s| s + runs.runs.last().map_or(0, |r| r.len));
+
+        // The structs: one string item per insertion, anchored in the base.
+        let mut items = Vec::new();
+        let mut clock = start;
+        let mut deleted = Vec::new();
+        for h in &hunks {
+            if !h.ins.is_empty() {
+                let left = (h.at > 0).then(|| runs.id_at(h.at - 1));
+                let right = (h.at < base_len).then(|| runs.id_at(h.at));
+                let mut info = 4u8; // string content
+                if left.is_some() {
+                    info |= 0x80;
+                }
+                if right.is_some() {
+                    info |= 0x40;
+                }
+                items.push(info);
+                for (c, k) in left.iter().chain(right.iter()) {
+                    write_var(&mut items, *c);
+                    write_var(&mut items, u64::from(*k));
+                }
+                if left.is_none() && right.is_none() {
+                    write_var(&mut items, 1); // parent: a root type, by name
+                    write_string(&mut items, root);
+                }
+                write_string(&mut items, &h.ins);
+                clock += h.ins.encode_utf16().count() as u32;
+            }
+            runs.ids(h.at, h.at + h.del, &mut deleted);
+        }
+        let structs = hunks.iter().filter(|h| !h.ins.is_empty()).count() as u64;
+        let mut update = Vec::with_capacity(items.len() + 16 * deleted.len() + 16);
+        if structs > 0 {
+            write_var(&mut update, 1);
+            write_var(&mut update, structs);
+            write_var(&mut update, self.client);
+            write_var(&mut update, u64::from(start));
+            update.extend_from_slice(&items);
+        } else {
+            write_var(&mut update, 0);
+        }
+        let mut ds: BTreeMap<u64, Vec<(u32, u32)>> = BTreeMap::new();
+        for (c, k, len) in &deleted {
+            ds.entry(*c).or_default().push((*k, *len));
+        }
+        write_var(&mut update, ds.len() as u64);
+        for (c, ranges) in &mut ds {
+            ranges.sort_unstable();
+            let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+            for &(k, len) in ranges.iter() {
+                match merged.last_mut() {
+                    Some((mk, ml)) if *mk + *ml >= k => *ml = (*ml).max(k + len - *mk),
+                    _ => merged.push((k, len)),
+                }
+            }
+            write_var(&mut update, *c);
+            write_var(&mut update, merged.len() as u64);
+            for (k, len) in merged {
+                write_var(&mut update, u64::from(k));
+                write_var(&mut update, u64::from(len));
+            }
+        }
+
+        // The client's new text stands for the base, plus its new characters, minus what it
+        // deleted and minus anything of its own it wrote after the base and has since dropped.
+        let mut snapshot = Snapshot::new(
+            base.snapshot.state_map.clone(),
+            base.snapshot.delete_set.clone(),
+        );
+        let at_base = base.snapshot.state_map.get(&client);
+        if start > at_base {
+            snapshot
+                .delete_set
+                .insert(ID::new(client, at_base), start - at_base);
+        }
+        if clock > start {
+            snapshot.state_map.set_max(client, clock);
+        }
+        for (c, k, len) in &deleted {
+            snapshot
+                .delete_set
+                .insert(ID::new(ClientID::new(*c), *k), *len);
+        }
+        let own = Arc::new(Base {
+            text: Arc::from(new),
+            snapshot,
+        });
+        Ok(Edit {
+            update: Some(update),
+            base: own,
+            from,
+        })
+    }
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    write_var(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests;
