@@ -15,6 +15,7 @@ command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx-light)
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]}"
@@ -51,6 +52,18 @@ echo "== browser client"
 echo "== Rust tests"
 cargo build --workspace --all-targets --examples
 cargo test --workspace --no-fail-fast
+
+echo "== seed-protocol client (python-socketio)"
+# A client of the original design, in the stack a seed-era user has: python-socketio (pinned in
+# tests/py/requirements.txt) in a venv under target/, against the dev duet binary built above.
+py="$root/target/tools/py"
+if [ ! -x "$py/bin/python" ] || ! cmp -s tests/py/requirements.txt "$py/requirements.txt"; then
+  rm -rf "$py"
+  python3 -m venv "$py"
+  "$py/bin/pip" install -q -r tests/py/requirements.txt
+  cp tests/py/requirements.txt "$py/requirements.txt"
+fi
+"$py/bin/python" -m unittest discover -s tests/py -v
 
 echo "== end-to-end and scale-out tests"
 # cluster/ runs the scaled services as native processes (scripts/cluster.sh) with the dev binaries

@@ -509,6 +509,14 @@ impl Interview {
         Some(self.code_doc.text())
     }
 
+    /// The text stored for the interview when it was loaded: saved again if the document says
+    /// otherwise (its last edits were stored, the text was not).
+    pub fn text_loaded(&mut self, stored: &str, now: Instant) {
+        if self.code_doc.text() != stored {
+            self.text_dirty_since.get_or_insert(now);
+        }
+    }
+
     /// The text could not be saved: try again later.
     pub fn text_not_saved(&mut self, now: Instant) {
         self.text_dirty_since.get_or_insert(now);

@@ -112,6 +112,8 @@ pub(crate) async fn load(
     if sub.is_none() {
         core.want_resync();
     }
+    // A hub that stopped within the text-save debounce left the stored text behind the document.
+    core.text_loaded(&session.text, Instant::now());
     tracing::debug!(session = %session.id, snapshot = had_snapshot, updates = stored, "interview loaded");
     Ok((Live::new(services.clone(), core), sub))
 }
