@@ -1,6 +1,7 @@
 //! One interview's core fed arbitrary client input, without sockets or a runtime: three
 //! participants send y-protocols messages (real Yjs edits of their own replicas, mutated or raw
-//! bytes), the writer commits some or all pending writes, another hub relays updates, time passes.
+//! bytes), a seed-protocol participant sends whole texts with `code_change` (edits of the last text
+//! it was sent, or raw text), the writer commits some or all pending writes, another hub relays updates, time passes.
 //! Invariants: nothing panics; an emit carrying document content is acked `ok` only once every
 //! write that existed when it arrived is committed (acked ⇒ stored); and at the end the stored
 //! history, replayed into a fresh document, reads exactly as the live replica.
@@ -13,8 +14,8 @@ use duet_domain::{Language, SessionCode};
 use duet_realtime_hub::interview::guard::Usage;
 use duet_realtime_hub::interview::presence::UserInfo;
 use duet_realtime_hub::interview::{
-    new_doc, protocol, AckToken, Command, ConnId, DocName, Effect, Effects, Interview, Joiner,
-    Settings, TEXT_NAME,
+    new_doc, protocol, AckToken, Audience, Command, ConnId, DocName, Effect, Effects, Interview,
+    Joiner, Outgoing, Settings, TEXT_NAME,
 };
 use libfuzzer_sys::fuzz_target;
 use uuid::Uuid;
@@ -33,6 +34,9 @@ struct Harness {
     /// For each ack token of an emit that carried content: the highest write id when it arrived.
     needs: HashMap<u64, u64>,
     next_ack: u64,
+    /// The seed participant's connection and the last text it was sent.
+    seed: ConnId,
+    seed_text: String,
 }
 
 impl Harness {
@@ -42,6 +46,21 @@ impl Harness {
                 Effect::Write { write_id, data, .. } => {
                     self.max_write = self.max_write.max(write_id);
                     self.pending.push((write_id, data));
+                }
+                Effect::Emit {
+                    to,
+                    event: "sync_code" | "code_updated",
+                    payload: Outgoing::Json(v),
+                } if to == self.seed => {
+                    self.seed_text = v["code"].as_str().unwrap_or_default().to_string();
+                }
+                Effect::Broadcast {
+                    to: Audience::Seed,
+                    except,
+                    event: "code_updated",
+                    payload: Outgoing::Json(v),
+                } if except.as_ref() != Some(&self.seed) => {
+                    self.seed_text = v["code"].as_str().unwrap_or_default().to_string();
                 }
                 Effect::Ack { token, result } => {
                     if let (Ok(_), Some(need)) = (&result, self.needs.remove(&token.id)) {
@@ -107,6 +126,32 @@ impl Harness {
         }
     }
 
+    /// The seed participant sends `text`.
+    fn code_change(&mut self, text: String) {
+        self.next_ack += 1;
+        let id = self.next_ack;
+        self.needs.insert(id, self.max_write);
+        let token = AckToken {
+            conn: self.seed.clone(),
+            id,
+        };
+        let seed = self.seed.clone();
+        let mut out = Effects::new();
+        let r = self.core.on_client(
+            self.now,
+            &seed,
+            Command::CodeChange {
+                text,
+                ack: Some(token),
+            },
+            &mut out,
+        );
+        self.run(out);
+        if r.is_err() {
+            self.needs.remove(&id);
+        }
+    }
+
     fn step(&mut self) -> bool {
         let mut out = Effects::new();
         let more = self.core.step(self.now, 4, &mut out);
@@ -148,6 +193,8 @@ fuzz_target!(|data: &[u8]| {
         max_write: 0,
         needs: HashMap::new(),
         next_ack: 0,
+        seed: ConnId::from("seed"),
+        seed_text: String::new(),
     };
     let conns: Vec<ConnId> = (0..3).map(|i| ConnId::from(format!("c{i}"))).collect();
     let replicas: Vec<Doc> = (0..3).map(|i| doc(100 + i)).collect();
@@ -170,6 +217,25 @@ fuzz_target!(|data: &[u8]| {
         );
         h.run(out);
     }
+    {
+        let seed = h.seed.clone();
+        let mut out = Effects::new();
+        let _ = h.core.admit(
+            &seed,
+            Joiner {
+                user: UserInfo {
+                    user_id: Uuid::from_u128(9),
+                    name: "seed".into(),
+                    color: "#000000".into(),
+                },
+                yjs: false,
+                row_id: Uuid::from_u128(1009),
+            },
+            None,
+            &mut out,
+        );
+        h.run(out);
+    }
     let mut relay_seq = 0u64;
     // What the other hub relayed (it stores those itself).
     let mut relayed: Vec<Vec<u8>> = Vec::new();
@@ -177,7 +243,7 @@ fuzz_target!(|data: &[u8]| {
     while let Some(op) = it.next() {
         let arg = it.next().unwrap_or(0);
         let who = (arg % 3) as usize;
-        match op % 10 {
+        match op % 12 {
             // A real edit of a participant's own replica.
             0..=2 => {
                 let d = &replicas[who];
@@ -255,6 +321,27 @@ fuzz_target!(|data: &[u8]| {
                     h.core.on_remote_committed(h.now, "h2", relay_seq, &mut out);
                     h.run(out);
                 }
+            }
+            // The seed participant edits the last text it was sent (characters in, a range out).
+            10 => {
+                let mut chars: Vec<char> = h.seed_text.chars().collect();
+                let at = usize::from(it.next().unwrap_or(0)) % (chars.len() + 1);
+                if arg % 3 == 0 && at < chars.len() {
+                    let n = (usize::from(arg) % 5 + 1).min(chars.len() - at);
+                    chars.drain(at..at + n);
+                } else {
+                    let s = ["b", "ü", "🎉", "\r\n", "e\u{301}", "fn f() {}\n"][usize::from(arg) % 6];
+                    for (k, c) in s.chars().enumerate() {
+                        chars.insert(at + k, c);
+                    }
+                }
+                h.code_change(chars.into_iter().collect());
+            }
+            // The seed participant sends raw text from the input (not UTF-8 is replaced).
+            11 => {
+                let n = arg as usize % 32;
+                let raw: Vec<u8> = it.by_ref().take(n).collect();
+                h.code_change(String::from_utf8_lossy(&raw).replace('\0', ""));
             }
             // Staged work advances.
             _ => {
