@@ -14,6 +14,7 @@ import * as encoding from 'lib0/encoding';
 import * as decoding from 'lib0/decoding';
 import { DuetServer } from './browser/duet-server.js';
 import { CollabClient, sleep, until } from './collab/client.mjs';
+import { chain, crafted, updateMessage } from './collab/crafted.mjs';
 
 async function createInterview(url) {
   const res = await fetch(`${url}/api/session`, {
@@ -46,55 +47,6 @@ async function rawJoin(url, code, name = 'raw') {
 
 async function emitYjs(socket, bytes) {
   return socket.timeout(10000).emitWithAck('yjs', bytes);
-}
-
-/** `[messageSync, update, body]`. */
-function updateMessage(update) {
-  const enc = encoding.createEncoder();
-  encoding.writeVarUint(enc, 0);
-  encoding.writeVarUint(enc, 2);
-  encoding.writeVarUint8Array(enc, update);
-  return encoding.toUint8Array(enc);
-}
-
-/** A hand-made Yjs update: one string struct per entry, at the start of the text (no origins). */
-function crafted(structs) {
-  const enc = encoding.createEncoder();
-  encoding.writeVarUint(enc, structs.length);
-  for (const [client, clock, s] of structs) {
-    encoding.writeVarUint(enc, 1);
-    encoding.writeVarUint(enc, client);
-    encoding.writeVarUint(enc, clock);
-    encoding.writeUint8(enc, 4);
-    encoding.writeVarUint(enc, 1);
-    encoding.writeVarString(enc, 'code');
-    encoding.writeVarString(enc, s);
-  }
-  encoding.writeVarUint(enc, 0);
-  return encoding.toUint8Array(enc);
-}
-
-/** One client's `n` one-character structs, each after the previous (cheap to integrate). */
-function chain(client, n) {
-  const enc = encoding.createEncoder();
-  encoding.writeVarUint(enc, 1);
-  encoding.writeVarUint(enc, n);
-  encoding.writeVarUint(enc, client);
-  encoding.writeVarUint(enc, 0);
-  for (let i = 0; i < n; i++) {
-    if (i === 0) {
-      encoding.writeUint8(enc, 4);
-      encoding.writeVarUint(enc, 1);
-      encoding.writeVarString(enc, 'code');
-    } else {
-      encoding.writeUint8(enc, 0x80 | 4);
-      encoding.writeVarUint(enc, client);
-      encoding.writeVarUint(enc, i - 1);
-    }
-    encoding.writeVarString(enc, 'x');
-  }
-  encoding.writeVarUint(enc, 0);
-  return encoding.toUint8Array(enc);
 }
 
 function rssKb(pid) {

@@ -1,0 +1,112 @@
+// Another interview's edit latency while one interview on the same hub is attacked (issue: the hub
+// under hostile input). A duet server (DUET_BIN, default target/debug/duet; use a release build for
+// figures), `--others` interviews of two typists each (one edit every 50 ms per typist, acked edits
+// timed), measured twice in one run: quiet, then while an attacker floods one more interview with
+// the costliest updates there are — thousands of concurrent one-character inserts at one place, then
+// as many again under higher client ids (each compared with every one before: YATA's worst case),
+// repeated for the whole window, and 500 KB whole-text `code_change`s from a seed client.
+// Prints p50/p99/max of the acked edits in both phases and the ratio.
+//
+// Usage: node tests/bench/attack.mjs [--seconds 10] [--others 10]
+import { io } from 'socket.io-client';
+import { crafted, updateMessage } from '../js/collab/crafted.mjs';
+import { DuetServer } from '../js/browser/duet-server.js';
+import { CollabClient, sleep, until } from '../js/collab/client.mjs';
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const SECONDS = arg('seconds', 10);
+const OTHERS = arg('others', 10);
+
+async function create(url) {
+  const r = await fetch(`${url}/api/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"language":"python"}' });
+  return (await r.json()).session_code;
+}
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
+};
+
+/** Typists in every other interview for `seconds`: the latency of each acked edit (ms). */
+async function typeFor(pairs, seconds) {
+  const lat = [];
+  let stop = false;
+  const loops = pairs.flat().map(async (c, k) => {
+    await sleep((k * 7) % 50);
+    while (!stop) {
+      const t0 = performance.now();
+      const acked = c.acked.length;
+      c.text.insert(c.text.length, 'x');
+      const ok = await until(() => c.acked.length > acked, 10000, 1);
+      if (ok) lat.push(performance.now() - t0);
+      await sleep(50);
+    }
+  });
+  await sleep(seconds * 1000);
+  stop = true;
+  await Promise.all(loops);
+  return lat;
+}
+
+const server = await new DuetServer().start();
+try {
+  const pairs = [];
+  for (let i = 0; i < OTHERS; i++) {
+    const code = await create(server.url);
+    const a = new CollabClient(server.url, { code, name: `A${i}` });
+    const b = new CollabClient(server.url, { code, name: `B${i}` });
+    await until(() => a.synced && b.synced, 5000);
+    pairs.push([a, b]);
+  }
+  const quiet = await typeFor(pairs, SECONDS);
+
+  const target = await create(server.url);
+  const mallory = io(server.url, { transports: ['websocket'], forceNew: true, reconnection: false });
+  await mallory.timeout(5000).emitWithAck('join_session', { session_code: target, name: 'M', yjs: true });
+  const seed = io(server.url, { transports: ['websocket'], forceNew: true, reconnection: false });
+  await seed.timeout(5000).emitWithAck('join_session', { session_code: await create(server.url), name: 'S' });
+  let attacking = true;
+  const refusals = {};
+  const count = (r) => {
+    const k = r?.ok ? 'ok' : r?.error?.code ?? 'no answer';
+    refusals[k] = (refusals[k] ?? 0) + 1;
+  };
+  const attack = (async () => {
+    let base = 1_000_000;
+    while (attacking) {
+      const first = Array.from({ length: 5000 }, (_, i) => [base + i, 0, 'x']);
+      const second = Array.from({ length: 5000 }, (_, i) => [base + 100_000 + i, 0, 'y']);
+      base += 200_000;
+      count(await mallory.timeout(30000).emitWithAck('yjs', updateMessage(crafted(first))).catch(() => null));
+      count(await mallory.timeout(30000).emitWithAck('yjs', updateMessage(crafted(second))).catch(() => null));
+    }
+  })();
+  const big = 'x'.repeat(500 * 1024);
+  const flood = (async () => {
+    let n = 0;
+    while (attacking) {
+      count(await seed.timeout(30000).emitWithAck('code_change', { code: `${n++}${big}` }).catch(() => null));
+      await sleep(50);
+    }
+  })();
+  const attacked = await typeFor(pairs, SECONDS);
+  attacking = false;
+  await Promise.all([attack, flood]);
+
+  const row = (name, xs) =>
+    `| ${name} | ${xs.length} | ${pct(xs, 50).toFixed(1)} | ${pct(xs, 99).toFixed(1)} | ${Math.max(...xs).toFixed(1)} |`;
+  console.log(`\nother interviews' acked edits (${OTHERS} interviews × 2 typists, one edit per 50 ms each, ${SECONDS} s per phase)`);
+  console.log('| phase | edits | p50 ms | p99 ms | max ms |');
+  console.log('|---|---|---|---|---|');
+  console.log(row('quiet', quiet));
+  console.log(row('one interview attacked', attacked));
+  console.log(`p99 attacked / quiet = ${(pct(attacked, 99) / pct(quiet, 99)).toFixed(2)}; attacker's answers: ${JSON.stringify(refusals)}`);
+  for (const c of pairs.flat()) c.close();
+  mallory.close();
+  seed.close();
+} finally {
+  await server.close();
+}
