@@ -20,7 +20,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use duet_realtime_hub::interview::docs::{new_doc, TEXT_NAME};
 use duet_realtime_hub::interview::seed::{Base, SeedPeer};
 use yrs::updates::decoder::Decode;
-use yrs::{Doc, GetString, Text, TextRef, Transact, Update};
+use yrs::{Doc, GetString, ReadTxn, Text, TextRef, Transact, Update};
 
 fn document() -> (Doc, TextRef, String) {
     let line = "    let total = values.iter().map(|v| v * factor).sum::<i64>(); // line\n";
@@ -40,10 +40,18 @@ fn base(doc: &Doc, text: &TextRef) -> Arc<Base> {
 /// One seed change: the edit made and applied.
 fn seed_change(doc: &Doc, text: &TextRef, peer: &mut SeedPeer, new: &str) {
     let edit = peer
-        .edit(&mut doc.transact_mut(), text, TEXT_NAME, new, Instant::now() + Duration::from_millis(50))
+        .edit(
+            &mut doc.transact_mut(),
+            text,
+            TEXT_NAME,
+            new,
+            Instant::now() + Duration::from_millis(50),
+        )
         .expect("base resolves");
     if let Some(u) = &edit.update {
-        doc.transact_mut().apply_update(Update::decode_v1(u).unwrap()).unwrap();
+        doc.transact_mut()
+            .apply_update(Update::decode_v1(u).unwrap())
+            .unwrap();
     }
     peer.applied(&edit);
 }
@@ -57,7 +65,13 @@ fn bench(c: &mut Criterion) {
         let rt = remote.get_or_insert_text(TEXT_NAME);
         remote
             .transact_mut()
-            .apply_update(Update::decode_v1(&doc.transact().encode_state_as_update_v1(&Default::default())).unwrap())
+            .apply_update(
+                Update::decode_v1(
+                    &doc.transact()
+                        .encode_state_as_update_v1(&Default::default()),
+                )
+                .unwrap(),
+            )
             .unwrap();
         let mid = (s.len() / 2) as u32;
         let mut insert = true;
@@ -72,7 +86,9 @@ fn bench(c: &mut Criterion) {
                 txn.encode_update_v1()
             };
             insert = !insert;
-            doc.transact_mut().apply_update(Update::decode_v1(&update).unwrap()).unwrap();
+            doc.transact_mut()
+                .apply_update(Update::decode_v1(&update).unwrap())
+                .unwrap();
             let _ = &text;
         });
     });
