@@ -114,10 +114,18 @@ fn decode_inner(buf: &[u8], root: &str) -> Result<Vec<ClientMessage>, FrameError
                 let sub = r.var_uint()?;
                 let body = r.bytes()?;
                 match sub {
-                    SYNC_STEP1 => out.push(ClientMessage::SyncStep1(
-                        StateVector::decode_v1(body)
-                            .map_err(|_| FrameError::Malformed("state vector"))?,
-                    )),
+                    SYNC_STEP1 => {
+                        // yrs reserves room for as many entries as the vector claims (a few bytes
+                        // could ask for gigabytes): each entry takes at least two bytes.
+                        let claimed = Reader { buf: body, pos: 0 }.var_uint()?;
+                        if claimed > body.len() as u64 / 2 {
+                            return Err(FrameError::Malformed("state vector"));
+                        }
+                        out.push(ClientMessage::SyncStep1(
+                            StateVector::decode_v1(body)
+                                .map_err(|_| FrameError::Malformed("state vector"))?,
+                        ))
+                    }
                     SYNC_STEP2 | SYNC_UPDATE => {
                         let stats = scan(body, root)?;
                         out.push(ClientMessage::Update {
@@ -189,6 +197,25 @@ pub fn encode_awareness(update: &AwarenessUpdate) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_state_vector_claiming_more_entries_than_its_bytes_is_refused() {
+        // Found by the fuzzer: [sync, step 1, body [count 2^32 - 1]] made yrs reserve 146 GB.
+        let mut msg = vec![MSG_SYNC as u8, SYNC_STEP1 as u8, 5];
+        msg.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(matches!(
+            decode(&msg, "code"),
+            Err(FrameError::Malformed("state vector"))
+        ));
+        // A real one still decodes.
+        let mut sv = StateVector::default();
+        sv.set_max(yrs::block::ClientID::new(7), 3);
+        let ok = encode_step1(&sv);
+        assert!(matches!(
+            decode(&ok, "code").unwrap().as_slice(),
+            [ClientMessage::SyncStep1(_)]
+        ));
+    }
+
     use super::*;
     use yrs::{Doc, ReadTxn, Text, Transact};
 
