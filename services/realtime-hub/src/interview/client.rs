@@ -10,7 +10,7 @@ use uuid::Uuid;
 use yrs::updates::decoder::Decode;
 use yrs::{Transact, Update};
 
-use super::guard::{self, Staged};
+use super::guard::Staged;
 use super::protocol::{self, ClientMessage};
 use super::{
     scan, seed, AckToken, Audience, ConnId, DocName, Effect, Effects, Interview, Outgoing,
@@ -125,7 +125,6 @@ impl Interview {
                     carried_updates = true;
                     let user = author;
                     let sv = self.doc_mut(doc).state_vector();
-                    guard::check_contiguous(&stats, &sv, &self.stage)?;
                     let live = &self.roster.local;
                     self.owners
                         .check_and_claim(conn, user, &stats, &sv, |c| live.contains_key(c))?;

@@ -198,40 +198,6 @@ impl Stage {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
-
-    /// The clock `client`'s structs will have reached once everything staged is integrated.
-    pub fn end_of(&self, client: u64) -> u64 {
-        self.queue
-            .iter()
-            .flat_map(|s| &s.stats.runs)
-            .filter(|(c, _, _)| *c == client)
-            .map(|(_, _, end)| *end)
-            .max()
-            .unwrap_or(0)
-    }
-}
-
-/// Refuses an update that leaves a gap in a client's clocks: one starting past what the document
-/// (with what is staged) has for that client, or holding a skip. yrs would integrate such structs
-/// out of order and encode none of them, so what is stored would not be what is shown; an honest
-/// client only sends one after an earlier update of its was refused, and resyncs.
-pub fn check_contiguous(
-    stats: &UpdateStats,
-    sv: &StateVector,
-    stage: &Stage,
-) -> Result<(), HubError> {
-    let gap = stats.skips > 0
-        || stats.runs.iter().any(|(client, first, _)| {
-            let have = u64::from(sv.get(&yrs::block::ClientID::new(*client)));
-            *first > have.max(stage.end_of(*client))
-        });
-    if gap {
-        return Err(HubError::new(
-            ErrorCode::InvalidUpdate,
-            "an update that skips edits this interview does not have",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -45,10 +45,6 @@ pub struct UpdateStats {
     /// The clients whose structs carry content, with the clock their structs end at (for
     /// client-id ownership: only structs beyond what the document has are new).
     pub authors: Vec<(u64, u64)>,
-    /// Each client's run of structs: client, first clock, the clock after the last.
-    pub runs: Vec<(u64, u64, u64)>,
-    /// Skip structs (a gap in a client's clocks).
-    pub skips: u64,
 }
 
 /// Where one client's run of structs lies in an update, for splitting it into pieces.
@@ -229,11 +225,7 @@ fn walk(
             let start = c.pos;
             let info = c.u8()?;
             let len = match info {
-                REF_SKIP => {
-                    stats.skips += 1;
-                    c.var()?
-                }
-                REF_GC => c.var()?,
+                REF_GC | REF_SKIP => c.var()?,
                 _ => {
                     authored = true;
                     let has_origin = info & HAS_ORIGIN != 0;
@@ -282,7 +274,6 @@ fn walk(
         }
         if structs > 0 {
             stats.clients += 1;
-            stats.runs.push((client, first, clock));
         }
         if authored {
             stats.authors.push((client, clock));
