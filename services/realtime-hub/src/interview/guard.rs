@@ -212,7 +212,6 @@ mod tests {
             inserted_units: structs,
             delete_ranges: 0,
             authors: authors.to_vec(),
-            ..UpdateStats::default()
         }
     }
 
