@@ -7,8 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use yrs::updates::decoder::Decode;
-use yrs::{Transact, Update};
+use yrs::Transact;
 
 use super::guard::Staged;
 use super::protocol::{self, ClientMessage};
@@ -357,9 +356,7 @@ impl Interview {
         self.owners
             .check_and_claim(conn, author, &stats, &sv, |c| live.contains_key(c))?;
         self.usage.admit(now, &stats, bytes.len())?;
-        let update = Update::decode_v1(&bytes)
-            .map_err(|_| HubError::new(ErrorCode::InvalidUpdate, "update does not decode"))?;
-        let applied = self.code_doc.apply(update)?;
+        let applied = self.code_doc.apply_pieces(std::slice::from_ref(&bytes))?;
         peer.applied(&edit);
         if !applied.changed {
             return Ok(None);

@@ -155,7 +155,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-pub(super) fn write_var(out: &mut Vec<u8>, mut v: u64) {
+fn write_var(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8 & 0x7f) | 0x80);
         v >>= 7;

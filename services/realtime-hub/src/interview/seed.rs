@@ -19,18 +19,18 @@
 //! bounded by the document caps), shared with every seed connection it was sent to; a client that
 //! lags further behind than that has its change merged against the oldest text still kept.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use similar::algorithms::{myers, Capture};
 use similar::DiffOp;
+use yrs::encoding::write::Write;
 use yrs::types::text::{ChangeKind, YChange};
+use yrs::updates::encoder::Encode;
 use yrs::{
     Any, ClientID, IdSet, Out, ReadTxn, Snapshot, StateVector, Text, TextRef, TransactionMut, ID,
 };
-
-use super::scan::write_var;
 
 /// Bases kept per seed connection: the text it last sent, and the most recent texts sent to it.
 pub const MAX_BASES: usize = 32;
@@ -386,8 +386,8 @@ impl SeedPeer {
     }
 
     /// The update that turns the base closest to `new` into `new`, applied at that base's state
-    /// (`text` is the document's root type `root`); `Ok(None)` when `new` is one of the bases
-    /// already. Call [`SeedPeer::applied`] once it is. The diff stops looking for the smallest
+    /// (`text` is the document's root type `root`); no update when `new` is one of the bases
+    /// already. Call [`SeedPeer::applied`] once it is applied. The diff stops looking for the smallest
     /// change at `deadline` (a huge whole-text change; the result is exact regardless).
     pub fn edit(
         &self,
@@ -434,10 +434,12 @@ impl SeedPeer {
             .last()
             .map_or(0, |&s| s + runs.runs.last().map_or(0, |r| r.len));
 
-        // The structs: one string item per insertion, anchored in the base.
+        // The structs: one string item per insertion, anchored in the base; the characters it
+        // deleted, as yrs' own delete set (it sorts and merges the ranges).
         let mut items = Vec::new();
         let mut clock = start;
-        let mut deleted = Vec::new();
+        let mut deleted = IdSet::default();
+        let mut ranges = Vec::new();
         for h in &hunks {
             if !h.ins.is_empty() {
                 let left = (h.at > 0).then(|| runs.id_at(h.at - 1));
@@ -449,52 +451,36 @@ impl SeedPeer {
                 if right.is_some() {
                     info |= 0x40;
                 }
-                items.push(info);
+                items.write_u8(info);
                 for (c, k) in left.iter().chain(right.iter()) {
-                    write_var(&mut items, *c);
-                    write_var(&mut items, u64::from(*k));
+                    items.write_var(*c);
+                    items.write_var(*k);
                 }
                 if left.is_none() && right.is_none() {
-                    write_var(&mut items, 1); // parent: a root type, by name
-                    write_string(&mut items, root);
+                    items.write_var(1u32); // parent: a root type, by name
+                    items.write_string(root);
                 }
-                write_string(&mut items, &h.ins);
+                items.write_string(&h.ins);
                 clock += h.ins.encode_utf16().count() as u32;
             }
-            runs.ids(h.at, h.at + h.del, &mut deleted);
+            ranges.clear();
+            runs.ids(h.at, h.at + h.del, &mut ranges);
+            for (c, k, len) in &ranges {
+                deleted.insert(ID::new(ClientID::new(*c), *k), *len);
+            }
         }
-        let structs = hunks.iter().filter(|h| !h.ins.is_empty()).count() as u64;
-        let mut update = Vec::with_capacity(items.len() + 16 * deleted.len() + 16);
+        let structs = hunks.iter().filter(|h| !h.ins.is_empty()).count() as u32;
+        let mut update = Vec::with_capacity(items.len() + 32);
         if structs > 0 {
-            write_var(&mut update, 1);
-            write_var(&mut update, structs);
-            write_var(&mut update, self.client);
-            write_var(&mut update, u64::from(start));
+            update.write_var(1u32);
+            update.write_var(structs);
+            update.write_var(self.client);
+            update.write_var(start);
             update.extend_from_slice(&items);
         } else {
-            write_var(&mut update, 0);
+            update.write_var(0u32);
         }
-        let mut ds: BTreeMap<u64, Vec<(u32, u32)>> = BTreeMap::new();
-        for (c, k, len) in &deleted {
-            ds.entry(*c).or_default().push((*k, *len));
-        }
-        write_var(&mut update, ds.len() as u64);
-        for (c, ranges) in &mut ds {
-            ranges.sort_unstable();
-            let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
-            for &(k, len) in ranges.iter() {
-                match merged.last_mut() {
-                    Some((mk, ml)) if *mk + *ml >= k => *ml = (*ml).max(k + len - *mk),
-                    _ => merged.push((k, len)),
-                }
-            }
-            write_var(&mut update, *c);
-            write_var(&mut update, merged.len() as u64);
-            for (k, len) in merged {
-                write_var(&mut update, u64::from(k));
-                write_var(&mut update, u64::from(len));
-            }
-        }
+        update.extend_from_slice(&deleted.encode_v1());
 
         // The client's new text stands for the base, plus its new characters, minus what it
         // deleted and minus anything of its own it wrote after the base and has since dropped.
@@ -511,11 +497,7 @@ impl SeedPeer {
         if clock > start {
             snapshot.state_map.set_max(client, clock);
         }
-        for (c, k, len) in &deleted {
-            snapshot
-                .delete_set
-                .insert(ID::new(ClientID::new(*c), *k), *len);
-        }
+        snapshot.delete_set.merge_with(deleted);
         let own = Arc::new(Base {
             text: Arc::from(new),
             snapshot,
@@ -526,11 +508,6 @@ impl SeedPeer {
             from,
         })
     }
-}
-
-fn write_string(out: &mut Vec<u8>, s: &str) {
-    write_var(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 #[cfg(test)]
