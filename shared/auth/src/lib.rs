@@ -93,6 +93,11 @@ pub enum TokenError {
 pub enum KeyError {
     #[error("SECRET_KEY must be at least {MIN_SECRET_LEN} bytes long (got {0})")]
     TooShort(usize),
+    #[error(
+        "SECRET_KEY is not set: it signs interview tokens, and every service of a deployment needs \
+         the same one (e.g. SECRET_KEY=$(openssl rand -hex 32))"
+    )]
+    Missing,
 }
 
 /// The key tokens are signed and checked with (`SECRET_KEY`'s bytes). Cheap to clone.
@@ -127,6 +132,15 @@ impl TokenKey {
             decoding: DecodingKey::from_secret(secret),
             validation,
         })
+    }
+
+    /// The key a scaled service signs and checks tokens with: `SECRET_KEY` (`secret`) must be set
+    /// ([`KeyError::Missing`] when it is not, or is empty) and long enough.
+    pub fn required(secret: Option<&str>) -> Result<Self, KeyError> {
+        match secret {
+            Some(s) if !s.is_empty() => Self::new(s),
+            _ => Err(KeyError::Missing),
+        }
     }
 
     /// A fresh random secret of 32 bytes, for `duet` when `SECRET_KEY` is unset (it keeps it in its
@@ -407,6 +421,18 @@ mod tests {
         let (a, b) = (TokenKey::generate_secret(), TokenKey::generate_secret());
         assert_ne!(a, b);
         assert!(!format!("{:?}", key()).contains(SECRET));
+        // What a scaled service asks for: SECRET_KEY set, non-empty, long enough; the message
+        // names the variable.
+        assert_eq!(TokenKey::required(None).unwrap_err(), KeyError::Missing);
+        assert_eq!(TokenKey::required(Some("")).unwrap_err(), KeyError::Missing);
+        assert_eq!(
+            TokenKey::required(Some("short")).unwrap_err(),
+            KeyError::TooShort(5)
+        );
+        assert!(KeyError::Missing.to_string().contains("SECRET_KEY"));
+        let required = TokenKey::required(Some(SECRET)).unwrap();
+        let sid = Uuid::new_v4();
+        assert!(key().verify(&required.link_token(sid), sid).is_ok());
     }
 
     #[test]

@@ -37,8 +37,9 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Redis URL; unset means the in-process bus (single process only).
     pub redis_url: Option<String>,
-    /// The seed's `SECRET_KEY`, kept secret (never printed). Reserved for signing participant tokens,
-    /// which are not built yet.
+    /// The seed's `SECRET_KEY`, kept secret (never printed): signs and checks interview tokens
+    /// (`duet_auth::TokenKey`). The scaled services refuse to start without it; the all-in-one
+    /// `duet` generates one and keeps it under `data_dir` when it is unset.
     pub secret_key: Option<SecretString>,
     /// Largest request body / Socket.IO payload in bytes.
     pub max_content_length: usize,
@@ -52,6 +53,24 @@ pub struct Settings {
     pub hub: HubSettings,
     pub gateway: GatewaySettings,
     pub http: HttpSettings,
+    pub api: ApiSettings,
+}
+
+/// The REST API's abuse limits (session-API and `duet`), per client IP and per process.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiSettings {
+    /// Peers (IP addresses or CIDR ranges) whose `X-Forwarded-For` says who the client is: the
+    /// gateways in front of a session-API, a reverse proxy in front of `duet`. The client is the
+    /// right-most address of the chain that is not itself a trusted proxy. Empty trusts no one: the
+    /// client is the peer.
+    pub trusted_proxies: Vec<String>,
+    /// Interviews one client IP may create per minute (`POST /api/session`); 0: no limit.
+    pub creates_per_minute: u32,
+    /// Joins one client IP may make per minute (`POST /api/session/<code>/join`); 0: no limit.
+    pub joins_per_minute: u32,
+    /// Wrong interview passwords one client IP may give per minute; past it, every password
+    /// attempt from it is refused unchecked until the budget refills. 0: no limit.
+    pub password_failures_per_minute: u32,
 }
 
 /// Connection limits of every service's HTTP server (`duet_telemetry::connections`).
@@ -143,6 +162,10 @@ impl Settings {
             .and_then(|b| b.set_default("http.handshake_timeout_ms", 5_000))
             .and_then(|b| b.set_default("http.keep_alive_secs", 5))
             .and_then(|b| b.set_default("gateway.trusted_proxies", Vec::<String>::new()))
+            .and_then(|b| b.set_default("api.trusted_proxies", Vec::<String>::new()))
+            .and_then(|b| b.set_default("api.creates_per_minute", 30))
+            .and_then(|b| b.set_default("api.joins_per_minute", 60))
+            .and_then(|b| b.set_default("api.password_failures_per_minute", 10))
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
 
         let file = get("DUET_CONFIG");
@@ -174,6 +197,7 @@ impl Settings {
                 .with_list_parse_key("gateway.session_api_urls")
                 .with_list_parse_key("gateway.hub_urls")
                 .with_list_parse_key("gateway.trusted_proxies")
+                .with_list_parse_key("api.trusted_proxies")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -226,6 +250,13 @@ impl Settings {
                 )));
             }
         }
+        for proxy in &self.api.trusted_proxies {
+            if parse_net(proxy).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "api.trusted_proxies (DUET_API__TRUSTED_PROXIES): {proxy:?} is not an IP address or CIDR range"
+                )));
+            }
+        }
         if self.hub.heartbeat_ttl_secs < 3 {
             return Err(ConfigError::Invalid(
                 "hub.heartbeat_ttl_secs (DUET_HUB__HEARTBEAT_TTL_SECS) must be at least 3".into(),
@@ -237,6 +268,15 @@ impl Settings {
     /// `gateway.trusted_proxies`, parsed (validated at load).
     pub fn trusted_proxies(&self) -> Vec<ipnet::IpNet> {
         self.gateway
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p))
+            .collect()
+    }
+
+    /// `api.trusted_proxies`, parsed (validated at load).
+    pub fn api_trusted_proxies(&self) -> Vec<ipnet::IpNet> {
+        self.api
             .trusted_proxies
             .iter()
             .filter_map(|p| parse_net(p))
@@ -290,6 +330,36 @@ mod tests {
         assert_eq!(s.http.max_connections, 20_000);
         assert_eq!(s.http.handshake_timeout_ms, 5_000);
         assert_eq!(s.http.keep_alive_secs, 5);
+        assert!(s.secret_key.is_none());
+        assert_eq!(
+            (
+                s.api.creates_per_minute,
+                s.api.joins_per_minute,
+                s.api.password_failures_per_minute
+            ),
+            (30, 60, 10)
+        );
+        assert!(s.api_trusted_proxies().is_empty());
+    }
+
+    #[test]
+    fn api_limits_and_trusted_proxies_are_settable() {
+        let s = load(&[
+            ("DUET_API__CREATES_PER_MINUTE", "2"),
+            ("DUET_API__JOINS_PER_MINUTE", "0"),
+            ("DUET_API__PASSWORD_FAILURES_PER_MINUTE", "3"),
+            ("DUET_API__TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/8"),
+        ])
+        .unwrap();
+        assert_eq!(s.api.creates_per_minute, 2);
+        assert_eq!(s.api.joins_per_minute, 0);
+        assert_eq!(s.api.password_failures_per_minute, 3);
+        let nets: Vec<String> = s
+            .api_trusted_proxies()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, vec!["127.0.0.1/32", "10.0.0.0/8"]);
     }
 
     #[test]
@@ -346,6 +416,12 @@ mod tests {
                 "10.0.0.0/8,nginx",
                 "DUET_GATEWAY__TRUSTED_PROXIES",
             ),
+            (
+                "DUET_API__TRUSTED_PROXIES",
+                "gateway",
+                "DUET_API__TRUSTED_PROXIES",
+            ),
+            ("DUET_API__JOINS_PER_MINUTE", "-1", "joins_per_minute"),
         ] {
             let err = load(&[(var, val)]).unwrap_err().to_string();
             assert!(err.contains(key), "{var}={val}: {err}");
