@@ -285,6 +285,7 @@ async fn socketio_is_proxied_to_a_hub_over_polling_and_websocket() {
     let data = tempfile::tempdir().unwrap();
     let mut hub_settings = settings(vec![], data.path());
     hub_settings.data_dir = data.path().to_path_buf();
+    hub_settings.secret_key = Some("gateway-tests-secret-0123456789".to_owned().into());
     let hub = duet_realtime_hub::startup::Application::build(&hub_settings)
         .await
         .unwrap();
@@ -412,6 +413,7 @@ fn code_hashing_to(ids: &[&str], first: &str) -> String {
 async fn spawn_hub(dir: &std::path::Path, port: u16, redis: Option<(&str, &str)>) -> String {
     let mut s = settings(vec![], dir);
     s.data_dir = dir.to_path_buf();
+    s.secret_key = Some("gateway-tests-secret-0123456789".to_owned().into());
     s.port = port;
     if let Some((url, id)) = redis {
         s.redis_url = Some(url.to_owned());

@@ -25,6 +25,23 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or corrupt data on the server; details are in the server's log.
     Internal,
+    /// A token that is missing where one is needed, forged, expired, for another interview, or
+    /// of a removed participant.
+    Unauthorized,
+    /// Allowed to interviewers only (start, end, controls, removing someone).
+    Forbidden,
+    /// The interview has ended: everything is read-only, for everyone.
+    InterviewEnded,
+    /// The interview is still in its lobby: candidates wait until an interviewer starts it.
+    InterviewNotStarted,
+    /// An interviewer locked the candidate's editing.
+    EditingLocked,
+    /// An interviewer turned code running off for candidates.
+    RunsDisabled,
+    /// The lifecycle cannot move that way (nothing leaves `ended`).
+    InvalidTransition,
+    /// An interviewer removed this participant from the interview.
+    Removed,
 }
 
 impl ErrorCode {
@@ -39,6 +56,14 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::InterviewEnded => "interview_ended",
+            Self::InterviewNotStarted => "interview_not_started",
+            Self::EditingLocked => "editing_locked",
+            Self::RunsDisabled => "runs_disabled",
+            Self::InvalidTransition => "invalid_transition",
+            Self::Removed => "removed",
         }
     }
 }
@@ -96,6 +121,10 @@ impl From<duet_storage::StorageError> for HubError {
                 Self::new(ErrorCode::SessionNotFound, "no interview with that code")
             }
             duet_storage::StorageError::Invalid(message) => Self::invalid(message),
+            duet_storage::StorageError::InvalidTransition { .. } => Self::new(
+                ErrorCode::InvalidTransition,
+                "the interview cannot go back to that state",
+            ),
             other => {
                 tracing::error!(error = %other, "storage error");
                 Self::internal()

@@ -85,6 +85,29 @@ pub struct HubOptions {
     /// Base URL registered in Redis (`duet:hub:<id>`) for the gateway. Default:
     /// `http://{settings.host}:{settings.port}`.
     pub public_url: Option<String>,
+    /// The key participant tokens are checked with at `join_session`. `None`: made from
+    /// `SECRET_KEY` (the hub refuses to start without one).
+    pub tokens: Option<duet_auth::TokenKey>,
+}
+
+/// The key for participant tokens from `SECRET_KEY`. Without one: an error when `required` (the
+/// standalone hub of the scaled set must check the tokens the session-API issues), else a random
+/// key for this process alone (tokenless joins work; no token verifies), with a warning.
+pub fn token_key(settings: &Settings, required: bool) -> anyhow::Result<duet_auth::TokenKey> {
+    use secrecy::ExposeSecret;
+    match &settings.secret_key {
+        Some(secret) => duet_auth::TokenKey::new(secret.expose_secret().as_bytes())
+            .map_err(|e| anyhow::anyhow!("SECRET_KEY: {e}")),
+        None if required => anyhow::bail!(
+            "SECRET_KEY is not set: the realtime hub checks the tokens the session-API signs with it; set the same SECRET_KEY (at least {} bytes) on every service",
+            duet_auth::MIN_SECRET_LEN
+        ),
+        None => {
+            tracing::warn!("SECRET_KEY is not set: interview tokens cannot be checked; only joins without a token work");
+            duet_auth::TokenKey::new(duet_auth::TokenKey::generate_secret())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    }
 }
 
 /// A running hub. Cheap to clone (every clone is the same hub).
@@ -113,12 +136,17 @@ impl Hub {
         options: HubOptions,
     ) -> anyhow::Result<Hub> {
         let h = &settings.hub;
+        let tokens = match options.tokens {
+            Some(key) => key,
+            None => token_key(settings, false)?,
+        };
         let cfg = HubConfig {
             flush_interval: Duration::from_millis(h.flush_interval_ms.max(1)),
             snapshot_every: h.snapshot_every.max(1),
             idle_unload: Duration::from_secs(h.idle_unload_secs),
             heartbeat_ttl: Duration::from_secs(h.heartbeat_ttl_secs),
             max_message_bytes: settings.max_content_length,
+            tokens,
         };
         let io = SocketIo::builder()
             .config(SioConfig {

@@ -83,6 +83,7 @@ impl Application {
                     .clone()
                     .unwrap_or_else(|| format!("http://{}:{port}", settings.host)),
             ),
+            tokens: Some(crate::token_key(settings, true)?),
         };
         let hub = Hub::start_with(settings, storage, bus, options).await?;
         let ready_hub = hub.clone();

@@ -3,22 +3,24 @@
 //! needs to run.
 
 const HUB: &str = env!("CARGO_BIN_EXE_duet-realtime-hub");
+/// The standalone hub refuses to start without `SECRET_KEY`.
+const ENV: &[(&str, &str)] = &[("SECRET_KEY", "serving-tests-secret-0123456789")];
 
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_handshake_timeout() {
-    duet_testkit::service::silent_connections_are_closed_after_the_handshake_timeout(HUB, &[])
+    duet_testkit::service::silent_connections_are_closed_after_the_handshake_timeout(HUB, ENV)
         .await;
 }
 
 #[tokio::test]
 async fn a_silent_flood_never_starves_healthz_under_a_low_open_files_limit() {
-    duet_testkit::service::a_silent_flood_never_starves_healthz(HUB, &[]).await;
+    duet_testkit::service::a_silent_flood_never_starves_healthz(HUB, ENV).await;
 }
 
 /// `/healthz`, `/readyz` and `/metrics`: `HEAD` like `GET`, 405 with `Allow` for other methods.
 #[tokio::test]
 async fn head_works_wherever_get_does_and_wrong_methods_get_405() {
-    let hub = duet_testkit::service::Service::start(HUB, &[], None)
+    let hub = duet_testkit::service::Service::start(HUB, ENV, None)
         .await
         .expect("started");
     for path in ["/healthz", "/readyz", "/metrics"] {
@@ -29,4 +31,17 @@ async fn head_works_wherever_get_does_and_wrong_methods_get_405() {
         }
     }
     assert!(hub.stop().success());
+}
+
+#[tokio::test]
+async fn the_standalone_hub_refuses_to_start_without_secret_key() {
+    let out = std::process::Command::new(HUB)
+        .env_remove("SECRET_KEY")
+        .env_remove("DUET_CONFIG")
+        .env("PORT", "0")
+        .output()
+        .expect("ran");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SECRET_KEY"), "{stderr}");
 }

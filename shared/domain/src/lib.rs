@@ -352,6 +352,38 @@ pub struct Session {
     pub runs_enabled: bool,
 }
 
+/// An interview's lifecycle and interviewer controls as everyone sees them: the `interview_state`
+/// Socket.IO event, the body of the bus's `Control` message (session-API or hub → every hub of the
+/// interview), and part of `GET /api/session/<code>`. Always a full snapshot, so the newest one wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterviewControl {
+    pub state: InterviewState,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub ended_at: Option<OffsetDateTime>,
+    pub editing_locked: bool,
+    pub runs_enabled: bool,
+    /// Users removed from the interview (on the bus only, when someone was just removed: their
+    /// connections are closed and their tokens refused from then on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<Uuid>,
+}
+
+impl InterviewControl {
+    /// The interview's state and controls as stored (no removals).
+    pub fn of(session: &Session) -> Self {
+        Self {
+            state: session.state,
+            started_at: session.started_at,
+            ended_at: session.ended_at,
+            editing_locked: session.editing_locked,
+            runs_enabled: session.runs_enabled,
+            removed: Vec::new(),
+        }
+    }
+}
+
 /// What a caller supplies to create a session.
 #[derive(Debug, Clone)]
 pub struct NewSession {

@@ -1,6 +1,10 @@
-//! `join_session {session_code, name, user_id?, yjs?}`, leaving, and the connection closing.
+//! `join_session {session_code, name, user_id?, yjs?, token?}`, leaving, and the connection
+//! closing. The token decides the role: a participant token (from `POST /api/session/<code>/join`)
+//! carries role, user id and colour; the interviewer link's token makes an interviewer; without one,
+//! a client (a seed-era one) joins as a candidate when the interview has no password.
 
-use duet_domain::{DisplayName, SessionCode};
+use duet_auth::TokenKind;
+use duet_domain::{DisplayName, Role, Session, SessionCode};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -10,6 +14,15 @@ use crate::interview::presence::{color_for, UserInfo};
 use crate::interview::Joiner;
 use crate::runtime::cluster::participant_row;
 use crate::transport::AckFn;
+
+/// Who a joining connection is.
+struct Identity {
+    role: Role,
+    user_id: Uuid,
+    color: Option<String>,
+    /// The user id comes from a token (see `Interview::is_bound`).
+    bound: bool,
+}
 
 /// Name given to a seed client that joins without one.
 const DEFAULT_NAME: &str = "Guest";
@@ -54,6 +67,16 @@ impl Connection {
             .and_then(|u| Uuid::parse_str(u).ok())
             .unwrap_or_else(Uuid::new_v4);
         let yjs = payload.get("yjs").and_then(Value::as_bool).unwrap_or(false);
+        let token = match payload.get("token") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if !t.is_empty() => Some(t.clone()),
+            Some(_) => {
+                return fail(
+                    HubError::invalid("token must be the string the interview's link gave"),
+                    ack,
+                )
+            }
+        };
         {
             let mut st = self.state.lock();
             if st.closed {
@@ -65,7 +88,9 @@ impl Connection {
             }
             st.joining = true;
         }
-        let result = self.join_interview(code, name, user_id, yjs, ack).await;
+        let result = self
+            .join_interview(code, name, user_id, token, yjs, ack)
+            .await;
         self.state.lock().joining = false;
         result
     }
@@ -75,6 +100,7 @@ impl Connection {
         code: SessionCode,
         name: DisplayName,
         user_id: Uuid,
+        token: Option<String>,
         yjs: bool,
         ack: Option<AckFn>,
     ) -> Result<(), (HubError, Option<AckFn>)> {
@@ -88,12 +114,18 @@ impl Connection {
             }
             Err(e) => return Err((e.into(), ack)),
         };
+        let who = match self.identify(&session, token.as_deref(), user_id).await {
+            Ok(who) => who,
+            Err(e) => return Err((e, ack)),
+        };
         // Joining again (another interview, or the same one afresh) leaves the current one first.
         self.leave().await;
-        let user = UserInfo {
-            user_id,
+        let mut user = UserInfo {
+            user_id: who.user_id,
             name: name.as_str().to_owned(),
-            color: color_for(user_id).to_owned(),
+            color: who
+                .color
+                .unwrap_or_else(|| color_for(who.user_id).to_owned()),
         };
         let row_id = Uuid::new_v4();
         let mut ack = ack;
@@ -102,10 +134,17 @@ impl Connection {
                 Ok(iv) => iv,
                 Err(e) => return Err((e, ack)),
             };
+            // A client without a token cannot take a user id that a token holder has here.
+            if !who.bound && iv.read(|c| c.is_bound(&user.user_id)) {
+                user.user_id = Uuid::new_v4();
+                user.color = color_for(user.user_id).to_owned();
+            }
             let joiner = Joiner {
                 user: user.clone(),
                 yjs,
                 row_id,
+                role: who.role,
+                bound: who.bound,
             };
             let joined = Joined {
                 iv: iv.clone(),
@@ -149,6 +188,63 @@ impl Connection {
         }
         tracing::debug!(session = %session.id, user = %user.user_id, yjs, "joined");
         Ok(())
+    }
+
+    /// Who is joining, from their token (or its absence): the role, the user id (a participant
+    /// token's own; an interviewer link's holder keeps the id they give) and the colour.
+    async fn identify(
+        &self,
+        session: &Session,
+        token: Option<&str>,
+        asked: Uuid,
+    ) -> Result<Identity, HubError> {
+        let unauthorized = |m: &str| HubError::new(ErrorCode::Unauthorized, m);
+        let who = match token {
+            Some(t) => {
+                let claims = self.rt.services.cfg.tokens.verify(t, session.id).map_err(|e| {
+                    tracing::debug!(session = %session.id, error = %e, "join token refused");
+                    unauthorized("this link is not valid for the interview (expired or altered); ask the interviewer for a new one")
+                })?;
+                match (claims.kind, claims.uid) {
+                    (TokenKind::Participant, Some(uid)) => Identity {
+                        role: claims.role,
+                        user_id: uid,
+                        color: claims.color,
+                        bound: true,
+                    },
+                    _ => Identity {
+                        role: Role::Interviewer,
+                        user_id: asked,
+                        color: None,
+                        bound: true,
+                    },
+                }
+            }
+            None if session.has_password => {
+                return Err(unauthorized(
+                    "this interview has a password: join through its link",
+                ))
+            }
+            None => Identity {
+                role: Role::Candidate,
+                user_id: asked,
+                color: None,
+                bound: false,
+            },
+        };
+        if self
+            .rt
+            .services
+            .storage
+            .is_removed(session.id, who.user_id)
+            .await?
+        {
+            return Err(HubError::new(
+                ErrorCode::Removed,
+                "an interviewer removed you from this interview",
+            ));
+        }
+        Ok(who)
     }
 
     async fn remove_row(&self, row_id: Uuid) {

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::connection::{str_field, Connection};
 use crate::error::HubError;
+use crate::interview::lifecycle::Action;
 use crate::interview::Command;
 use crate::transport::AckFn;
 
@@ -14,6 +15,7 @@ impl Connection {
         let r = async {
             let (iv, user) = self.joined()?;
             Self::check_target(&iv, &payload)?;
+            iv.read(|c| c.permits(self.sink.id(), Action::Language))?;
             self.take_event_token()?;
             let raw = str_field(&payload, "language")
                 .ok_or_else(|| HubError::invalid("language_change needs {language}"))?;

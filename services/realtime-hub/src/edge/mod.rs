@@ -7,6 +7,7 @@
 
 mod code_change;
 pub mod connection;
+mod control;
 mod join;
 mod language;
 mod rate;
@@ -127,6 +128,13 @@ pub fn mount(io: &SocketIo, rt: Arc<Runtime>) {
                 let c = c.clone();
                 async move { c.execute_code(first_json(&data), ack_fn(ack)).await }
             });
+            for event in control::EVENTS {
+                let c = conn.clone();
+                socket.on(event, move |_s, data: Payload, ack| {
+                    let c = c.clone();
+                    async move { c.control_event(event, first_json(&data), ack_fn(ack)).await }
+                });
+            }
             let c = conn;
             socket.on_disconnect(move |_s, _reason| {
                 let c = c.clone();

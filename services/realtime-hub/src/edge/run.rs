@@ -7,6 +7,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::connection::{str_field, Connection};
 use crate::error::{ErrorCode, HubError};
+use crate::interview::lifecycle::Action;
 use crate::interview::Command;
 use crate::limits::{MAX_RUN_DURATION_MS, MAX_RUN_OUTPUT_BYTES};
 use crate::transport::AckFn;
@@ -17,6 +18,7 @@ impl Connection {
         let r = async {
             let (iv, user) = self.joined()?;
             Self::check_target(&iv, &payload)?;
+            iv.read(|c| c.permits(self.sink.id(), Action::Run))?;
             self.take_event_token()?;
             let language = match str_field(&payload, "language") {
                 Some(l) => Language::parse(l).map_err(|e| HubError::invalid(e.to_string()))?,

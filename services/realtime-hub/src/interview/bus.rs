@@ -12,12 +12,27 @@ use yrs::{StateVector, Update};
 use super::presence::{Roster, UserInfo};
 use super::protocol::{self, ClientMessage};
 use super::{Audience, Effects, Interview, Outgoing, TEXT_NAME};
-use duet_bus::relay::BusMessage;
+use duet_bus::relay::{self, BusMessage};
 
 impl Interview {
+    fn control_from_bus(&mut self, now: Instant, origin: &str, json: &[u8], out: &mut Effects) {
+        match serde_json::from_slice::<duet_domain::InterviewControl>(json) {
+            Ok(control) => self.on_control(now, control, out),
+            Err(e) => tracing::warn!(%origin, error = %e, "malformed control message; ignored"),
+        }
+    }
+
     /// A message from another hub on the interview's channel.
     pub fn on_bus(&mut self, now: Instant, origin: String, msg: BusMessage, out: &mut Effects) {
         if origin == self.settings.hub_id {
+            return;
+        }
+        if origin == relay::API_ORIGIN {
+            // The session-API is no hub: it shares no participants and commits nothing; it only
+            // says that the interview's state or controls changed.
+            if let BusMessage::Control { json } = msg {
+                self.control_from_bus(now, &origin, &json, out);
+            }
             return;
         }
         self.roster.peer_seen(&origin, now + self.settings.peer_ttl);
@@ -43,8 +58,7 @@ impl Interview {
             }
             // Sent to the inbox (`on_remote_committed`), never on an interview's channel.
             BusMessage::Commits { .. } => {}
-            // Interview state and controls (issue 14): handled by the hub's lifecycle work.
-            BusMessage::Control { .. } => {}
+            BusMessage::Control { json } => self.control_from_bus(now, &origin, &json, out),
             BusMessage::Awareness { data } => {
                 if let Ok(msgs) = protocol::decode(&data, TEXT_NAME) {
                     for m in msgs {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use yrs::Transact;
 
 use super::guard::Staged;
+use super::lifecycle::{self, Action};
 use super::protocol::{self, ClientMessage};
 use super::{
     scan, seed, AckToken, Audience, ConnId, DocName, Effect, Effects, Interview, Outgoing,
@@ -84,6 +85,17 @@ impl Interview {
         out: &mut Effects,
     ) -> Result<(), HubError> {
         self.check_awareness(conn, doc, &msgs)?;
+        // Ended, in the lobby, or locked: an update that would change the document is refused
+        // before anything of the emit is applied (one that holds nothing new — a reconnecting
+        // client's sync step 2 — passes).
+        if let Err(refusal) = self.permits(conn, Action::Edit) {
+            let d = self.doc_mut(doc);
+            if msgs.iter().any(|m| {
+                matches!(m, ClientMessage::Update { update, stats, .. } if lifecycle::brings_news(d, update, stats))
+            }) {
+                return Err(refusal);
+            }
+        }
         // Updates are staged (integrated a few structs at a time between other work) when the
         // interview is over its integration budget, when one of them is large, or when this
         // connection already has updates waiting (its order is kept).
@@ -273,6 +285,11 @@ impl Interview {
         ack: Option<AckToken>,
         out: &mut Effects,
     ) -> Result<(), HubError> {
+        if let Err(refusal) = self.permits(conn, Action::Edit) {
+            if new_text != self.code_doc.text() {
+                return Err(refusal);
+            }
+        }
         let Some(mut peer) = self.roster.local.get_mut(conn).and_then(|l| l.seed.take()) else {
             return Err(HubError::new(
                 ErrorCode::InvalidPayload,

@@ -21,6 +21,7 @@ pub mod docs;
 pub mod durability;
 pub mod effects;
 pub mod guard;
+pub mod lifecycle;
 pub mod presence;
 pub mod protocol;
 pub mod scan;
@@ -30,7 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use duet_domain::{Language, SessionCode};
+use std::collections::HashSet;
+
+use duet_domain::{InterviewControl, Language, Role, SessionCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 use yrs::updates::decoder::Decode;
@@ -65,6 +68,9 @@ pub struct Joiner {
     pub yjs: bool,
     /// Their participants row.
     pub row_id: Uuid,
+    pub role: Role,
+    /// Their user id comes from a token (or is an interviewer's): no tokenless client may take it.
+    pub bound: bool,
 }
 
 /// A client event, parsed and validated at the edge.
@@ -114,6 +120,12 @@ pub struct Interview {
     /// Unloaded; a join that raced with it loads a fresh one.
     closed: bool,
     last_purge: Instant,
+    /// Lifecycle and controls (see [`lifecycle`]).
+    control: InterviewControl,
+    /// Users an interviewer removed while the interview was loaded.
+    removed: HashSet<Uuid>,
+    /// User ids bound to tokens (see [`Interview::is_bound`]).
+    bound: HashSet<Uuid>,
 }
 
 impl Interview {
@@ -124,6 +136,7 @@ impl Interview {
         id: Uuid,
         code: SessionCode,
         language: Language,
+        control: InterviewControl,
         doc: yrs::Doc,
         stored: u64,
         usage: guard::Usage,
@@ -148,6 +161,9 @@ impl Interview {
             broken: false,
             closed: false,
             last_purge: now,
+            control,
+            removed: HashSet::new(),
+            bound: HashSet::new(),
         }
     }
 
@@ -183,7 +199,11 @@ impl Interview {
             row_id: joiner.row_id,
             row_saved: false,
             seed: None,
+            role: joiner.role,
         };
+        if joiner.bound {
+            self.bind(joiner.user.user_id);
+        }
         let audience = local.audience();
         self.roster.insert(conn.clone(), local);
         let after = self.roster.everyone();
@@ -210,9 +230,12 @@ impl Interview {
                     "language": self.language.as_str(),
                     "participants": participants,
                     "count": after.len(),
+                    "role": joiner.role,
+                    "interview_state": self.control_json(),
                 })),
             );
         }
+        out.emit(conn, "interview_state", Outgoing::Json(self.control_json()));
         let text = self.code_doc.text();
         if !joiner.yjs {
             self.start_seed_peer(conn, joiner.user.user_id, &text);
@@ -403,8 +426,13 @@ impl Interview {
         now: Instant,
         update: &[u8],
         language: Option<Language>,
+        control: Option<InterviewControl>,
         out: &mut Effects,
     ) {
+        if let Some(control) = control {
+            // A `Control` message this hub missed is made up for here.
+            self.on_control(now, control, out);
+        }
         if let Ok(update) = Update::decode_v1(update) {
             if let Ok(a) = self.code_doc.apply(update) {
                 if a.changed {

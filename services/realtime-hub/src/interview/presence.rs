@@ -46,6 +46,7 @@ pub struct Local {
     /// A seed client as a Yjs peer: its client id and the texts its next `code_change` may be
     /// based on.
     pub seed: Option<super::seed::SeedPeer>,
+    pub role: duet_domain::Role,
 }
 
 impl Local {
@@ -255,6 +256,7 @@ mod tests {
             row_id: Uuid::new_v4(),
             row_saved: false,
             seed: None,
+            role: duet_domain::Role::Candidate,
         }
     }
 

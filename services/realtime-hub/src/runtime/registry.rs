@@ -99,6 +99,7 @@ pub(crate) async fn load(
         session.id,
         session.code.clone(),
         session.language,
+        duet_domain::InterviewControl::of(session),
         doc,
         stored,
         usage,

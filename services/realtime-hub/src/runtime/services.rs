@@ -34,6 +34,8 @@ pub struct HubConfig {
     pub heartbeat_ttl: Duration,
     /// Largest `yjs` message / `code_change` text accepted.
     pub max_message_bytes: usize,
+    /// What `join_session`'s tokens are checked with (`SECRET_KEY`).
+    pub tokens: duet_auth::TokenKey,
 }
 
 pub struct Services {

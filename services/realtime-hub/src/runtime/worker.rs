@@ -227,8 +227,10 @@ pub(crate) async fn resync_now(iv: &Arc<Live>) {
                 iv.run(|c, _, _| c.want_resync());
                 return;
             };
-            let language = session.ok().flatten().map(|s| s.language);
-            iv.run(|c, now, fx| c.on_stored(now, &built.missing, language, fx));
+            let session = session.ok().flatten();
+            let language = session.as_ref().map(|s| s.language);
+            let control = session.as_ref().map(duet_domain::InterviewControl::of);
+            iv.run(|c, now, fx| c.on_stored(now, &built.missing, language, control, fx));
         }
         Err(e) => {
             tracing::warn!(session = %iv.id, error = %e, "resync from the database failed; will retry");
@@ -271,7 +273,7 @@ async fn snapshot(iv: &Arc<Live>) {
         Ok(()) => {
             iv.run(|c, now, fx| {
                 c.snapshot_saved();
-                c.on_stored(now, &missing, None, fx);
+                c.on_stored(now, &missing, None, None, fx);
             });
             tracing::debug!(session = %iv.id, upto, bytes = full.len(), "snapshot saved");
         }

@@ -35,6 +35,7 @@ impl HubProc {
             .env("DATABASE_URL", db)
             .env("REDIS_URL", redis)
             .env("DUET_HUB__ID", id)
+            .env("SECRET_KEY", crate::common::TEST_SECRET)
             .env("DUET_HUB__HEARTBEAT_TTL_SECS", "3")
             .env("DUET_HUB__PING_INTERVAL_MS", "1000")
             .env("DUET_HUB__PING_TIMEOUT_MS", "2000")

@@ -4,3 +4,4 @@ mod common;
 mod core;
 mod e2e;
 mod hostile;
+mod lifecycle;

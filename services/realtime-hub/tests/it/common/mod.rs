@@ -358,8 +358,16 @@ pub fn config() -> HubConfig {
         idle_unload: Duration::from_millis(600),
         heartbeat_ttl: Duration::from_secs(3),
         max_message_bytes: 1_000_000,
+        tokens: test_key(),
     }
 }
+
+/// The key the test hubs check tokens with.
+pub fn test_key() -> duet_auth::TokenKey {
+    duet_auth::TokenKey::new(TEST_SECRET).unwrap()
+}
+
+pub const TEST_SECRET: &str = "duet-hub-tests-secret-0123456789";
 
 pub struct TestHub {
     pub core: Arc<Runtime>,
@@ -492,18 +500,33 @@ impl YClient {
     }
 
     pub async fn join(hub: &TestHub, code: &SessionCode, name: &str) -> Self {
+        match Self::join_with(hub, code, name, json!({})).await {
+            Ok(c) => c,
+            Err(e) => panic!("join refused: {e}"),
+        }
+    }
+
+    /// Joins with more fields in the payload (`token`, `user_id`); `Err` holds the error code.
+    pub async fn join_with(
+        hub: &TestHub,
+        code: &SessionCode,
+        name: &str,
+        extra: Value,
+    ) -> std::result::Result<Self, String> {
         let (conn, sink) = hub.connect();
         let doc = new_doc();
         doc.get_or_insert_text(TEXT_NAME);
         let (ack, slot) = recorder();
-        conn.join(
-            json!({"session_code": code.as_str(), "name": name, "yjs": true}),
-            Some(ack),
-        )
-        .await;
+        let mut payload = json!({"session_code": code.as_str(), "name": name, "yjs": true});
+        if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        conn.join(payload, Some(ack)).await;
         let r = slot.lock().take();
-        let Some(Ok(joined)) = r else {
-            panic!("join refused: {r:?}")
+        let joined = match r {
+            Some(Ok(joined)) => joined,
+            Some(Err(code)) => return Err(code),
+            None => return Err("no ack".into()),
         };
         let mut c = Self {
             conn,
@@ -517,7 +540,7 @@ impl YClient {
         let sv = c.doc.transact().state_vector();
         c.send(protocol::encode_step1(&sv));
         c.pump();
-        c
+        Ok(c)
     }
 
     pub fn send(&mut self, msg: Vec<u8>) {
