@@ -26,6 +26,11 @@ export const MESSAGE_AWARENESS = 1;
 
 const ACK_TIMEOUT_MS = 20000;
 const JOIN_TIMEOUT_MS = 10000;
+// A gap in what the server sent us (a message lost on the way: a proxy that died holding a long-poll
+// response) leaves remote structs pending in the Y.Doc. Asked for again after this long, and again
+// every GAP_RETRY_MS while the gap stays.
+const GAP_WAIT_MS = 300;
+const GAP_RETRY_MS = 2000;
 const FORWARDED = ['sync_code', 'user_joined', 'user_left', 'language_updated', 'execution_result', 'code_updated', 'interview_state'];
 // Errors after which reconnecting cannot help.
 const FATAL_CODES = new Set(['session_not_found', 'forbidden', 'unauthorized', 'invalid_token']);
@@ -68,6 +73,7 @@ export class DuetConnection extends Observable {
     this._retryTimer = null;
     this._retryDelay = 1000;
     this._joinTimer = null;
+    this._gapTimer = null;
     this._lastStatusKey = '';
 
     this.socket = io(url, {
@@ -164,6 +170,9 @@ export class DuetConnection extends Observable {
     this.joined = false;
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
+    // The rejoin's sync handshake repairs any gap.
+    clearTimeout(this._gapTimer);
+    this._gapTimer = null;
     // Remote participants' cursors are stale now; the server re-sends them after we re-join.
     const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID);
     if (others.length) awarenessProtocol.removeAwarenessStates(this.awareness, others, this);
@@ -216,12 +225,36 @@ export class DuetConnection extends Observable {
           this.emit('synced', []);
           this._emitStatus();
         }
+        this._watchGap(GAP_WAIT_MS);
       } else if (type === MESSAGE_AWARENESS) {
         awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(decoder), this);
       }
     } catch (e) {
       this.emit('server-error', [{ code: 'invalid_update', message: `Could not read a message from the server: ${e.message}` }]);
     }
+  }
+
+  /** True while remote structs or deletions wait for something we never received. */
+  get hasGap() {
+    return this.doc.store.pendingStructs !== null || this.doc.store.pendingDs !== null;
+  }
+
+  /**
+   * The server sends each participant every change in order, so a pending struct means a message was
+   * lost between it and us (the socket stayed up, so no rejoin would repair it). Our sync step 1 asks
+   * for everything we lack; the server's step 2 fills the gap.
+   */
+  _watchGap(delay) {
+    if (!this.hasGap || this._gapTimer) return;
+    this._gapTimer = setTimeout(() => {
+      this._gapTimer = null;
+      if (!this.hasGap || !this.joined || !this.socket.connected) return;
+      const encoder = encoding.createEncoder();
+      encoding.writeVarUint(encoder, MESSAGE_SYNC);
+      syncProtocol.writeSyncStep1(encoder, this.doc);
+      this.socket.emit('yjs', encoding.toUint8Array(encoder));
+      this._watchGap(GAP_RETRY_MS);
+    }, delay);
   }
 
   _onDocUpdate(update, origin) {
@@ -327,6 +360,7 @@ export class DuetConnection extends Observable {
   destroy() {
     clearTimeout(this._retryTimer);
     clearTimeout(this._joinTimer);
+    clearTimeout(this._gapTimer);
     this.doc.off('update', this._onDocUpdate);
     this.awareness.off('update', this._onAwarenessUpdate);
     if (typeof window !== 'undefined') {

@@ -63,6 +63,67 @@ describe('the hub under hostile input (real duet binary)', () => {
     await server?.close();
   });
 
+  test('a message lost between the hub and a participant (a proxy died holding it): the client asks again and catches up', async () => {
+    const code = await createInterview(server.url);
+    // Drops the next sync update (message 0, sync type 2) it is armed for, as a gateway killed
+    // while holding a long-poll response loses it: the socket stays up, so no rejoin repairs it.
+    const dropper = () => {
+      const d = { armed: false, dropped: 0 };
+      d.drop = (bytes) => {
+        if (d.armed && bytes[0] === 0 && bytes[1] === 2) {
+          d.armed = false;
+          d.dropped++;
+          return true;
+        }
+        return false;
+      };
+      return d;
+    };
+    const da = dropper();
+    const a = new CollabClient(server.url, { code, name: 'A', drop: da.drop });
+    const b = new CollabClient(server.url, { code, name: 'B' });
+    // The browser client's own connection module, under Node, with the same fault.
+    const Yf = await import('../../frontend/node_modules/yjs/dist/yjs.mjs');
+    const { Awareness } = await import('../../frontend/node_modules/y-protocols/awareness.js');
+    const { DuetConnection } = await import('../../frontend/src/connection.js');
+    const doc = new Yf.Doc();
+    const awareness = new Awareness(doc);
+    const conn = new DuetConnection({ sessionCode: code, name: 'C', userId: undefined, doc, awareness, url: server.url, socketOptions: { transports: ['websocket'] } });
+    const dc = dropper();
+    const deliver = conn._onYjsMessage.bind(conn);
+    conn._onYjsMessage = (data) => {
+      if (!dc.drop(new Uint8Array(data))) deliver(data);
+    };
+    conn.connect();
+    const cText = () => doc.getText('code').toString();
+    try {
+      assert.ok(await until(() => a.synced && b.synced && conn.synced, 5000));
+      b.text.insert(0, 'one ');
+      assert.ok(await until(() => a.value === 'one ' && cText() === 'one ', 5000));
+      da.armed = true;
+      dc.armed = true;
+      b.text.insert(4, 'two ');
+      assert.ok(await until(() => da.dropped === 1 && dc.dropped === 1 && b.saved, 5000), 'the update was dropped on the way to A and C');
+      assert.equal(a.value, 'one ');
+      // The next update depends on the lost one: both clients see the gap and ask for what they lack.
+      b.text.insert(8, 'three');
+      assert.ok(await until(() => a.value === 'one two three', 5000), `A: ${JSON.stringify(a.value)}`);
+      assert.ok(await until(() => cText() === 'one two three', 5000), `C: ${JSON.stringify(cText())}`);
+      assert.ok(a.gapRequests >= 1);
+      assert.equal(a.hasGap, false);
+      assert.equal(conn.hasGap, false);
+      // And both keep editing normally afterwards.
+      a.text.insert(0, '> ');
+      doc.getText('code').insert(doc.getText('code').length, '!');
+      assert.ok(await until(() => b.value === '> one two three!' && a.value === b.value && cText() === b.value, 5000), b.value);
+    } finally {
+      conn.destroy();
+      awareness.destroy();
+      a.close();
+      b.close();
+    }
+  });
+
   test('an update whose clocks cross 2^32 is refused; the text is the same live and after a restart', async () => {
     const code = await createInterview(server.url);
     const a = new CollabClient(server.url, { code, name: 'A' });

@@ -11,9 +11,17 @@ import * as decoding from "lib0/decoding";
 const MSG_SYNC = 0;
 const MSG_AWARENESS = 1;
 const REMOTE = "remote";
+// As the browser client (frontend/src/connection.js): a gap in what the server sent (a lost message)
+// is asked for again after GAP_WAIT_MS, then every GAP_RETRY_MS while it stays.
+const GAP_WAIT_MS = 300;
+const GAP_RETRY_MS = 2000;
 
 export class CollabClient {
-  constructor(url, { code, name, userId, transports = ["websocket"], onEvent, socketOptions = {} } = {}) {
+  /**
+   * `drop(bytes)`: a fault injector for tests — an incoming `yjs` message it returns true for is
+   * thrown away, as a proxy that died holding a long-poll response would lose it.
+   */
+  constructor(url, { code, name, userId, transports = ["websocket"], onEvent, socketOptions = {}, drop } = {}) {
     this.url = url;
     this.code = code;
     this.name = name;
@@ -29,6 +37,9 @@ export class CollabClient {
     this.errors = [];
     this.events = [];
     this.onEvent = onEvent;
+    this.drop = drop;
+    this.gapRequests = 0; // sync step 1s sent because of a gap
+    this.gapTimer = null;
     // `session` in the query: what the gateway routes by, as the browser client sends it.
     this.socket = io(url, {
       transports,
@@ -41,12 +52,17 @@ export class CollabClient {
     });
     this.socket.on("connect", () => this.#join());
     this.socket.on("disconnect", () => {
+      clearTimeout(this.gapTimer);
+      this.gapTimer = null;
       this.joined = false;
       this.synced = false;
       if (this.pending > 0) this.dirty = true; // their acks will never come: the handshake re-sends
       this.pending = 0;
     });
-    this.socket.on("yjs", (buf) => this.#receive(new Uint8Array(buf)));
+    this.socket.on("yjs", (buf) => {
+      const bytes = new Uint8Array(buf);
+      if (!this.drop?.(bytes)) this.#receive(bytes);
+    });
     this.socket.on("error", (e) => this.errors.push(e));
     for (const ev of ["user_joined", "user_left", "sync_code", "language_updated", "execution_result", "code_updated"]) {
       this.socket.on(ev, (body) => {
@@ -99,10 +115,7 @@ export class CollabClient {
       this.joined = true;
       this.joinAck = res;
       // Sync step 1: the server answers with step 2 (what we lack) and its own step 1.
-      const enc = encoding.createEncoder();
-      encoding.writeVarUint(enc, MSG_SYNC);
-      syncProtocol.writeSyncStep1(enc, this.doc);
-      this.socket.emit("yjs", encoding.toUint8Array(enc));
+      this.#sendStep1();
       this.awareness.setLocalStateField("user", { name: this.name, color: res.color });
     });
   }
@@ -120,9 +133,32 @@ export class CollabClient {
         this.dirty = false;
         this.synced = true;
       }
+      this.#watchGap(GAP_WAIT_MS);
     } else if (type === MSG_AWARENESS) {
       awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(dec), REMOTE);
     }
+  }
+
+  get hasGap() {
+    return this.doc.store.pendingStructs !== null || this.doc.store.pendingDs !== null;
+  }
+
+  #sendStep1() {
+    const enc = encoding.createEncoder();
+    encoding.writeVarUint(enc, MSG_SYNC);
+    syncProtocol.writeSyncStep1(enc, this.doc);
+    this.socket.emit("yjs", encoding.toUint8Array(enc));
+  }
+
+  #watchGap(delay) {
+    if (!this.hasGap || this.gapTimer) return;
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = null;
+      if (!this.hasGap || !this.joined) return;
+      this.gapRequests++;
+      this.#sendStep1();
+      this.#watchGap(GAP_RETRY_MS);
+    }, delay);
   }
 
   /** Saved: connected, synced, and every edit acknowledged. */
@@ -135,6 +171,7 @@ export class CollabClient {
   }
 
   close() {
+    clearTimeout(this.gapTimer);
     this.awareness.destroy();
     this.socket.disconnect();
   }
