@@ -354,3 +354,104 @@ async fn the_client_is_served_compressed_and_cacheable() {
     assert_eq!(body["error"]["code"], "not_found");
     duet.stop();
 }
+
+/// Without `SECRET_KEY`, `duet` generates a key once and keeps it in `<data dir>/secret_key`
+/// (0600): a token issued before a restart is still good after it.
+#[tokio::test]
+async fn the_generated_key_is_kept_across_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let duet = Duet::start(dir.path(), &[]).await;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/api/session", duet.base))
+        .json(&serde_json::json!({"lobby": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = uuid::Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    let code = created["session_code"].as_str().unwrap().to_owned();
+    let link = created["interviewer_token"].as_str().unwrap().to_owned();
+    let joined: Value = http
+        .post(format!("{}/api/session/{code}/join", duet.base))
+        .json(&serde_json::json!({"name": "Ada"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let candidate = joined["token"].as_str().unwrap().to_owned();
+
+    let file = dir.path().join(duet::SECRET_KEY_FILE);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let secret = std::fs::read_to_string(&file).unwrap();
+    let kept = duet_auth::TokenKey::new(secret.trim()).unwrap();
+    kept.verify(&link, id).expect("signed with the kept key");
+    assert!(duet.stop().success());
+
+    let duet = Duet::start(dir.path(), &[]).await;
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        secret,
+        "the key is reused, not replaced"
+    );
+    let act = |token: String| {
+        let http = http.clone();
+        let url = format!("{}/api/session/{code}/start", duet.base);
+        async move { http.post(url).bearer_auth(token).send().await.unwrap() }
+    };
+    // The candidate's token from before still verifies (a candidate: 403, not 401) ...
+    assert_eq!(act(candidate).await.status(), StatusCode::FORBIDDEN);
+    // ... a token of another key does not ...
+    let forged = duet_auth::TokenKey::new("another deployment's secret key")
+        .unwrap()
+        .link_token(id);
+    assert_eq!(act(forged).await.status(), StatusCode::UNAUTHORIZED);
+    // ... and the interviewer link from before starts the interview.
+    let r = act(link).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["state"], "live");
+    assert!(duet.stop().success());
+}
+
+/// With `SECRET_KEY` set, tokens are signed with it and no key file is written.
+#[tokio::test]
+async fn secret_key_is_used_when_set() {
+    let secret = "an operator's secret key, long enough";
+    let dir = tempfile::tempdir().unwrap();
+    let duet = Duet::start(dir.path(), &[("SECRET_KEY", secret)]).await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/api/session", duet.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = uuid::Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    duet_auth::TokenKey::new(secret)
+        .unwrap()
+        .verify(created["interviewer_token"].as_str().unwrap(), id)
+        .expect("signed with SECRET_KEY");
+    assert!(!dir.path().join(duet::SECRET_KEY_FILE).exists());
+    assert!(duet.stop().success());
+
+    // A SECRET_KEY too short to be safe stops start-up, naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", "0")
+        .env("DUET_DATA_DIR", dir.path())
+        .env("SECRET_KEY", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SECRET_KEY"), "{stderr}");
+}

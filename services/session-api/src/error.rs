@@ -26,6 +26,28 @@ pub enum ApiError {
     SessionNotFound(String),
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// The change is stored, but the hubs could not be told (the bus is down). Repeating the call
+    /// is safe (every interviewer call is idempotent) and announces it again.
+    #[error(
+        "the change is saved but could not be announced to the participants; try again shortly"
+    )]
+    BusUnavailable,
+    /// No token, or one that does not verify for this interview (forged, expired, another
+    /// interview's, a removed participant's).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A genuine token whose role may not do this (a candidate asking for an interviewer's action).
+    #[error("only an interviewer may do this")]
+    Forbidden,
+    #[error("this interview needs a password")]
+    PasswordRequired,
+    #[error("wrong password")]
+    InvalidPassword,
+    #[error("{0}")]
+    InvalidTransition(String),
+    /// A per-IP limit was reached; the client may try again after this many seconds.
+    #[error("too many requests; try again in {0} s")]
+    RateLimited(u64),
     #[error("unexpected error")]
     Unexpected(#[source] anyhow::Error),
 }
@@ -41,7 +63,13 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::SessionNotFound(_) => "session_not_found",
-            Self::Unavailable => "unavailable",
+            Self::Unavailable | Self::BusUnavailable => "unavailable",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::PasswordRequired => "password_required",
+            Self::InvalidPassword => "invalid_password",
+            Self::InvalidTransition(_) => "invalid_transition",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unexpected(_) => "internal",
         }
     }
@@ -65,6 +93,7 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::Unavailable(_) => Self::Unavailable,
             StorageError::Invalid(message) => Self::InvalidField(message),
+            e @ StorageError::InvalidTransition { .. } => Self::InvalidTransition(e.to_string()),
             other => Self::Unexpected(anyhow::Error::new(other)),
         }
     }
@@ -80,7 +109,13 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::SessionNotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::BusUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized(_) | Self::PasswordRequired | Self::InvalidPassword => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::InvalidTransition(_) => StatusCode::CONFLICT,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,8 +125,17 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?cause, "unexpected error");
         }
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable) {
-            res.insert_header(("Retry-After", "2"));
+        match self {
+            Self::Unavailable | Self::BusUnavailable => {
+                res.insert_header(("Retry-After", "2"));
+            }
+            Self::RateLimited(secs) => {
+                res.insert_header(("Retry-After", secs.to_string()));
+            }
+            Self::Unauthorized(_) => {
+                res.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
         }
         res.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
     }

@@ -6,12 +6,25 @@ use duet_config::Settings;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::load()?;
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("duet-session-api: {e}");
+            std::process::exit(2);
+        }
+    };
     duet_telemetry::init(
         &settings.log_level,
         settings.log_format == duet_config::LogFormat::Json,
     );
-    let app = duet_session_api::Application::build(&settings).await?;
+    let app = match duet_session_api::Application::build(&settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            eprintln!("duet-session-api: cannot start: {e:#}");
+            std::process::exit(2);
+        }
+    };
     tracing::info!(port = app.port(), "session-api listening");
     app.run_until_stopped().await?;
     Ok(())

@@ -109,9 +109,17 @@ async fn create_then_find(storage: Arc<dyn Storage>) {
         [
             "code",
             "created_at",
+            "editing_locked",
+            "ended_at",
+            "has_password",
             "id",
+            "interviewer_token",
             "language",
+            "links",
+            "runs_enabled",
             "session_code",
+            "started_at",
+            "state",
             "title"
         ],
         "no other (old) field names"
@@ -128,6 +136,7 @@ async fn create_then_find(storage: Arc<dyn Storage>) {
     assert_eq!(found["connected_users"], 0);
     assert_eq!(found["created_at"], created["created_at"]);
     assert!(found.get("text").is_none(), "{found}");
+    assert!(found.get("interviewer_token").is_none(), "{found}");
 
     // `code` is the current text: the plain-text copy the hub saves.
     let id = uuid::Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
@@ -349,7 +358,11 @@ async fn silent_connections_are_closed_after_the_handshake_timeout() {
     let url = duet_testkit::postgres::fresh_database_url().await;
     duet_testkit::service::silent_connections_are_closed_after_the_handshake_timeout(
         env!("CARGO_BIN_EXE_duet-session-api"),
-        &[("DATABASE_URL", url.as_str())],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("REDIS_URL", duet_testkit::redis::redis_url().as_str()),
+            ("SECRET_KEY", "a test secret of enough length"),
+        ],
     )
     .await;
 }
@@ -359,7 +372,11 @@ async fn a_silent_flood_never_starves_healthz_under_a_low_open_files_limit() {
     let url = duet_testkit::postgres::fresh_database_url().await;
     duet_testkit::service::a_silent_flood_never_starves_healthz(
         env!("CARGO_BIN_EXE_duet-session-api"),
-        &[("DATABASE_URL", url.as_str())],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("REDIS_URL", duet_testkit::redis::redis_url().as_str()),
+            ("SECRET_KEY", "a test secret of enough length"),
+        ],
     )
     .await;
 }
