@@ -20,6 +20,8 @@
 #   DUET_CLUSTER_PORT     nginx's port (default 8080; 0 picks a free one)
 #   DUET_CLUSTER_PROFILE  cargo profile of the binaries (default release; the tests use dev)
 #   DUET_CLUSTER_NO_BUILD=1  use the binaries as they are
+#   SECRET_KEY            the token key of every service (at least 16 bytes; default: random per cluster,
+#                         kept in cluster.env)
 # Gateways know hubs only from their Redis registrations (no static list), as k8s/configmap.yaml runs them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -190,7 +192,10 @@ up() {
     redis) up_redis ;;
     nginx) up_nginx ;;
     session-api-[0-9]*)
-        spawn "$name" duet-session-api DATABASE_URL="$(pg_url)" ;;
+        # REDIS_URL: interviewer actions (start, end, controls, remove) are announced to the hubs.
+        # Trusts X-Forwarded-For from the gateways on this host only (per-IP limits).
+        spawn "$name" duet-session-api DATABASE_URL="$(pg_url)" REDIS_URL="$(redis_url)" \
+            DUET_API__TRUSTED_PROXIES=127.0.0.1 ;;
     hub-[0-9]*)
         n=${name#hub-}
         spawn "$name" duet-realtime-hub DATABASE_URL="$(pg_url)" REDIS_URL="$(redis_url)" \
@@ -263,7 +268,9 @@ cmd_start() {
     [ "$port" = 0 ] && port=$(free_port)
     {
         echo "PORT_NGINX=$port"
-        echo "SECRET_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
+        # One key for every service (hubs, gateways, session-APIs): the caller's SECRET_KEY if it
+        # exports one (a test that signs its own tokens), else a random one for this cluster.
+        printf 'SECRET_KEY=%q\n' "${SECRET_KEY:-$(head -c 32 /dev/urandom | base64 | tr -d '/+=')}"
     } >"$env_file"
     load_env
     # Stop what started if anything fails.
