@@ -719,6 +719,107 @@ fn assert_rate_limited(r: &Reply) {
 
 /// Per client IP: creations, then 429 with Retry-After; another client (by the trusted proxy's
 /// X-Forwarded-For) has its own budget; an untrusted peer cannot dodge it with the header.
+/// A bus whose publishes fail (Redis down), for the session-API's side of an outage.
+struct DeadBus(LocalBus);
+
+#[async_trait::async_trait]
+impl Bus for DeadBus {
+    async fn publish(&self, _: &str, _: bytes::Bytes) -> Result<(), duet_bus::BusError> {
+        Err(duet_bus::BusError::Unavailable(
+            "test: the bus is down".into(),
+        ))
+    }
+    async fn subscribe_skipping(
+        &self,
+        channel: &str,
+        skip: Option<duet_bus::Skip>,
+    ) -> Result<Subscription, duet_bus::BusError> {
+        self.0.subscribe_skipping(channel, skip).await
+    }
+    async fn ping(&self) -> Result<(), duet_bus::BusError> {
+        Err(duet_bus::BusError::Unavailable(
+            "test: the bus is down".into(),
+        ))
+    }
+    async fn set_with_ttl(&self, k: &str, v: &str, ttl: u64) -> Result<(), duet_bus::BusError> {
+        self.0.set_with_ttl(k, v, ttl).await
+    }
+    async fn keys_with_prefix(&self, p: &str) -> Result<Vec<String>, duet_bus::BusError> {
+        self.0.keys_with_prefix(p).await
+    }
+    async fn get(&self, k: &str) -> Result<Option<String>, duet_bus::BusError> {
+        self.0.get(k).await
+    }
+}
+
+/// The bus down: creating and joining work and the service stays ready; an interviewer's action
+/// is stored but answered 503 (repeating it is safe), so the caller knows the hubs were not told.
+#[tokio::test]
+async fn without_the_bus_actions_are_stored_and_answered_503() {
+    let key = TokenKey::new(SECRET).unwrap();
+    let state = ApiState::new(
+        &settings(),
+        sqlite().await,
+        Arc::new(DeadBus(LocalBus::new())),
+        key,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = Application::with_state(
+        listener,
+        state,
+        duet_telemetry::connections::ConnectionLimits::default(),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/api/session"))
+        .json(&json!({"lobby": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = code_of(&created);
+    let r = http
+        .post(format!("{base}/api/session/{code}/join"))
+        .json(&json!({"name": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "ready: the database is what it needs"
+    );
+    let r = Reply::of(
+        http.post(format!("{base}/api/session/{code}/start"))
+            .bearer_auth(created["interviewer_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert_eq!(r.headers["retry-after"], "2");
+    let found: Value = http
+        .get(format!("{base}/api/session/{code}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["state"], "live", "stored all the same");
+}
+
 #[tokio::test]
 async fn creating_is_limited_per_client() {
     let app = TestApp::spawn_with(sqlite().await, limited(2, 0, 0, &[])).await;
