@@ -15,6 +15,8 @@
 //! | `Presence` | JSON participants | the origin's full list of local participants |
 //! | `Language` | JSON `{language, user_id}` | someone switched the language |
 //! | `Run` | JSON execution result | someone shared a run |
+//! | `NotesUpdate` | as `Update` | an edit of the interviewers' private notes (a document of its own) |
+//! | `NotesAwareness` | as `Awareness` | interviewers' cursors in the notes |
 //! | `Control` | JSON `{state, started_at, ended_at, editing_locked, runs_enabled, removed?}` | the interview's lifecycle and controls changed (from a hub or the session-API): a full snapshot of them, plus the removed user ids when someone was removed |
 //!
 //! A bus payload is either one message or a **batch** (kind 9): `[version][9][origin len][origin]`
@@ -150,6 +152,17 @@ pub enum BusMessage {
     Control {
         json: Bytes,
     },
+    /// An edit of the interviewers' private notes, as [`BusMessage::Update`] is of the code. A hub
+    /// sends it only to its interviewer connections.
+    NotesUpdate {
+        seq: u64,
+        author: Option<Uuid>,
+        data: Bytes,
+    },
+    /// Awareness of the notes document.
+    NotesAwareness {
+        data: Bytes,
+    },
 }
 
 impl BusMessage {
@@ -164,6 +177,8 @@ impl BusMessage {
             Self::Language { .. } => 7,
             Self::Run { .. } => 8,
             Self::Control { .. } => 11,
+            Self::NotesUpdate { .. } => 12,
+            Self::NotesAwareness { .. } => 13,
         }
     }
 
@@ -175,7 +190,7 @@ impl BusMessage {
         b.put_u8(origin.len() as u8);
         b.put_slice(origin.as_bytes());
         match self {
-            Self::Update { seq, author, data } => {
+            Self::Update { seq, author, data } | Self::NotesUpdate { seq, author, data } => {
                 b.put_u64(*seq);
                 match author {
                     Some(a) => {
@@ -193,7 +208,7 @@ impl BusMessage {
                     b.put_u64(*seq);
                 }
             }
-            Self::Awareness { data } => b.put_slice(data),
+            Self::Awareness { data } | Self::NotesAwareness { data } => b.put_slice(data),
             Self::SyncStep1 { want_reply, sv } => {
                 b.put_u8(u8::from(*want_reply));
                 b.put_slice(sv);
@@ -234,7 +249,7 @@ impl BusMessage {
             Some(u64::from_be_bytes(s[..].try_into().ok()?))
         };
         let msg = match head[1] {
-            1 => {
+            kind @ (1 | 12) => {
                 let seq = u64_at(&mut pos)?;
                 let flag = take(&mut pos, 1)?[0];
                 let author = if flag == 1 {
@@ -242,10 +257,11 @@ impl BusMessage {
                 } else {
                     None
                 };
-                Self::Update {
-                    seq,
-                    author,
-                    data: rest(pos),
+                let data = rest(pos);
+                if kind == 1 {
+                    Self::Update { seq, author, data }
+                } else {
+                    Self::NotesUpdate { seq, author, data }
                 }
             }
             10 => {
@@ -282,6 +298,7 @@ impl BusMessage {
             7 => Self::Language { json: rest(pos) },
             8 => Self::Run { json: rest(pos) },
             11 => Self::Control { json: rest(pos) },
+            13 => Self::NotesAwareness { data: rest(pos) },
             _ => return None,
         };
         Some((origin, msg))
@@ -353,6 +370,14 @@ mod tests {
             },
             BusMessage::Control {
                 json: Bytes::from_static(br#"{"state":"ended","removed":[]}"#),
+            },
+            BusMessage::NotesUpdate {
+                seq: 7,
+                author: Some(Uuid::new_v4()),
+                data: Bytes::from_static(b"\x00\x00"),
+            },
+            BusMessage::NotesAwareness {
+                data: Bytes::from_static(b"naw"),
             },
         ];
         for m in msgs {

@@ -114,6 +114,17 @@ pub fn mount(io: &SocketIo, rt: Arc<Runtime>) {
                 std::future::ready(())
             });
             let c = conn.clone();
+            socket.on("notes", move |_s, data: Payload, ack| {
+                match data.binaries.first() {
+                    Some(bytes) => c.notes(bytes, ack_fn(ack)),
+                    None => c.refuse(
+                        HubError::invalid("notes needs one binary attachment"),
+                        ack_fn(ack),
+                    ),
+                }
+                std::future::ready(())
+            });
+            let c = conn.clone();
             socket.on("code_change", move |_s, data: Payload, ack| {
                 c.code_change(first_json(&data), ack_fn(ack));
                 std::future::ready(())

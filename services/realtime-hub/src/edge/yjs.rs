@@ -1,4 +1,5 @@
-//! `yjs` with one binary attachment holding a y-protocols message (Duet's client).
+//! `yjs` with one binary attachment holding a y-protocols message (Duet's client), and `notes`, the
+//! same for the interviewers' private notes.
 
 use super::connection::Connection;
 use crate::error::{ErrorCode, HubError};
@@ -11,7 +12,16 @@ use crate::transport::AckFn;
 impl Connection {
     /// `yjs` with one binary attachment holding a y-protocols message.
     pub fn yjs(&self, data: &[u8], ack: Option<AckFn>) {
-        if let Err((e, ack, disconnect)) = self.try_yjs(data, ack) {
+        self.yjs_doc(DocName::Code, data, ack)
+    }
+
+    /// `notes`: the same, for the interviewers' private notes (interviewers only).
+    pub fn notes(&self, data: &[u8], ack: Option<AckFn>) {
+        self.yjs_doc(DocName::Notes, data, ack)
+    }
+
+    fn yjs_doc(&self, doc: DocName, data: &[u8], ack: Option<AckFn>) {
+        if let Err((e, ack, disconnect)) = self.try_yjs(doc, data, ack) {
             self.refuse(e, ack);
             if disconnect {
                 self.sink.disconnect();
@@ -21,6 +31,7 @@ impl Connection {
 
     fn try_yjs(
         &self,
+        doc: DocName,
         data: &[u8],
         ack: Option<AckFn>,
     ) -> Result<(), (HubError, Option<AckFn>, bool)> {
@@ -40,7 +51,6 @@ impl Connection {
                 false,
             ));
         }
-        let doc = DocName::Code;
         let msgs = match protocol::decode(data, doc.root()) {
             Ok(m) => m,
             Err(e) => {

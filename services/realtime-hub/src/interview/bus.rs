@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use duet_domain::DocKind;
+
 use duet_domain::Language;
 use serde_json::Value;
 use yrs::updates::decoder::Decode;
@@ -11,7 +13,7 @@ use yrs::{StateVector, Update};
 
 use super::presence::{Roster, UserInfo};
 use super::protocol::{self, ClientMessage};
-use super::{Audience, Effects, Interview, Outgoing, TEXT_NAME};
+use super::{Audience, DocName, Effects, Interview, Outgoing, TEXT_NAME};
 use duet_bus::relay::{self, BusMessage};
 
 impl Interview {
@@ -54,11 +56,44 @@ impl Interview {
                     }
                     Err(e) => tracing::warn!(%origin, error = %e, "bus update does not apply"),
                 }
-                self.durability.relayed(now, origin, seq, author, data);
+                self.durability
+                    .relayed(now, origin, seq, DocKind::Code, author, data);
             }
             // Sent to the inbox (`on_remote_committed`), never on an interview's channel.
             BusMessage::Commits { .. } => {}
             BusMessage::Control { json } => self.control_from_bus(now, &origin, &json, out),
+            BusMessage::NotesUpdate { seq, author, data } => {
+                let Ok(update) = Update::decode_v1(&data) else {
+                    tracing::warn!(%origin, "undecodable notes update on the bus; ignored");
+                    return;
+                };
+                match self.notes_doc.apply(update) {
+                    Ok(a) => {
+                        if a.changed {
+                            self.changed(now, DocName::Notes, &a.delta, None, author, out);
+                        }
+                        if a.pending {
+                            self.resync_needed = true;
+                            out.wake();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%origin, error = %e, "bus notes update does not apply")
+                    }
+                }
+                self.durability
+                    .relayed(now, origin, seq, DocKind::Notes, author, data);
+            }
+            BusMessage::NotesAwareness { data } => {
+                if let Ok(msgs) = protocol::decode(&data, DocName::Notes.root()) {
+                    for m in msgs {
+                        if let ClientMessage::Awareness { update, .. } = m {
+                            self.notes_doc.awareness.apply(&update, now);
+                        }
+                    }
+                    self.relay_awareness(DocName::Notes, data, None, false, out);
+                }
+            }
             BusMessage::Awareness { data } => {
                 if let Ok(msgs) = protocol::decode(&data, TEXT_NAME) {
                     for m in msgs {
@@ -66,7 +101,7 @@ impl Interview {
                             self.code_doc.awareness.apply(&update, now);
                         }
                     }
-                    self.relay_awareness(data, None, false, out);
+                    self.relay_awareness(DocName::Code, data, None, false, out);
                 }
             }
             BusMessage::SyncStep1 { want_reply, sv } => {
@@ -111,7 +146,7 @@ impl Interview {
                             self.fan_out(now, &a.delta, None, None, out);
                             // The other hub may not have committed all of it: store what was new
                             // here.
-                            self.durability.write(None, a.delta, out);
+                            self.durability.write(DocKind::Code, None, a.delta, out);
                         }
                     }
                 }

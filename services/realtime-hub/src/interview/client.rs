@@ -38,6 +38,7 @@ impl Interview {
             .map_or(0, |l| l.awareness_ids.len());
         let owners = match doc {
             DocName::Code => &self.code_doc.awareness_owner,
+            DocName::Notes => &self.notes_doc.awareness_owner,
         };
         for m in msgs {
             let ClientMessage::Awareness { update, .. } = m else {
@@ -84,6 +85,10 @@ impl Interview {
         defer: bool,
         out: &mut Effects,
     ) -> Result<(), HubError> {
+        if doc == DocName::Notes {
+            // Interviewers only: a candidate connection neither reads nor writes the notes.
+            self.permits(conn, Action::Notes)?;
+        }
         self.check_awareness(conn, doc, &msgs)?;
         // Ended, in the lobby, or locked: an update that would change the document is refused
         // before anything of the emit is applied (one that holds nothing new — a reconnecting
@@ -99,11 +104,13 @@ impl Interview {
         // Updates are staged (integrated a few structs at a time between other work) when the
         // interview is over its integration budget, when one of them is large, or when this
         // connection already has updates waiting (its order is kept).
-        let stage = defer
-            || self.stage.has(conn)
-            || msgs.iter().any(|m| {
-                matches!(m, ClientMessage::Update { stats, .. } if stats.structs > STAGE_STRUCTS)
-            });
+        // (The notes are small and interviewers' own: integrated at once.)
+        let stage = doc == DocName::Code
+            && (defer
+                || self.stage.has(conn)
+                || msgs.iter().any(|m| {
+                    matches!(m, ClientMessage::Update { stats, .. } if stats.structs > STAGE_STRUCTS)
+                }));
         let mut ack = ack;
         let mut carried_updates = false;
         let mut last_write = None;
@@ -114,20 +121,21 @@ impl Interview {
                     let diff = d.diff(&sv);
                     let ours = d.state_vector();
                     let aw = d.awareness.full();
+                    let event = doc.event();
                     out.emit(
                         conn,
-                        "yjs",
+                        event,
                         Outgoing::Binary(protocol::encode_step2(&diff).into()),
                     );
                     out.emit(
                         conn,
-                        "yjs",
+                        event,
                         Outgoing::Binary(protocol::encode_step1(&ours).into()),
                     );
                     if let Some(aw) = aw {
                         out.emit(
                             conn,
-                            "yjs",
+                            event,
                             Outgoing::Binary(protocol::encode_awareness(&aw).into()),
                         );
                     }
@@ -137,9 +145,12 @@ impl Interview {
                     let user = author;
                     let sv = self.doc_mut(doc).state_vector();
                     let live = &self.roster.local;
-                    self.owners
-                        .check_and_claim(conn, user, &stats, &sv, |c| live.contains_key(c))?;
-                    self.usage.admit(now, &stats, raw.len())?;
+                    let (owners, usage) = match doc {
+                        DocName::Code => (&mut self.owners, &mut self.usage),
+                        DocName::Notes => (&mut self.notes_owners, &mut self.notes_usage),
+                    };
+                    owners.check_and_claim(conn, user, &stats, &sv, |c| live.contains_key(c))?;
+                    usage.admit(now, &stats, raw.len())?;
                     if stage {
                         let pieces = scan::split(&raw, doc.root(), 1)
                             .map_err(|e| HubError::new(ErrorCode::InvalidUpdate, e.to_string()))?;
@@ -160,17 +171,20 @@ impl Interview {
                     }
                     let applied = self.doc_mut(doc).apply(update)?;
                     if applied.changed {
-                        self.usage.integrated(&stats);
-                        self.fan_out(now, &applied.delta, Some(conn), Some(author), out);
+                        match doc {
+                            DocName::Code => self.usage.integrated(&stats),
+                            DocName::Notes => self.notes_usage.integrated(&stats),
+                        }
+                        self.changed(now, doc, &applied.delta, Some(conn), Some(author), out);
                     }
                     if applied.pending {
                         // Part of it waits for something this hub lacks: store it as sent (so the
                         // ack is honest) and fetch what is missing.
-                        last_write = Some(self.local_change(now, author, raw, out));
+                        last_write = Some(self.local_change(now, doc, author, raw, out));
                         self.resync_needed = true;
                         out.wake();
                     } else if applied.changed {
-                        last_write = Some(self.local_change(now, author, applied.delta, out));
+                        last_write = Some(self.local_change(now, doc, author, applied.delta, out));
                     }
                 }
                 ClientMessage::Awareness { update, raw } => {
@@ -186,13 +200,13 @@ impl Interview {
                         l.awareness_ids.extend(new_ids);
                     }
                     let publish = self.roster.has_peers(now);
-                    self.relay_awareness(Bytes::from(raw), Some(conn), publish, out);
+                    self.relay_awareness(doc, Bytes::from(raw), Some(conn), publish, out);
                 }
                 ClientMessage::QueryAwareness => {
                     if let Some(aw) = self.doc_mut(doc).awareness.full() {
                         out.emit(
                             conn,
-                            "yjs",
+                            doc.event(),
                             Outgoing::Binary(protocol::encode_awareness(&aw).into()),
                         );
                     }
@@ -248,12 +262,12 @@ impl Interview {
                 let mut write = None;
                 if applied.pending {
                     for p in pieces {
-                        write = Some(self.local_change(now, author, p, out));
+                        write = Some(self.local_change(now, doc, author, p, out));
                     }
                     self.resync_needed = true;
                     out.wake();
                 } else if applied.changed {
-                    write = Some(self.local_change(now, author, applied.delta, out));
+                    write = Some(self.local_change(now, doc, author, applied.delta, out));
                 }
                 if let (Some(w), Some(front)) = (write, self.stage.queue.front_mut()) {
                     front.last_write = Some(w);
@@ -386,9 +400,21 @@ impl Interview {
             tracing::warn!(session = %self.id, "a seed client's edit waits for missing structs");
             self.resync_needed = true;
             out.wake();
-            return Ok(Some(self.local_change(now, author, bytes, out)));
+            return Ok(Some(self.local_change(
+                now,
+                DocName::Code,
+                author,
+                bytes,
+                out,
+            )));
         }
-        Ok(Some(self.local_change(now, author, applied.delta, out)))
+        Ok(Some(self.local_change(
+            now,
+            DocName::Code,
+            author,
+            applied.delta,
+            out,
+        )))
     }
 
     /// A seed connection joined and is sent `text`: its Yjs peer, under a client id no one writes
@@ -457,44 +483,74 @@ impl Interview {
         }
     }
 
+    /// What changed in `doc` goes to its audience (the code also to seed clients, as text).
+    pub(super) fn changed(
+        &mut self,
+        now: Instant,
+        doc: DocName,
+        delta: &[u8],
+        except: Option<&ConnId>,
+        author: Option<Uuid>,
+        out: &mut Effects,
+    ) {
+        match doc {
+            DocName::Code => self.fan_out(now, delta, except, author, out),
+            DocName::Notes => {
+                let msg = Bytes::from(protocol::encode_update(delta));
+                out.broadcast(
+                    Audience::Interviewers,
+                    except,
+                    doc.event(),
+                    Outgoing::Binary(msg),
+                );
+            }
+        }
+    }
+
     /// A local edit: stored (group commit), relayed to the other hubs. Returns its write id.
     pub(super) fn local_change(
         &mut self,
         now: Instant,
+        doc: DocName,
         author: Uuid,
         delta: Vec<u8>,
         out: &mut Effects,
     ) -> u64 {
         let data = Bytes::from(delta);
-        let write_id = self.durability.write(Some(author), data.to_vec(), out);
+        let write_id = self
+            .durability
+            .write(doc.kind(), Some(author), data.to_vec(), out);
         if self.roster.has_peers(now) {
-            self.publish(
-                BusMessage::Update {
-                    seq: write_id,
-                    author: Some(author),
-                    data,
-                },
-                out,
-            );
+            let (seq, author) = (write_id, Some(author));
+            let msg = match doc {
+                DocName::Code => BusMessage::Update { seq, author, data },
+                DocName::Notes => BusMessage::NotesUpdate { seq, author, data },
+            };
+            self.publish(msg, out);
         }
         write_id
     }
 
     pub(super) fn relay_awareness(
         &self,
+        doc: DocName,
         msg: Bytes,
         except: Option<&ConnId>,
         publish: bool,
         out: &mut Effects,
     ) {
         out.broadcast(
-            Audience::Editors,
+            doc.audience(),
             except,
-            "yjs",
+            doc.event(),
             Outgoing::Binary(msg.clone()),
         );
         if publish {
-            self.publish(BusMessage::Awareness { data: msg }, out);
+            let m = match doc {
+                DocName::Code => BusMessage::Awareness { data: msg },
+                DocName::Notes => BusMessage::NotesAwareness { data: msg },
+            };
+            self.publish(m, out);
         }
     }
 }

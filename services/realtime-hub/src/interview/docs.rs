@@ -17,12 +17,16 @@ use crate::error::{ErrorCode, HubError};
 
 /// Name of the shared text in the code document (the browser binds it to the editor).
 pub const TEXT_NAME: &str = "code";
+/// Name of the shared text in the notes document (Markdown).
+pub const NOTES_NAME: &str = "notes";
 
 /// Which of an interview's documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DocName {
     /// The code everyone edits.
     Code,
+    /// The interviewers' private notes.
+    Notes,
 }
 
 impl DocName {
@@ -30,6 +34,7 @@ impl DocName {
     pub fn root(self) -> &'static str {
         match self {
             DocName::Code => TEXT_NAME,
+            DocName::Notes => NOTES_NAME,
         }
     }
 
@@ -37,6 +42,23 @@ impl DocName {
     pub fn audience(self) -> Audience {
         match self {
             DocName::Code => Audience::Editors,
+            DocName::Notes => Audience::Interviewers,
+        }
+    }
+
+    /// The Socket.IO event its y-protocols messages travel on, both ways.
+    pub fn event(self) -> &'static str {
+        match self {
+            DocName::Code => "yjs",
+            DocName::Notes => "notes",
+        }
+    }
+
+    /// How storage names it.
+    pub fn kind(self) -> duet_domain::DocKind {
+        match self {
+            DocName::Code => duet_domain::DocKind::Code,
+            DocName::Notes => duet_domain::DocKind::Notes,
         }
     }
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
+use duet_domain::DocKind;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -28,6 +29,7 @@ use crate::limits::{NOTICE_REPEAT_AFTER, REMOTE_COMMIT_TAKEOVER};
 struct RemotePending {
     origin: String,
     seq: u64,
+    doc: DocKind,
     author: Option<Uuid>,
     data: Bytes,
     received: Instant,
@@ -78,12 +80,19 @@ impl Durability {
     }
 
     /// Queues a write of `data`; returns its write id.
-    pub fn write(&mut self, author: Option<Uuid>, data: Vec<u8>, out: &mut Effects) -> u64 {
+    pub fn write(
+        &mut self,
+        doc: DocKind,
+        author: Option<Uuid>,
+        data: Vec<u8>,
+        out: &mut Effects,
+    ) -> u64 {
         let write_id = self.next_write_id;
         self.next_write_id += 1;
         self.in_flight += 1;
         out.push(Effect::Write {
             write_id,
+            doc,
             author,
             data,
         });
@@ -168,6 +177,7 @@ impl Durability {
         now: Instant,
         origin: String,
         seq: u64,
+        doc: DocKind,
         author: Option<Uuid>,
         data: Bytes,
     ) {
@@ -178,6 +188,7 @@ impl Durability {
             RemotePending {
                 origin,
                 seq,
+                doc,
                 author,
                 data,
                 received: now,
@@ -198,17 +209,17 @@ impl Durability {
     /// [`REMOTE_COMMIT_TAKEOVER`] (it may have died). Duplicates are harmless: Yjs updates are
     /// idempotent.
     pub fn take_over_stale(&mut self, now: Instant, out: &mut Effects) {
-        let stale: Vec<(u64, Option<Uuid>, Bytes)> = self
+        let stale: Vec<(u64, DocKind, Option<Uuid>, Bytes)> = self
             .remote_pending
             .iter()
             .filter(|(_, p)| {
                 p.takeover_write.is_none()
                     && now.duration_since(p.received) >= REMOTE_COMMIT_TAKEOVER
             })
-            .map(|(id, p)| (*id, p.author, p.data.clone()))
+            .map(|(id, p)| (*id, p.doc, p.author, p.data.clone()))
             .collect();
-        for (id, author, data) in stale {
-            let w = self.write(author, data.to_vec(), out);
+        for (id, doc, author, data) in stale {
+            let w = self.write(doc, author, data.to_vec(), out);
             if let Some(p) = self.remote_pending.get_mut(&id) {
                 p.takeover_write = Some(w);
             }
@@ -278,8 +289,8 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Durability::new(t0, 0);
         let mut out = Effects::new();
-        let w1 = d.write(None, vec![1], &mut out);
-        let w2 = d.write(None, vec![2], &mut out);
+        let w1 = d.write(DocKind::Code, None, vec![1], &mut out);
+        let w2 = d.write(DocKind::Code, None, vec![2], &mut out);
         assert_eq!(writes(&out), vec![1, 2]);
         out.drain();
         d.ack_when_durable(w1, token("a", 1), &mut out);
@@ -299,7 +310,7 @@ mod tests {
         let mut d = Durability::new(Instant::now(), 0);
         let mut out = Effects::new();
         // A re-sent edit the hub already had: it waits for the newest write, not for nothing.
-        let w = d.write(None, vec![1], &mut out);
+        let w = d.write(DocKind::Code, None, vec![1], &mut out);
         d.ack_when_durable(d.last_write_id(), token("b", 7), &mut out);
         assert!(acks(&mut out).is_empty());
         d.committed(w, 1, &mut out);
@@ -315,8 +326,15 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Durability::new(t0, 0);
         let mut out = Effects::new();
-        d.relayed(t0, "h2".into(), 5, None, Bytes::from_static(b"u"));
-        let w = d.write(None, vec![1], &mut out);
+        d.relayed(
+            t0,
+            "h2".into(),
+            5,
+            DocKind::Code,
+            None,
+            Bytes::from_static(b"u"),
+        );
+        let w = d.write(DocKind::Code, None, vec![1], &mut out);
         d.ack_when_durable(w, token("a", 1), &mut out);
         d.committed(w, 1, &mut out);
         assert!(
@@ -337,7 +355,14 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Durability::new(t0, 0);
         let mut out = Effects::new();
-        d.relayed(t0, "h2".into(), 1, None, Bytes::from_static(b"u"));
+        d.relayed(
+            t0,
+            "h2".into(),
+            1,
+            DocKind::Code,
+            None,
+            Bytes::from_static(b"u"),
+        );
         d.ack_when_durable(d.last_write_id(), token("a", 1), &mut out);
         d.take_over_stale(t0 + REMOTE_COMMIT_TAKEOVER / 2, &mut out);
         assert!(writes(&out).is_empty(), "too early for a takeover");
@@ -357,7 +382,7 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Durability::new(t0, 0);
         let mut out = Effects::new();
-        let w = d.write(None, vec![1], &mut out);
+        let w = d.write(DocKind::Code, None, vec![1], &mut out);
         assert_eq!(d.notice(t0, true), None, "nothing committed yet");
         d.committed(w, 1, &mut out);
         assert_eq!(d.notice(t0, false), None, "no other hub to tell");
@@ -372,7 +397,7 @@ mod tests {
     fn failed_writes_refuse_every_waiting_ack() {
         let mut d = Durability::new(Instant::now(), 0);
         let mut out = Effects::new();
-        let w = d.write(None, vec![1], &mut out);
+        let w = d.write(DocKind::Code, None, vec![1], &mut out);
         d.ack_when_durable(w, token("a", 1), &mut out);
         d.ack_when_durable(w, token("b", 2), &mut out);
         d.forget(&"b".into());

@@ -38,10 +38,18 @@ pub enum Audience {
     Editors,
     /// Seed-protocol participants (whole texts, `code_updated`).
     Seed,
+    /// Interviewers that edit through Yjs: the private notes' sync, updates and awareness. Never
+    /// a candidate connection.
+    Interviewers,
 }
 
 impl Audience {
-    pub const ALL: [Audience; 3] = [Audience::Everyone, Audience::Editors, Audience::Seed];
+    pub const ALL: [Audience; 4] = [
+        Audience::Everyone,
+        Audience::Editors,
+        Audience::Seed,
+        Audience::Interviewers,
+    ];
 }
 
 /// One thing for the runtime to do.
@@ -88,6 +96,8 @@ pub enum Effect {
     /// the writer reports commits by it.
     Write {
         write_id: u64,
+        /// Which of the interview's documents it edits.
+        doc: duet_domain::DocKind,
         author: Option<Uuid>,
         data: Vec<u8>,
     },

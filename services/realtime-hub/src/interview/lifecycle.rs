@@ -27,6 +27,8 @@ pub enum Action {
     Run,
     /// Start or end the interview, change the controls, remove someone.
     Control,
+    /// Read or write the interviewers' private notes.
+    Notes,
 }
 
 /// The `interview_state` body (the control snapshot without removals).
@@ -83,7 +85,11 @@ impl Interview {
                 ErrorCode::Forbidden,
                 "only an interviewer can do that",
             )),
-            Action::Control => Ok(()),
+            Action::Notes if !interviewer => Err(HubError::new(
+                ErrorCode::Forbidden,
+                "the notes are the interviewers' own",
+            )),
+            Action::Control | Action::Notes => Ok(()),
             _ if c.state == InterviewState::Ended => Err(HubError::new(
                 ErrorCode::InterviewEnded,
                 "the interview has ended; everything is read-only",

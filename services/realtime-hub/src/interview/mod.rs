@@ -41,7 +41,7 @@ use yrs::{StateVector, Update};
 
 use crate::error::HubError;
 use crate::limits::{AWARENESS_STALE, PURGE_EVERY};
-pub use docs::{doc_from_storage, new_doc, DocName, SharedDoc, TEXT_NAME};
+pub use docs::{doc_from_storage, new_doc, DocName, SharedDoc, NOTES_NAME, TEXT_NAME};
 use duet_bus::relay::BusMessage;
 use durability::Durability;
 pub use effects::{AckToken, Audience, ConnId, Effect, Effects, Outgoing};
@@ -101,6 +101,8 @@ pub struct Interview {
     pub code: SessionCode,
     settings: Settings,
     code_doc: SharedDoc,
+    /// The interviewers' private notes (audience [`Audience::Interviewers`]).
+    notes_doc: SharedDoc,
     language: Language,
     roster: Roster,
     durability: Durability,
@@ -108,6 +110,9 @@ pub struct Interview {
     usage: guard::Usage,
     /// Who owns each Yjs client id of the code document.
     owners: guard::Owners,
+    /// The same for the notes, and what they hold against the caps.
+    notes_owners: guard::Owners,
+    notes_usage: guard::Usage,
     /// Client updates waiting to be integrated.
     stage: guard::Stage,
     /// The text last sent to the seed clients, with the state it stands for.
@@ -148,11 +153,14 @@ impl Interview {
             code,
             settings,
             code_doc: SharedDoc::new(DocName::Code, doc),
+            notes_doc: SharedDoc::new(DocName::Notes, new_doc()),
             language,
             roster: Roster::new(now),
             durability: Durability::new(now, stored),
             usage,
             owners: guard::Owners::default(),
+            notes_owners: guard::Owners::default(),
+            notes_usage: guard::Usage::default(),
             stage: guard::Stage::default(),
             seed_text: None,
             text_dirty_since: None,
@@ -167,9 +175,17 @@ impl Interview {
         }
     }
 
+    /// The notes as loaded from storage (an interview starts with empty ones).
+    pub fn with_notes(mut self, doc: yrs::Doc, usage: guard::Usage) -> Self {
+        self.notes_doc = SharedDoc::new(DocName::Notes, doc);
+        self.notes_usage = usage;
+        self
+    }
+
     fn doc_mut(&mut self, name: DocName) -> &mut SharedDoc {
         match name {
             DocName::Code => &mut self.code_doc,
+            DocName::Notes => &mut self.notes_doc,
         }
     }
 
@@ -216,6 +232,12 @@ impl Interview {
             conn: conn.clone(),
             audience,
         });
+        if joiner.role == Role::Interviewer && joiner.yjs {
+            out.push(Effect::Enter {
+                conn: conn.clone(),
+                audience: Audience::Interviewers,
+            });
+        }
         if let Some(token) = ack {
             let user = &joiner.user;
             out.ack(
@@ -261,15 +283,18 @@ impl Interview {
         let local = self.roster.remove(conn, now)?;
         self.durability.forget(conn);
         self.owners.release(conn);
+        self.notes_owners.release(conn);
         if !local.awareness_ids.is_empty() {
-            let doc = &mut self.code_doc;
-            for id in &local.awareness_ids {
-                doc.awareness_owner.remove(id);
-            }
-            if let Some(update) = doc.awareness.remove(&local.awareness_ids, now) {
-                let msg = Bytes::from(protocol::encode_awareness(&update));
-                let publish = self.roster.has_peers(now);
-                self.relay_awareness(msg, Some(conn), publish, out);
+            for name in [DocName::Code, DocName::Notes] {
+                let doc = self.doc_mut(name);
+                for id in &local.awareness_ids {
+                    doc.awareness_owner.remove(id);
+                }
+                if let Some(update) = doc.awareness.remove(&local.awareness_ids, now) {
+                    let msg = Bytes::from(protocol::encode_awareness(&update));
+                    let publish = self.roster.has_peers(now);
+                    self.relay_awareness(name, msg, Some(conn), publish, out);
+                }
             }
         }
         out.push(Effect::Exit {
@@ -280,6 +305,12 @@ impl Interview {
             conn: conn.clone(),
             audience: local.audience(),
         });
+        if local.role == Role::Interviewer && local.yjs {
+            out.push(Effect::Exit {
+                conn: conn.clone(),
+                audience: Audience::Interviewers,
+            });
+        }
         let after = self.roster.everyone();
         Roster::announce(&before, &after, Some(conn), out);
         out.publish(self.roster.presence_message(&self.settings.hub_id));
@@ -452,6 +483,27 @@ impl Interview {
                 );
             }
         }
+    }
+
+    /// What a reload found of the notes that this replica lacked.
+    pub fn on_stored_notes(&mut self, now: Instant, update: &[u8], out: &mut Effects) {
+        if let Ok(update) = Update::decode_v1(update) {
+            if let Ok(a) = self.notes_doc.apply(update) {
+                if a.changed {
+                    self.changed(now, DocName::Notes, &a.delta, None, None, out);
+                }
+            }
+        }
+    }
+
+    /// The notes' state vector (what a reload compares storage against).
+    pub fn notes_state_vector(&self) -> StateVector {
+        self.notes_doc.state_vector()
+    }
+
+    /// The notes' current text.
+    pub fn notes_text(&self) -> String {
+        self.notes_doc.text()
     }
 
     // ------------------------------------------------------------------ what the runtime asks

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use duet_domain::{DocKind, SessionCode};
+use duet_domain::SessionCode;
 use duet_storage::NewUpdate;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -97,7 +97,7 @@ impl Budget {
 }
 
 /// The transport rooms of one interview, one per [`Audience`].
-struct Rooms([String; 3]);
+struct Rooms([String; 4]);
 
 impl Rooms {
     fn new(id: Uuid) -> Self {
@@ -105,6 +105,7 @@ impl Rooms {
             format!("i:{id}"),
             format!("i:{id}:yjs"),
             format!("i:{id}:seed"),
+            format!("i:{id}:interviewers"),
         ])
     }
     fn of(&self, a: Audience) -> &str {
@@ -112,6 +113,7 @@ impl Rooms {
             Audience::Everyone => &self.0[0],
             Audience::Editors => &self.0[1],
             Audience::Seed => &self.0[2],
+            Audience::Interviewers => &self.0[3],
         }
     }
 }
@@ -408,6 +410,7 @@ impl Live {
                 },
                 Effect::Write {
                     write_id,
+                    doc,
                     author,
                     data,
                 } => self.services.write(WriteItem {
@@ -415,7 +418,7 @@ impl Live {
                     write_id,
                     update: NewUpdate {
                         session_id: self.id,
-                        doc: DocKind::Code,
+                        doc,
                         author,
                         data,
                     },

@@ -14,7 +14,7 @@ use super::live::Live;
 use super::services::Services;
 use crate::error::HubError;
 use crate::interview::guard::Usage;
-use crate::interview::{doc_from_storage, Interview, Settings, TEXT_NAME};
+use crate::interview::{doc_from_storage, Interview, Settings, NOTES_NAME, TEXT_NAME};
 use duet_bus::relay;
 
 /// A slot per loaded (or loading) interview; the `OnceCell` makes concurrent first joins share one
@@ -75,19 +75,23 @@ pub(crate) async fn load(
             None
         }
     };
-    let state = services
-        .storage
-        .load_document(session.id, DocKind::Code)
-        .await?;
+    let (state, notes) = tokio::try_join!(
+        services.storage.load_document(session.id, DocKind::Code),
+        services.storage.load_document(session.id, DocKind::Notes),
+    )?;
     let stored = state.updates.len() as u64;
     let had_snapshot = state.snapshot.is_some();
     // Built on a blocking thread: many interviews load at once when a hub starts or takes over, and
     // each replays its history.
     let id = session.id;
-    let (doc, usage) = tokio::task::spawn_blocking(move || {
+    let (doc, usage, notes) = tokio::task::spawn_blocking(move || {
         (
             doc_from_storage(id, &state),
             Usage::of_stored(&state, TEXT_NAME),
+            (
+                doc_from_storage(id, &notes),
+                Usage::of_stored(&notes, NOTES_NAME),
+            ),
         )
     })
     .await
@@ -109,7 +113,8 @@ pub(crate) async fn load(
             snapshot_every: services.cfg.snapshot_every,
         },
         Instant::now(),
-    );
+    )
+    .with_notes(notes.0, notes.1);
     if sub.is_none() {
         core.want_resync();
     }

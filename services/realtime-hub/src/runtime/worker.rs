@@ -216,10 +216,18 @@ pub(crate) async fn resync_now(iv: &Arc<Live>) {
         // The hub is stopping (or the interview unloading): no new reads queued behind the others.
         return;
     }
-    let (doc, session) = tokio::join!(
+    let (doc, notes, session) = tokio::join!(
         storage.load_document(iv.id, DocKind::Code),
+        storage.load_document(iv.id, DocKind::Notes),
         storage.session_by_id(iv.id)
     );
+    // The notes: small, rebuilt here and merged (what this replica lacks of them).
+    if let Ok(state) = notes {
+        let sv = iv.read(Interview::notes_state_vector);
+        if let Some(built) = rebuild(iv.id, state, sv, false).await {
+            iv.run(|c, now, fx| c.on_stored_notes(now, &built.missing, fx));
+        }
+    }
     match doc {
         Ok(state) => {
             let sv = iv.read(Interview::state_vector);

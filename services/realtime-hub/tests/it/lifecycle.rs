@@ -10,11 +10,13 @@ use duet_bus::{Bus, LocalBus};
 use duet_domain::{
     InterviewControl, InterviewState, Language, NewSession, Role, Session, SessionCode, Title,
 };
+use duet_realtime_hub::interview::{protocol, NOTES_NAME};
 use duet_realtime_hub::transport::Outgoing;
 use duet_storage::sqlite::SqliteStorage;
 use duet_storage::Storage;
 use serde_json::{json, Value};
 use uuid::Uuid;
+use yrs::{GetString, ReadTxn, Text, Transact};
 
 use crate::common::*;
 
@@ -481,4 +483,194 @@ async fn a_control_message_from_the_session_api_reaches_every_hub() {
     a.insert(0, "> ");
     assert!(a.all_acked().await);
     let _ = Outgoing::Json(Value::Null);
+}
+
+/// An interviewer's replica of the notes, fed by the `notes` events a [`YClient`] received.
+struct Notes {
+    doc: yrs::Doc,
+}
+
+impl Notes {
+    fn new() -> Self {
+        let doc = duet_realtime_hub::interview::new_doc();
+        doc.get_or_insert_text(NOTES_NAME);
+        Self { doc }
+    }
+
+    /// Sends a `notes` message; the slot holds the ack.
+    fn send(c: &YClient, msg: Vec<u8>) -> AckSlot {
+        let (ack, slot) = recorder();
+        c.conn.notes(&msg, Some(ack));
+        slot
+    }
+
+    fn sync(&self, c: &YClient) -> AckSlot {
+        let sv = self.doc.transact().state_vector();
+        Self::send(c, protocol::encode_step1(&sv))
+    }
+
+    fn insert(&self, c: &YClient, index: u32, s: &str) -> AckSlot {
+        let text = self.doc.get_or_insert_text(NOTES_NAME);
+        let update = {
+            let mut txn = self.doc.transact_mut();
+            text.insert(&mut txn, index, s);
+            txn.encode_update_v1()
+        };
+        Self::send(c, protocol::encode_update(&update))
+    }
+
+    /// Applies every `notes` message `c` received so far.
+    fn pump(&self, c: &mut YClient) {
+        c.pump();
+        let (notes, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut c.other)
+            .into_iter()
+            .partition(|(e, _)| e == "notes");
+        c.other = rest;
+        for (_, p) in notes {
+            if let Outgoing::Binary(b) = p {
+                for m in protocol::decode(&b, NOTES_NAME).expect("valid notes message") {
+                    if let protocol::ClientMessage::Update { update, .. } = m {
+                        self.doc.transact_mut().apply_update(update).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        let text = self.doc.get_or_insert_text(NOTES_NAME);
+        text.get_string(&self.doc.transact())
+    }
+
+    async fn sees(&self, c: &mut YClient, want: &str) -> bool {
+        eventually(5, || {
+            self.pump(c);
+            self.text() == want
+        })
+        .await
+    }
+}
+
+/// Every byte a connection was sent, as text (binary payloads lossily), to look for a secret.
+fn everything_sent(c: &mut YClient) -> String {
+    c.pump();
+    let mut all = String::new();
+    for (e, p) in &c.other {
+        all.push_str(e);
+        match p {
+            Outgoing::Json(v) => all.push_str(&v.to_string()),
+            Outgoing::Binary(b) => all.push_str(&String::from_utf8_lossy(b)),
+        }
+    }
+    all.push_str(&c.text());
+    all
+}
+
+#[tokio::test]
+async fn private_notes_reach_interviewers_on_every_hub_and_never_a_candidate() {
+    const SECRET: &str = "strong on recursion, weak on tests";
+    let storage = sqlite();
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+    let h1 = TestHub::start("h1", storage.clone(), bus.clone()).await;
+    let h2 = TestHub::start("h2", storage.clone(), bus.clone()).await;
+    let s = session(&storage, false, None).await;
+    let link = test_key().link_token(s.id);
+    let mut a = YClient::join_with(&h1, &s.code, "Ann", json!({"token": link.clone()}))
+        .await
+        .unwrap();
+    let mut b = YClient::join_with(&h2, &s.code, "Ben", json!({"token": link.clone()}))
+        .await
+        .unwrap();
+    let (t1, _) = candidate_token(&s);
+    let (t2, _) = candidate_token(&s);
+    let mut c1 = YClient::join_with(&h1, &s.code, "Cara", json!({"token": t1}))
+        .await
+        .unwrap();
+    let mut c2 = YClient::join_with(&h2, &s.code, "Dan", json!({"token": t2}))
+        .await
+        .unwrap();
+    let (seed, seed_sink) = h1.connect();
+    seed.join(
+        json!({"session_code": s.code.as_str(), "name": "Old"}),
+        None,
+    )
+    .await;
+
+    let (na, nb) = (Notes::new(), Notes::new());
+    assert!(eventually(5, || na.sync(&a).lock().is_some()).await);
+    nb.sync(&b);
+    let ack = na.insert(&a, 0, SECRET);
+    assert!(eventually(5, || ack.lock().is_some()).await);
+    assert!(
+        ack.lock().take().unwrap().is_ok(),
+        "the notes edit is acked once stored"
+    );
+    assert!(
+        nb.sees(&mut b, SECRET).await,
+        "the interviewer on the other hub sees it"
+    );
+    // The code document is untouched, and everyone's code editing goes on.
+    a.insert(0, "def f(): pass\n");
+    assert!(c2.sees("def f(): pass\n").await);
+
+    // A candidate asking for the notes is refused and sent nothing of them.
+    let cn = Notes::new();
+    let refused = cn.sync(&c1);
+    assert!(eventually(5, || refused.lock().is_some()).await);
+    assert_eq!(
+        refused.lock().take().unwrap().err().as_deref(),
+        Some("forbidden")
+    );
+    let refused = cn.insert(&c2, 0, "sneaky");
+    assert!(eventually(5, || refused.lock().is_some()).await);
+    assert_eq!(
+        refused.lock().take().unwrap().err().as_deref(),
+        Some("forbidden")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for c in [&mut c1, &mut c2] {
+        let got = everything_sent(c);
+        assert!(
+            !got.contains("recursion"),
+            "a candidate received the notes: {got}"
+        );
+        assert!(!got.contains("notes") || !got.contains(SECRET));
+    }
+    let seed_got: String = seed_sink
+        .take()
+        .iter()
+        .map(|(e, p)| format!("{e}{p:?}"))
+        .collect();
+    assert!(
+        !seed_got.contains("recursion"),
+        "a seed client received the notes"
+    );
+
+    // Stored as the notes document, not the code's, and loaded by a hub that starts afresh.
+    let notes_rows = storage
+        .history(s.id, duet_domain::DocKind::Notes)
+        .await
+        .unwrap();
+    assert!(!notes_rows.is_empty());
+    assert!(!stored_text(&storage, s.id).await.contains("recursion"));
+    drop((a, b, c1, c2));
+    let h3 = TestHub::start("h3", storage.clone(), bus.clone()).await;
+    let mut late = YClient::join_with(&h3, &s.code, "Lee", json!({"token": link}))
+        .await
+        .unwrap();
+    let nl = Notes::new();
+    nl.sync(&late);
+    assert!(
+        nl.sees(&mut late, SECRET).await,
+        "the notes came back from storage"
+    );
+
+    // Ended: the notes are read-only too.
+    control(&late, "end_interview", json!({})).await.unwrap();
+    let r = nl.insert(&late, 0, "after the end: ");
+    assert!(eventually(5, || r.lock().is_some()).await);
+    assert_eq!(
+        r.lock().take().unwrap().err().as_deref(),
+        Some("interview_ended")
+    );
 }
