@@ -157,7 +157,9 @@ fn upstream_url(base: &str, req: &HttpRequest) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
 
-/// The request to send upstream: method, path, end-to-end headers and `X-Forwarded-For`.
+/// The request to send upstream: method, path, end-to-end headers, `X-Forwarded-For`, and the host
+/// the client asked for as `X-Forwarded-Host` (the upstream's own address replaces `Host`; links the
+/// session-API builds, such as an interview's, must name the public host).
 fn upstream_request(
     req: &HttpRequest,
     client: &awc::Client,
@@ -173,12 +175,16 @@ fn upstream_request(
         if !HOP_BY_HOP.contains(&name.as_str())
             && name != header::HOST
             && name.as_str() != "x-forwarded-for"
+            && name.as_str() != "x-forwarded-host"
         {
             fwd = fwd.append_header((name.clone(), value.clone()));
         }
     }
     if let Some(xff) = up.forwarded_for(req) {
         fwd = fwd.insert_header(("x-forwarded-for", xff));
+    }
+    if let Some(host) = req.headers().get(header::HOST) {
+        fwd = fwd.insert_header(("x-forwarded-host", host.clone()));
     }
     fwd
 }

@@ -728,14 +728,20 @@ async fn a_redis_restart_does_not_make_the_hubs_unknown() {
     );
 }
 
-/// An upstream that answers with the `X-Forwarded-For` it received.
+/// An upstream that answers with the `X-Forwarded-For` it received (`X-Forwarded-Host` under
+/// `/api/host`).
 async fn spawn_echo() -> String {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
     let server = HttpServer::new(|| {
         App::new().default_service(web::to(|req: HttpRequest| async move {
+            let name = if req.path() == "/api/host" {
+                "x-forwarded-host"
+            } else {
+                "x-forwarded-for"
+            };
             let xff = req
                 .headers()
-                .get("x-forwarded-for")
+                .get(name)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
@@ -776,7 +782,19 @@ async fn x_forwarded_for_is_extended_only_for_trusted_proxies() {
     let mut s = settings(vec![echo], dir.path());
     s.gateway.trusted_proxies = vec!["127.0.0.0/8".into()];
     let (gw, _) = spawn_gateway_with_bus(&s, None).await;
-    assert_eq!(seen(gw).await, "203.0.113.7, 127.0.0.1");
+    assert_eq!(seen(gw.clone()).await, "203.0.113.7, 127.0.0.1");
+    // The host the client asked for goes upstream as X-Forwarded-Host (the session-API builds an
+    // interview's links from it); one the client sent itself is replaced.
+    let host = http
+        .get(format!("{gw}/api/host"))
+        .header("x-forwarded-host", "evil.example")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(host, gw.trim_start_matches("http://"));
 }
 
 #[actix_web::test]
