@@ -21,11 +21,12 @@ export class CollabClient {
    * `drop(bytes)`: a fault injector for tests — an incoming `yjs` message it returns true for is
    * thrown away, as a proxy that died holding a long-poll response would lose it.
    */
-  constructor(url, { code, name, userId, transports = ["websocket"], onEvent, socketOptions = {}, drop } = {}) {
+  constructor(url, { code, name, userId, token, transports = ["websocket"], onEvent, socketOptions = {}, drop } = {}) {
     this.url = url;
     this.code = code;
     this.name = name;
     this.userId = userId;
+    this.token = token;
     this.doc = new Y.Doc();
     this.text = this.doc.getText("code");
     this.awareness = new awarenessProtocol.Awareness(this.doc);
@@ -64,7 +65,7 @@ export class CollabClient {
       if (!this.drop?.(bytes)) this.#receive(bytes);
     });
     this.socket.on("error", (e) => this.errors.push(e));
-    for (const ev of ["user_joined", "user_left", "sync_code", "language_updated", "execution_result", "code_updated"]) {
+    for (const ev of ["user_joined", "user_left", "sync_code", "language_updated", "execution_result", "code_updated", "interview_state"]) {
       this.socket.on(ev, (body) => {
         this.events.push([ev, body]);
         this.onEvent?.(ev, body);
@@ -106,7 +107,9 @@ export class CollabClient {
   }
 
   #join() {
-    this.socket.emit("join_session", { session_code: this.code, name: this.name, user_id: this.userId, yjs: true }, (res) => {
+    const payload = { session_code: this.code, name: this.name, user_id: this.userId, yjs: true };
+    if (this.token) payload.token = this.token;
+    this.socket.emit("join_session", payload, (res) => {
       if (!res?.ok) {
         this.errors.push(res?.error ?? res);
         return;
