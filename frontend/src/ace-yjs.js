@@ -9,7 +9,9 @@
 //   viewport does not jump when someone edits above it.
 // - Remote cursors and selections come from awareness (`{user: {name, color}, cursor: {anchor, head}}`,
 //   anchor/head being Y.RelativePosition JSON) and are drawn as Ace markers (selections) and an overlay
-//   layer (carets with a name label) in each participant's colour.
+//   layer (carets with a name label) in each participant's colour. A label shows while its participant
+//   moves or types and fades out after `labelMs` of stillness, so it does not sit on the code; the
+//   caret keeps a small flag, and hovering the flag shows the name again.
 // - Undo/redo go through a Y.UndoManager whose trackedOrigins is this binding: Ctrl/Cmd-Z never undoes
 //   what someone else typed. The selection from before an undone change is restored.
 //
@@ -36,12 +38,15 @@ export function safeColor(color, clientID = 0) {
 
 let bindingCounter = 0;
 
+/** How long a remote caret's name label stays after that participant last moved or typed. */
+export const LABEL_MS = 2000;
+
 export class AceBinding {
   /**
    * @param {Y.Text} ytext the shared text (Duet names it "code" in the Y.Doc)
    * @param {import('ace-builds').Ace.Editor} editor
    * @param {import('y-protocols/awareness').Awareness | null} awareness
-   * @param {{undoManager?: Y.UndoManager, captureTimeout?: number}} [opts]
+   * @param {{undoManager?: Y.UndoManager, captureTimeout?: number, labelMs?: number}} [opts]
    */
   constructor(ytext, editor, awareness = null, opts = {}) {
     this.ytext = ytext;
@@ -61,6 +66,10 @@ export class AceBinding {
     this._beforeSelection = null;
     this._commandSelection = null;
     this._colorRules = '';
+    this._labelMs = opts.labelMs ?? LABEL_MS;
+    /** clientID → {key, until}: the caret's last position (and name), and until when its label shows. */
+    this._labels = new Map();
+    this._idleTimer = null;
 
     this.aceDoc.setNewLineMode('unix');
     // Ace's own history would undo remote edits too: Y.UndoManager replaces it.
@@ -406,7 +415,13 @@ export class AceBinding {
         this._markerIds.push(this.session.addMarker(Range.fromPoints(from, to), `duet-remote-selection ${cls}`, 'text', false));
       }
       cursors.push({ clientID, name, color, cls, pos: headPos });
+      // Its own relative position changes when that participant moves or types, not when others'
+      // edits shift it.
+      const key = `${JSON.stringify(state.cursor)}:${name}`;
+      const seen = this._labels.get(clientID);
+      if (!seen || seen.key !== key) this._labels.set(clientID, { key, until: Date.now() + this._labelMs });
     }
+    for (const id of this._labels.keys()) if (!cursors.some((c) => c.clientID === id)) this._labels.delete(id);
     const css = rules.join('\n');
     if (css !== this._colorRules) {
       this._colorRules = css;
@@ -423,6 +438,8 @@ export class AceBinding {
     const config = renderer.layerConfig;
     const cursorLayer = renderer.$cursorLayer;
     while (overlay.childElementCount > this._remoteCursors.length) overlay.lastElementChild.remove();
+    const now = Date.now();
+    let nextIdle = Infinity;
     this._remoteCursors.forEach((c, i) => {
       let el = overlay.children[i];
       if (!el) {
@@ -431,9 +448,15 @@ export class AceBinding {
         const label = document.createElement('div');
         label.className = 'duet-remote-cursor-label';
         el.appendChild(label);
+        const flag = document.createElement('div');
+        flag.className = 'duet-remote-cursor-flag';
+        el.appendChild(flag);
         overlay.appendChild(el);
       }
-      el.className = `duet-remote-cursor ${c.cls}`;
+      const until = this._labels.get(c.clientID)?.until ?? 0;
+      const idle = now >= until;
+      if (!idle) nextIdle = Math.min(nextIdle, until);
+      el.className = `duet-remote-cursor ${c.cls}${idle ? ' duet-rc-idle' : ''}`;
       el.dataset.clientId = String(c.clientID);
       const label = el.firstElementChild;
       if (label.textContent !== c.name) label.textContent = c.name;
@@ -453,11 +476,22 @@ export class AceBinding {
       el.style.height = `${config.lineHeight}px`;
       el.classList.toggle('duet-label-below', px.top < config.lineHeight);
     });
+    // Fade the next label out when its time is up.
+    clearTimeout(this._idleTimer);
+    this._idleTimer = Number.isFinite(nextIdle) ? setTimeout(() => !this._destroyed && this._drawCursors(), nextIdle - now + 10) : null;
   }
 
   /** The remote carets currently drawn: [{clientID, name, color, row, column}] (for tests and the UI). */
   remoteCursors() {
-    return this._remoteCursors.map((c) => ({ clientID: c.clientID, name: c.name, color: c.color, row: c.pos.row, column: c.pos.column }));
+    const now = Date.now();
+    return this._remoteCursors.map((c) => ({
+      clientID: c.clientID,
+      name: c.name,
+      color: c.color,
+      row: c.pos.row,
+      column: c.pos.column,
+      labelShown: now < (this._labels.get(c.clientID)?.until ?? 0),
+    }));
   }
 
   destroy() {
@@ -474,6 +508,7 @@ export class AceBinding {
     this.editor.commands.off('afterExec', this._onCommandAfterExec);
     for (const cmd of this._previousCommands) this.editor.commands.addCommand(cmd);
     this.editor.renderer.off('afterRender', this._drawCursors);
+    clearTimeout(this._idleTimer);
     this.editor.selection.off('changeCursor', this._onSelection);
     this.editor.selection.off('changeSelection', this._onSelection);
     this.editor.off('focus', this._onSelection);

@@ -1,4 +1,5 @@
-// The session REST API (docs/PROTOCOL.md, seed endpoints): create and look up interviews.
+// The session REST API (README "REST API"): create and look up interviews, join one (a participant
+// token), and the interviewer's actions.
 
 export const LANGUAGES = [
   { id: 'javascript', label: 'JavaScript' },
@@ -21,21 +22,27 @@ export function normalizeCode(raw) {
 }
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  /** `retryAfter`: seconds from a `Retry-After` header (429, 503), else null. */
+  constructor(status, code, message, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter;
   }
 }
 
-async function request(method, url, body) {
+async function request(method, url, body, { token } = {}) {
   let res;
+  const headers = { Accept: 'application/json' };
+  if (body) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
   try {
     res = await fetch(url, {
       method,
-      headers: body ? { 'Content-Type': 'application/json', Accept: 'application/json' } : { Accept: 'application/json' },
+      headers,
       body: body ? JSON.stringify(body) : undefined,
       credentials: 'same-origin',
+      cache: 'no-store',
     });
   } catch {
     throw new ApiError(0, 'network', 'Duet cannot be reached. Check your connection and try again.');
@@ -48,24 +55,51 @@ async function request(method, url, body) {
   }
   if (!res.ok) {
     const err = data && data.error;
+    const retry = Number.parseInt(res.headers.get('Retry-After') ?? '', 10);
     throw new ApiError(
       res.status,
       err?.code ?? `http_${res.status}`,
       err?.message ?? `The server answered ${res.status} ${res.statusText}.`,
+      Number.isFinite(retry) && retry >= 0 ? retry : null,
     );
   }
   return data;
 }
 
 /**
- * POST /api/session {language, title} → 201 {id, session_code, code, language, title, created_at}
- * (the seed's names: `session_code` is the interview's code, `code` its current text).
+ * POST /api/session {language, title, lobby?, password?} → 201 {id, session_code, code, language, title,
+ * created_at, state, …, interviewer_token, links: {interviewer, candidate}} (the seed's names:
+ * `session_code` is the interview's code, `code` its current text). `lobby` and `password` are sent
+ * only when asked for, so a server that predates them is not sent fields it refuses.
  */
-export function createSession({ language, title }) {
-  return request('POST', '/api/session', { language, title: title || '' });
+export function createSession({ language, title, lobby = false, password = '' }) {
+  const body = { language, title: title || '' };
+  if (lobby) body.lobby = true;
+  if (password) body.password = password;
+  return request('POST', '/api/session', body);
 }
 
 /** GET /api/session/<code> → 200 {id, session_code, code, language, title, ...}; 404 {error: {code, message}} */
 export function getSession(code) {
   return request('GET', `/api/session/${encodeURIComponent(code)}`);
+}
+
+/**
+ * POST /api/session/<code>/join {name, password?} → {token, role, user_id, color}. With `linkToken`
+ * (the interviewer link's) as `Authorization: Bearer` the role is interviewer and no password is
+ * needed; without it, a candidate (a passworded interview answers 401 `password_required` /
+ * `invalid_password`, too many tries 429 `rate_limited` with `retryAfter`).
+ */
+export function joinSession(code, { name, password, linkToken } = {}) {
+  const body = { name };
+  if (password) body.password = password;
+  return request('POST', `/api/session/${encodeURIComponent(code)}/join`, body, { token: linkToken });
+}
+
+/**
+ * Whether an error from joinSession means the server has no join endpoint (an older server): a 404
+ * that is not about the interview, or 405. The page then joins without a token.
+ */
+export function isMissingEndpoint(err) {
+  return (err?.status === 404 && err.code !== 'session_not_found') || err?.status === 405;
 }

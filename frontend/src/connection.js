@@ -9,10 +9,17 @@
 //   and covered by the step 2 of the handshake after a reconnect.
 // - Awareness (name, colour, cursor) rides on the same `yjs` event (messageAwareness = 1).
 //
+// - An edit the server refuses for good (the interview ended, the candidate's editing locked, not
+//   started yet) is dropped: re-sending it could never succeed, and keeping it would leave this
+//   document diverged from everyone else's. The connection stops using the document ('edit-refused')
+//   and the page hands it a fresh one (`replaceDoc`), filled from the server by a new sync handshake
+//   ('resynced').
+//
 // Events (lib0 Observable): 'status' (status object), 'joined' (ack), 'synced', 'fatal' ({code, message}),
-// 'server-error' ({code, message}), and the server's own events forwarded as 'sync_code', 'user_joined',
-// 'user_left', 'language_updated', 'execution_result', 'code_updated', 'interview_state'. The editor page
-// reads them through the session model (session-model.js), not directly.
+// 'server-error' ({code, message}), 'edit-refused' ({code, message, dropped}), 'resynced', and the
+// server's own events forwarded as 'sync_code', 'user_joined', 'user_left', 'language_updated',
+// 'execution_result', 'code_updated', 'interview_state'. The editor page reads them through the session
+// model (session-model.js), not directly.
 import { io } from 'socket.io-client';
 import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
@@ -33,7 +40,17 @@ const GAP_WAIT_MS = 300;
 const GAP_RETRY_MS = 2000;
 const FORWARDED = ['sync_code', 'user_joined', 'user_left', 'language_updated', 'execution_result', 'code_updated', 'interview_state'];
 // Errors after which reconnecting cannot help.
-const FATAL_CODES = new Set(['session_not_found', 'forbidden', 'unauthorized', 'invalid_token']);
+const FATAL_CODES = new Set(['session_not_found', 'forbidden', 'unauthorized', 'invalid_token', 'removed']);
+// The same, when the server sends them as an `error` event (`removed`: an interviewer removed this
+// participant; the server closes the connection next).
+const FATAL_EVENT_CODES = new Set(['session_not_found', 'removed']);
+/** Edit refusals that no re-send can overcome: the local edits are dropped and the document resynced. */
+export const RESYNC_CODES = new Set(['interview_ended', 'editing_locked', 'interview_not_started']);
+// Refusals the server also sends as an `error` event although they answer a request this client made
+// with an ack (edits, language, runs, interviewer actions): the ack's handler reports them, once.
+const ACKED_CODES = new Set([...RESYNC_CODES, 'runs_disabled', 'forbidden']);
+/** Awareness client ids the hub accepts from one connection (docs/PROTOCOL.md). */
+const MAX_AWARENESS_CLIENTS = 4;
 
 function toUint8Array(data) {
   if (data instanceof Uint8Array) return data;
@@ -75,6 +92,14 @@ export class DuetConnection extends Observable {
     this._joinTimer = null;
     this._gapTimer = null;
     this._lastStatusKey = '';
+    /** Bumped when the document is replaced: acks for the old one's emits are ignored. */
+    this._epoch = 0;
+    /** The document was given up after a refused edit; waiting for replaceDoc. */
+    this._discarded = false;
+    /** A replaced document waits for its first sync step 2 from the server. */
+    this.resyncing = false;
+    /** Awareness client ids this socket has published (the hub limits them per connection). */
+    this._awarenessClients = new Set();
 
     this.socket = io(url, {
       path: '/socket.io/',
@@ -102,7 +127,10 @@ export class DuetConnection extends Observable {
     };
 
     const s = this.socket;
-    s.on('connect', () => this._join());
+    s.on('connect', () => {
+      this._awarenessClients.clear();
+      this._join();
+    });
     s.on('disconnect', (reason) => this._onDisconnect(reason));
     s.on('connect_error', () => this._emitStatus());
     s.io.on('reconnect_attempt', () => this._emitStatus());
@@ -185,10 +213,11 @@ export class DuetConnection extends Observable {
 
   _onServerError(err) {
     const error = err && typeof err === 'object' ? err : { code: 'internal', message: String(err) };
-    if (error.code === 'session_not_found') {
+    if (FATAL_EVENT_CODES.has(error.code)) {
       this._setFatal(error);
       return;
     }
+    if (ACKED_CODES.has(error.code)) return;
     if (error.code === 'not_joined' && this.socket.connected && !this._joining) {
       // The server lost track of us (e.g. restarted state): join again.
       this.joined = false;
@@ -209,7 +238,7 @@ export class DuetConnection extends Observable {
 
   _onYjsMessage(data) {
     const buf = toUint8Array(data);
-    if (!buf) return;
+    if (!buf || this._discarded) return;
     try {
       const decoder = decoding.createDecoder(buf);
       const type = decoding.readVarUint(decoder);
@@ -222,7 +251,12 @@ export class DuetConnection extends Observable {
         if (encoding.length(encoder) > 1) this._send(encoding.toUint8Array(encoder), covers);
         if (syncType === syncProtocol.messageYjsSyncStep2 && !this.synced) {
           this.synced = true;
+          this.resyncing = false;
           this.emit('synced', []);
+          this._emitStatus();
+        } else if (syncType === syncProtocol.messageYjsSyncStep2 && this.resyncing) {
+          this.resyncing = false;
+          this.emit('resynced', []);
           this._emitStatus();
         }
         this._watchGap(GAP_WAIT_MS);
@@ -258,7 +292,7 @@ export class DuetConnection extends Observable {
   }
 
   _onDocUpdate(update, origin) {
-    if (origin === this) return; // came from the server
+    if (origin === this || this._discarded) return; // came from the server, or the document is given up
     const seq = ++this._seq;
     this.pending.set(seq, update);
     if (this.joined && this.socket.connected) {
@@ -272,8 +306,12 @@ export class DuetConnection extends Observable {
 
   /** Emits one `yjs` message; a successful ack marks the local updates it `covers` as saved. */
   _send(message, covers) {
+    const epoch = this._epoch;
     this.socket.timeout(ACK_TIMEOUT_MS).emit('yjs', message, (err, res) => {
-      if (!err && !(res && res.ok === false)) {
+      if (epoch !== this._epoch) return; // about a document this connection no longer has
+      if (covers.length && RESYNC_CODES.has(res?.error?.code)) {
+        this._refused(res.error);
+      } else if (!err && !(res && res.ok === false)) {
         for (const seq of covers) this.pending.delete(seq);
         if (covers.length) this._retryDelay = 1000;
       } else if (covers.length) {
@@ -282,6 +320,67 @@ export class DuetConnection extends Observable {
       }
       this._emitStatus();
     });
+  }
+
+  /**
+   * The server refused an edit for good: the unsaved local updates are dropped and this document is
+   * not used any more (nothing of it is sent, nothing received is applied to it) until `replaceDoc`.
+   */
+  _refused(error) {
+    const dropped = this.pending.size;
+    this.pending.clear();
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._retryDelay = 1000;
+    clearTimeout(this._gapTimer);
+    this._gapTimer = null;
+    this._discarded = true;
+    this._epoch++;
+    this.emit('edit-refused', [{ code: error.code, message: typeof error.message === 'string' ? error.message : '', dropped }]);
+    this._emitStatus();
+  }
+
+  /**
+   * Continues with a fresh, empty document (and its awareness) in place of the current one, which the
+   * caller destroys: its cursor is withdrawn from the others, and a new sync handshake fills the new
+   * document from the server ('resynced' when its step 2 arrived). Edits to the new document are sent
+   * as usual. Used after 'edit-refused'; also works at any other time.
+   */
+  replaceDoc(doc, awareness) {
+    const connected = this.joined && this.socket.connected;
+    const oldDoc = this.doc;
+    const oldAwareness = this.awareness;
+    if (connected && oldAwareness.getLocalState() !== null) {
+      // Others drop this page's old cursor (the listener below sends it).
+      awarenessProtocol.removeAwarenessStates(oldAwareness, [oldDoc.clientID], 'local');
+    }
+    oldDoc.off('update', this._onDocUpdate);
+    oldAwareness.off('update', this._onAwarenessUpdate);
+    this.pending.clear();
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._retryDelay = 1000;
+    clearTimeout(this._gapTimer);
+    this._gapTimer = null;
+    this._epoch++;
+    this._discarded = false;
+    this.doc = doc;
+    this.awareness = awareness;
+    this.resyncing = true;
+    doc.on('update', this._onDocUpdate);
+    awareness.on('update', this._onAwarenessUpdate);
+    if (connected) {
+      if (this._awarenessClients.size >= MAX_AWARENESS_CLIENTS) {
+        // The hub takes no more awareness ids from this connection: join afresh (its ack runs the
+        // handshake), which starts a new count.
+        this.joined = false;
+        this._awarenessClients.clear();
+        this._join();
+      } else {
+        this._startSync();
+      }
+    }
+    this._emitStatus();
   }
 
   /** Re-sends every unacknowledged update, merged into one, after a growing delay. */
@@ -309,6 +408,7 @@ export class DuetConnection extends Observable {
   }
 
   _sendAwareness(clients) {
+    for (const id of clients) this._awarenessClients.add(id);
     const encoder = encoding.createEncoder();
     encoding.writeVarUint(encoder, MESSAGE_AWARENESS);
     encoding.writeVarUint8Array(encoder, awarenessProtocol.encodeAwarenessUpdate(this.awareness, clients));
@@ -342,7 +442,7 @@ export class DuetConnection extends Observable {
     const unsaved = this.pending.size;
     let state;
     if (this.fatal) state = 'error';
-    else if (this.joined && this.socket.connected) state = !this.synced ? 'syncing' : unsaved > 0 ? 'saving' : 'saved';
+    else if (this.joined && this.socket.connected) state = !this.synced || this.resyncing ? 'syncing' : unsaved > 0 ? 'saving' : 'saved';
     else if (!this.everJoined) state = 'connecting';
     else if (!this.online || unsaved > 0) state = 'offline';
     else state = 'reconnecting';

@@ -1,24 +1,29 @@
 // The editor page's session model: what this page knows about the interview, kept in one place over the
 // realtime connection (connection.js), and told to the views as typed events (docs/FRONTEND.md lists
-// them). Views render from the model and send the user's intents to it (`changeLanguage`, `run`, `stop`);
-// they never talk to the connection or to each other.
+// them). Views render from the model and send the user's intents to it (`changeLanguage`, `run`, `stop`,
+// and the interviewer's `startInterview`, `endInterview`, `setControls`, `removeParticipant`); they never
+// talk to the connection or to each other.
 //
 // It holds: the user's own identity, the participants, the language, the runs (this page's own and the
-// ones everyone shares), the connection/save state ("saved", "saving", "offline — N unsaved edits"), and
-// the role and lifecycle state of the interview when the server sends them.
+// ones everyone shares), the connection/save state ("saved", "saving", "offline — N unsaved edits"),
+// the user's role and the interview's lifecycle and controls, and from those what this user may do now
+// (`permissions`).
 //
 // No DOM, no socket: the connection and the code runners are passed in, so the model runs under plain
 // Node with a fake connection (tests/js/session-model.test.js).
 //
 // The connection it needs: `on(event, fn)` with lib0 Observable semantics (the connection emits
 // `status`, `joined`, `synced`, `fatal`, `server-error` and forwards the server's `sync_code`,
-// `user_joined`, `user_left`, `language_updated`, `execution_result`, `interview_state`),
-// `request(event, payload) → Promise<ack>`, and the properties `status`, `synced`, `fatal`.
+// `user_joined`, `user_left`, `language_updated`, `execution_result`, `interview_state`, and
+// `edit-refused` / `resynced` around a refused edit), `request(event, payload) → Promise<ack>`, and the
+// properties `status`, `synced`, `fatal`.
 import { Emitter } from './emitter.js';
 import { LANGUAGES } from './api.js';
 
 export const ROLES = ['interviewer', 'candidate'];
 export const LIFECYCLE_STATES = ['waiting', 'live', 'ended'];
+/** The interviewer's events (docs/PROTOCOL.md), by the model's intent. */
+const CONTROL_EVENTS = { start: 'start_interview', end: 'end_interview', controls: 'set_controls', remove: 'remove_participant' };
 const RUN_STATUSES = ['ok', 'error', 'timeout'];
 
 /**
@@ -59,9 +64,16 @@ export class SessionModel extends Emitter {
     this.language = isLanguage(language) ? language : 'javascript';
     /** @type {'interviewer'|'candidate'|null} null until the server says */
     this.role = null;
-    /** @type {{state: 'waiting'|'live'|'ended', started_at: string|null, ended_at: string|null}|null} */
+    /**
+     * The interview's lifecycle and controls, null until the server says (a server without lifecycles
+     * never does: then everything is allowed, as before).
+     * @type {{state: 'waiting'|'live'|'ended', started_at: string|null, ended_at: string|null, editing_locked: boolean, runs_enabled: boolean}|null}
+     */
     this.lifecycle = null;
     this.synced = !!connection.synced;
+    /** A refused edit was dropped and the document is being loaded again from the server. */
+    this.resyncing = false;
+    this._permissionsKey = JSON.stringify(this.permissions);
     this.fatal = connection.fatal ?? null;
     this.everJoined = false;
     /** @type {object[]} oldest first, at most MAX_RUNS */
@@ -86,6 +98,8 @@ export class SessionModel extends Emitter {
     on('language_updated', this._onLanguageUpdated);
     on('execution_result', this._onExecutionResult);
     on('interview_state', this._onInterviewState);
+    on('edit-refused', this._onEditRefused);
+    on('resynced', this._onResynced);
   }
 
   // ---- state --------------------------------------------------------------------------------------
@@ -110,6 +124,43 @@ export class SessionModel extends Emitter {
     return this._running !== null;
   }
 
+  get isInterviewer() {
+    return this.role === 'interviewer';
+  }
+
+  /**
+   * What this user may do now, from the role and the lifecycle (the server enforces the same; this is
+   * what the page shows):
+   * `{edit, editable, run, language, control, lobby, editReason, runReason}` — `editable`: `edit` and
+   * the document is loaded (synced, not resyncing); `control`: the interviewer's actions; `lobby`: a
+   * candidate waiting for the start (no editor). Reasons: `ended` | `waiting` | `locked` | `runs_off`
+   * | null.
+   */
+  get permissions() {
+    const lc = this.lifecycle;
+    const interviewer = this.isInterviewer;
+    const state = lc?.state ?? null;
+    let editReason = null;
+    if (state === 'ended') editReason = 'ended';
+    else if (!interviewer && state === 'waiting') editReason = 'waiting';
+    else if (!interviewer && lc?.editing_locked) editReason = 'locked';
+    let runReason = null;
+    if (!interviewer && state === 'ended') runReason = 'ended';
+    else if (!interviewer && state === 'waiting') runReason = 'waiting';
+    else if (!interviewer && lc && !lc.runs_enabled) runReason = 'runs_off';
+    const edit = editReason === null;
+    return {
+      edit,
+      editable: edit && this.synced && !this.resyncing,
+      run: runReason === null,
+      language: edit,
+      control: interviewer && lc !== null,
+      lobby: !interviewer && state === 'waiting',
+      editReason,
+      runReason,
+    };
+  }
+
   // ---- intents (from the views) -------------------------------------------------------------------
 
   /** Switches the interview's language; reverted (with `language-refused`) if the server refuses. */
@@ -127,7 +178,7 @@ export class SessionModel extends Emitter {
    * result with everyone. Resolves with the run (null if a run is already going).
    */
   async run() {
-    if (this._running) return null;
+    if (this._running || !this.permissions.run) return null;
     const language = this.language;
     const runner = this.runners[language];
     if (!runner) return null;
@@ -174,6 +225,50 @@ export class SessionModel extends Emitter {
     this._running?.runner.stop();
   }
 
+  // ---- the interviewer's intents --------------------------------------------------------------------
+  // Each resolves with `{ok: true}` or `{ok: false, error}` (never rejects); a refusal is also told as
+  // `control-refused {action, error}`. The new state arrives as `interview_state` (everyone hears it);
+  // a lifecycle step in the ack is applied at once.
+
+  /** waiting → live. */
+  startInterview() {
+    return this._control('start', {});
+  }
+
+  /** → ended, for good: the documents become read-only for everyone. */
+  endInterview() {
+    return this._control('end', {});
+  }
+
+  /** `{editing_locked?, runs_enabled?}`: lock the candidate's editing, turn code running off or on. */
+  setControls(controls) {
+    const payload = {};
+    if (typeof controls?.editing_locked === 'boolean') payload.editing_locked = controls.editing_locked;
+    if (typeof controls?.runs_enabled === 'boolean') payload.runs_enabled = controls.runs_enabled;
+    return this._control('controls', payload);
+  }
+
+  /** Removes a participant: their connections are closed and their token refused from then on. */
+  removeParticipant(userId) {
+    return this._control('remove', { user_id: userId });
+  }
+
+  async _control(action, payload) {
+    try {
+      const ack = await this.connection.request(CONTROL_EVENTS[action], payload);
+      const next = ack?.interview_state;
+      // The lifecycle only moves forward; the controls come with the broadcast, which is never older.
+      if (next && this.lifecycle && LIFECYCLE_STATES.indexOf(next.state) > LIFECYCLE_STATES.indexOf(this.lifecycle.state)) {
+        this._onInterviewState({ ...this.lifecycle, state: next.state, started_at: next.started_at ?? this.lifecycle.started_at, ended_at: next.ended_at ?? this.lifecycle.ended_at });
+      }
+      return { ok: true };
+    } catch (err) {
+      const error = errorOf(err);
+      this.emit('control-refused', { action, error });
+      return { ok: false, error };
+    }
+  }
+
   /** A runtime's download progress (Python): forwarded as `runtime-progress` for the toolbar. */
   reportLoadProgress(language, progress) {
     this.emit('runtime-progress', { language, ...progress });
@@ -182,6 +277,12 @@ export class SessionModel extends Emitter {
   // ---- sharing runs -------------------------------------------------------------------------------
 
   async _share(run, payload) {
+    if (this.lifecycle?.state === 'ended') {
+      // The server shares no runs once the interview has ended (an interviewer may still run the code).
+      run.share = 'failed';
+      this.emit('run-not-shared', { run, error: { code: 'interview_ended', message: 'the interview has ended' } });
+      return;
+    }
     run.share = 'pending';
     this._sharesInFlight++;
     let ack;
@@ -265,6 +366,29 @@ export class SessionModel extends Emitter {
     this.emit('status', status);
   }
 
+  /** Emits `permissions` when what this user may do changed. */
+  _permissionsChanged() {
+    const p = this.permissions;
+    const key = JSON.stringify(p);
+    if (key === this._permissionsKey) return;
+    this._permissionsKey = key;
+    this.emit('permissions', p);
+  }
+
+  _onEditRefused(e) {
+    this.resyncing = true;
+    const error = errorOf(e);
+    this.emit('edit-refused', { ...error, dropped: typeof e?.dropped === 'number' ? e.dropped : 0 });
+    this._permissionsChanged();
+  }
+
+  _onResynced() {
+    if (!this.resyncing) return;
+    this.resyncing = false;
+    this.emit('resynced', {});
+    this._permissionsChanged();
+  }
+
   _onJoined(ack) {
     const rejoin = this.everJoined;
     this.everJoined = true;
@@ -280,15 +404,18 @@ export class SessionModel extends Emitter {
       this.role = ack.role;
       this.emit('role', { role: this.role });
     }
+    if (ack?.interview_state) this._onInterviewState(ack.interview_state);
     if (Array.isArray(ack?.participants)) this._replaceParticipants(ack.participants);
     else if (selfChanged) this.emit('participants', { participants: this.participants });
     if (typeof ack?.language === 'string') this._setLanguage(ack.language, 'server');
     this.emit('joined', { rejoin });
+    this._permissionsChanged();
   }
 
   _onSynced() {
     this.synced = true;
     this.emit('synced', {});
+    this._permissionsChanged();
   }
 
   _onFatal(error) {
@@ -332,11 +459,16 @@ export class SessionModel extends Emitter {
       state: p.state,
       started_at: typeof p.started_at === 'string' ? p.started_at : null,
       ended_at: typeof p.ended_at === 'string' ? p.ended_at : null,
+      // A server that does not send the controls has none: editing open, runs on.
+      editing_locked: p.editing_locked === true,
+      runs_enabled: p.runs_enabled !== false,
     };
     const now = this.lifecycle;
-    if (now && now.state === next.state && now.started_at === next.started_at && now.ended_at === next.ended_at) return;
+    if (now && Object.keys(next).every((k) => now[k] === next[k])) return;
+    const previous = now ? { ...now } : null;
     this.lifecycle = next;
-    this.emit('lifecycle', { ...next });
+    this.emit('lifecycle', { ...next, previous });
+    this._permissionsChanged();
   }
 
   // ---- helpers ------------------------------------------------------------------------------------

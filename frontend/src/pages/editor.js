@@ -2,16 +2,31 @@
 // holds what the page knows about the interview over the connection (../connection.js); each view
 // (../views/) renders one part of the page from the model's events and sends the user's intents to it.
 // docs/FRONTEND.md describes the model's events and the views.
+//
+// Before connecting, the page gets a participant token (../credentials.js): an interviewer link's
+// token (`#token=…`, taken out of the address bar at once) is exchanged for an interviewer's, a
+// candidate gets one for a name (and the password, when the interview has one); kept per interview so
+// a reload keeps the identity.
 import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
-import { CODE_RE, LANGUAGES, getSession, normalizeCode } from '../api.js';
+import { CODE_RE, LANGUAGES, getSession, isMissingEndpoint, joinSession, normalizeCode } from '../api.js';
 import { DuetConnection } from '../connection.js';
+import {
+  forgetLinkToken,
+  forgetParticipant,
+  linkToken,
+  storeParticipant,
+  storedParticipant,
+  takeLinkTokenFromUrl,
+} from '../credentials.js';
 import { getName, getUserId, setUserId, takeShareDialogRequest } from '../identity.js';
 import { HtmlRunner, JsRunner, PythonRunner } from '../runners/index.js';
 import { SessionModel } from '../session-model.js';
+import { mountControlsPanel } from '../views/controls-panel.js';
 import { EditorView } from '../views/editor-view.js';
+import { mountInterviewBar, showLobbyTitle } from '../views/interview-bar.js';
 import { mountLanguagePicker, showLanguage } from '../views/language-picker.js';
-import { askName } from '../views/name-dialog.js';
+import { askJoin } from '../views/name-dialog.js';
 import { mountNotices, toast } from '../views/notices.js';
 import { mountFatal, notFoundMessage, showFatal, showInterview } from '../views/page-chrome.js';
 import { mountParticipants } from '../views/participants.js';
@@ -33,8 +48,71 @@ function codeFromPath() {
   return CODE_RE.test(code) ? code : null;
 }
 
+/** The page cannot go on: shown as the full-page message. */
+class Stop extends Error {
+  constructor(title, message) {
+    super(message);
+    this.title = title;
+  }
+}
+
+/** What to tell someone whose join failed, and whether the password field is needed now. */
+function joinProblem(err, needPassword) {
+  switch (err.code) {
+    case 'invalid_password':
+      return { error: 'Wrong password. Check it with the interviewer and try again.', needPassword: true };
+    case 'password_required':
+      return { error: 'This interview needs a password.', needPassword: true };
+    case 'rate_limited': {
+      const s = err.retryAfter;
+      return { error: `Too many attempts. Please wait ${s ? `${s} seconds` : 'a moment'} before trying again.`, needPassword, waitSeconds: s ?? 5 };
+    }
+    case 'invalid_field':
+      return { error: err.message, needPassword };
+    default:
+      return { error: `Could not join: ${err.message}`, needPassword };
+  }
+}
+
+/**
+ * This browser's participant token for the interview, and the name to join with:
+ * `{token, userId, name}` (token null when the server hands out none: joined as before, by user id).
+ * A kept token is used again; else `POST /join` exchanges the interviewer link's token (`link`), or
+ * a name (and password) for a candidate's, asking in the dialog as often as needed.
+ */
+async function obtainCredentials(code, info, link) {
+  const kept = storedParticipant(code, link);
+  let name = getName();
+  if (kept) return { token: kept.token, userId: kept.user_id, name: name || (await askJoin()).name };
+  let needPassword = !link && info?.has_password === true;
+  let ask = !name || needPassword;
+  let problem = {};
+  let password = '';
+  for (;;) {
+    if (ask) ({ name, password } = await askJoin({ name, needPassword, ...problem }));
+    try {
+      const p = await joinSession(code, { name, password, linkToken: link });
+      storeParticipant(code, p, link);
+      return { token: p.token, userId: p.user_id, name };
+    } catch (err) {
+      if (isMissingEndpoint(err)) return { token: null, userId: getUserId(), name };
+      if (err.status === 404) throw new Stop('Interview not found', notFoundMessage(code));
+      if (link && err.status === 401) {
+        forgetLinkToken(code);
+        throw new Stop('This interviewer link does not work', `${err.message || 'The link is not valid'}. Ask whoever created the interview for a new interviewer link, or open the candidate link instead.`);
+      }
+      problem = joinProblem(err, needPassword);
+      needPassword = problem.needPassword;
+      ask = true;
+    }
+  }
+}
+
 async function main() {
   const code = codeFromPath();
+  // First of all: the interviewer link's token leaves the address bar (and so the history, bookmarks
+  // and anything that reads the URL) before anything else happens.
+  const fragmentToken = code ? takeLinkTokenFromUrl(code) : null;
   labelRunShortcut();
   if (!code) {
     showFatal('Interview not found', 'This link does not contain a valid interview code. Check the link or ask for a new one.');
@@ -57,28 +135,44 @@ async function main() {
   }
   const title = (info && typeof info.title === 'string' && info.title.trim()) || 'Untitled interview';
   showInterview({ code, title });
+  showLobbyTitle(title);
   const language = LANGUAGES.some((l) => l.id === info?.language) ? info.language : 'javascript';
   showLanguage(language);
 
   const wantShare = takeShareDialogRequest(code);
-  const name = getName() || (await askName());
-  const userId = getUserId();
+  const link = fragmentToken ?? linkToken(code);
+  if (link) share.showInterviewerLink(link);
+  let creds;
+  try {
+    creds = await obtainCredentials(code, info, link);
+  } catch (err) {
+    if (err instanceof Stop) {
+      showFatal(err.title, err.message);
+      return;
+    }
+    throw err;
+  }
+  const { token, name } = creds;
+  const userId = creds.userId;
 
   // The shared document and the connection that keeps it in sync.
-  const doc = new Y.Doc();
-  const ytext = doc.getText('code');
-  const awareness = new Awareness(doc);
-  const connection = new DuetConnection({ sessionCode: code, name, userId, doc, awareness });
+  let doc = new Y.Doc();
+  let ytext = doc.getText('code');
+  let awareness = new Awareness(doc);
+  const connection = new DuetConnection({ sessionCode: code, name, userId, doc, awareness, token: token ?? undefined });
 
   // The model over it, and the code runners it drives (looked up by language at each run).
   const runners = {};
   const model = new SessionModel({ connection, userId, name, language, runners, source: () => ytext.toString() });
   runners.javascript = new JsRunner();
   runners.python = new PythonRunner({ onLoadProgress: (p) => model.reportLoadProgress('python', p) });
-  model.on('self', (self) => setUserId(self.user_id)); // the server may assign another id: keep it
+  // Without a token the server may assign another id: keep it (a token's id is the token's).
+  if (!token) model.on('self', (self) => setUserId(self.user_id));
 
   // The views.
   const editorView = new EditorView(model, { ytext, awareness, focusOnSync: !wantShare });
+  mountInterviewBar(model);
+  mountControlsPanel(model);
   mountStatusBar(model);
   mountParticipants(model);
   mountLanguagePicker(model);
@@ -99,6 +193,46 @@ async function main() {
 
   // For debugging and the end-to-end tests.
   window.duet = { doc, ytext, awareness, editor: editorView.editor, binding: editorView.binding, connection, model };
+
+  // A refused edit (ended, locked, not started): the connection dropped the unsaved local edits; the
+  // page continues with a fresh document that the server fills again, so nothing diverges.
+  model.on('edit-refused', () => {
+    const oldDoc = doc;
+    const oldAwareness = awareness;
+    doc = new Y.Doc();
+    ytext = doc.getText('code');
+    awareness = new Awareness(doc);
+    editorView.replaceDoc(ytext, awareness);
+    connection.replaceDoc(doc, awareness);
+    oldAwareness.destroy();
+    oldDoc.destroy();
+    Object.assign(window.duet, { doc, ytext, awareness });
+  });
+  model.on('resynced', () => {
+    window.duet.binding = editorView.binding;
+  });
+
+  // A kept participant token the server no longer takes (expired, or the server's key changed): it is
+  // forgotten and the page starts again once, to get a fresh one.
+  model.on('fatal', (e) => {
+    if (!token || e.code !== 'unauthorized') return;
+    forgetParticipant(code);
+    const key = `duet.retried.${code}`;
+    try {
+      if (sessionStorage.getItem(key)) return;
+      sessionStorage.setItem(key, '1');
+    } catch {
+      return;
+    }
+    window.location.reload();
+  });
+  model.on('joined', () => {
+    try {
+      sessionStorage.removeItem(`duet.retried.${code}`);
+    } catch {
+      /* ignore */
+    }
+  });
 
   window.addEventListener('beforeunload', (e) => {
     if (model.status.unsaved > 0) {

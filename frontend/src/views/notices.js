@@ -42,6 +42,37 @@ export function mountNotices(model) {
     announce(`${who} switched the language to ${languageLabel(language)}`);
   });
   model.on('language-refused', ({ error }) => toast(`The language change was not shared: ${error.message}`, 'warn'));
+  model.on('lifecycle', (lc) => {
+    const was = lc.previous;
+    if (!was) return; // the state found on joining is not news
+    const interviewer = model.isInterviewer;
+    if (lc.state !== was.state) {
+      if (lc.state === 'live') announce('The interview has started');
+      else if (lc.state === 'ended') announce('The interview has ended: the code is read-only now');
+    }
+    if (lc.editing_locked !== was.editing_locked && lc.state !== 'ended') {
+      announce(
+        lc.editing_locked
+          ? interviewer ? 'Candidate editing locked' : 'The interviewer locked editing'
+          : interviewer ? 'Candidate editing unlocked' : 'Editing is open again',
+      );
+    }
+    if (lc.runs_enabled !== was.runs_enabled && lc.state !== 'ended') {
+      announce(
+        lc.runs_enabled
+          ? interviewer ? 'Candidates may run code again' : 'Code running is on again'
+          : interviewer ? 'Code running turned off for candidates' : 'The interviewer turned code running off',
+      );
+    }
+  });
+  model.on('edit-refused', ({ code, dropped }) => {
+    const why = { interview_ended: 'the interview has ended', editing_locked: 'the interviewer locked editing', interview_not_started: 'the interview has not started' }[code] ?? 'the server refused it';
+    const what = dropped === 1 ? 'Your last edit was' : 'Your last edits were';
+    const message = `${what} not saved: ${why}. The code was reloaded from the server.`;
+    activity(message);
+    toast(message, 'warn');
+  });
+  model.on('control-refused', ({ error }) => toast(`Not done: ${error.message || error.code}`, 'warn'));
   model.on('server-error', (e) => {
     if (e.code === 'join_timeout') return; // the status indicator already says it
     toast(e.message || 'The server reported an error.', 'warn');

@@ -25,6 +25,7 @@ export const notFoundMessage = (code) => `No interview has the code ${code}. Che
 export function mountFatal(model, code) {
   model.on('fatal', (e) => {
     if (e.code === 'session_not_found') showFatal('Interview not found', notFoundMessage(code));
+    else if (e.code === 'removed') showFatal('You were removed from this interview', 'An interviewer removed you from this interview. Ask them if you think this was a mistake.');
     else showFatal('Cannot join this interview', e.message || 'The server refused to let this page join.');
   });
 }

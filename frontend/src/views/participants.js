@@ -1,6 +1,8 @@
 // Who is here: the participants list (#participants, #people-count) and the avatars in the top bar
-// (#avatars, the first few and "+N").
+// (#avatars, the first few and "+N"). An interviewer gets a Remove button next to everyone else
+// (asked to confirm first).
 import { safeColor } from '../ace-yjs.js';
+import { confirmAction } from './confirm-dialog.js';
 import { $, el, initials } from './dom.js';
 
 /** Avatars shown in the top bar before the rest collapse into "+N". */
@@ -10,17 +12,35 @@ export function mountParticipants(model) {
   const list = $('participants');
   const avatars = $('avatars');
   const count = $('people-count');
+  const remove = async (p, button) => {
+    const ok = await confirmAction({
+      title: `Remove ${p.name}?`,
+      message: `${p.name} is disconnected at once and can no longer join with the access they have now. Their edits so far stay.`,
+      confirm: 'Remove',
+    });
+    if (!ok) return;
+    button.disabled = true;
+    const res = await model.removeParticipant(p.user_id);
+    if (!res.ok) button.disabled = false;
+  };
   const render = (people) => {
+    const canRemove = model.permissions.control && model.lifecycle?.state !== 'ended';
     list.replaceChildren(
-      ...people.map((p) =>
-        el(
+      ...people.map((p) => {
+        const li = el(
           'li',
           { class: 'participant', dataset: { userId: p.user_id } },
           el('span', { class: 'avatar', style: `--c:${safeColor(p.color)}`, 'aria-hidden': 'true' }, initials(p.name)),
           el('span', { class: 'participant-name' }, p.name),
           p.self ? el('span', { class: 'you' }, '(you)') : null,
-        ),
-      ),
+        );
+        if (canRemove && !p.self) {
+          const button = el('button', { type: 'button', class: 'btn btn-small btn-ghost remove-btn', 'aria-label': `Remove ${p.name} from the interview` }, 'Remove');
+          button.addEventListener('click', () => remove(p, button));
+          li.append(button);
+        }
+        return li;
+      }),
     );
     avatars.replaceChildren(
       ...people
@@ -32,4 +52,6 @@ export function mountParticipants(model) {
   };
   render(model.participants);
   model.on('participants', ({ participants }) => render(participants));
+  model.on('permissions', () => render(model.participants));
+  model.on('lifecycle', () => render(model.participants));
 }

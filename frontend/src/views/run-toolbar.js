@@ -1,6 +1,13 @@
-// Run and Stop (#run-btn, #stop-btn), the Ctrl/⌘+Enter shortcut anywhere on the page, and the Python
-// download progress (#py-progress).
+// Run and Stop (#run-btn, #stop-btn), the Ctrl/⌘+Enter shortcut anywhere on the page, the Python
+// download progress (#py-progress), and why Run is disabled when the interview does not allow this
+// user to run code (#run-reason).
 import { $, isMac } from './dom.js';
+
+const RUN_REASONS = {
+  runs_off: 'The interviewer has turned code running off',
+  ended: 'The interview has ended',
+  waiting: 'The interview has not started yet',
+};
 
 /** The download bar never shows 100% before the runtime reports it is ready (compiling takes a while). */
 const MAX_LOADING_PERCENT = 99;
@@ -15,10 +22,19 @@ export function mountRunToolbar(model) {
   const stopBtn = $('stop-btn');
   runBtn.addEventListener('click', () => model.run());
   stopBtn.addEventListener('click', () => model.stop());
-  model.on('running', ({ running }) => {
-    runBtn.disabled = running;
-    stopBtn.disabled = !running;
-  });
+  const reasonBox = $('run-reason');
+  const render = () => {
+    const p = model.permissions;
+    const reason = p.run ? null : RUN_REASONS[p.runReason] ?? 'Running code is not allowed now';
+    runBtn.disabled = model.running || !p.run;
+    stopBtn.disabled = !model.running;
+    runBtn.title = reason ?? '';
+    reasonBox.hidden = !reason;
+    reasonBox.textContent = reason ?? '';
+  };
+  render();
+  model.on('running', render);
+  model.on('permissions', render);
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.defaultPrevented && !document.querySelector('dialog[open]')) {
       e.preventDefault();

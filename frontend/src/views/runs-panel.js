@@ -49,7 +49,10 @@ export class RunsPanel {
       entry.article.dataset.resultId = run.id ?? '';
       entry.note('shared');
     });
-    model.on('run-not-shared', ({ run }) => this.entries.get(run.key)?.note('not shared (offline)'));
+    model.on('run-not-shared', ({ run, error }) => {
+      const why = error?.code === 'offline' ? 'offline' : error?.code === 'interview_ended' ? 'the interview has ended' : error?.message || 'refused';
+      this.entries.get(run.key)?.note(`not shared (${why})`);
+    });
   }
 
   /** Where the HTML runner renders. */

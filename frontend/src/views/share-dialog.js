@@ -1,46 +1,23 @@
-// The share dialog (#share-dialog): the interview's link and code with copy buttons; opened by the
-// Share button and the code chip.
-import { $, el } from './dom.js';
+// The share dialog (#share-dialog): the candidate link and the code with copy buttons, and for an
+// interviewer the private interviewer link; opened by the Share button and the code chip.
+import { $, copyText } from './dom.js';
 
-async function copyText(text) {
-  try {
-    if (navigator.clipboard && window.isSecureContext) {
-      await navigator.clipboard.writeText(text);
-      return true;
-    }
-  } catch {
-    /* fall back below */
-  }
-  const ta = el('textarea', { style: 'position:fixed;opacity:0;top:0;left:0' });
-  ta.value = text;
-  document.body.append(ta);
-  ta.select();
-  let ok = false;
-  try {
-    ok = document.execCommand('copy');
-  } catch {
-    ok = false;
-  }
-  ta.remove();
-  return ok;
-}
+const COPIED = { 'copy-link': 'Candidate link', 'copy-code': 'Code', 'copy-interviewer-link': 'Interviewer link' };
 
-/** Wires the dialog for `code`; returns `{open}`. */
+/** Wires the dialog for `code`; returns `{open, showInterviewerLink(token)}`. */
 export function mountShareDialog(code) {
   const dialog = $('share-dialog');
   const link = `${window.location.origin}/interview/${encodeURIComponent(code)}`;
   $('share-link').value = link;
   $('share-code').value = code;
   const feedback = $('copy-feedback');
-  for (const id of ['copy-link', 'copy-code']) {
+  for (const id of Object.keys(COPIED)) {
     const button = $(id);
     button.addEventListener('click', async () => {
       const input = $(button.dataset.copyTarget);
       const ok = await copyText(input.value);
       if (!ok) input.select();
-      feedback.textContent = ok
-        ? `${id === 'copy-link' ? 'Link' : 'Code'} copied to the clipboard.`
-        : 'Press Ctrl+C (⌘C) to copy the selected text.';
+      feedback.textContent = ok ? `${COPIED[id]} copied to the clipboard.` : 'Press Ctrl+C (⌘C) to copy the selected text.';
     });
   }
   const open = () => {
@@ -53,5 +30,10 @@ export function mountShareDialog(code) {
   dialog.addEventListener('click', (e) => {
     if (e.target === dialog) dialog.close(); // click on the backdrop
   });
-  return { open };
+  /** An interviewer holding the interviewer link's token sees that link too (marked private). */
+  const showInterviewerLink = (token) => {
+    $('share-interviewer-link').value = `${link}#token=${encodeURIComponent(token)}`;
+    $('share-interviewer').hidden = false;
+  };
+  return { open, showInterviewerLink };
 }

@@ -46,9 +46,13 @@ async function waitHealthy(url, child, logs, timeoutMs) {
 
 /** A running duet; `stop()` kills it, `start()` starts it again on the same port and database. */
 export class DuetServer {
-  /** `dataDir`: where the SQLite database lives (default: a new temporary folder). */
-  constructor({ dataDir } = {}) {
+  /**
+   * `dataDir`: where the SQLite database lives (default: a new temporary folder); `env`: more
+   * environment for the server (settings such as `DUET_API__PASSWORD_FAILURES_PER_MINUTE`).
+   */
+  constructor({ dataDir, env } = {}) {
     this.dataDir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'duet-e2e-'));
+    this.extraEnv = env ?? {};
     this.child = null;
     this.logs = [];
   }
@@ -65,6 +69,7 @@ export class DuetServer {
       DATABASE_URL: `sqlite://${path.join(this.dataDir, 'duet.sqlite3')}`,
       DUET_FRONTEND_DIR: DIST,
       RUST_LOG: process.env.RUST_LOG || 'warn',
+      ...this.extraEnv,
     };
     delete env.REDIS_URL;
     this.logs = [];
