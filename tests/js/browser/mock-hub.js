@@ -1,8 +1,11 @@
 // A stand-in for Duet's server, written against docs/PROTOCOL.md with the real `socket.io` server
-// package, yjs and y-protocols: the session REST API, join_session, the yjs sync handshake with
-// durability acks (optionally delayed or refused), awareness relay, presence, language and
-// execute_code/execution_result. It serves frontend/dist like `duet` does. Used to test the browser
-// client on its own; the real server is tested by browser-e2e.test.js.
+// package, yjs and y-protocols: the session REST API (create with an interviewer link token, look up,
+// join → a participant token and role), join_session (a token's user id and role), the yjs sync
+// handshake with durability acks (optionally delayed or refused), awareness relay, presence, language
+// and execute_code/execution_result. It has no lifecycle (never sends interview_state): the client
+// must work with a server that predates it. It serves frontend/dist like `duet` does. Used to test
+// the browser client on its own; the real server is tested by browser-e2e.test.js and
+// browser-interview.test.js.
 import { randomUUID } from 'node:crypto';
 import { Server } from 'socket.io';
 import * as Y from 'yjs';
@@ -27,6 +30,8 @@ async function readBody(req) {
 
 export async function startMockDuet(dist) {
   const sessions = new Map();
+  /** Participant tokens handed out by POST /join: token → {code, user_id, role, color}. */
+  const tokens = new Map();
   let io = null;
   const ctl = { ackDelayMs: 0, failAcks: false, down: false, committedUpdates: 0 };
 
@@ -40,6 +45,8 @@ export async function startMockDuet(dist) {
       language,
       title,
       created_at: new Date().toISOString(),
+      linkToken: `link-${randomUUID()}`,
+      tokensIssued: 0,
       doc,
       awareness: new awarenessProtocol.Awareness(doc),
       members: new Map(), // socket.id → {user_id, name, color, clients: Set<clientID>}
@@ -75,7 +82,28 @@ export async function startMockDuet(dist) {
         json(res, 400, { error: { code: 'invalid_language', message: 'unknown language' } });
         return true;
       }
-      json(res, 201, info(createSession(body.language, body.title || '')));
+      const s = createSession(body.language, body.title || '');
+      const candidate = `http://${req.headers.host}/interview/${s.code}`;
+      json(res, 201, { ...info(s), interviewer_token: s.linkToken, links: { candidate, interviewer: `${candidate}#token=${s.linkToken}` } });
+      return true;
+    }
+    const j = /^\/api\/session\/([^/]+)\/join$/.exec(url.pathname);
+    if (req.method === 'POST' && j) {
+      const s = sessions.get(decodeURIComponent(j[1]).toUpperCase());
+      if (!s) {
+        json(res, 404, { error: { code: 'session_not_found', message: 'No interview has this code.' } });
+        return true;
+      }
+      const body = JSON.parse((await readBody(req)) || '{}');
+      const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+      if (bearer && bearer !== s.linkToken && tokens.get(bearer)?.role !== 'interviewer') {
+        json(res, 401, { error: { code: 'unauthorized', message: 'the token is not valid' } });
+        return true;
+      }
+      const p = { code: s.code, user_id: randomUUID(), role: bearer ? 'interviewer' : 'candidate', color: COLORS[s.tokensIssued++ % COLORS.length], name: body.name };
+      const token = `mock-${randomUUID()}`;
+      tokens.set(token, p);
+      json(res, 200, { token, role: p.role, user_id: p.user_id, color: p.color });
       return true;
     }
     const m = /^\/api\/session\/([^/]+)$/.exec(url.pathname);
@@ -119,13 +147,20 @@ export async function startMockDuet(dist) {
         ack?.({ ok: false, error: { code: 'session_not_found', message: 'No interview has this code.' } });
         return;
       }
+      const granted = p.token ? tokens.get(p.token) : null;
+      if (p.token && granted?.code !== session.code) {
+        err('unauthorized', 'the token is not valid for this interview');
+        ack?.({ ok: false, error: { code: 'unauthorized', message: 'the token is not valid for this interview' } });
+        return;
+      }
       s = session;
-      const userId = /^[0-9a-f-]{36}$/i.test(p.user_id ?? '') ? p.user_id : randomUUID();
+      const userId = granted?.user_id ?? (/^[0-9a-f-]{36}$/i.test(p.user_id ?? '') ? p.user_id : randomUUID());
       const existing = [...s.members.values()].find((m) => m.user_id === userId);
-      me = { user_id: userId, name: String(p.name).slice(0, 64), color: existing?.color ?? COLORS[s.members.size % COLORS.length], clients: new Set() };
+      me = { user_id: userId, name: String(p.name).slice(0, 64), color: granted?.color ?? existing?.color ?? COLORS[s.members.size % COLORS.length], clients: new Set() };
       s.members.set(socket.id, me);
       socket.join(s.code);
-      ack?.({ ok: true, session_id: s.id, user_id: me.user_id, color: me.color, language: s.language, participants: participants(s) });
+      const role = granted ? { role: granted.role } : {};
+      ack?.({ ok: true, session_id: s.id, user_id: me.user_id, color: me.color, language: s.language, participants: participants(s), ...role });
       socket.emit('sync_code', { code: s.doc.getText('code').toString(), language: s.language, participants: participants(s) });
       socket.to(s.code).emit('user_joined', { ...me, clients: undefined, count: participants(s).length, participants: participants(s) });
       // Everyone else's cursors for the newcomer.

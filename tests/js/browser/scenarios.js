@@ -19,15 +19,21 @@ export async function openPage(browser, url, opts = {}) {
   return page;
 }
 
-/** Creates an interview through the landing page; returns its code (the page is then the editor). */
+/**
+ * Creates an interview through the landing page and opens it with the interviewer link shown there;
+ * returns its code (the page is then the editor, as the interviewer).
+ */
 export async function createInterview(page, base, { name, language = 'javascript', title = '' }) {
   await page.goto(`${base}/`);
   await page.fill('#create-name', name);
   await page.selectOption('#create-language', language);
   if (title) await page.fill('#create-title-input', title);
   await page.click('#create-submit');
-  await page.waitForURL(/\/interview\/[A-Z0-9]{8}$/);
-  return new URL(page.url()).pathname.split('/').pop();
+  await page.waitForSelector('#created:not([hidden])');
+  const code = (await page.textContent('#created-code')).trim();
+  await page.click('#open-interview');
+  await page.waitForURL(new RegExp(`/interview/${code}$`));
+  return code;
 }
 
 export async function waitSaved(page, timeout = 20000) {
@@ -104,10 +110,16 @@ export async function waitRemoteRun(page, who, count, timeout = 20000) {
 export async function collaborativeTyping(browser, base) {
   const alice = await openPage(browser, null, { ignore: NETWORK_NOISE });
   const code = await createInterview(alice, base, { name: 'Alice', language: 'javascript', title: 'Frontend round' });
-  // The share dialog shows the link and the code.
+  // The share dialog shows the candidate link and the code, and to the interviewer the private
+  // interviewer link (whose token left the address bar).
+  await alice.click('#share-btn');
   await alice.waitForSelector('#share-dialog[open]');
   assert.equal(await alice.inputValue('#share-link'), `${base}/interview/${code}`);
   assert.equal(await alice.inputValue('#share-code'), code);
+  const linkToken = await alice.evaluate((c) => localStorage.getItem(`duet.link.${c}`), code);
+  assert.ok(linkToken, 'the interviewer link token is kept');
+  assert.equal(await alice.inputValue('#share-interviewer-link'), `${base}/interview/${code}#token=${encodeURIComponent(linkToken)}`);
+  assert.equal(alice.url(), `${base}/interview/${code}`, 'no token in the address bar');
   await alice.click('#copy-code');
   await alice.waitForFunction(() => /copied|Ctrl\+C/.test(document.getElementById('copy-feedback').textContent));
   await alice.keyboard.press('Escape');
@@ -126,6 +138,10 @@ export async function collaborativeTyping(browser, base) {
   await waitSaved(bob);
   assert.equal(await bob.evaluate(() => localStorage.getItem('duet.name')), 'Bob');
   assert.match(await bob.evaluate(() => localStorage.getItem('duet.user_id')), /^[0-9a-f-]{36}$/);
+  // Roles from the participant tokens: Alice opened the interviewer link, Bob the code.
+  assert.equal(await alice.evaluate(() => window.duet.model.role), 'interviewer');
+  assert.equal(await bob.evaluate(() => window.duet.model.role), 'candidate');
+  assert.ok(await bob.isHidden('#share-interviewer'), 'a candidate is never shown the interviewer link');
 
   // Presence: both listed on both sides, Alice is told Bob joined.
   for (const p of [alice, bob]) {
@@ -260,14 +276,12 @@ export const runEntries = (page) =>
 export async function sameUserTwoTabs(browser, base) {
   const a = await openPage(browser, null, { ignore: NETWORK_NOISE });
   const code = await createInterview(a, base, { name: 'Dana', language: 'javascript', title: 'Two tabs' });
-  await a.waitForSelector('#share-dialog[open]');
-  await a.keyboard.press('Escape');
   await waitSaved(a);
   const b = await newTab(a.context(), { ignore: NETWORK_NOISE });
   await b.goto(`${base}/interview/${code}`);
   await waitSaved(b);
-  const ids = await Promise.all([a, b].map((p) => p.evaluate(() => localStorage.getItem('duet.user_id'))));
-  assert.equal(ids[0], ids[1], 'both tabs are the same user');
+  const ids = await Promise.all([a, b].map((p) => p.evaluate(() => window.duet.model.self.user_id)));
+  assert.equal(ids[0], ids[1], 'both tabs are the same user (the participant token kept for the interview)');
 
   // In tab B: hold execute_code until the test lets it go; count the results the connection receives.
   await b.evaluate(() => {
