@@ -68,7 +68,8 @@ function record(model) {
   const types = [
     'status', 'joined', 'synced', 'fatal', 'server-error', 'self', 'participants', 'participant-joined',
     'participant-left', 'language', 'language-refused', 'role', 'lifecycle', 'running', 'run-added',
-    'run-output', 'run-finished', 'run-shared', 'run-not-shared', 'runtime-progress',
+    'run-output', 'run-finished', 'run-shared', 'run-not-shared', 'runtime-progress', 'permissions',
+    'control-refused', 'edit-refused', 'resynced',
   ];
   for (const t of types) model.on(t, (p) => events.push([t, p]));
   events.of = (type) => events.filter(([t]) => t === type).map(([, p]) => p);
@@ -205,17 +206,209 @@ describe('session model: identity, participants, presence', () => {
     join(connection, { role: 'admin' }); // not a role: ignored
     assert.equal(model.role, 'interviewer');
     connection.fire('interview_state', { state: 'waiting' });
-    connection.fire('interview_state', { state: 'waiting', started_at: null, ended_at: null });
+    connection.fire('interview_state', { state: 'waiting', started_at: null, ended_at: null, editing_locked: false, runs_enabled: true });
     connection.fire('interview_state', { state: 'live', started_at: '2024-05-01T10:00:00Z', ended_at: null });
     connection.fire('interview_state', { state: 'paused' });
     connection.fire('interview_state', null);
-    connection.fire('interview_state', { state: 'ended', started_at: '2024-05-01T10:00:00Z', ended_at: '2024-05-01T11:00:00Z' });
+    connection.fire('interview_state', { state: 'live', started_at: '2024-05-01T10:00:00Z', ended_at: null, editing_locked: true, runs_enabled: true });
+    connection.fire('interview_state', { state: 'ended', started_at: '2024-05-01T10:00:00Z', ended_at: '2024-05-01T11:00:00Z', editing_locked: true, runs_enabled: false });
+    const waiting = { state: 'waiting', started_at: null, ended_at: null, editing_locked: false, runs_enabled: true };
+    const live = { state: 'live', started_at: '2024-05-01T10:00:00Z', ended_at: null, editing_locked: false, runs_enabled: true };
+    const locked = { ...live, editing_locked: true };
+    const ended = { state: 'ended', started_at: '2024-05-01T10:00:00Z', ended_at: '2024-05-01T11:00:00Z', editing_locked: true, runs_enabled: false };
     assert.deepEqual(events.of('lifecycle'), [
-      { state: 'waiting', started_at: null, ended_at: null },
-      { state: 'live', started_at: '2024-05-01T10:00:00Z', ended_at: null },
-      { state: 'ended', started_at: '2024-05-01T10:00:00Z', ended_at: '2024-05-01T11:00:00Z' },
+      { ...waiting, previous: null },
+      { ...live, previous: waiting },
+      { ...locked, previous: live },
+      { ...ended, previous: locked },
     ]);
+    assert.deepEqual(model.lifecycle, ended);
+  });
+});
+
+/** The interview's state as the hub sends it. */
+const state = (st, fields = {}) => ({
+  state: st,
+  started_at: st === 'waiting' ? null : '2024-05-01T10:00:00Z',
+  ended_at: st === 'ended' ? '2024-05-01T11:00:00Z' : null,
+  editing_locked: false,
+  runs_enabled: true,
+  ...fields,
+});
+
+describe('session model: interviews (role, lifecycle, controls, refusals)', () => {
+  test('the join ack carries the role and the state; the interview_state that follows it is not news', () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'candidate', interview_state: state('waiting') });
+    assert.equal(model.role, 'candidate');
+    assert.equal(model.lifecycle.state, 'waiting');
+    connection.fire('interview_state', state('waiting'));
+    assert.equal(events.of('lifecycle').length, 1);
+    // Role and lifecycle are known by the time `joined` is told.
+    assert.deepEqual(events.types().filter((t) => ['role', 'lifecycle', 'joined'].includes(t)), ['role', 'lifecycle', 'joined']);
+  });
+
+  test('a server that sends no controls: editing open, runs on', () => {
+    const { connection, model } = setup();
+    connection.fire('interview_state', { state: 'live', started_at: '2024-05-01T10:00:00Z', ended_at: null });
+    assert.equal(model.lifecycle.editing_locked, false);
+    assert.equal(model.lifecycle.runs_enabled, true);
+    connection.fire('interview_state', { state: 'live', started_at: 5, ended_at: {}, editing_locked: 'yes', runs_enabled: 0 });
+    assert.deepEqual(model.lifecycle, { state: 'live', started_at: null, ended_at: null, editing_locked: false, runs_enabled: true });
+  });
+
+  test('permissions of a candidate: lobby while waiting; edit and run when live; locked; runs off; nothing once ended', () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'candidate', interview_state: state('waiting') });
+    connection.synced = true;
+    connection.fire('synced');
+    const p = () => model.permissions;
+    assert.deepEqual(p(), { edit: false, editable: false, run: false, language: false, control: false, lobby: true, editReason: 'waiting', runReason: 'waiting' });
+    connection.fire('interview_state', state('live'));
+    assert.deepEqual(p(), { edit: true, editable: true, run: true, language: true, control: false, lobby: false, editReason: null, runReason: null });
+    connection.fire('interview_state', state('live', { editing_locked: true }));
+    assert.deepEqual(p(), { edit: false, editable: false, run: true, language: false, control: false, lobby: false, editReason: 'locked', runReason: null });
+    connection.fire('interview_state', state('live', { editing_locked: true, runs_enabled: false }));
+    assert.deepEqual(p(), { edit: false, editable: false, run: false, language: false, control: false, lobby: false, editReason: 'locked', runReason: 'runs_off' });
+    connection.fire('interview_state', state('live', { runs_enabled: false }));
+    assert.equal(p().edit, true);
+    assert.equal(p().runReason, 'runs_off');
+    connection.fire('interview_state', state('ended'));
+    assert.deepEqual(p(), { edit: false, editable: false, run: false, language: false, control: false, lobby: false, editReason: 'ended', runReason: 'ended' });
+    // `permissions` is told once per change, with the new value.
+    const told = events.of('permissions');
+    assert.deepEqual(told.at(-1), p());
+    assert.equal(new Set(told.map((x) => JSON.stringify(x))).size, told.length, 'no repeats in a row');
+    const before = told.length;
+    connection.fire('interview_state', state('ended', { runs_enabled: true })); // changes nothing a candidate may do
+    assert.equal(events.of('permissions').length, before);
+  });
+
+  test('permissions of an interviewer: edits while waiting, not bound by lock or runs off, controls; runs (unshared) after the end', () => {
+    const { connection, model } = setup();
+    join(connection, { role: 'interviewer', interview_state: state('waiting', { editing_locked: true, runs_enabled: false }) });
+    assert.deepEqual(model.permissions, { edit: true, editable: false, run: true, language: true, control: true, lobby: false, editReason: null, runReason: null });
+    connection.synced = true;
+    connection.fire('synced');
+    assert.equal(model.permissions.editable, true);
+    connection.fire('interview_state', state('ended'));
+    assert.deepEqual(model.permissions, { edit: false, editable: false, run: true, language: false, control: true, lobby: false, editReason: 'ended', runReason: null });
+  });
+
+  test('before the server says anything (or a server without roles and lifecycles): everything but the controls', () => {
+    const { connection, model } = setup();
+    assert.deepEqual(model.permissions, { edit: true, editable: false, run: true, language: true, control: false, lobby: false, editReason: null, runReason: null });
+    join(connection);
+    connection.fire('synced');
+    assert.equal(model.permissions.editable, true);
+    assert.equal(model.role, null);
+    assert.equal(model.lifecycle, null);
+  });
+
+  test('a candidate cannot start a run while runs are off (nothing runs, nothing is sent)', async () => {
+    const { connection, model, runners, events } = setup();
+    join(connection, { role: 'candidate', interview_state: state('live', { runs_enabled: false }) });
+    assert.equal(await Promise.race([model.run(), tick().then(() => 'still running')]), null);
+    assert.equal(runners.javascript.runs.length, 0);
+    assert.equal(events.of('run-added').length, 0);
+    connection.fire('interview_state', state('live'));
+    const done = model.run();
+    assert.equal(runners.javascript.runs.length, 1);
+    runners.javascript.runs[0].finish({ status: 'ok', output: '', duration_ms: 1 });
+    await tick();
+    connection.take('execute_code').resolve({ ok: true, id: 'r1' });
+    await done;
+  });
+
+  test('after the end an interviewer\'s run is not sent to be shared (the server would refuse it)', async () => {
+    const { connection, model, runners, events } = setup();
+    join(connection, { role: 'interviewer', interview_state: state('ended') });
+    const done = model.run();
+    runners.javascript.runs[0].finish({ status: 'ok', output: 'x\n', duration_ms: 1 });
+    const run = await done;
+    assert.equal(connection.requests.length, 0);
+    assert.equal(run.share, 'failed');
+    assert.deepEqual(events.of('run-not-shared').map((e) => e.error.code), ['interview_ended']);
+  });
+
+  test('start and end: the events are sent; a forward step in the ack is applied at once, never a step back', async () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'interviewer', interview_state: state('waiting') });
+    const started = model.startInterview();
+    const req = connection.take('start_interview');
+    assert.deepEqual(req.payload, {});
+    req.resolve({ ok: true, interview_state: state('live') });
+    assert.deepEqual(await started, { ok: true });
+    assert.equal(model.lifecycle.state, 'live');
+    assert.equal(model.lifecycle.started_at, '2024-05-01T10:00:00Z');
+    connection.fire('interview_state', state('live')); // everyone's broadcast, the sender's too
+    assert.equal(events.of('lifecycle').length, 2, 'waiting, live');
+    // A late ack with an older state does not move the page back.
+    const again = model.startInterview();
+    connection.fire('interview_state', state('ended'));
+    connection.take('start_interview').resolve({ ok: true, interview_state: state('live') });
+    await again;
     assert.equal(model.lifecycle.state, 'ended');
+    const ended = model.endInterview();
+    connection.take('end_interview').resolve({ ok: true, interview_state: state('ended') });
+    assert.deepEqual(await ended, { ok: true });
+  });
+
+  test('controls and removal: only the fields given are sent; the controls follow the broadcast, not the ack', async () => {
+    const { connection, model } = setup();
+    join(connection, { role: 'interviewer', interview_state: state('live') });
+    const set = model.setControls({ editing_locked: true, runs_enabled: 'no', extra: 1 });
+    const req = connection.take('set_controls');
+    assert.deepEqual(req.payload, { editing_locked: true });
+    req.resolve({ ok: true, interview_state: state('live', { editing_locked: true }) });
+    assert.deepEqual(await set, { ok: true });
+    assert.equal(model.lifecycle.editing_locked, false, 'not from the ack');
+    connection.fire('interview_state', state('live', { editing_locked: true }));
+    assert.equal(model.lifecycle.editing_locked, true);
+    model.setControls({ runs_enabled: false });
+    assert.deepEqual(connection.take('set_controls').payload, { runs_enabled: false });
+    model.removeParticipant(ANN);
+    assert.deepEqual(connection.take('remove_participant').payload, { user_id: ANN });
+  });
+
+  test('a refused interviewer action resolves {ok: false} and is told as control-refused', async () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'candidate', interview_state: state('live') });
+    const res = model.endInterview();
+    connection.take('end_interview').reject(Object.assign(new Error('only an interviewer can do that'), { code: 'forbidden' }));
+    assert.deepEqual(await res, { ok: false, error: { code: 'forbidden', message: 'only an interviewer can do that' } });
+    assert.deepEqual(events.of('control-refused'), [{ action: 'end', error: { code: 'forbidden', message: 'only an interviewer can do that' } }]);
+    assert.equal(model.lifecycle.state, 'live');
+  });
+
+  test('a refused edit: told with its reason and the edits dropped; not editable until the document is loaded again', () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'candidate', interview_state: state('live') });
+    connection.synced = true;
+    connection.fire('synced');
+    assert.equal(model.permissions.editable, true);
+    connection.fire('resynced'); // without a refusal: nothing to do
+    assert.equal(events.of('resynced').length, 0);
+    connection.fire('interview_state', state('live', { editing_locked: true }));
+    connection.fire('edit-refused', { code: 'editing_locked', message: 'the interviewer has locked editing', dropped: 2 });
+    assert.deepEqual(events.of('edit-refused'), [{ code: 'editing_locked', message: 'the interviewer has locked editing', dropped: 2 }]);
+    assert.equal(model.resyncing, true);
+    connection.fire('interview_state', state('live'));
+    assert.equal(model.permissions.edit, true);
+    assert.equal(model.permissions.editable, false, 'still loading the document again');
+    connection.fire('resynced');
+    assert.equal(model.resyncing, false);
+    assert.equal(model.permissions.editable, true);
+    assert.equal(events.of('resynced').length, 1);
+    assert.equal(events.of('permissions').at(-1).editable, true);
+  });
+
+  test('a removed participant: the fatal error is passed on', () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'candidate' });
+    connection.fire('fatal', { code: 'removed', message: 'an interviewer removed you from this interview' });
+    assert.equal(model.fatal.code, 'removed');
+    assert.deepEqual(events.of('fatal'), [{ code: 'removed', message: 'an interviewer removed you from this interview' }]);
   });
 });
 
