@@ -3,7 +3,7 @@
 import * as Y from 'yjs';
 import * as awarenessProtocol from 'y-protocols/awareness';
 import { ace, createEditor, setEditorLanguage } from '../src/ace-setup.js';
-import { AceBinding } from '../src/ace-yjs.js';
+import { AceBinding, LABEL_MS } from '../src/ace-yjs.js';
 import { HtmlRunner, JsRunner, PythonRunner, htmlDocument } from '../src/runners/index.js';
 
-window.DuetHarness = { Y, awarenessProtocol, ace, createEditor, setEditorLanguage, AceBinding, JsRunner, PythonRunner, HtmlRunner, htmlDocument };
+window.DuetHarness = { Y, awarenessProtocol, ace, createEditor, setEditorLanguage, AceBinding, LABEL_MS, JsRunner, PythonRunner, HtmlRunner, htmlDocument };

@@ -208,6 +208,50 @@ describe('Ace–Yjs binding (in-page, two peers)', { timeout: 120000 }, () => {
     assert.equal(await page.locator('#ed1 .duet-remote-cursor').count(), 0);
   });
 
+  test('a still participant’s name label fades away so it does not cover the code; the caret’s flag shows it on hover', async () => {
+    await reset('line one\nline two\nline three\n');
+    await focusAt('b', 1, 4);
+    await page.waitForTimeout(100);
+    const label = () =>
+      page.evaluate(() => {
+        const el = document.querySelector('#ed1 .duet-remote-cursor');
+        const l = el.querySelector('.duet-remote-cursor-label');
+        return {
+          idle: el.classList.contains('duet-rc-idle'),
+          opacity: getComputedStyle(l).opacity,
+          shown: T.a.binding.remoteCursors()[0].labelShown,
+          caret: getComputedStyle(el).display !== 'none',
+          text: l.textContent,
+        };
+      });
+    let l = await label();
+    assert.deepEqual([l.idle, l.shown, l.opacity, l.text], [false, true, '1', 'Bob'], 'shown while Bob moves');
+    const labelMs = await page.evaluate(() => window.DuetHarness.LABEL_MS);
+    await page.waitForTimeout(labelMs + 600); // and the fade
+    l = await label();
+    assert.deepEqual([l.idle, l.shown, l.opacity, l.caret], [true, false, '0', true], 'faded; the caret stays');
+    // Alice typing before Bob's caret moves it, but Bob did nothing: his label stays away.
+    await focusAt('a', 0, 0);
+    await page.keyboard.type('xx');
+    await page.waitForTimeout(150);
+    l = await label();
+    assert.equal(l.idle, true);
+    assert.equal(l.opacity, '0');
+    // Hovering the caret's flag shows the name.
+    const flag = await page.locator('#ed1 .duet-remote-cursor-flag').boundingBox();
+    await page.mouse.move(flag.x + flag.width / 2, flag.y + flag.height / 2);
+    await page.waitForTimeout(250);
+    assert.equal((await label()).opacity, '1', 'shown on hover');
+    await page.mouse.move(5, 5);
+    await page.waitForTimeout(600);
+    assert.equal((await label()).opacity, '0');
+    // Bob moves: shown again.
+    await focusAt('b', 2, 2);
+    await page.waitForTimeout(600);
+    l = await label();
+    assert.deepEqual([l.idle, l.shown, l.opacity], [false, true, '1']);
+  });
+
   test('carriage returns from elsewhere are normalised without breaking either editor', async () => {
     await reset('ab\n');
     await page.evaluate(() => T.b.text.insert(1, 'x\r\ny'));
