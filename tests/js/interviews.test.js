@@ -4,6 +4,7 @@
 // sent is recorded packet by packet, so "never sent" is asserted on bytes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { DuetServer } from './browser/duet-server.js';
 import { CollabClient, sleep, until } from './collab/client.mjs';
 import { NotesClient, Recorder, createInterview, joinRest, rest } from './collab/interview.mjs';
@@ -152,5 +153,21 @@ describe('interviews in duet', () => {
     } finally {
       for (const c of [victim, boss, seed, imp]) c.close();
     }
+  });
+
+  test("a page of another site cannot open a Socket.IO session; the server's own pages can", async () => {
+    const handshake = (origin) =>
+      new Promise((resolve, reject) => {
+        const u = new URL(`${server.url}/socket.io/?EIO=4&transport=polling`);
+        const headers = origin ? { origin } : {};
+        http.get(u, { headers }, (res) => {
+          res.resume();
+          resolve(res.statusCode);
+        }).on('error', reject);
+      });
+    assert.equal(await handshake('https://evil.example'), 403);
+    assert.equal(await handshake(new URL(server.url).origin.replace('127.0.0.1', 'localhost')), 403);
+    assert.equal(await handshake(new URL(server.url).origin), 200);
+    assert.equal(await handshake(null), 200, 'clients that send no Origin (not a browser) are unaffected');
   });
 });

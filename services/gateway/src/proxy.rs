@@ -433,6 +433,10 @@ async fn ws_attempt(
     if let Some(xff) = up.forwarded_for(req) {
         connect = connect.set_header("x-forwarded-for", xff);
     }
+    // The hub accepts a browser's Origin only for the host it asked for (see upstream_request).
+    if let Some(host) = req.headers().get(header::HOST) {
+        connect = connect.set_header("x-forwarded-host", host.clone());
+    }
     match connect.connect().await {
         Ok((_, framed)) => Attempt::Answered(framed),
         Err(WsClientError::SendRequest(e)) if is_refusal(&e) => Attempt::Refused,

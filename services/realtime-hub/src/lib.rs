@@ -154,6 +154,8 @@ impl Hub {
                 ping_timeout: Duration::from_millis(h.ping_timeout_ms),
                 max_payload: settings.max_content_length,
                 allowed_origins: (!h.allowed_origins.is_empty()).then(|| h.allowed_origins.clone()),
+                // Without a list: a page of another site cannot open a session.
+                same_host_origins: true,
                 ..SioConfig::default()
             })
             .build();

@@ -61,6 +61,10 @@ pub struct SioConfig {
     /// `https://duet.example`). `None` allows every origin. Requests without an `Origin`
     /// header (non-browser clients) are allowed either way.
     pub allowed_origins: Option<Vec<String>>,
+    /// Without an allow-list: accept a browser's `Origin` only when it names the host the request
+    /// was made to (`X-Forwarded-Host` set by a proxy in front, else `Host`) — a page of another
+    /// site cannot open a session. `false` accepts every origin.
+    pub same_host_origins: bool,
     /// Mount path, `/socket.io` by default (a trailing slash is accepted too).
     pub path: String,
 }
@@ -77,6 +81,7 @@ impl Default for SioConfig {
             upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
             attachment_timeout: DEFAULT_ATTACHMENT_TIMEOUT,
             allowed_origins: None,
+            same_host_origins: false,
             path: DEFAULT_PATH.to_owned(),
         }
     }

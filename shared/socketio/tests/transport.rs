@@ -614,6 +614,67 @@ async fn origins_outside_the_allow_list_are_refused() {
 }
 
 #[actix_rt::test]
+async fn without_a_list_only_the_requests_own_host_may_be_the_origin() {
+    let srv = spawn(SioConfig {
+        same_host_origins: true,
+        ..test_config()
+    })
+    .await;
+    let url = srv.polling();
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let status = |origin: String, forwarded: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut req = client().get(&url).insert_header(("Origin", origin));
+            if let Some(f) = forwarded {
+                req = req.insert_header(("X-Forwarded-Host", f));
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(status("https://evil.example".into(), None).await, 403);
+    assert_eq!(status(format!("http://{host}"), None).await, 200);
+    // Behind a proxy, the host the browser asked for is the proxy's.
+    assert_eq!(
+        status("https://duet.example".into(), Some("duet.example")).await,
+        200
+    );
+    assert_eq!(status(format!("http://{host}"), Some("duet.example")).await, 403);
+    // No Origin: not a browser.
+    assert_eq!(client().get(&url).send().await.unwrap().status().as_u16(), 200);
+    assert!(client()
+        .ws(&srv.ws)
+        .origin("https://evil.example")
+        .connect()
+        .await
+        .is_err());
+    // A preflight never lets a page send the proxy's headers.
+    let res = client()
+        .request(actix_web::http::Method::OPTIONS, &url)
+        .insert_header(("Origin", "https://evil.example"))
+        .insert_header(("Access-Control-Request-Method", "POST"))
+        .insert_header((
+            "Access-Control-Request-Headers",
+            "content-type, x-forwarded-host",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let allowed = res
+        .headers()
+        .get("access-control-allow-headers")
+        .map(|h| h.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(allowed, "content-type");
+    srv.still_serves().await;
+}
+
+#[actix_rt::test]
 async fn server_acks_time_out_and_resolve() {
     let srv = spawn(test_config()).await;
     let mut ws = srv.open_ws_connected().await;

@@ -221,17 +221,28 @@ impl<H: EngineHandler> EngineIo<H> {
     }
 
     fn origin_allowed(&self, req: &HttpRequest) -> bool {
-        let Some(allowed) = &self.shared.config.allowed_origins else {
+        // Non-browser clients send no Origin; the check is a browser (CSRF) defence.
+        let Some(origin) = req.headers().get(header::ORIGIN) else {
             return true;
         };
-        match req.headers().get(header::ORIGIN) {
-            // Non-browser clients send no Origin; the allow-list is a browser (CSRF) defence.
-            None => true,
-            Some(origin) => origin
-                .to_str()
-                .map(|o| allowed.iter().any(|a| a == o))
-                .unwrap_or(false),
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let config = &self.shared.config;
+        if let Some(allowed) = &config.allowed_origins {
+            return allowed.iter().any(|a| a == origin || a == "*");
         }
+        if !config.same_host_origins {
+            return true;
+        }
+        let host = req
+            .headers()
+            .get("x-forwarded-host")
+            .or_else(|| req.headers().get(header::HOST))
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split(',').next())
+            .map(str::trim);
+        same_host(origin, host)
     }
 
     /// Handles one HTTP request to the Engine.IO path.
@@ -361,10 +372,63 @@ impl<H: EngineHandler> EngineIo<H> {
 fn preflight(req: &HttpRequest) -> HttpResponse {
     let mut res = HttpResponse::NoContent();
     res.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"));
-    if let Some(h) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-        res.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, h.clone()));
+    // The headers asked for, except those a proxy vouches for: a page of another site must not
+    // name the host it pretends to be on.
+    if let Some(asked) = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .and_then(|h| h.to_str().ok())
+    {
+        let allowed: Vec<&str> = asked
+            .split(',')
+            .map(str::trim)
+            .filter(|h| {
+                let h = h.to_ascii_lowercase();
+                !h.starts_with("x-forwarded-") && h != "forwarded"
+            })
+            .collect();
+        if !allowed.is_empty() {
+            res.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, allowed.join(", ")));
+        }
     }
     res.finish()
+}
+
+/// Whether the browser `origin` (`scheme://host[:port]`) names `host` (`host[:port]` as a `Host`
+/// header has it); default ports match their absence.
+fn same_host(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let norm = |a: &str| a.strip_suffix(default).unwrap_or(a).to_ascii_lowercase();
+    norm(authority) == norm(host)
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::same_host;
+
+    #[test]
+    fn an_origin_matches_its_own_host_only() {
+        assert!(same_host("https://duet.example", Some("duet.example")));
+        assert!(same_host("https://duet.example", Some("duet.example:443")));
+        assert!(same_host("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(same_host("https://Duet.Example", Some("duet.example")));
+        assert!(!same_host("http://127.0.0.1:8081", Some("127.0.0.1:8080")));
+        assert!(!same_host("https://evil.example", Some("duet.example")));
+        assert!(!same_host("https://duet.example.evil.example", Some("duet.example")));
+        assert!(!same_host("null", Some("duet.example")));
+        assert!(!same_host("https://duet.example", None));
+        assert!(!same_host("ftp://duet.example", Some("duet.example")));
+    }
 }
 
 fn duration_ms(d: Duration) -> u64 {
