@@ -644,9 +644,15 @@ async fn without_a_list_only_the_requests_own_host_may_be_the_origin() {
         status("https://duet.example".into(), Some("duet.example")).await,
         200
     );
-    assert_eq!(status(format!("http://{host}"), Some("duet.example")).await, 403);
+    assert_eq!(
+        status(format!("http://{host}"), Some("duet.example")).await,
+        403
+    );
     // No Origin: not a browser.
-    assert_eq!(client().get(&url).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        client().get(&url).send().await.unwrap().status().as_u16(),
+        200
+    );
     assert!(client()
         .ws(&srv.ws)
         .origin("https://evil.example")

@@ -412,25 +412,6 @@ fn same_host(origin: &str, host: Option<&str>) -> bool {
     norm(authority) == norm(host)
 }
 
-#[cfg(test)]
-mod origin_tests {
-    use super::same_host;
-
-    #[test]
-    fn an_origin_matches_its_own_host_only() {
-        assert!(same_host("https://duet.example", Some("duet.example")));
-        assert!(same_host("https://duet.example", Some("duet.example:443")));
-        assert!(same_host("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
-        assert!(same_host("https://Duet.Example", Some("duet.example")));
-        assert!(!same_host("http://127.0.0.1:8081", Some("127.0.0.1:8080")));
-        assert!(!same_host("https://evil.example", Some("duet.example")));
-        assert!(!same_host("https://duet.example.evil.example", Some("duet.example")));
-        assert!(!same_host("null", Some("duet.example")));
-        assert!(!same_host("https://duet.example", None));
-        assert!(!same_host("ftp://duet.example", Some("duet.example")));
-    }
-}
-
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -462,4 +443,26 @@ pub(crate) fn handle_packet<H: EngineHandler>(
         Packet::Open(_) | Packet::Upgrade => return Err(ProtocolViolation),
     }
     Ok(Incoming::Continue)
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::same_host;
+
+    #[test]
+    fn an_origin_matches_its_own_host_only() {
+        assert!(same_host("https://duet.example", Some("duet.example")));
+        assert!(same_host("https://duet.example", Some("duet.example:443")));
+        assert!(same_host("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(same_host("https://Duet.Example", Some("duet.example")));
+        assert!(!same_host("http://127.0.0.1:8081", Some("127.0.0.1:8080")));
+        assert!(!same_host("https://evil.example", Some("duet.example")));
+        assert!(!same_host(
+            "https://duet.example.evil.example",
+            Some("duet.example")
+        ));
+        assert!(!same_host("null", Some("duet.example")));
+        assert!(!same_host("https://duet.example", None));
+        assert!(!same_host("ftp://duet.example", Some("duet.example")));
+    }
 }
