@@ -163,6 +163,10 @@ describe('interviews in the browser against the real duet server', { timeout: 60
 
   test('locked: the candidate is read-only with a notice; a forced edit is refused, dropped and resynced; unlocked again', async () => {
     const { ivy, cody } = ctx;
+    await cody.evaluate(() => {
+      window.__serverErrors = [];
+      window.duet.model.on('server-error', (e) => window.__serverErrors.push(e));
+    });
     await ivy.check('#ctl-lock');
     await cody.waitForFunction(() => window.duet.editor.getReadOnly());
     await cody.waitForSelector('#interview-banner[data-kind="locked"]:not([hidden])');
@@ -191,6 +195,17 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     await focusEnd(ivy);
     await ivy.keyboard.type('// still locked\n');
     await waitText(cody, (t) => t.endsWith('// still locked\n'));
+    // Again and again: each fresh document has a new awareness id, and the hub takes at most four
+    // per connection; past that the page joins afresh. Each time the text comes back.
+    const locked = await text(ivy);
+    for (let i = 0; i < 4; i++) {
+      const doc = await cody.evaluate(() => window.duet.doc.clientID);
+      await cody.evaluate((n) => window.duet.ytext.insert(0, `FORCED ${n} `), i);
+      await cody.waitForFunction((d) => window.duet.doc.clientID !== d && !window.duet.model.resyncing, doc);
+      await waitText(cody, (t) => t === locked);
+    }
+    await waitSaved(ivy);
+    assert.equal(await text(ivy), locked);
 
     await ivy.uncheck('#ctl-lock');
     await cody.waitForFunction(() => !window.duet.editor.getReadOnly());
@@ -199,6 +214,9 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     await cody.keyboard.type('// unlocked\n');
     await waitText(ivy, (t) => t.endsWith('// unlocked\n'));
     await waitSaved(cody);
+    // Cody's cursor (published from the newest document) reaches Ivy, with his name.
+    await ivy.waitForFunction(() => window.duet.binding.remoteCursors().some((c) => c.name === 'Cody'));
+    assert.deepEqual(await cody.evaluate(() => window.__serverErrors), [], 'no refusal (of the new awareness ids, or else)');
   });
 
   test('code running off: the candidate\'s Run is disabled with the reason; on again', async () => {
