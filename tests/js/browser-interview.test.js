@@ -79,6 +79,7 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     // The interviewer link is the one marked private; the candidate's is not.
     assert.equal((await ivy.textContent('.private-link:has(#created-interviewer-link) .private-tag')).trim(), 'private');
     assert.equal(await ivy.locator('.private-link:has(#created-candidate-link)').count(), 0);
+    await screenshot(ivy, 'interview-created');
     const rest = await (await fetch(`${base}/api/session/${code}`)).json();
     assert.equal(rest.state, 'waiting');
     assert.equal(rest.interviewer_token, undefined);
@@ -123,6 +124,8 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     assert.equal(await cody.evaluate(() => window.duet.model.role), 'candidate');
     assert.equal(await cody.evaluate(() => window.duet.model.permissions.lobby), true);
     await ivy.waitForFunction(() => document.querySelectorAll('#participants .participant').length === 2);
+    await screenshot(cody, 'interview-lobby-candidate');
+    await screenshot(ivy, 'interview-waiting-interviewer');
 
     await ivy.click('#start-btn');
     await cody.waitForSelector('#lobby', { state: 'hidden' });
@@ -207,6 +210,7 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     await waitSaved(ivy);
     assert.equal(await text(ivy), locked);
 
+    await screenshot(cody, 'interview-locked-candidate');
     await ivy.uncheck('#ctl-lock');
     await cody.waitForFunction(() => !window.duet.editor.getReadOnly());
     assert.ok(await cody.isHidden('#interview-banner'));
