@@ -15,7 +15,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::limits::Limits;
 use crate::routes::{blocking, json_body, with_timeout, ApiState, MAX_PASSWORD_CHARS};
 
 /// A bus publish that takes longer than this is answered with 503 (the change is stored; repeating
@@ -152,7 +151,7 @@ pub async fn join(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let client = state.limits.client(&req);
-    Limits::check(&state.limits.joins, client)?;
+    state.limits.take(&state.limits.joins, client).await?;
     let session = session(&state, &code).await?;
     let input: Join = json_body(&req, payload, state.max_body).await?;
     let name = DisplayName::parse(&input.name)?;
@@ -165,11 +164,7 @@ pub async fn join(
             Some(p) if !p.is_empty() => p,
             _ => return Err(ApiError::PasswordRequired),
         };
-        state
-            .limits
-            .password_failures
-            .allowed(client)
-            .map_err(ApiError::RateLimited)?;
+        state.limits.password_allowed(client).await?;
         let hash = with_timeout(state.storage.password_hash(session.id)).await?;
         let ok = match hash {
             Some(hash) if password.chars().count() <= MAX_PASSWORD_CHARS => {
@@ -179,11 +174,7 @@ pub async fn join(
         };
         if !ok {
             tracing::info!(code = %session.code, %client, "wrong interview password");
-            state
-                .limits
-                .password_failures
-                .failed(client)
-                .map_err(ApiError::RateLimited)?;
+            state.limits.password_failed(client).await?;
             return Err(ApiError::InvalidPassword);
         }
     }

@@ -115,7 +115,9 @@ impl Application {
         );
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
         let limits = ConnectionLimits::from_settings(&settings.http);
-        let state = ApiState::new(settings, storage, bus, tokens);
+        let mut state = ApiState::new(settings, storage, bus.clone(), tokens);
+        // The replicas behind the gateways count each client's requests together.
+        state.limits = Arc::new(limits::Limits::from_settings(settings).shared_through(bus));
         Self::with_state(listener, state, limits)
     }
 

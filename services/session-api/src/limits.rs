@@ -1,5 +1,7 @@
-//! Per-IP abuse limits of the REST API, in process (each session-API replica, and `duet`, counts
-//! on its own): creating interviews, joining them, and wrong interview passwords.
+//! Per-IP abuse limits of the REST API: creating interviews, joining them, and wrong interview
+//! passwords. `duet` counts in process; the session-API replicas count together in Redis
+//! ([`Limits::shared_through`]), so a client gets the same budget whichever replica (and gateway)
+//! its requests reach.
 //!
 //! - **Who the client is** ([`Limits::client`]): the peer's address, unless the peer is a trusted
 //!   proxy (`DUET_API__TRUSTED_PROXIES`: the gateways in front of a session-API, a reverse proxy in
@@ -7,8 +9,11 @@
 //!   first address that is not one is the client (all trusted: the left-most). A client cannot
 //!   pose as someone else by sending the header itself, since only what trusted proxies appended
 //!   is believed. IPv6 clients count per /64 (one customer's network), IPv4 per address.
-//! - **Limits** are GCRA buckets ([`governor`]) of `N` per minute: a burst of `N`, then one more
-//!   every `60/N` seconds. Over it the API answers 429 `rate_limited` with `Retry-After`.
+//! - **Limits** in process are GCRA buckets ([`governor`]) of `N` per minute: a burst of `N`, then
+//!   one more every `60/N` seconds. Shared through Redis they are `N` per calendar minute (a counter
+//!   per client and minute, `duet:limit:<name>:<client>:<minute>`, expiring after two): at most `2N`
+//!   across a minute's boundary. While Redis does not answer, each replica falls back to its own
+//!   bucket. Over the limit the API answers 429 `rate_limited` with `Retry-After`.
 //! - **Wrong passwords** count only when wrong; once a client is over, every password attempt of
 //!   its own is refused *before* the password is checked, until its budget has room again, so a
 //!   guesser learns nothing from the answers past the limit.
@@ -16,10 +21,11 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
+use duet_bus::Bus;
 use duet_config::Settings;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -35,6 +41,9 @@ type Keyed = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
 
 /// One per-IP budget of `N` per minute (`None`: unlimited).
 pub struct Limit {
+    /// Its name in the shared counters' keys.
+    name: &'static str,
+    per_minute: u32,
     limiter: Option<Keyed>,
     clock: DefaultClock,
     last_sweep: Mutex<Instant>,
@@ -42,8 +51,10 @@ pub struct Limit {
 
 impl Limit {
     /// `per_minute` per client per minute; 0 switches the limit off.
-    pub fn per_minute(per_minute: u32) -> Self {
+    pub fn per_minute(name: &'static str, per_minute: u32) -> Self {
         Self {
+            name,
+            per_minute,
             limiter: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))),
             clock: DefaultClock::default(),
             last_sweep: Mutex::new(Instant::now()),
@@ -86,7 +97,7 @@ pub struct FailureLimit {
 impl FailureLimit {
     pub fn per_minute(per_minute: u32) -> Self {
         Self {
-            limit: Limit::per_minute(per_minute),
+            limit: Limit::per_minute("password", per_minute),
             blocked: Mutex::new(HashMap::new()),
         }
     }
@@ -115,6 +126,8 @@ impl FailureLimit {
 /// The API's limits and whom it believes about client addresses.
 pub struct Limits {
     trusted_proxies: Vec<IpNet>,
+    /// Where the replicas count together (Redis); `None`: in process.
+    shared: Option<Arc<dyn Bus>>,
     pub creates: Limit,
     pub joins: Limit,
     pub password_failures: FailureLimit,
@@ -125,8 +138,9 @@ impl Limits {
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             trusted_proxies: settings.api_trusted_proxies(),
-            creates: Limit::per_minute(settings.api.creates_per_minute),
-            joins: Limit::per_minute(settings.api.joins_per_minute),
+            shared: None,
+            creates: Limit::per_minute("create", settings.api.creates_per_minute),
+            joins: Limit::per_minute("join", settings.api.joins_per_minute),
             password_failures: FailureLimit::per_minute(settings.api.password_failures_per_minute),
         }
     }
@@ -163,10 +177,88 @@ impl Limits {
         bucket(client)
     }
 
-    /// [`Limit::check`] as the API's error.
-    pub fn check(limit: &Limit, client: IpAddr) -> Result<(), ApiError> {
+    /// Counts together with the other replicas through `bus` (Redis).
+    pub fn shared_through(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.shared = Some(bus);
+        self
+    }
+
+    /// Takes one from `client`'s budget of `limit`; 429 when it is empty.
+    pub async fn take(&self, limit: &Limit, client: IpAddr) -> Result<(), ApiError> {
+        if limit.per_minute == 0 {
+            return Ok(());
+        }
+        if let Some(n) = self.shared_count(limit, client, true).await {
+            return match n > u64::from(limit.per_minute) {
+                true => Err(ApiError::RateLimited(secs_to_next_minute())),
+                false => Ok(()),
+            };
+        }
         limit.check(client).map_err(ApiError::RateLimited)
     }
+
+    /// Before a password is checked: 429 while `client` is over its wrong-password budget.
+    pub async fn password_allowed(&self, client: IpAddr) -> Result<(), ApiError> {
+        let f = &self.password_failures;
+        if f.limit.per_minute == 0 {
+            return Ok(());
+        }
+        if let Some(n) = self.shared_count(&f.limit, client, false).await {
+            return match n >= u64::from(f.limit.per_minute) {
+                true => Err(ApiError::RateLimited(secs_to_next_minute())),
+                false => Ok(()),
+            };
+        }
+        f.allowed(client).map_err(ApiError::RateLimited)
+    }
+
+    /// After a wrong password: counted; 429 when this one was over the budget.
+    pub async fn password_failed(&self, client: IpAddr) -> Result<(), ApiError> {
+        let f = &self.password_failures;
+        if f.limit.per_minute == 0 {
+            return Ok(());
+        }
+        if let Some(n) = self.shared_count(&f.limit, client, true).await {
+            return match n > u64::from(f.limit.per_minute) {
+                true => Err(ApiError::RateLimited(secs_to_next_minute())),
+                false => Ok(()),
+            };
+        }
+        f.failed(client).map_err(ApiError::RateLimited)
+    }
+
+    /// This minute's shared count for `client` (`add`: counting this request); `None` without a
+    /// shared counter or while it does not answer.
+    async fn shared_count(&self, limit: &Limit, client: IpAddr, add: bool) -> Option<u64> {
+        let bus = self.shared.as_ref()?;
+        let minute = unix_secs() / 60;
+        let key = format!("duet:limit:{}:{client}:{minute}", limit.name);
+        let counted = if add {
+            bus.count(&key, 120).await
+        } else {
+            bus.get(&key)
+                .await
+                .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0))
+        };
+        match counted {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "shared rate limit unavailable; counting in this process");
+                None
+            }
+        }
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `Retry-After` for a shared limit: the start of the next minute.
+fn secs_to_next_minute() -> u64 {
+    (60 - unix_secs() % 60).max(1)
 }
 
 /// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
@@ -277,14 +369,14 @@ mod tests {
 
     #[test]
     fn a_budget_is_per_client_and_says_when_to_come_back() {
-        let limit = Limit::per_minute(2);
+        let limit = Limit::per_minute("t", 2);
         let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
         assert!(limit.check(a).is_ok());
         assert!(limit.check(a).is_ok());
         let wait = limit.check(a).unwrap_err();
         assert!((1..=30).contains(&wait), "{wait}");
         assert!(limit.check(b).is_ok(), "another client has its own budget");
-        let off = Limit::per_minute(0);
+        let off = Limit::per_minute("t", 0);
         for _ in 0..1000 {
             assert!(off.check(a).is_ok());
         }

@@ -163,7 +163,8 @@ pub async fn create_session(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    Limits::check(&state.limits.creates, state.limits.client(&req))?;
+    let client = state.limits.client(&req);
+    state.limits.take(&state.limits.creates, client).await?;
     let input: CreateSession = json_body(&req, payload, state.max_body).await?;
     let language = match input.language.as_deref() {
         Some(l) => Language::parse(l)?,

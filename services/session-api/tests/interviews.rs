@@ -39,9 +39,23 @@ impl TestApp {
     }
 
     async fn spawn_with(storage: Arc<dyn Storage>, settings: Settings) -> Self {
+        Self::spawn_sharing(storage, settings, None).await
+    }
+
+    /// With `shared`, the limits are counted there (as the standalone service does in Redis).
+    async fn spawn_sharing(
+        storage: Arc<dyn Storage>,
+        settings: Settings,
+        shared: Option<Arc<dyn Bus>>,
+    ) -> Self {
         let key = TokenKey::new(SECRET).unwrap();
         let bus = Arc::new(LocalBus::new());
-        let state = ApiState::new(&settings, storage, bus.clone(), key.clone());
+        let mut state = ApiState::new(&settings, storage, bus.clone(), key.clone());
+        if let Some(shared) = shared {
+            state.limits = Arc::new(
+                duet_session_api::limits::Limits::from_settings(&settings).shared_through(shared),
+            );
+        }
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let app = Application::with_state(
             listener,
@@ -863,6 +877,99 @@ async fn creating_is_limited_per_client() {
         )
         .await,
     );
+}
+
+/// Two replicas behind the gateways count a client's requests together in Redis: the budget is the
+/// client's, not each replica's; another client has its own; wrong passwords likewise.
+#[tokio::test]
+async fn replicas_count_each_client_together_through_redis() {
+    let redis: Arc<dyn Bus> = Arc::new(
+        RedisBus::connect(&duet_testkit::redis::redis_url())
+            .await
+            .unwrap(),
+    );
+    let storage = sqlite().await;
+    // The shared counters are per calendar minute: not across a minute's boundary.
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute >= 55 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    // A client address unique to this run (the counters live in a Redis other tests share).
+    let me = format!("198.51.{}.{}", rand_octet(), rand_octet());
+    let other = format!("203.0.{}.{}", rand_octet(), rand_octet());
+    let settings = limited(3, 0, 2, &["127.0.0.1"]);
+    let a = TestApp::spawn_sharing(storage.clone(), settings.clone(), Some(redis.clone())).await;
+    let b = TestApp::spawn_sharing(storage.clone(), settings, Some(redis.clone())).await;
+    let from = |ip: &str| [("x-forwarded-for", ip.to_owned())];
+    let post = |app: &TestApp, ip: String| {
+        let h = from(&ip);
+        let app_base = app.base.clone();
+        let http = app.http.clone();
+        async move {
+            http.post(format!("{app_base}/api/session"))
+                .header(h[0].0, h[0].1.clone())
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post(&a, me.clone()).await, StatusCode::CREATED);
+    assert_eq!(post(&b, me.clone()).await, StatusCode::CREATED);
+    assert_eq!(post(&a, me.clone()).await, StatusCode::CREATED);
+    let over = b
+        .post_with(
+            "/api/session",
+            None,
+            json!({}),
+            &[("x-forwarded-for", me.as_str())],
+        )
+        .await;
+    assert_rate_limited(&over);
+    assert_eq!(
+        post(&b, other.clone()).await,
+        StatusCode::CREATED,
+        "another client"
+    );
+
+    // Wrong passwords: two in all, whichever replica; then even the right one waits.
+    let created = a
+        .post_with(
+            "/api/session",
+            None,
+            json!({"password": "open sesame"}),
+            &[("x-forwarded-for", other.as_str())],
+        )
+        .await;
+    let code = code_of(&created.body);
+    join_as(&a, &code, "wrong", &me)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_password");
+    join_as(&b, &code, "wrong", &me)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_password");
+    assert_rate_limited(&join_as(&a, &code, "wrong", &me).await);
+    assert_rate_limited(&join_as(&b, &code, "open sesame", &me).await);
+}
+
+async fn join_as(app: &TestApp, code: &str, password: &str, ip: &str) -> Reply {
+    let body = json!({"name": "Cara", "password": password});
+    app.post_with(
+        &format!("/api/session/{code}/join"),
+        None,
+        body,
+        &[("x-forwarded-for", ip)],
+    )
+    .await
+}
+
+fn rand_octet() -> u8 {
+    (uuid::Uuid::new_v4().as_u128() % 250) as u8 + 1
 }
 
 #[tokio::test]

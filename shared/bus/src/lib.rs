@@ -95,6 +95,18 @@ pub trait Bus: Send + Sync + 'static {
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, BusError>;
     /// The value of a key that has not expired (a hub's registered URL).
     async fn get(&self, key: &str) -> Result<Option<String>, BusError>;
+    /// Adds one to a counter that expires `ttl_secs` after its first count, and returns it: what
+    /// several processes count together (the REST API's per-client limits, shared by its replicas).
+    /// The default is a plain read-then-write, atomic only where nothing else writes the key; both
+    /// backends here override it with an atomic one.
+    async fn count(&self, key: &str, ttl_secs: u64) -> Result<u64, BusError> {
+        let n = match self.get(key).await? {
+            Some(v) => v.parse::<u64>().unwrap_or(0) + 1,
+            None => 1,
+        };
+        self.set_with_ttl(key, &n.to_string(), ttl_secs).await?;
+        Ok(n)
+    }
     /// Compare-and-set with expiry, for records several processes write (an interview's placement):
     /// atomically sets `key` → `value` for `ttl_secs` when the key is absent, already holds `value`
     /// (which renews it), or holds `replacing`; otherwise leaves it alone. Returns the value the key

@@ -107,6 +107,21 @@ impl Bus for LocalBus {
         Ok(())
     }
 
+    async fn count(&self, key: &str, ttl_secs: u64) -> Result<u64, BusError> {
+        let expires = expiry(ttl_secs)?;
+        let mut keys = self.shared.keys();
+        let now = std::time::Instant::now();
+        let entry = keys
+            .entry(key.to_owned())
+            .or_insert_with(|| ("0".to_owned(), expires));
+        if entry.1 <= now {
+            *entry = ("0".to_owned(), expires);
+        }
+        let n = entry.0.parse::<u64>().unwrap_or(0) + 1;
+        entry.0 = n.to_string();
+        Ok(n)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<String>, BusError> {
         let now = Instant::now();
         Ok(self

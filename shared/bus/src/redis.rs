@@ -210,6 +210,13 @@ impl RedisBus {
     }
 }
 
+/// [`Bus::count`]: INCR, and the expiry set with the first count (atomic, one round trip).
+const COUNT_SCRIPT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"#;
+
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
@@ -282,6 +289,12 @@ impl Bus for RedisBus {
         let mut set = ::redis::cmd("SET");
         set.arg(key).arg(value).arg("EX").arg(ttl_secs);
         query::<()>(&self.commands, "set", &set).await
+    }
+
+    async fn count(&self, key: &str, ttl_secs: u64) -> Result<u64, BusError> {
+        let mut eval = ::redis::cmd("EVAL");
+        eval.arg(COUNT_SCRIPT).arg(1).arg(key).arg(ttl_secs.max(1));
+        query::<u64>(&self.commands, "count", &eval).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, BusError> {

@@ -382,6 +382,28 @@ mod contract {
         );
     }
 
+    pub async fn counters_count_together_and_expire<B: Backend>(backend: &B) {
+        let bus = backend.bus();
+        let key = unique("count");
+        // Many callers at once (as several replicas would): every count is distinct.
+        let mut got = futures_util::future::join_all((0..20).map(|_| bus.count(&key, 1)))
+            .await
+            .into_iter()
+            .map(|r| r.expect("count"))
+            .collect::<Vec<_>>();
+        got.sort_unstable();
+        assert_eq!(got, (1..=20).collect::<Vec<u64>>());
+        // The expiry runs from the first count: later counts do not extend it.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(bus.count(&key, 1).await.expect("count"), 21);
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(bus.count(&key, 1).await.expect("count"), 1, "expired, counting again");
+        assert!(matches!(
+            bus.count(&unique("zero"), 0).await,
+            Ok(1) | Err(BusError::Other(_))
+        ));
+    }
+
     pub async fn a_slow_subscriber_misses_messages_without_slowing_others<B: Backend>(backend: &B) {
         let bus = backend.bus();
         let channel = unique("slow");
@@ -453,6 +475,11 @@ macro_rules! contract_suite {
             #[tokio::test]
             async fn claims_are_compare_and_set_with_expiry() {
                 contract::claims_are_compare_and_set_with_expiry(&$make().await).await;
+            }
+
+            #[tokio::test]
+            async fn counters_count_together_and_expire() {
+                contract::counters_count_together_and_expire(&$make().await).await;
             }
 
             #[tokio::test]
