@@ -62,6 +62,7 @@ export class AceBinding {
     this._remoteCursors = [];
     this._renderScheduled = false;
     this._cursorScheduled = false;
+    this._cursorHidden = false;
     this._normalizeScheduled = false;
     this._beforeSelection = null;
     this._commandSelection = null;
@@ -348,10 +349,24 @@ export class AceBinding {
     });
   }
 
+  /**
+   * Hidden: this editor's cursor is not published (null in awareness) — an editor its user cannot see
+   * (the candidate's lobby) has no place to show the others. Shown again: published at once.
+   */
+  hideCursor(hidden) {
+    this._cursorHidden = !!hidden;
+    if (!this.awareness || this.awareness.getLocalState() === null) return;
+    if (this._cursorHidden) {
+      if (this.awareness.getLocalState().cursor) this.awareness.setLocalStateField('cursor', null);
+    } else {
+      this._publishCursor();
+    }
+  }
+
   _publishCursor() {
     if (!this.awareness) return;
     const state = this.awareness.getLocalState();
-    if (state === null) return;
+    if (state === null || this._cursorHidden) return;
     const { anchor, head } = this._selectionAsRelative();
     const cur = state.cursor;
     if (cur && cur.anchor && cur.head) {

@@ -124,6 +124,12 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     assert.equal(await cody.evaluate(() => window.duet.model.role), 'candidate');
     assert.equal(await cody.evaluate(() => window.duet.model.permissions.lobby), true);
     await ivy.waitForFunction(() => document.querySelectorAll('#participants .participant').length === 2);
+    // Cody's hidden editor shows the interviewer no cursor, even as the text before it changes.
+    await focusEnd(ivy);
+    await ivy.keyboard.type('// (write in JavaScript)\n');
+    await waitText(cody, (t) => t.endsWith('(write in JavaScript)\n'));
+    await ivy.waitForTimeout(300);
+    assert.deepEqual(await ivy.evaluate(() => window.duet.binding.remoteCursors()), [], 'no cursor from the lobby');
     await screenshot(cody, 'interview-lobby-candidate');
     await screenshot(ivy, 'interview-waiting-interviewer');
 
@@ -136,7 +142,7 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     assert.ok(await ivy.isHidden('#start-btn'));
     assert.ok(await ivy.isVisible('#end-btn'));
     assert.match(await activity(cody), /The interview has started/);
-    assert.equal(await text(cody), '// task: reverse a list\n', 'the candidate sees what the interviewer prepared');
+    assert.equal(await text(cody), '// task: reverse a list\n// (write in JavaScript)\n', 'the candidate sees what the interviewer prepared');
 
     await focusEnd(cody);
     await cody.keyboard.type('const r = (a) => a.reverse();\n');

@@ -47,6 +47,8 @@ export class EditorView {
       editor.setReadOnly(!p.editable);
       $('editor').dataset.readonly = p.editable ? 'false' : 'true';
       if (lobby && !p.lobby) editor.resize(true); // it was not laid out while the lobby hid it
+      // Nobody sees a cursor in an editor the lobby hides: none is shown to the others.
+      if (lobby !== p.lobby) this.binding.hideCursor(p.lobby);
       lobby = p.lobby;
     };
     model.on('self', () => this._setUser());
@@ -89,6 +91,7 @@ export class EditorView {
     const cursor = editor.getCursorPosition();
     const scrollTop = editor.session.getScrollTop();
     this.binding = new AceBinding(ytext, editor, awareness);
+    this.binding.hideCursor(this.model.permissions.lobby);
     editor.clearSelection();
     editor.moveCursorToPosition(cursor);
     editor.session.setScrollTop(scrollTop);
