@@ -105,6 +105,33 @@ pub fn kept_key(dir: &Path) -> anyhow::Result<TokenKey> {
     read(&path)
 }
 
+/// `/metrics` on its own listener (`DUET_METRICS_ADDR`), never on the public port: a Prometheus
+/// scraper reaches it, the internet does not.
+fn serve_metrics(addr: &str, hub: Hub) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("DUET_METRICS_ADDR: cannot bind {addr}: {e}"))?;
+    let server = actix_web::HttpServer::new(move || {
+        App::new().service(methods::get("/metrics", {
+            let hub = hub.clone();
+            move || {
+                let body = hub.metrics();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(body)
+                }
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    tracing::info!(%addr, "metrics served");
+    actix_web::rt::spawn(server);
+    Ok(())
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -143,24 +170,15 @@ impl Application {
             duet_session_api::bus_check(bus),
         ]);
         let hub_routes = hub.clone();
-        let hub_metrics = hub.clone();
+        if let Some(addr) = &settings.metrics_addr {
+            serve_metrics(addr, hub.clone())?;
+        }
         let gate = ConnectionGate::new(ConnectionLimits::from_settings(&settings.http));
         let server = connections::serve(listener, gate, false, move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .configure(|c| duet_session_api::configure(c, api.clone()))
                 .configure(|c| hub_routes.configure(c))
-                .service(methods::get("/metrics", {
-                    let hub = hub_metrics.clone();
-                    move || {
-                        let body = hub.metrics();
-                        async move {
-                            HttpResponse::Ok()
-                                .content_type("text/plain; version=0.0.4")
-                                .body(body)
-                        }
-                    }
-                }))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
                 .configure(|c| duet_gateway::pages::configure(c, pages.clone()))
         })?;

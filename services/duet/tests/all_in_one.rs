@@ -214,7 +214,6 @@ async fn head_works_wherever_get_does_and_wrong_methods_get_405() {
         "/api/languages",
         "/healthz",
         "/readyz",
-        "/metrics",
     ] {
         duet_testkit::http::assert_head_like_get(&duet.base, path).await;
     }
@@ -226,10 +225,39 @@ async fn head_works_wherever_get_does_and_wrong_methods_get_405() {
         ("DELETE", session.as_str(), "GET, HEAD"),
         ("POST", "/healthz", "GET, HEAD"),
         ("PATCH", "/readyz", "GET, HEAD"),
-        ("POST", "/metrics", "GET, HEAD"),
     ] {
         duet_testkit::http::assert_method_not_allowed(&duet.base, method, path, allow).await;
     }
+    duet.stop();
+}
+
+/// `/metrics` is not on the public port; with `DUET_METRICS_ADDR` it is served there only.
+#[tokio::test]
+async fn metrics_are_served_apart_from_the_public_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let duet = Duet::start(dir.path(), &[]).await;
+    let r = reqwest::get(format!("{}/metrics", duet.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    duet.stop();
+
+    let port = duet_testkit::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let duet = Duet::start(dir.path(), &[("DUET_METRICS_ADDR", addr.as_str())]).await;
+    let r = reqwest::get(format!("{}/metrics", duet.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "still not on the public port"
+    );
+    let metrics = format!("http://{addr}/metrics");
+    let r = reqwest::get(&metrics).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("duet_"), "Prometheus text");
+    duet_testkit::http::assert_head_like_get(&format!("http://{addr}"), "/metrics").await;
     duet.stop();
 }
 

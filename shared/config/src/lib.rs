@@ -43,6 +43,10 @@ pub struct Settings {
     pub secret_key: Option<SecretString>,
     /// Largest request body / Socket.IO payload in bytes.
     pub max_content_length: usize,
+    /// `duet`: where `/metrics` is served (`host:port`, e.g. `127.0.0.1:9464`), apart from the
+    /// public port; unset: `duet` serves no metrics. (The scaled services serve `/metrics` on their
+    /// own, internal ports; nginx keeps it off the public one.)
+    pub metrics_addr: Option<String>,
     /// Where the all-in-one binary keeps its SQLite file.
     pub data_dir: PathBuf,
     /// The built browser client (`npm run build` in `frontend/`).
