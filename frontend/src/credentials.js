@@ -67,8 +67,9 @@ export function tokenExpiry(token) {
 }
 
 /**
- * Takes the interviewer link's token out of the address bar (`#token=…`): keeps it for `code` and
- * replaces the URL with one without the fragment. Returns the token, or null when the URL has none.
+ * Takes the interviewer link's token out of the address bar (`#token=…`): keeps it for `code` (unless
+ * `code` is null: a link without a valid code) and replaces the URL with one without it. Returns the
+ * token, or null when the URL has none.
  */
 export function takeLinkTokenFromUrl(code) {
   const hash = window.location.hash.replace(/^#/, '');
@@ -80,7 +81,7 @@ export function takeLinkTokenFromUrl(code) {
   const clean = `${window.location.pathname}${window.location.search}${rest ? `#${rest}` : ''}`;
   window.history.replaceState(window.history.state, '', clean);
   if (!token) return null;
-  setLinkToken(code, token);
+  if (code) setLinkToken(code, token);
   return token;
 }
 

@@ -325,6 +325,19 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     await page.context().close();
   });
 
+  test('a broken interviewer link: "does not work", the token forgotten and out of the address bar', async () => {
+    const { code } = ctx;
+    const page = await trackedPage(browser, { ignore: [/401/, /404/] });
+    await page.addInitScript(() => localStorage.setItem('duet.name', 'Mal'));
+    await page.goto(`${server.url}/interview/${code}#token=forged.not.valid`);
+    await page.waitForSelector('#fatal:not([hidden])');
+    assert.match(await page.textContent('#fatal-title'), /interviewer link does not work/);
+    assert.equal(await page.evaluate(() => window.__hrefAtLoad), `${server.url}/interview/${code}`);
+    assert.equal(await page.evaluate((c) => localStorage.getItem(`duet.link.${c}`), code), null, 'forgotten');
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
   test('ending asks first; then both are read-only with a banner, the final code stays, and a forced edit is resynced', async () => {
     const { ivy, cody, code } = ctx;
     await ivy.click('#end-btn');

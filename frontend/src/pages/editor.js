@@ -112,7 +112,7 @@ async function main() {
   const code = codeFromPath();
   // First of all: the interviewer link's token leaves the address bar (and so the history, bookmarks
   // and anything that reads the URL) before anything else happens.
-  const fragmentToken = code ? takeLinkTokenFromUrl(code) : null;
+  const fragmentToken = takeLinkTokenFromUrl(code);
   labelRunShortcut();
   if (!code) {
     showFatal('Interview not found', 'This link does not contain a valid interview code. Check the link or ask for a new one.');
