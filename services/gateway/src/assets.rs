@@ -33,6 +33,10 @@ use actix_web::http::header::{self, AcceptEncoding, ContentEncoding, Encoding, H
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+/// Source maps (`*.map`) are served by development builds only: a release build does not hand out
+/// the client's sources (the browser's devtools then show the bundled code; nothing else changes).
+pub const SERVE_SOURCE_MAPS: bool = cfg!(debug_assertions);
+
 /// The manifest's file name under the client's directory.
 pub const MANIFEST: &str = "assets.json";
 /// The manifest format this server reads (`version` in the file).
@@ -108,6 +112,8 @@ struct Loaded {
 pub struct Assets {
     dir: PathBuf,
     loaded: RwLock<Arc<Loaded>>,
+    /// Whether `*.map` files are served ([`SERVE_SOURCE_MAPS`]).
+    source_maps: bool,
 }
 
 impl Assets {
@@ -116,9 +122,16 @@ impl Assets {
         let assets = Self {
             dir,
             loaded: RwLock::new(Arc::new(Loaded::default())),
+            source_maps: SERVE_SOURCE_MAPS,
         };
         assets.refresh();
         assets
+    }
+
+    /// Serves source maps or not, whatever the build (tests).
+    pub fn with_source_maps(mut self, serve: bool) -> Self {
+        self.source_maps = serve;
+        self
     }
 
     /// Whether a manifest was read: the client has been built.
@@ -168,6 +181,9 @@ impl Assets {
     /// Serves `path` (relative to the client's directory, `/`-separated) for `req`, or `None` when the
     /// manifest does not list it or its file cannot be opened.
     pub async fn respond(&self, req: &HttpRequest, path: &str) -> Option<HttpResponse> {
+        if path.ends_with(".map") && !self.source_maps {
+            return None;
+        }
         let entry = *self.current().files.get(path)?;
         let original = self.dir.join(path);
         let mut coding = choose_coding(req, &entry);
@@ -351,5 +367,29 @@ mod tests {
 
         std::fs::write(&path, r#"{"version":2,"files":{}}"#).unwrap();
         assert!(read_manifest(&path).is_err());
+    }
+
+    #[actix_web::test]
+    async fn a_release_build_serves_no_source_maps() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("static")).unwrap();
+        std::fs::write(
+            dir.path().join("static/a.js"),
+            "x()\n//# sourceMappingURL=a.js.map",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("static/a.js.map"), "{}").unwrap();
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            r#"{"version":1,"files":{"static/a.js":{"immutable":true},"static/a.js.map":{"immutable":true}}}"#,
+        )
+        .unwrap();
+        let req = TestRequest::get().to_http_request();
+        let release = Assets::open(dir.path().to_path_buf()).with_source_maps(false);
+        assert!(release.respond(&req, "static/a.js").await.is_some());
+        assert!(release.respond(&req, "static/a.js.map").await.is_none());
+        let dev = Assets::open(dir.path().to_path_buf()).with_source_maps(true);
+        assert!(dev.respond(&req, "static/a.js.map").await.is_some());
+        assert_eq!(SERVE_SOURCE_MAPS, cfg!(debug_assertions));
     }
 }
