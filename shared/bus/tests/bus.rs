@@ -397,7 +397,11 @@ mod contract {
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(bus.count(&key, 1).await.expect("count"), 21);
         tokio::time::sleep(Duration::from_millis(900)).await;
-        assert_eq!(bus.count(&key, 1).await.expect("count"), 1, "expired, counting again");
+        assert_eq!(
+            bus.count(&key, 1).await.expect("count"),
+            1,
+            "expired, counting again"
+        );
         assert!(matches!(
             bus.count(&unique("zero"), 0).await,
             Ok(1) | Err(BusError::Other(_))
