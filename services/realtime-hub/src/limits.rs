@@ -98,6 +98,12 @@ pub const MAX_HISTORY_BYTES_PER_MINUTE: u64 = 8 * 1024 * 1024;
 /// An update with more structs than this is integrated a few structs at a time between other
 /// work (staged), so one large message cannot hold the hub's event loop.
 pub const STAGE_STRUCTS: u64 = 64;
+
+/// How long an update with a gap waits for what it depends on before it is refused
+/// (`interview::held`).
+pub const HELD_FOR: Duration = Duration::from_secs(10);
+/// Updates with a gap waiting per interview; beyond it, one more is refused at once.
+pub const MAX_HELD: usize = 64;
 /// Staged bytes one interview may hold waiting to be integrated; beyond, `rate_limited`.
 pub const MAX_STAGED_BYTES: usize = 4 * 1024 * 1024;
 /// Event-loop time one interview's document work may take per second (handling its clients'

@@ -11,8 +11,10 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{StateVector, Update};
 
+use super::held::Held;
 use super::presence::{Roster, UserInfo};
 use super::protocol::{self, ClientMessage};
+use super::scan;
 use super::{Audience, DocName, Effects, Interview, Outgoing, TEXT_NAME};
 use duet_bus::relay::{self, BusMessage};
 
@@ -26,6 +28,13 @@ impl Interview {
 
     /// A message from another hub on the interview's channel.
     pub fn on_bus(&mut self, now: Instant, origin: String, msg: BusMessage, out: &mut Effects) {
+        self.bus_message(now, origin, msg, out);
+        if !self.held.is_empty() {
+            self.release_held(now, out);
+        }
+    }
+
+    fn bus_message(&mut self, now: Instant, origin: String, msg: BusMessage, out: &mut Effects) {
         if origin == self.settings.hub_id {
             return;
         }
@@ -44,6 +53,26 @@ impl Interview {
                     tracing::warn!(%origin, "undecodable update on the bus; ignored");
                     return;
                 };
+                // A gap (a message of the other hub missed): held until it is filled.
+                if let Ok(stats) = scan::scan(&data, TEXT_NAME) {
+                    if self.gap_in(DocName::Code, &stats) {
+                        let held = Held {
+                            doc: DocName::Code,
+                            conn: None,
+                            author,
+                            raw: data.to_vec(),
+                            stats,
+                            ack: None,
+                            since: now,
+                        };
+                        if self.hold(now, held, out).is_err() {
+                            self.resync_needed = true;
+                        }
+                        self.durability
+                            .relayed(now, origin, seq, DocKind::Code, author, data);
+                        return;
+                    }
+                }
                 match self.code_doc.apply(update) {
                     Ok(a) => {
                         if a.changed {
@@ -67,6 +96,25 @@ impl Interview {
                     tracing::warn!(%origin, "undecodable notes update on the bus; ignored");
                     return;
                 };
+                if let Ok(stats) = scan::scan(&data, DocName::Notes.root()) {
+                    if self.gap_in(DocName::Notes, &stats) {
+                        let held = Held {
+                            doc: DocName::Notes,
+                            conn: None,
+                            author,
+                            raw: data.to_vec(),
+                            stats,
+                            ack: None,
+                            since: now,
+                        };
+                        if self.hold(now, held, out).is_err() {
+                            self.resync_needed = true;
+                        }
+                        self.durability
+                            .relayed(now, origin, seq, DocKind::Notes, author, data);
+                        return;
+                    }
+                }
                 match self.notes_doc.apply(update) {
                     Ok(a) => {
                         if a.changed {

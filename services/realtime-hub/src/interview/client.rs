@@ -10,6 +10,7 @@ use uuid::Uuid;
 use yrs::Transact;
 
 use super::guard::Staged;
+use super::held::Held;
 use super::lifecycle::{self, Action};
 use super::protocol::{self, ClientMessage};
 use super::{
@@ -113,6 +114,7 @@ impl Interview {
                 }));
         let mut ack = ack;
         let mut carried_updates = false;
+        let mut held_any = false;
         let mut last_write = None;
         for m in msgs {
             match m {
@@ -151,6 +153,21 @@ impl Interview {
                     };
                     owners.check_and_claim(conn, user, &stats, &sv, |c| live.contains_key(c))?;
                     usage.admit(now, &stats, raw.len())?;
+                    if self.gap_in(doc, &stats) {
+                        // Depends on something this hub lacks: held until the gap is filled.
+                        let held = Held {
+                            doc,
+                            conn: Some(conn.clone()),
+                            author: Some(author),
+                            raw,
+                            stats,
+                            ack: None,
+                            since: now,
+                        };
+                        self.hold(now, held, out)?;
+                        held_any = true;
+                        continue;
+                    }
                     if stage {
                         let pieces = scan::split(&raw, doc.root(), 1)
                             .map_err(|e| HubError::new(ErrorCode::InvalidUpdate, e.to_string()))?;
@@ -226,6 +243,11 @@ impl Interview {
                 last.last_write = last_write;
             }
         }
+        if held_any {
+            if let Some(token) = ack.take() {
+                ack = self.hold_ack(conn, token);
+            }
+        }
         if let Some(token) = ack {
             match (last_write, carried_updates) {
                 (Some(w), _) => self.durability.ack_when_durable(w, token, out),
@@ -284,6 +306,9 @@ impl Interview {
                     self.durability.ack_when_durable(w, token, out);
                 }
             }
+        }
+        if !self.held.is_empty() {
+            self.release_held(now, out);
         }
         !self.stage.is_empty()
     }

@@ -13,6 +13,7 @@ use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, TextRef, Tr
 
 use super::awareness::Awareness;
 use super::effects::{Audience, ConnId};
+use super::scan::{self, UpdateStats};
 use crate::error::{ErrorCode, HubError};
 
 /// Name of the shared text in the code document (the browser binds it to the editor).
@@ -78,28 +79,51 @@ pub fn new_doc() -> Doc {
 /// skipped and logged: one corrupt row must not make an interview unloadable.
 pub fn doc_from_storage(session: Uuid, state: &DocumentState) -> Doc {
     let doc = new_doc();
-    doc.get_or_insert_text(TEXT_NAME);
     {
         let mut txn = doc.transact_mut();
-        let parts = state
-            .snapshot
-            .iter()
-            .map(|s| &s.data)
-            .chain(state.updates.iter().map(|u| &u.data));
-        for data in parts {
-            match Update::decode_v1(data) {
-                Ok(u) => {
-                    if let Err(e) = txn.apply_update(u) {
-                        tracing::error!(%session, error = %e, "stored update does not apply; skipped");
-                    }
+        let apply = |txn: &mut yrs::TransactionMut, data: &[u8]| match Update::decode_v1(data) {
+            Ok(u) => {
+                if let Err(e) = txn.apply_update(u) {
+                    tracing::error!(%session, error = %e, "stored update does not apply; skipped");
                 }
-                Err(e) => {
-                    tracing::error!(%session, error = %e, "stored update does not decode; skipped")
+            }
+            Err(e) => {
+                tracing::error!(%session, error = %e, "stored update does not decode; skipped")
+            }
+        };
+        if let Some(s) = &state.snapshot {
+            apply(&mut txn, &s.data);
+        }
+        // In causal order: two hubs may commit an edit before the one it builds on (each commits
+        // its own), and yrs would integrate the later one out of order (see `held`). An update
+        // whose dependencies are not in yet waits until they are.
+        let mut waiting: Vec<(&[u8], UpdateStats)> = Vec::new();
+        for u in &state.updates {
+            let stats = scan::dependencies(&u.data);
+            match stats {
+                Some(stats) if has_gap(&txn, &stats) => waiting.push((&u.data, stats)),
+                _ => {
+                    apply(&mut txn, &u.data);
+                    while let Some(i) = waiting.iter().position(|(_, st)| !has_gap(&txn, st)) {
+                        let (data, _) = waiting.remove(i);
+                        apply(&mut txn, data);
+                    }
                 }
             }
         }
+        if !waiting.is_empty() {
+            tracing::warn!(%session, updates = waiting.len(), "stored updates depend on edits that were never stored");
+        }
+        for (data, _) in waiting {
+            apply(&mut txn, data);
+        }
     }
     doc
+}
+
+fn has_gap(txn: &yrs::TransactionMut, stats: &UpdateStats) -> bool {
+    let sv = txn.state_vector();
+    stats.has_gap(|c| u64::from(sv.get(&yrs::block::ClientID::new(c))))
 }
 
 /// The outcome of applying one update.

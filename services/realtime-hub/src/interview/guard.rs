@@ -212,6 +212,7 @@ mod tests {
             inserted_units: structs,
             delete_ranges: 0,
             authors: authors.to_vec(),
+            ..UpdateStats::default()
         }
     }
 

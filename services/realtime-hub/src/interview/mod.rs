@@ -21,6 +21,7 @@ pub mod docs;
 pub mod durability;
 pub mod effects;
 pub mod guard;
+pub mod held;
 pub mod lifecycle;
 pub mod presence;
 pub mod protocol;
@@ -127,6 +128,8 @@ pub struct Interview {
     last_purge: Instant,
     /// Lifecycle and controls (see [`lifecycle`]).
     control: InterviewControl,
+    /// Updates waiting for what they depend on (see [`held`]).
+    held: Vec<held::Held>,
     /// Users an interviewer removed while the interview was loaded.
     removed: HashSet<Uuid>,
     /// User ids bound to tokens (see [`Interview::is_bound`]).
@@ -171,6 +174,7 @@ impl Interview {
             last_purge: now,
             control,
             removed: HashSet::new(),
+            held: Vec::new(),
             bound: HashSet::new(),
         }
     }
@@ -282,6 +286,7 @@ impl Interview {
         let before = self.roster.everyone();
         let local = self.roster.remove(conn, now)?;
         self.durability.forget(conn);
+        self.forget_held(conn);
         self.owners.release(conn);
         self.notes_owners.release(conn);
         if !local.awareness_ids.is_empty() {
@@ -333,7 +338,7 @@ impl Interview {
             return Err(HubError::not_joined());
         };
         let author = local.user.user_id;
-        match cmd {
+        let result = match cmd {
             Command::Yjs {
                 doc,
                 msgs,
@@ -367,7 +372,11 @@ impl Interview {
                 self.publish(BusMessage::Run { json: bus.into() }, out);
                 Ok(())
             }
+        };
+        if !self.held.is_empty() {
+            self.release_held(now, out);
         }
+        result
     }
 
     // ------------------------------------------------------------------ the writer
@@ -435,6 +444,10 @@ impl Interview {
     /// and now and then dropping other hubs' expired presence and stale awareness states.
     pub fn on_tick(&mut self, now: Instant, out: &mut Effects) {
         self.commit_notice(now, out);
+        if !self.held.is_empty() {
+            self.release_held(now, out);
+            self.expire_held(now, out);
+        }
         self.durability.take_over_stale(now, out);
         if now.duration_since(self.last_purge) >= PURGE_EVERY {
             self.last_purge = now;
@@ -471,6 +484,9 @@ impl Interview {
                 }
             }
         }
+        if !self.held.is_empty() {
+            self.release_held(now, out);
+        }
         if let Some(lang) = language {
             if lang != self.language {
                 self.language = lang;
@@ -493,6 +509,9 @@ impl Interview {
                     self.changed(now, DocName::Notes, &a.delta, None, None, out);
                 }
             }
+        }
+        if !self.held.is_empty() {
+            self.release_held(now, out);
         }
     }
 

@@ -45,6 +45,35 @@ pub struct UpdateStats {
     /// The clients whose structs carry content, with the clock their structs end at (for
     /// client-id ownership: only structs beyond what the document has are new).
     pub authors: Vec<(u64, u64)>,
+    /// Each client section's clock range `[first, end)` (skip runs at its start left out).
+    pub sections: Vec<(u64, u64, u64)>,
+    /// The highest clock, plus one, each origin of the update names, per client: the document must
+    /// hold that much of the client (or the update itself supply it) for the update to integrate
+    /// where its author put it.
+    pub origins: Vec<(u64, u64)>,
+}
+
+impl UpdateStats {
+    /// Whether the update depends on something neither `has` (a client's clock in the document)
+    /// nor the update itself holds: a struct starting past its client's clock, or an origin the
+    /// document lacks. yrs integrates such an update at once (out of causal order, and leaves it out
+    /// of the transaction's encoded delta) where Yjs would hold it back; the hub holds it instead.
+    pub fn has_gap(&self, has: impl Fn(u64) -> u64) -> bool {
+        // What the document and the update together hold of a client, contiguously from 0.
+        let avail = |client: u64| {
+            let mut a = has(client);
+            for &(c, first, end) in &self.sections {
+                if c == client && first <= a {
+                    a = a.max(end);
+                }
+            }
+            a
+        };
+        self.sections
+            .iter()
+            .any(|&(c, first, _)| first > has(c) && first > avail(c))
+            || self.origins.iter().any(|&(c, need)| need > avail(c))
+    }
 }
 
 /// Where one client's run of structs lies in an update, for splitting it into pieces.
@@ -136,10 +165,10 @@ impl<'a> Cursor<'a> {
         Ok(c)
     }
 
-    fn id(&mut self) -> Result<(), ScanError> {
-        self.client()?;
-        self.clock()?;
-        Ok(())
+    fn id(&mut self) -> Result<(u64, u64), ScanError> {
+        let client = self.client()?;
+        let clock = self.clock()?;
+        Ok((client, clock))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], ScanError> {
@@ -165,7 +194,13 @@ fn write_var(out: &mut Vec<u8>, mut v: u64) {
 
 /// Walks an update meant for a document whose one shared text is the root type `root`.
 pub fn scan(update: &[u8], root: &str) -> Result<UpdateStats, ScanError> {
-    walk(update, root, None).map(|(stats, _)| stats)
+    walk(update, Some(root), None).map(|(stats, _)| stats)
+}
+
+/// What a stored update depends on (its sections and origins), whatever its content: for replaying a
+/// history in causal order. `None` for bytes that are no update.
+pub fn dependencies(update: &[u8]) -> Option<UpdateStats> {
+    walk(update, None, None).ok().map(|(stats, _)| stats)
 }
 
 /// Splits a (scanned) update into pieces of at most `per_piece` structs each, then the delete set:
@@ -174,7 +209,7 @@ pub fn scan(update: &[u8], root: &str) -> Result<UpdateStats, ScanError> {
 /// piece's header states). Lets the hub integrate a large update a little at a time.
 pub fn split(update: &[u8], root: &str, per_piece: usize) -> Result<Vec<Vec<u8>>, ScanError> {
     let mut spans = Vec::new();
-    let (_, ds) = walk(update, root, Some(&mut spans))?;
+    let (_, ds) = walk(update, Some(root), Some(&mut spans))?;
     let per_piece = per_piece.max(1);
     let mut pieces = Vec::new();
     for span in &spans {
@@ -201,9 +236,11 @@ pub fn split(update: &[u8], root: &str, per_piece: usize) -> Result<Vec<Vec<u8>>
     Ok(pieces)
 }
 
+/// `root`: the one shared text's name, which every struct's parent must be (`None`: not checked,
+/// and any content is read past).
 fn walk(
     update: &[u8],
-    root: &str,
+    root: Option<&str>,
     mut spans: Option<&mut Vec<Span>>,
 ) -> Result<(UpdateStats, std::ops::Range<usize>), ScanError> {
     let mut c = Cursor {
@@ -220,29 +257,52 @@ fn walk(
         let first = c.clock()?;
         let mut clock = first;
         let mut authored = false;
+        // The clock of the first struct that is not a skip run.
+        let mut begins = None;
         let mut ranges = Vec::new();
         for _ in 0..structs {
             let start = c.pos;
             let info = c.u8()?;
+            if info != REF_SKIP && begins.is_none() {
+                begins = Some(clock);
+            }
             let len = match info {
                 REF_GC | REF_SKIP => c.var()?,
                 _ => {
                     authored = true;
                     let has_origin = info & HAS_ORIGIN != 0;
                     let has_right = info & HAS_RIGHT_ORIGIN != 0;
-                    if has_origin {
-                        c.id()?;
-                    }
-                    if has_right {
-                        c.id()?;
+                    for present in [has_origin, has_right] {
+                        if present {
+                            let (oc, ok) = c.id()?;
+                            let need = ok.saturating_add(1);
+                            match stats.origins.iter_mut().find(|(x, _)| *x == oc) {
+                                Some((_, n)) => *n = (*n).max(need),
+                                None => stats.origins.push((oc, need)),
+                            }
+                        }
                     }
                     if !has_origin && !has_right {
                         // The parent: 1 = a root type by name, else a nested type's id.
-                        if c.var()? != 1 || c.string()? != root {
-                            return Err(ScanError::Parent);
-                        }
-                        if info & HAS_PARENT_SUB != 0 {
-                            return Err(ScanError::Parent);
+                        match root {
+                            Some(root) => {
+                                if c.var()? != 1 || c.string()? != root {
+                                    return Err(ScanError::Parent);
+                                }
+                                if info & HAS_PARENT_SUB != 0 {
+                                    return Err(ScanError::Parent);
+                                }
+                            }
+                            None => {
+                                if c.var()? == 1 {
+                                    c.string()?;
+                                } else {
+                                    c.id()?;
+                                }
+                                if info & HAS_PARENT_SUB != 0 {
+                                    c.string()?;
+                                }
+                            }
                         }
                     }
                     match info & CONTENT_MASK {
@@ -274,6 +334,9 @@ fn walk(
         }
         if structs > 0 {
             stats.clients += 1;
+        }
+        if let Some(begins) = begins {
+            stats.sections.push((client, begins, clock));
         }
         if authored {
             stats.authors.push((client, clock));

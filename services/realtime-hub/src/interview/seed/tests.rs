@@ -2,7 +2,7 @@
 //! a lagging client, bursts, and a client whose typing was overwritten keep everyone's text;
 //! several seed clients and a Yjs client with random delays converge.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -356,7 +356,7 @@ fn simulate(seed: u64, seeds: usize) {
     let mut y_inserted = HashSet::new();
     let mut y_deleted = HashSet::new();
     // Per sender (seed i, or `seeds` for the Yjs client), in order.
-    let mut to_hub: HashMap<usize, VecDeque<ToHub>> = HashMap::new();
+    let mut to_hub: BTreeMap<usize, VecDeque<ToHub>> = BTreeMap::new();
     let mut n = 0;
 
     // The hub handles one message: the result goes out as the real hub sends it.
