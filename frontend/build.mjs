@@ -2,6 +2,7 @@
 //
 //   dist/index.html            landing page, served at /
 //   dist/editor.html           editor page, served at /interview/<CODE>
+//   dist/preview.html          the HTML runner's sandboxed preview, served at /preview
 //   dist/static/...            everything else, referenced as /static/...
 //   dist/assets.json           the manifest: which files the server may serve, which of them are named
 //                              by their content (cached for a year), which compressed copies exist
@@ -322,7 +323,7 @@ export function rewriteStaticRefs(html, urls, page) {
 }
 
 async function writePages(urls) {
-  for (const page of ['index.html', 'editor.html']) {
+  for (const page of ['index.html', 'editor.html', 'preview.html']) {
     const html = await readFile(path.join(src, page), 'utf8');
     await writeFile(path.join(dist, page), rewriteStaticRefs(html, urls, page));
   }

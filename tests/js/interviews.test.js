@@ -170,4 +170,25 @@ describe('interviews in duet', () => {
     assert.equal(await handshake(new URL(server.url).origin), 200);
     assert.equal(await handshake(null), 200, 'clients that send no Origin (not a browser) are unaffected');
   });
+
+  test('pages carry a Content-Security-Policy; the HTML preview has a sandboxed policy of its own', async () => {
+    const created = await createInterview(server.url);
+    for (const path of ['/', `/interview/${created.session_code}`, '/interview/ZZZZ2222']) {
+      const res = await fetch(`${server.url}${path}`);
+      const csp = res.headers.get('content-security-policy') ?? '';
+      assert.match(csp, /script-src 'self'(;|$)/, `${path}: ${csp}`);
+      assert.match(csp, /frame-ancestors 'none'/, path);
+      assert.match(csp, /connect-src 'self'/, path);
+      assert.doesNotMatch(csp, /script-src[^;]*unsafe-inline/, path);
+      assert.equal(res.headers.get('x-frame-options'), 'DENY', path);
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path);
+      assert.equal(res.headers.get('referrer-policy'), 'same-origin', path);
+    }
+    const preview = await fetch(`${server.url}/preview`);
+    assert.equal(preview.status, 200);
+    const csp = preview.headers.get('content-security-policy') ?? '';
+    assert.match(csp, /^sandbox allow-scripts;/, csp);
+    assert.match(csp, /frame-ancestors 'self'/, csp);
+    assert.equal(preview.headers.get('x-frame-options'), null, 'Duet frames its own preview');
+  });
 });

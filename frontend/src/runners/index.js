@@ -207,6 +207,7 @@ function s(level,args){try{P.postMessage({duet:'html-console',level:level,text:A
 ['log','info','debug','warn','error'].forEach(function(l){console[l]=function(){s(l,arguments);};});
 addEventListener('error',function(e){e.preventDefault();s('error',['Uncaught '+(e.error?f(e.error):e.message)+(e.lineno?' (line '+e.lineno+')':'')]);});
 addEventListener('unhandledrejection',function(e){e.preventDefault();s('error',['Uncaught (in promise) '+f(e.reason)]);});
+addEventListener('load',function(){try{P.postMessage({duet:'html-loaded'},'*');}catch(e){}});
 })();<\/script>`;
 
 export function htmlDocument(userHtml) {
@@ -214,6 +215,9 @@ export function htmlDocument(userHtml) {
   if (m) return m[0] + CAPTURE_SCRIPT + userHtml.slice(m[0].length);
   return CAPTURE_SCRIPT + userHtml;
 }
+
+/** The preview page (services/gateway/src/pages.rs serves it with its own policy). */
+export const PREVIEW_URL = '/preview';
 
 export class HtmlRunner {
   /** @param {{container: HTMLElement, settleMs?: number}} opts where the preview iframe goes */
@@ -236,8 +240,20 @@ export class HtmlRunner {
     iframe.className = 'preview-frame';
     this.iframe = iframe;
     let errors = 0;
+    const html = htmlDocument(code);
+    let loaded = null;
     this._onMessage = (e) => {
-      if (e.source !== iframe.contentWindow || !e.data || e.data.duet !== 'html-console') return;
+      if (e.source !== iframe.contentWindow || !e.data) return;
+      if (e.data.duet === 'html-ready') {
+        // The preview page (served with a policy of its own) asks for the document to write.
+        iframe.contentWindow.postMessage({ duet: 'html-run', html }, '*');
+        return;
+      }
+      if (e.data.duet === 'html-loaded') {
+        loaded?.();
+        return;
+      }
+      if (e.data.duet !== 'html-console') return;
       const level = String(e.data.level);
       const stream = level === 'error' || level === 'warn' ? 'stderr' : 'stdout';
       if (level === 'error') errors++;
@@ -256,8 +272,11 @@ export class HtmlRunner {
       };
       const limit = setTimeout(() => finish('timeout'), this.timeLimitMs);
       this._finish = (status) => finish(status);
-      iframe.addEventListener('load', () => setTimeout(() => finish(errors ? 'error' : 'ok'), this.settleMs), { once: true });
-      iframe.srcdoc = htmlDocument(code);
+      loaded = () => setTimeout(() => finish(errors ? 'error' : 'ok'), this.settleMs);
+      // Not srcdoc: a srcdoc document inherits the page's Content-Security-Policy, which allows no
+      // inline script. /preview is served with a policy for a participant's HTML; sandboxed, it is
+      // an opaque origin and gets the document by message.
+      iframe.src = PREVIEW_URL;
       this.container.appendChild(iframe);
     });
   }

@@ -2,6 +2,10 @@
 //!
 //! - `/` → `index.html` (landing page)
 //! - `/interview/{code}` → `editor.html` for a session that exists; a 404 page otherwise
+//! - `/preview` → `preview.html`, the HTML runner's sandboxed preview (a policy of its own)
+//!
+//! Pages carry a Content-Security-Policy ([`PAGE_POLICY`]): Duet's own scripts only, connections to
+//! Duet only, never framed by another site.
 //! - `/static/*` → the built assets (`frontend/dist/static`), as its manifest lists them
 //!
 //! Files are served by [`Assets`]: compressed copies chosen by `Accept-Encoding`, content-named files
@@ -45,11 +49,26 @@ impl PagesState {
     }
 }
 
+/// The pages' Content-Security-Policy: scripts, workers, connections and frames from Duet itself
+/// only (the Pyodide and JavaScript runners are workers from `/static`, Ace's syntax workers start
+/// from blobs); inline styles (Ace and the editor's views set them); never framed by another site.
+pub const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; \
+child-src 'self' blob:; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; \
+object-src 'none'";
+
+/// The preview's policy: a participant's HTML may do what a page of its own could (inline scripts
+/// and styles, resources from anywhere), in a sandbox (an opaque origin: no cookies, no storage, no
+/// access to Duet's page), framed by Duet only.
+pub const PREVIEW_POLICY: &str = "sandbox allow-scripts; default-src * data: blob: 'unsafe-inline' \
+'unsafe-eval'; frame-ancestors 'self'";
+
 /// Mounts the pages and `/static`: `GET` and `HEAD`, 405 with `Allow` for other methods.
 pub fn configure(cfg: &mut web::ServiceConfig, state: PagesState) {
     cfg.app_data(web::Data::new(state))
         .service(methods::get("/", index))
         .service(methods::get("/interview/{code}", editor))
+        .service(methods::get("/preview", preview))
         .service(
             web::resource("/static/{path:.*}")
                 .route(methods::get_or_head().to(static_file))
@@ -78,12 +97,36 @@ async fn static_file(
 }
 
 fn html(status: StatusCode, body: String) -> HttpResponse {
-    HttpResponse::build(status)
+    let mut res = HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header(("Referrer-Policy", "same-origin"))
-        .body(body)
+        .body(body);
+    protect(&mut res, PAGE_POLICY);
+    res
+}
+
+/// The headers every page carries: its policy, no framing by others, no type sniffing, no referrer
+/// beyond Duet.
+fn protect(res: &mut HttpResponse, policy: &'static str) {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(policy),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    if policy == PAGE_POLICY {
+        h.insert(
+            header::X_FRAME_OPTIONS,
+            header::HeaderValue::from_static("DENY"),
+        );
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -106,13 +149,19 @@ fn message_page(title: &str, message: &str) -> String {
 }
 
 async fn page_file(state: &PagesState, req: &HttpRequest, name: &str) -> HttpResponse {
+    page_with(state, req, name, PAGE_POLICY).await
+}
+
+async fn page_with(
+    state: &PagesState,
+    req: &HttpRequest,
+    name: &str,
+    policy: &'static str,
+) -> HttpResponse {
     state.assets.refresh();
     match state.assets.respond(req, name).await {
         Some(mut res) => {
-            res.headers_mut().insert(
-                header::REFERRER_POLICY,
-                header::HeaderValue::from_static("same-origin"),
-            );
+            protect(&mut res, policy);
             res
         }
         None => html(
@@ -128,6 +177,10 @@ async fn page_file(state: &PagesState, req: &HttpRequest, name: &str) -> HttpRes
 
 async fn index(state: web::Data<PagesState>, req: HttpRequest) -> HttpResponse {
     page_file(&state, &req, "index.html").await
+}
+
+async fn preview(state: web::Data<PagesState>, req: HttpRequest) -> HttpResponse {
+    page_with(&state, &req, "preview.html", PREVIEW_POLICY).await
 }
 
 async fn editor(

@@ -1,5 +1,6 @@
 // A tiny static server for tests that need no Duet server: maps / → dist/index.html,
-// /interview/<code> → dist/editor.html, /static/X → dist/static/X, plus extra routes.
+// /interview/<code> → dist/editor.html, /preview → dist/preview.html, /static/X → dist/static/X, plus
+// extra routes.
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -29,6 +30,7 @@ export async function startStaticServer(dist, { mounts = {}, handler } = {}) {
       let file = null;
       if (url.pathname === '/') file = path.join(dist, 'index.html');
       else if (/^\/interview\/[^/]+\/?$/.test(url.pathname)) file = path.join(dist, 'editor.html');
+      else if (url.pathname === '/preview') file = path.join(dist, 'preview.html');
       else if (url.pathname.startsWith('/static/')) file = path.join(dist, 'static', url.pathname.slice('/static/'.length));
       for (const [prefix, dir] of Object.entries(mounts)) {
         if (url.pathname.startsWith(prefix)) file = path.join(dir, url.pathname.slice(prefix.length));
