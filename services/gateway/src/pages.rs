@@ -60,7 +60,8 @@ object-src 'none'";
 /// The preview's policy: a participant's HTML may do what a page of its own could (inline scripts
 /// and styles, resources from anywhere), in a sandbox (an opaque origin: no cookies, no storage, no
 /// access to Duet's page), framed by Duet only.
-pub const PREVIEW_POLICY: &str = "sandbox allow-scripts; default-src * data: blob: 'unsafe-inline' \
+pub const PREVIEW_POLICY: &str =
+    "sandbox allow-scripts; default-src * data: blob: 'unsafe-inline' \
 'unsafe-eval'; frame-ancestors 'self'";
 
 /// Mounts the pages and `/static`: `GET` and `HEAD`, 405 with `Allow` for other methods.
