@@ -9,6 +9,9 @@ import { CollabClient, sleep, until } from "../js/collab/client.mjs";
 import { NotesClient, Recorder, createInterview, joinRest, rest } from "../js/collab/interview.mjs";
 
 const cluster = new Cluster();
+// A low creation budget (per client and minute), counted by the two session-APIs together in Redis.
+const CREATES_PER_MINUTE = 4;
+cluster.env.DUET_API__CREATES_PER_MINUTE = String(CREATES_PER_MINUTE);
 
 describe("interviews across the scaled services", { timeout: 120_000 }, () => {
   before(async () => {
@@ -75,6 +78,34 @@ describe("interviews across the scaled services", { timeout: 120_000 }, () => {
       assert.ok(!got.includes("recursion"), "the candidate's connection received the notes");
     } finally {
       for (const c of [ivan, ines, spy]) c.close();
+    }
+  });
+
+  it("the session-APIs behind both gateways count a client's creations together", async () => {
+    const into = Math.floor(Date.now() / 1000) % 60;
+    if (into >= 50) await sleep((61 - into) * 1000); // one calendar minute's budget
+    const statuses = [];
+    let refused = null;
+    for (let i = 0; i < 2 * CREATES_PER_MINUTE + 2 && !refused; i++) {
+      const r = await rest(cluster.url, "POST", "/api/session", { body: {} });
+      statuses.push(r.status);
+      if (r.status === 429) refused = r;
+    }
+    assert.ok(refused, `never refused: ${statuses}`);
+    assert.equal(refused.body.error.code, "rate_limited");
+    const wait = Number(refused.headers.get("retry-after"));
+    assert.ok(wait >= 1 && wait <= 60, `Retry-After ${wait}`);
+    // Counted apart, two replicas would have allowed twice the budget.
+    const created = statuses.filter((s) => s === 201).length;
+    assert.ok(created <= CREATES_PER_MINUTE, `${created} created: ${statuses}`);
+    // Both replicas answered creations (so the budget was not one replica's alone).
+    for (const api of ["session-api-1", "session-api-2"]) {
+      const text = await (await fetch(`${cluster.urlOf(api)}/metrics`)).text();
+      const answered = text
+        .split("\n")
+        .filter((l) => l.startsWith("duet_http_requests_total{") && l.includes('route="/api/session"') && l.includes('method="POST"'))
+        .reduce((n, l) => n + Number(l.split(" ").pop()), 0);
+      assert.ok(answered > 0, `${api} answered no creation:\n${text}`);
     }
   });
 });
