@@ -46,8 +46,9 @@
 //!   group-commit writer, the bus publisher, the hub's inbox and heartbeat — the only part that
 //!   knows tokio;
 //! - [`interview`]: one interview as a pure state machine — inputs in, effects out, no IO and no
-//!   clock reads: documents and awareness, the durability bookkeeping that releases acks only
-//!   after commit, presence, the seed-protocol merge, the y-protocols framing.
+//!   clock reads: documents (the code, the interviewers' notes) and awareness, the durability
+//!   bookkeeping that releases acks only after commit, roles and the lifecycle, updates held until
+//!   what they depend on arrives, presence, the seed-protocol merge, the y-protocols framing.
 //!
 //! Beside them: [`duet_bus::relay`] (what hubs say to each other on the bus), [`transport`] (what the hub
 //! needs from Socket.IO, so tests can record instead), [`error`] (the typed errors clients get),
