@@ -7,7 +7,9 @@
 // It holds: the user's own identity, the participants, the language, the runs (this page's own and the
 // ones everyone shares), the connection/save state ("saved", "saving", "offline — N unsaved edits"),
 // the user's role and the interview's lifecycle and controls, and from those what this user may do now
-// (`permissions`).
+// (`permissions`); and, for an interviewer, the private notes document (`notes`: opened on the
+// connection once the server says this user is an interviewer, never for anyone else) with its own save
+// state and `notesPermissions`.
 //
 // No DOM, no socket: the connection and the code runners are passed in, so the model runs under plain
 // Node with a fake connection (tests/js/session-model.test.js).
@@ -16,7 +18,9 @@
 // `status`, `joined`, `synced`, `fatal`, `server-error` and forwards the server's `sync_code`,
 // `user_joined`, `user_left`, `language_updated`, `execution_result`, `interview_state`, and
 // `edit-refused` / `resynced` around a refused edit), `request(event, payload) → Promise<ack>`, and the
-// properties `status`, `synced`, `fatal`.
+// properties `status`, `synced`, `fatal`; for the notes, `openNotes(doc, awareness)`,
+// `replaceNotesDoc(doc, awareness)`, `closeNotes()`, `notesStatus` and the events `notes-status`,
+// `notes-synced`, `notes-edit-refused`, `notes-resynced`, `notes-closed`.
 import { Emitter } from './emitter.js';
 import { LANGUAGES } from './api.js';
 
@@ -51,10 +55,18 @@ export class SessionModel extends Emitter {
    * @param {Record<string, {run(source: string, opts: {onOutput?: Function}): Promise<object>, stop(): void, ready?: boolean}>} [opts.runners]
    *   one code runner per language (runners/index.js), looked up when a run starts
    * @param {() => string} [opts.source] the code to run (the shared text)
+   * @param {() => {doc: import('yjs').Doc, awareness: import('y-protocols/awareness').Awareness}} [opts.createNotes]
+   *   makes an empty notes document and its awareness (the page's); without it no notes are opened
    */
-  constructor({ connection, userId, name, language = 'javascript', runners = {}, source = () => '' }) {
+  constructor({ connection, userId, name, language = 'javascript', runners = {}, source = () => '', createNotes = null }) {
     super();
     this.connection = connection;
+    this._createNotes = createNotes;
+    /**
+     * The interviewers' private notes, open on the connection: only while this user is an interviewer.
+     * @type {{doc: import('yjs').Doc, awareness: import('y-protocols/awareness').Awareness, synced: boolean, resyncing: boolean}|null}
+     */
+    this.notes = null;
     this.runners = runners;
     this.source = source;
     /** @type {{user_id: string, name: string, color: string|null}} */
@@ -74,6 +86,7 @@ export class SessionModel extends Emitter {
     /** A refused edit was dropped and the document is being loaded again from the server. */
     this.resyncing = false;
     this._permissionsKey = JSON.stringify(this.permissions);
+    this._notesPermissionsKey = JSON.stringify(this.notesPermissions);
     this.fatal = connection.fatal ?? null;
     this.everJoined = false;
     /** @type {object[]} oldest first, at most MAX_RUNS */
@@ -100,6 +113,11 @@ export class SessionModel extends Emitter {
     on('interview_state', this._onInterviewState);
     on('edit-refused', this._onEditRefused);
     on('resynced', this._onResynced);
+    on('notes-status', this._onNotesStatus);
+    on('notes-synced', this._onNotesSynced);
+    on('notes-edit-refused', this._onNotesEditRefused);
+    on('notes-resynced', this._onNotesResynced);
+    on('notes-closed', this._onNotesClosed);
   }
 
   // ---- state --------------------------------------------------------------------------------------
@@ -159,6 +177,24 @@ export class SessionModel extends Emitter {
       editReason,
       runReason,
     };
+  }
+
+  /**
+   * What this user may do with the private notes now: `{view, edit, editable, editReason}` — `view`:
+   * the notes are open (an interviewer's page); `edit`: and the interview has not ended (editReason
+   * `ended`); `editable`: and the notes document is loaded (synced, not resyncing).
+   */
+  get notesPermissions() {
+    const n = this.notes;
+    const ended = this.lifecycle?.state === 'ended';
+    const view = n !== null;
+    const edit = view && !ended;
+    return { view, edit, editable: edit && n.synced && !n.resyncing, editReason: view && ended ? 'ended' : null };
+  }
+
+  /** The notes' save state (`{state, unsaved, connected, online}`, as `status`), or null without notes. */
+  get notesStatus() {
+    return this.notes ? this.connection.notesStatus ?? null : null;
   }
 
   // ---- intents (from the views) -------------------------------------------------------------------
@@ -366,13 +402,85 @@ export class SessionModel extends Emitter {
     this.emit('status', status);
   }
 
-  /** Emits `permissions` when what this user may do changed. */
+  /** Emits `permissions` / `notes-permissions` when what this user may do changed. */
   _permissionsChanged() {
+    const n = this.notesPermissions;
+    const nkey = JSON.stringify(n);
+    if (nkey !== this._notesPermissionsKey) {
+      this._notesPermissionsKey = nkey;
+      this.emit('notes-permissions', n);
+    }
     const p = this.permissions;
     const key = JSON.stringify(p);
     if (key === this._permissionsKey) return;
     this._permissionsKey = key;
     this.emit('permissions', p);
+  }
+
+  // ---- the private notes --------------------------------------------------------------------------
+
+  /** Notes open for an interviewer (the server's word, from the join ack), closed for anyone else. */
+  _updateNotes() {
+    const want = this.role === 'interviewer' && typeof this._createNotes === 'function';
+    if (want && !this.notes) {
+      const { doc, awareness } = this._createNotes();
+      this.notes = { doc, awareness, synced: false, resyncing: false };
+      this.connection.openNotes(doc, awareness);
+      this.emit('notes-open', { doc, awareness });
+    } else if (!want && this.notes) {
+      this._dropNotes({ code: 'forbidden', message: 'only interviewers see the notes' });
+    }
+  }
+
+  _dropNotes(error) {
+    const old = this.notes;
+    this.notes = null;
+    this.connection.closeNotes();
+    this.emit('notes-close', error);
+    old.awareness.destroy();
+    old.doc.destroy();
+    this._permissionsChanged();
+  }
+
+  _onNotesStatus(status) {
+    if (this.notes) this.emit('notes-status', status);
+  }
+
+  _onNotesSynced() {
+    if (!this.notes) return;
+    this.notes.synced = true;
+    this.emit('notes-synced', {});
+    this._permissionsChanged();
+  }
+
+  /**
+   * The server refused a notes edit for good (the interview ended): the connection dropped the unsaved
+   * notes edits; a fresh document takes the old one's place and is filled from the server again.
+   * `notes-edit-refused` carries it (the view lets go of the old one and binds the new one on
+   * `notes-resynced`).
+   */
+  _onNotesEditRefused(e) {
+    if (!this.notes) return;
+    const old = this.notes;
+    const { doc, awareness } = this._createNotes();
+    this.notes = { doc, awareness, synced: old.synced, resyncing: true };
+    this.emit('notes-edit-refused', { ...errorOf(e), dropped: typeof e?.dropped === 'number' ? e.dropped : 0, doc, awareness });
+    this.connection.replaceNotesDoc(doc, awareness);
+    old.awareness.destroy();
+    old.doc.destroy();
+    this._permissionsChanged();
+  }
+
+  _onNotesResynced() {
+    if (!this.notes?.resyncing) return;
+    this.notes.resyncing = false;
+    this.emit('notes-resynced', { doc: this.notes.doc, awareness: this.notes.awareness });
+    this._permissionsChanged();
+  }
+
+  /** The server will not give this connection the notes (`forbidden`): the page has none any more. */
+  _onNotesClosed(e) {
+    if (this.notes) this._dropNotes(errorOf(e));
   }
 
   _onEditRefused(e) {
@@ -405,6 +513,7 @@ export class SessionModel extends Emitter {
       this.emit('role', { role: this.role });
     }
     if (ack?.interview_state) this._onInterviewState(ack.interview_state);
+    this._updateNotes();
     if (Array.isArray(ack?.participants)) this._replaceParticipants(ack.participants);
     else if (selfChanged) this.emit('participants', { participants: this.participants });
     if (typeof ack?.language === 'string') this._setLanguage(ack.language, 'server');

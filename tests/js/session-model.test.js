@@ -2,10 +2,31 @@
 // emits what the real one emits (connection.js forwards the server's events with these names and
 // payloads, docs/PROTOCOL.md) and answers requests when the test says so; fake runners stand in for
 // the browser's Web Workers. The same model runs in the browser tests against the real server.
-import { describe, test } from 'node:test';
+//
+// At the end, the connection itself (frontend/src/connection.js) over a fake socket: its two documents
+// (the code on `yjs`, the interviewers' notes on `notes`), each with its own unsaved edits and state.
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as Y from '../../frontend/node_modules/yjs/dist/yjs.mjs';
+import { Awareness as YAwareness } from '../../frontend/node_modules/y-protocols/awareness.js';
+import * as syncProtocol from '../../frontend/node_modules/y-protocols/sync.js';
+import * as encoding from '../../frontend/node_modules/lib0/encoding.js';
+import { createDecoder as decodingOf } from '../../frontend/node_modules/lib0/decoding.js';
 import { MAX_AWAITED_ECHOES, MAX_RUNS, SessionModel } from '../../frontend/src/session-model.js';
+import { DuetConnection } from '../../frontend/src/connection.js';
 import { Emitter } from '../../frontend/src/emitter.js';
+
+/** Every awareness made here: each runs an interval until destroyed, which would keep Node running. */
+const awarenesses = [];
+class Awareness extends YAwareness {
+  constructor(doc) {
+    super(doc);
+    awarenesses.push(this);
+  }
+}
+after(() => {
+  for (const a of awarenesses) a.destroy();
+});
 
 const ME = '11111111-1111-4111-8111-111111111111';
 const ANN = '22222222-2222-4222-8222-222222222222';
@@ -19,6 +40,23 @@ class FakeConnection {
     this.status = { state: 'connecting', unsaved: 0, connected: false, online: true };
     this.synced = false;
     this.fatal = null;
+    /** openNotes / replaceNotesDoc / closeNotes calls, in order: [name, doc?]. */
+    this.notesCalls = [];
+    this.notesStatus = null;
+  }
+
+  openNotes(doc, awareness) {
+    this.notesCalls.push(['open', doc, awareness]);
+    this.notesStatus = { state: 'syncing', unsaved: 0, connected: true, online: true };
+  }
+
+  replaceNotesDoc(doc, awareness) {
+    this.notesCalls.push(['replace', doc, awareness]);
+  }
+
+  closeNotes() {
+    this.notesCalls.push(['close']);
+    this.notesStatus = null;
   }
 
   on(event, fn) {
@@ -69,7 +107,8 @@ function record(model) {
     'status', 'joined', 'synced', 'fatal', 'server-error', 'self', 'participants', 'participant-joined',
     'participant-left', 'language', 'language-refused', 'role', 'lifecycle', 'running', 'run-added',
     'run-output', 'run-finished', 'run-shared', 'run-not-shared', 'runtime-progress', 'permissions',
-    'control-refused', 'edit-refused', 'resynced',
+    'control-refused', 'edit-refused', 'resynced', 'notes-open', 'notes-close', 'notes-status', 'notes-synced',
+    'notes-edit-refused', 'notes-resynced', 'notes-permissions',
   ];
   for (const t of types) model.on(t, (p) => events.push([t, p]));
   events.of = (type) => events.filter(([t]) => t === type).map(([, p]) => p);
@@ -80,12 +119,25 @@ function record(model) {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-function setup({ language = 'javascript', source = 'console.log(1)', runners } = {}) {
+/** Notes documents as the page makes them (a Y.Doc and its awareness), remembered in `made`. */
+function notesFactory() {
+  const made = [];
+  const create = () => {
+    const doc = new Y.Doc();
+    const n = { doc, awareness: new Awareness(doc) };
+    made.push(n);
+    return n;
+  };
+  return { create, made };
+}
+
+function setup({ language = 'javascript', source = 'console.log(1)', runners, notes = true } = {}) {
   const connection = new FakeConnection();
   const rs = runners ?? { javascript: new FakeRunner(), python: new FakeRunner({ ready: false }), html: new FakeRunner() };
-  const model = new SessionModel({ connection, userId: ME, name: 'Me', language, runners: rs, source: () => source });
+  const factory = notesFactory();
+  const model = new SessionModel({ connection, userId: ME, name: 'Me', language, runners: rs, source: () => source, createNotes: notes ? factory.create : null });
   const events = record(model);
-  return { connection, model, events, runners: rs };
+  return { connection, model, events, runners: rs, made: factory.made };
 }
 
 function join(connection, extra = {}) {
@@ -698,3 +750,327 @@ describe('emitter', () => {
     assert.deepEqual(errors, ['view bug', 'view bug']);
   });
 });
+
+describe('session model: the private notes', () => {
+  const NO_NOTES = { view: false, edit: false, editable: false, editReason: null };
+
+  test('a candidate, a role-less client and a page without a notes factory never open the notes', () => {
+    for (const [extra, notes] of [[{ role: 'candidate', interview_state: state('live') }, true], [{}, true], [{ role: 'interviewer', interview_state: state('live') }, false]]) {
+      const { connection, model, events, made } = setup({ notes });
+      join(connection, extra);
+      connection.fire('joined', { ok: true, user_id: ME, ...extra }); // a rejoin changes nothing
+      assert.deepEqual(connection.notesCalls, [], JSON.stringify(extra));
+      assert.equal(made.length, 0, 'no notes document made');
+      assert.equal(model.notes, null);
+      assert.equal(model.notesStatus, null);
+      assert.deepEqual(model.notesPermissions, NO_NOTES);
+      // Notes events (none should come) are ignored.
+      connection.fire('notes-synced');
+      connection.fire('notes-status', { state: 'saved', unsaved: 0 });
+      connection.fire('notes-edit-refused', { code: 'interview_ended', dropped: 1 });
+      assert.deepEqual(events.types().filter((t) => t.startsWith('notes-')), []);
+    }
+  });
+
+  test('an interviewer: the notes open on the join (once), with their own status; editable once loaded', () => {
+    const { connection, model, events, made } = setup();
+    assert.deepEqual(model.notesPermissions, NO_NOTES, 'nothing before the server says the role');
+    join(connection, { role: 'interviewer', interview_state: state('waiting') });
+    assert.equal(made.length, 1);
+    assert.deepEqual(connection.notesCalls, [['open', made[0].doc, made[0].awareness]]);
+    assert.equal(model.notes.doc, made[0].doc);
+    const types = events.types();
+    assert.ok(types.indexOf('notes-open') < types.indexOf('joined'), 'open before `joined` is told (the page then has the panel)');
+    assert.deepEqual(events.of('notes-open'), [{ doc: made[0].doc, awareness: made[0].awareness }]);
+    assert.deepEqual(model.notesPermissions, { view: true, edit: true, editable: false, editReason: null }, 'waiting: interviewers write notes');
+    assert.deepEqual(model.notesStatus, { state: 'syncing', unsaved: 0, connected: true, online: true }, 'read from the connection');
+    connection.fire('notes-synced');
+    assert.deepEqual(model.notesPermissions, { view: true, edit: true, editable: true, editReason: null });
+    assert.deepEqual(events.of('notes-permissions').at(-1), model.notesPermissions);
+    connection.fire('notes-status', { state: 'saving', unsaved: 2, connected: true, online: true });
+    assert.deepEqual(events.of('notes-status'), [{ state: 'saving', unsaved: 2, connected: true, online: true }]);
+    // Reconnects: the same notes (the connection re-runs their handshake).
+    connection.fire('joined', { ok: true, user_id: ME, role: 'interviewer' });
+    assert.equal(connection.notesCalls.length, 1);
+    assert.equal(events.of('notes-open').length, 1);
+    // Live: still editable, not bound by the candidate's lock; ended: read-only.
+    const told = events.of('notes-permissions').length;
+    connection.fire('interview_state', state('live', { editing_locked: true }));
+    assert.equal(model.notesPermissions.editable, true);
+    assert.equal(events.of('notes-permissions').length, told, 'unchanged: not told again');
+    connection.fire('interview_state', state('ended'));
+    assert.deepEqual(model.notesPermissions, { view: true, edit: false, editable: false, editReason: 'ended' });
+    assert.deepEqual(events.of('notes-permissions').at(-1), { view: true, edit: false, editable: false, editReason: 'ended' });
+  });
+
+  test('a refused notes edit: a fresh document replaces the old one, read-only until it is loaded again', () => {
+    const { connection, model, events, made } = setup();
+    join(connection, { role: 'interviewer', interview_state: state('live') });
+    connection.fire('notes-synced');
+    const old = made[0];
+    let destroyed = false;
+    old.doc.on('destroy', () => {
+      destroyed = true;
+    });
+    events.clear();
+    connection.fire('notes-edit-refused', { code: 'interview_ended', message: 'the interview has ended', dropped: 2 });
+    assert.equal(made.length, 2);
+    const next = made[1];
+    assert.deepEqual(events.of('notes-edit-refused'), [{ code: 'interview_ended', message: 'the interview has ended', dropped: 2, doc: next.doc, awareness: next.awareness }]);
+    assert.deepEqual(connection.notesCalls.at(-1), ['replace', next.doc, next.awareness]);
+    assert.equal(model.notes.doc, next.doc);
+    assert.ok(destroyed, 'the old document is destroyed');
+    assert.equal(model.notesPermissions.editable, false, 'loading again');
+    connection.fire('notes-resynced');
+    assert.deepEqual(events.of('notes-resynced'), [{ doc: next.doc, awareness: next.awareness }]);
+    assert.equal(model.notesPermissions.editable, true);
+    connection.fire('notes-resynced'); // a second step 2 is no news
+    assert.equal(events.of('notes-resynced').length, 1);
+  });
+
+  test('notes refused to this connection (forbidden): closed, and the page has none any more', () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'interviewer', interview_state: state('live') });
+    connection.fire('notes-closed', { code: 'forbidden', message: 'interviewers only' });
+    assert.deepEqual(connection.notesCalls.map(([c]) => c), ['open', 'close']);
+    assert.equal(model.notes, null);
+    assert.deepEqual(model.notesPermissions, NO_NOTES);
+    assert.deepEqual(events.of('notes-close'), [{ code: 'forbidden', message: 'interviewers only' }]);
+  });
+});
+
+/**
+ * A socket.io-client Socket as DuetConnection uses it: `on`/`off`, `emit` and `timeout(ms).emit` with
+ * an ack callback (recorded in `sent`, answered by the test), `connect`/`disconnect`, `io.on`.
+ */
+class FakeSocket {
+  constructor() {
+    this.handlers = new Map();
+    this.sent = [];
+    this.connected = false;
+    this.io = { on() {} };
+  }
+
+  on(event, fn) {
+    if (!this.handlers.has(event)) this.handlers.set(event, new Set());
+    this.handlers.get(event).add(fn);
+    return this;
+  }
+
+  off(event, fn) {
+    this.handlers.get(event)?.delete(fn);
+    return this;
+  }
+
+  listens(event) {
+    return (this.handlers.get(event)?.size ?? 0) > 0;
+  }
+
+  fire(event, ...args) {
+    for (const fn of [...(this.handlers.get(event) ?? [])]) fn(...args);
+  }
+
+  emit(event, payload, ack) {
+    this.sent.push({ event, payload, ack });
+    return this;
+  }
+
+  timeout() {
+    return { emit: (event, payload, ack) => this.emit(event, payload, ack) };
+  }
+
+  connect() {
+    this.connected = true;
+    this.fire('connect');
+  }
+
+  disconnect() {
+    this.connected = false;
+    this.fire('disconnect', 'transport close');
+  }
+
+  /** Takes what was sent on `event` so far, each with its y-protocols kind. */
+  take(event) {
+    const out = [];
+    this.sent = this.sent.filter((m) => {
+      if (m.event !== event) return true;
+      out.push({ ...m, kind: kindOf(m.payload) });
+      return false;
+    });
+    return out;
+  }
+}
+
+/** 'step1' | 'step2' | 'update' | 'awareness' for a y-protocols message; the event's payload else. */
+function kindOf(payload) {
+  if (!(payload instanceof Uint8Array)) return 'json';
+  if (payload[0] === 1) return 'awareness';
+  return ['step1', 'step2', 'update'][payload[1]];
+}
+
+function syncMessage(write) {
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, 0);
+  write(e);
+  return encoding.toUint8Array(e);
+}
+
+/** A connection over a fake socket, joined (the join ack answered with `ack`). */
+function connected(ack = { ok: true, user_id: ME, role: 'interviewer' }) {
+  const socket = new FakeSocket();
+  const doc = new Y.Doc();
+  const awareness = new Awareness(doc);
+  const conn = new DuetConnection({ sessionCode: 'ABCDEFGH', name: 'Me', userId: ME, doc, awareness, socket });
+  const events = [];
+  for (const t of ['status', 'notes-status', 'notes-synced', 'notes-edit-refused', 'notes-resynced', 'notes-closed', 'edit-refused', 'server-error']) {
+    conn.on(t, (p) => events.push([t, p]));
+  }
+  events.of = (t) => events.filter(([x]) => x === t).map(([, p]) => p);
+  conn.connect();
+  const join = socket.take('join_session');
+  assert.equal(join.length, 1);
+  join[0].ack(null, ack);
+  return { socket, conn, doc, awareness, events };
+}
+
+function openNotes(conn) {
+  const doc = new Y.Doc();
+  const awareness = new Awareness(doc);
+  conn.openNotes(doc, awareness);
+  return { doc, awareness, text: doc.getText('notes') };
+}
+
+/** The server's answer to a client's step 1: step 2 (here: `serverDoc`'s content) and its own step 1. */
+function serverAnswers(socket, event, serverDoc) {
+  socket.fire(event, syncMessage((e) => syncProtocol.writeSyncStep2(e, serverDoc)));
+  socket.fire(event, syncMessage((e) => syncProtocol.writeSyncStep1(e, serverDoc)));
+}
+
+describe('connection: the code and the notes documents (fake socket)', () => {
+  test('the notes are not listened to until opened; then their handshake runs on `notes`, the code\'s stays on `yjs`', () => {
+    const { socket, conn } = connected({ ok: true, user_id: ME, role: 'candidate' });
+    assert.deepEqual(socket.take('yjs').map((m) => m.kind), ['step1', 'awareness']);
+    assert.equal(socket.listens('notes'), false, 'no notes listener before openNotes');
+    assert.equal(socket.take('notes').length, 0);
+    assert.equal(conn.notesStatus, null);
+    // (The model opens them for an interviewer only.)
+    openNotes(conn);
+    assert.equal(socket.listens('notes'), true);
+    assert.deepEqual(socket.take('notes').map((m) => m.kind), ['step1', 'awareness']);
+    assert.equal(socket.take('yjs').length, 0, 'nothing of the code document again');
+    assert.equal(conn.notesStatus.state, 'syncing');
+    conn.closeNotes();
+    assert.equal(socket.listens('notes'), false);
+  });
+
+  test('notes edits: on `notes` only, unsaved until acked, with their own status; a reconnect re-sends them in step 2', () => {
+    const { socket, conn, events } = connected();
+    const notes = openNotes(conn);
+    for (const m of socket.take('notes')) m.ack?.(null, { ok: true });
+    socket.take('yjs');
+    const server = new Y.Doc();
+    server.getText('notes').insert(0, 'from the server\n');
+    serverAnswers(socket, 'notes', server);
+    assert.equal(notes.text.toString(), 'from the server\n');
+    assert.equal(events.of('notes-synced').length, 1);
+    const reply = socket.take('notes');
+    assert.deepEqual(reply.map((m) => m.kind), ['step2'], 'our step 2 answers the server\'s step 1');
+    reply[0].ack(null, { ok: true });
+    assert.equal(conn.notesStatus.state, 'saved');
+    assert.equal(conn.status.state, 'syncing', 'the code document has its own state (not loaded yet)');
+
+    notes.text.insert(notes.text.length, 'asked about recursion');
+    const sent = socket.take('notes');
+    assert.deepEqual(sent.map((m) => m.kind), ['update']);
+    assert.equal(socket.take('yjs').length, 0, 'never on the code event');
+    assert.deepEqual([conn.notesStatus.state, conn.notesStatus.unsaved], ['saving', 1]);
+    assert.equal(conn.pending.size, 0, 'the code has nothing unsaved');
+    assert.deepEqual(events.of('notes-status').at(-1), conn.notesStatus);
+
+    // The connection drops before the ack: offline with one unsaved edit, another typed offline.
+    socket.disconnect();
+    notes.text.insert(0, '# ');
+    assert.equal(socket.take('notes').length, 0, 'nothing sent while disconnected');
+    assert.deepEqual([conn.notesStatus.state, conn.notesStatus.unsaved], ['offline', 2]);
+    socket.connect();
+    socket.take('join_session')[0].ack(null, { ok: true, user_id: ME, role: 'interviewer' });
+    assert.deepEqual(socket.take('notes').map((m) => m.kind), ['step1', 'awareness'], 'the notes\' handshake again');
+    assert.deepEqual(socket.take('yjs').map((m) => m.kind), ['step1', 'awareness'], 'and the code\'s');
+    serverAnswers(socket, 'notes', server);
+    const step2 = socket.take('notes');
+    assert.deepEqual(step2.map((m) => m.kind), ['step2']);
+    // The step 2 carries both unsaved edits: applied to the server's document, it has them.
+    const dec = (bytes) => {
+      const d = new Y.Doc();
+      Y.applyUpdate(d, Y.encodeStateAsUpdate(server));
+      const encoder = encoding.createEncoder();
+      syncProtocol.readSyncMessage(decodingOf(bytes.subarray(1)), encoder, d, null);
+      return d.getText('notes').toString();
+    };
+    assert.equal(dec(step2[0].payload), '# from the server\nasked about recursion');
+    step2[0].ack(null, { ok: true });
+    assert.deepEqual([conn.notesStatus.state, conn.notesStatus.unsaved], ['saved', 0]);
+  });
+
+  test('a notes edit refused (interview_ended): dropped, the document given up until replaceNotesDoc, which resyncs', () => {
+    const { socket, conn, events } = connected();
+    const notes = openNotes(conn);
+    socket.take('notes');
+    serverAnswers(socket, 'notes', new Y.Doc());
+    socket.take('notes');
+    notes.text.insert(0, 'too late');
+    const [update] = socket.take('notes');
+    update.ack(null, { ok: false, error: { code: 'interview_ended', message: 'the interview has ended' } });
+    assert.deepEqual(events.of('notes-edit-refused'), [{ code: 'interview_ended', message: 'the interview has ended', dropped: 1 }]);
+    assert.equal(conn.notesStatus.unsaved, 0);
+    assert.equal(events.of('edit-refused').length, 0, 'the code document is not affected');
+    notes.text.insert(0, 'more ');
+    assert.equal(socket.take('notes').length, 0, 'the given-up document sends nothing');
+    const fresh = openNotesDoc();
+    conn.replaceNotesDoc(fresh.doc, fresh.awareness);
+    assert.deepEqual(socket.take('notes').map((m) => m.kind), ['awareness', 'step1', 'awareness'], 'old cursor withdrawn, then the new handshake');
+    assert.equal(conn.notesStatus.state, 'syncing');
+    const server = new Y.Doc();
+    server.getText('notes').insert(0, 'kept');
+    serverAnswers(socket, 'notes', server);
+    assert.equal(events.of('notes-resynced').length, 1);
+    assert.equal(fresh.doc.getText('notes').toString(), 'kept');
+  });
+
+  test('notes refused as forbidden: closed for good, the `notes` event no longer listened to', () => {
+    const { socket, conn, events } = connected();
+    openNotes(conn);
+    const [step1] = socket.take('notes');
+    step1.ack(null, { ok: false, error: { code: 'forbidden', message: 'interviewers only' } });
+    assert.deepEqual(events.of('notes-closed'), [{ code: 'forbidden', message: 'interviewers only' }]);
+    assert.equal(conn.notes, null);
+    assert.equal(socket.listens('notes'), false);
+    assert.equal(conn.notesStatus, null);
+  });
+
+  test('awareness ids count over both documents: past four, a replaced document joins afresh', () => {
+    const { socket, conn } = connected();
+    openNotes(conn); // code id + notes id: two
+    socket.take('yjs');
+    socket.take('notes');
+    for (let i = 0; i < 2; i++) {
+      const fresh = openNotesDoc();
+      conn.replaceDoc(fresh.doc, fresh.awareness); // three, four
+      assert.equal(socket.take('join_session').length, 0);
+      assert.deepEqual(socket.take('yjs').map((m) => m.kind), ['awareness', 'step1', 'awareness']);
+    }
+    const fifth = openNotesDoc();
+    conn.replaceDoc(fifth.doc, fifth.awareness);
+    const join = socket.take('join_session');
+    assert.equal(join.length, 1, 'joins afresh instead of a fifth id');
+    socket.take('yjs');
+    join[0].ack(null, { ok: true, user_id: ME, role: 'interviewer' });
+    assert.deepEqual(socket.take('yjs').map((m) => m.kind), ['step1', 'awareness']);
+    assert.deepEqual(socket.take('notes').map((m) => m.kind), ['step1', 'awareness'], 'the notes\' handshake runs again too');
+  });
+});
+
+function openNotesDoc() {
+  const doc = new Y.Doc();
+  return { doc, awareness: new Awareness(doc) };
+}
