@@ -27,6 +27,7 @@ import { EditorView } from '../views/editor-view.js';
 import { mountInterviewBar, showLobbyTitle } from '../views/interview-bar.js';
 import { mountLanguagePicker, showLanguage } from '../views/language-picker.js';
 import { askJoin } from '../views/name-dialog.js';
+import { mountNotesPanel } from '../views/notes-panel.js';
 import { mountNotices, toast } from '../views/notices.js';
 import { mountFatal, notFoundMessage, showFatal, showInterview } from '../views/page-chrome.js';
 import { mountParticipants } from '../views/participants.js';
@@ -163,7 +164,13 @@ async function main() {
 
   // The model over it, and the code runners it drives (looked up by language at each run).
   const runners = {};
-  const model = new SessionModel({ connection, userId, name, language, runners, source: () => ytext.toString() });
+  // The interviewers' private notes: a document of their own, opened by the model only once the server
+  // says this user is an interviewer (a candidate's page never listens for them).
+  const createNotes = () => {
+    const notesDoc = new Y.Doc();
+    return { doc: notesDoc, awareness: new Awareness(notesDoc) };
+  };
+  const model = new SessionModel({ connection, userId, name, language, runners, source: () => ytext.toString(), createNotes });
   runners.javascript = new JsRunner();
   runners.python = new PythonRunner({ onLoadProgress: (p) => model.reportLoadProgress('python', p) });
   // Without a token the server may assign another id: keep it (a token's id is the token's).
@@ -173,6 +180,7 @@ async function main() {
   const editorView = new EditorView(model, { ytext, awareness, focusOnSync: !wantShare });
   mountInterviewBar(model);
   mountControlsPanel(model);
+  const notesView = mountNotesPanel(model);
   mountStatusBar(model);
   mountParticipants(model);
   mountLanguagePicker(model);
@@ -193,6 +201,8 @@ async function main() {
 
   // For debugging and the end-to-end tests.
   window.duet = { doc, ytext, awareness, editor: editorView.editor, binding: editorView.binding, connection, model };
+  // The notes panel (null unless this page has the private notes): {doc, ytext, awareness, editor, binding}.
+  Object.defineProperty(window.duet, 'notes', { get: () => notesView.panel, enumerable: true });
 
   // A refused edit (ended, locked, not started): the connection dropped the unsaved local edits; the
   // page continues with a fresh document that the server fills again, so nothing diverges.
@@ -235,7 +245,7 @@ async function main() {
   });
 
   window.addEventListener('beforeunload', (e) => {
-    if (model.status.unsaved > 0) {
+    if (model.status.unsaved > 0 || (model.notesStatus?.unsaved ?? 0) > 0) {
       e.preventDefault();
       e.returnValue = '';
     }

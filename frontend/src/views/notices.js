@@ -72,6 +72,14 @@ export function mountNotices(model) {
     activity(message);
     toast(message, 'warn');
   });
+  model.on('notes-edit-refused', ({ code, dropped }) => {
+    const why = code === 'interview_ended' ? 'the interview has ended' : 'the server refused it';
+    const what = dropped === 1 ? 'Your last notes edit was' : 'Your last notes edits were';
+    const message = `${what} not saved: ${why}. The notes were reloaded from the server.`;
+    activity(message);
+    toast(message, 'warn');
+  });
+  model.on('notes-close', () => toast('The private notes are not available to you.', 'warn'));
   model.on('control-refused', ({ error }) => toast(`Not done: ${error.message || error.code}`, 'warn'));
   model.on('server-error', (e) => {
     if (e.code === 'join_timeout') return; // the status indicator already says it
