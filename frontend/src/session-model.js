@@ -419,9 +419,13 @@ export class SessionModel extends Emitter {
 
   // ---- the private notes --------------------------------------------------------------------------
 
-  /** Notes open for an interviewer (the server's word, from the join ack), closed for anyone else. */
+  /**
+   * Notes open for an interviewer (the server's word, from the join ack), closed for anyone else. Only
+   * with a server that speaks interviews (it sends the lifecycle): the notes came with it, and an older
+   * server would leave them loading for ever.
+   */
   _updateNotes() {
-    const want = this.role === 'interviewer' && typeof this._createNotes === 'function';
+    const want = this.role === 'interviewer' && this.lifecycle !== null && typeof this._createNotes === 'function';
     if (want && !this.notes) {
       const { doc, awareness } = this._createNotes();
       this.notes = { doc, awareness, synced: false, resyncing: false };
@@ -577,6 +581,7 @@ export class SessionModel extends Emitter {
     const previous = now ? { ...now } : null;
     this.lifecycle = next;
     this.emit('lifecycle', { ...next, previous });
+    if (!previous) this._updateNotes();
     this._permissionsChanged();
   }
 

@@ -754,8 +754,14 @@ describe('emitter', () => {
 describe('session model: the private notes', () => {
   const NO_NOTES = { view: false, edit: false, editable: false, editReason: null };
 
-  test('a candidate, a role-less client and a page without a notes factory never open the notes', () => {
-    for (const [extra, notes] of [[{ role: 'candidate', interview_state: state('live') }, true], [{}, true], [{ role: 'interviewer', interview_state: state('live') }, false]]) {
+  test('a candidate, a role-less client, a server without lifecycles and a page without a notes factory never open the notes', () => {
+    const cases = [
+      [{ role: 'candidate', interview_state: state('live') }, true],
+      [{}, true],
+      [{ role: 'interviewer' }, true], // a server that predates interviews (the stand-in): it has no notes
+      [{ role: 'interviewer', interview_state: state('live') }, false],
+    ];
+    for (const [extra, notes] of cases) {
       const { connection, model, events, made } = setup({ notes });
       join(connection, extra);
       connection.fire('joined', { ok: true, user_id: ME, ...extra }); // a rejoin changes nothing
@@ -826,6 +832,18 @@ describe('session model: the private notes', () => {
     assert.equal(model.notesPermissions.editable, true);
     connection.fire('notes-resynced'); // a second step 2 is no news
     assert.equal(events.of('notes-resynced').length, 1);
+  });
+
+  test('an interview_state that comes after the join ack opens them then', () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'interviewer' });
+    assert.equal(model.notes, null);
+    connection.fire('interview_state', state('waiting'));
+    assert.equal(connection.notesCalls.length, 1);
+    assert.equal(events.of('notes-open').length, 1);
+    assert.equal(model.notesPermissions.view, true);
+    connection.fire('interview_state', state('live'));
+    assert.equal(connection.notesCalls.length, 1, 'once');
   });
 
   test('notes refused to this connection (forbidden): closed, and the page has none any more', () => {
