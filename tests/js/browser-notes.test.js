@@ -145,6 +145,13 @@ describe('the interviewers\' private notes in the browser against the real duet 
     await waitNotesSaved(ivy);
     await waitNotesSaved(ian);
     await screenshot(ivy, 'notes-interviewer');
+    // Narrow screens stack the panels: the notes editor keeps a usable height.
+    await ian.setViewportSize({ width: 700, height: 900 });
+    await ian.evaluate(() => document.getElementById('notes-panel').scrollIntoView());
+    const box = await ian.locator('#notes-editor').boundingBox();
+    assert.ok(box.height >= 200 && box.width >= 600, JSON.stringify(box));
+    await screenshot(ian, 'notes-narrow');
+    await ian.setViewportSize({ width: 1280, height: 800 });
     Object.assign(ctx, { code, link, ivy, ian });
   });
 
