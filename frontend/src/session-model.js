@@ -429,8 +429,9 @@ export class SessionModel extends Emitter {
     if (want && !this.notes) {
       const { doc, awareness } = this._createNotes();
       this.notes = { doc, awareness, synced: false, resyncing: false };
-      this.connection.openNotes(doc, awareness);
+      // The view first (it puts this user's name into the awareness), then the handshake, which sends it.
       this.emit('notes-open', { doc, awareness });
+      this.connection.openNotes(doc, awareness);
     } else if (!want && this.notes) {
       this._dropNotes({ code: 'forbidden', message: 'only interviewers see the notes' });
     }

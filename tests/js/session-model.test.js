@@ -781,7 +781,12 @@ describe('session model: the private notes', () => {
   test('an interviewer: the notes open on the join (once), with their own status; editable once loaded', () => {
     const { connection, model, events, made } = setup();
     assert.deepEqual(model.notesPermissions, NO_NOTES, 'nothing before the server says the role');
+    let callsAtOpen = null;
+    model.on('notes-open', () => {
+      callsAtOpen = connection.notesCalls.length;
+    });
     join(connection, { role: 'interviewer', interview_state: state('waiting') });
+    assert.equal(callsAtOpen, 0, 'the view is told before the handshake starts (its awareness then has the name)');
     assert.equal(made.length, 1);
     assert.deepEqual(connection.notesCalls, [['open', made[0].doc, made[0].awareness]]);
     assert.equal(model.notes.doc, made[0].doc);
