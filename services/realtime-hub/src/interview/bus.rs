@@ -19,6 +19,59 @@ use super::{Audience, DocName, Effects, Interview, Outgoing, TEXT_NAME};
 use duet_bus::relay::{self, BusMessage};
 
 impl Interview {
+    /// An edit of `doc` another hub made (its write id `seq`): integrated and passed on — or held
+    /// while it depends on something this hub missed — and remembered until that hub's commit notice
+    /// (or committed here if none comes).
+    #[allow(clippy::too_many_arguments)]
+    fn relayed_update(
+        &mut self,
+        now: Instant,
+        origin: String,
+        doc: DocName,
+        seq: u64,
+        author: Option<uuid::Uuid>,
+        data: bytes::Bytes,
+        out: &mut Effects,
+    ) {
+        let Ok(update) = Update::decode_v1(&data) else {
+            tracing::warn!(%origin, ?doc, "undecodable update on the bus; ignored");
+            return;
+        };
+        let gap = scan::scan(&data, doc.root())
+            .ok()
+            .filter(|stats| self.gap_in(doc, stats));
+        if let Some(stats) = gap {
+            // A message of the other hub was missed: held until the gap is filled.
+            let held = Held {
+                doc,
+                conn: None,
+                author,
+                raw: data.to_vec(),
+                stats,
+                ack: None,
+                since: now,
+            };
+            if self.hold(now, held, out).is_err() {
+                self.resync_needed = true;
+            }
+        } else {
+            match self.doc_mut(doc).apply(update) {
+                Ok(a) => {
+                    if a.changed {
+                        self.changed(now, doc, &a.delta, None, author, out);
+                    }
+                    if a.pending {
+                        self.resync_needed = true;
+                        out.wake();
+                    }
+                }
+                Err(e) => tracing::warn!(%origin, ?doc, error = %e, "bus update does not apply"),
+            }
+        }
+        self.durability
+            .relayed(now, origin, seq, doc.kind(), author, data);
+    }
+
     fn control_from_bus(&mut self, now: Instant, origin: &str, json: &[u8], out: &mut Effects) {
         match serde_json::from_slice::<duet_domain::InterviewControl>(json) {
             Ok(control) => self.on_control(now, control, out),
@@ -49,88 +102,13 @@ impl Interview {
         self.roster.peer_seen(&origin, now + self.settings.peer_ttl);
         match msg {
             BusMessage::Update { seq, author, data } => {
-                let Ok(update) = Update::decode_v1(&data) else {
-                    tracing::warn!(%origin, "undecodable update on the bus; ignored");
-                    return;
-                };
-                // A gap (a message of the other hub missed): held until it is filled.
-                if let Ok(stats) = scan::scan(&data, TEXT_NAME) {
-                    if self.gap_in(DocName::Code, &stats) {
-                        let held = Held {
-                            doc: DocName::Code,
-                            conn: None,
-                            author,
-                            raw: data.to_vec(),
-                            stats,
-                            ack: None,
-                            since: now,
-                        };
-                        if self.hold(now, held, out).is_err() {
-                            self.resync_needed = true;
-                        }
-                        self.durability
-                            .relayed(now, origin, seq, DocKind::Code, author, data);
-                        return;
-                    }
-                }
-                match self.code_doc.apply(update) {
-                    Ok(a) => {
-                        if a.changed {
-                            self.fan_out(now, &a.delta, None, author, out);
-                        }
-                        if a.pending {
-                            self.resync_needed = true;
-                            out.wake();
-                        }
-                    }
-                    Err(e) => tracing::warn!(%origin, error = %e, "bus update does not apply"),
-                }
-                self.durability
-                    .relayed(now, origin, seq, DocKind::Code, author, data);
+                self.relayed_update(now, origin, DocName::Code, seq, author, data, out)
             }
             // Sent to the inbox (`on_remote_committed`), never on an interview's channel.
             BusMessage::Commits { .. } => {}
             BusMessage::Control { json } => self.control_from_bus(now, &origin, &json, out),
             BusMessage::NotesUpdate { seq, author, data } => {
-                let Ok(update) = Update::decode_v1(&data) else {
-                    tracing::warn!(%origin, "undecodable notes update on the bus; ignored");
-                    return;
-                };
-                if let Ok(stats) = scan::scan(&data, DocName::Notes.root()) {
-                    if self.gap_in(DocName::Notes, &stats) {
-                        let held = Held {
-                            doc: DocName::Notes,
-                            conn: None,
-                            author,
-                            raw: data.to_vec(),
-                            stats,
-                            ack: None,
-                            since: now,
-                        };
-                        if self.hold(now, held, out).is_err() {
-                            self.resync_needed = true;
-                        }
-                        self.durability
-                            .relayed(now, origin, seq, DocKind::Notes, author, data);
-                        return;
-                    }
-                }
-                match self.notes_doc.apply(update) {
-                    Ok(a) => {
-                        if a.changed {
-                            self.changed(now, DocName::Notes, &a.delta, None, author, out);
-                        }
-                        if a.pending {
-                            self.resync_needed = true;
-                            out.wake();
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(%origin, error = %e, "bus notes update does not apply")
-                    }
-                }
-                self.durability
-                    .relayed(now, origin, seq, DocKind::Notes, author, data);
+                self.relayed_update(now, origin, DocName::Notes, seq, author, data, out)
             }
             BusMessage::NotesAwareness { data } => {
                 if let Ok(msgs) = protocol::decode(&data, DocName::Notes.root()) {
