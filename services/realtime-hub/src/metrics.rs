@@ -2,6 +2,48 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency histograms' buckets, in seconds.
+const BOUNDS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A latency histogram for Prometheus (cumulative buckets, sum and count), lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last one is beyond every bound.
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BOUNDS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BOUNDS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in BOUNDS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[BOUNDS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
 
 /// Counters for `/metrics` and the benchmarks.
 #[derive(Debug, Default)]
@@ -13,6 +55,9 @@ pub struct Stats {
     pub errors_sent: AtomicU64,
     pub bus_dropped: AtomicU64,
     pub resyncs: AtomicU64,
+    /// From a write's being queued (the edit integrated) to its commit: the edit → commit latency
+    /// a participant's ack waits for.
+    pub commit_latency: Histogram,
 }
 
 impl Stats {
@@ -84,6 +129,34 @@ impl Stats {
             "counter",
             get(&self.resyncs),
         );
+        self.commit_latency.render(
+            &mut out,
+            "duet_hub_edit_commit_seconds",
+            "From an edit integrated to its commit (what its ack waits for).",
+        );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_histogram_renders_cumulative_buckets_sum_and_count() {
+        let h = Histogram::default();
+        for ms in [0, 3, 3, 40, 7000] {
+            h.observe(Duration::from_millis(ms));
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "help");
+        assert!(out.contains("# TYPE x_seconds histogram"));
+        assert!(out.contains("x_seconds_bucket{le=\"0.001\"} 1\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.005\"} 3\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.05\"} 4\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"5\"} 4\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 5\n"), "{out}");
+        assert!(out.contains("x_seconds_sum 7.046\n"), "{out}");
+        assert!(out.contains("x_seconds_count 5\n"), "{out}");
     }
 }

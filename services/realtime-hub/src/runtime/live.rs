@@ -416,6 +416,7 @@ impl Live {
                 } => self.services.write(WriteItem {
                     session: self.id,
                     write_id,
+                    queued: std::time::Instant::now(),
                     update: NewUpdate {
                         session_id: self.id,
                         doc,

@@ -249,6 +249,14 @@ struct Listener {
 }
 
 impl CommitListener for Listener {
+    fn waited(&self, waited: &[std::time::Duration]) {
+        if let Some(s) = self.services.upgrade() {
+            for &w in waited {
+                s.stats.commit_latency.observe(w);
+            }
+        }
+    }
+
     fn committed(&self, done: &[Committed]) {
         let (Some(s), Some(registry)) = (self.services.upgrade(), self.registry.upgrade()) else {
             return;

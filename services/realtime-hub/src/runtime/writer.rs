@@ -84,6 +84,8 @@ pub struct WriteItem {
     /// The interview's write id (monotonic per interview; also its bus sequence number).
     pub write_id: u64,
     pub update: NewUpdate,
+    /// When it was queued (for the edit → commit latency).
+    pub queued: std::time::Instant,
 }
 
 /// An interview's writes up to `upto` (`count` of them in this batch) are committed.
@@ -98,6 +100,8 @@ pub struct Committed {
 pub trait CommitListener: Send + Sync {
     /// A batch was committed.
     fn committed(&self, done: &[Committed]);
+    /// How long each write of a committed batch waited from being queued.
+    fn waited(&self, _waited: &[std::time::Duration]) {}
     /// The database is unavailable; the batch is kept and retried.
     fn unavailable(&self);
     /// An interview's updates cannot be stored (not an availability problem): it must close.
@@ -178,6 +182,9 @@ async fn commit(writer: &Writer, batch: Vec<WriteItem>) {
     loop {
         match writer.storage.append_updates(&rows).await {
             Ok(_) => {
+                let now = std::time::Instant::now();
+                let waited: Vec<_> = batch.iter().map(|i| now - i.queued).collect();
+                writer.listener.waited(&waited);
                 writer.listener.committed(&committed(&batch));
                 return;
             }
@@ -272,6 +279,7 @@ mod tests {
                 author: None,
                 data: vec![],
             },
+            queued: std::time::Instant::now(),
         };
         let done = committed(&[item(a, 1), item(b, 7), item(a, 2)]);
         assert_eq!(

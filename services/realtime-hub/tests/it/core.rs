@@ -573,3 +573,34 @@ async fn two_hubs_converge_under_random_concurrent_edits() {
         }
     }
 }
+
+/// `/metrics` has the edit → commit latency histogram, and it counts every committed edit.
+#[tokio::test]
+async fn metrics_count_each_edit_in_the_commit_latency_histogram() {
+    let storage = sqlite();
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+    let hub = TestHub::start("h1", storage.clone(), bus).await;
+    let session = new_session(&storage).await;
+    let mut a = YClient::join(&hub, &session.code, "Ada").await;
+    for i in 0..5 {
+        a.insert(i, "x");
+    }
+    assert!(a.all_acked().await);
+    let text = hub.core.metrics();
+    let value = |line: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line} missing:\n{text}"))
+    };
+    assert!(text.contains("# TYPE duet_hub_edit_commit_seconds histogram"));
+    assert_eq!(value("duet_hub_edit_commit_seconds_count "), 5.0);
+    assert_eq!(
+        value("duet_hub_edit_commit_seconds_bucket{le=\"+Inf\"} "),
+        5.0
+    );
+    // Committed within the group-commit window and a SQLite fsync, not seconds.
+    assert!(value("duet_hub_edit_commit_seconds_bucket{le=\"1\"} ") >= 5.0);
+    assert!(value("duet_hub_edit_commit_seconds_sum ") > 0.0);
+}
