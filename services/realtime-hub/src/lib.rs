@@ -96,19 +96,14 @@ pub struct HubOptions {
 /// key for this process alone (tokenless joins work; no token verifies), with a warning.
 pub fn token_key(settings: &Settings, required: bool) -> anyhow::Result<duet_auth::TokenKey> {
     use secrecy::ExposeSecret;
-    match &settings.secret_key {
-        Some(secret) => duet_auth::TokenKey::new(secret.expose_secret().as_bytes())
-            .map_err(|e| anyhow::anyhow!("SECRET_KEY: {e}")),
-        None if required => anyhow::bail!(
-            "SECRET_KEY is not set: the realtime hub checks the tokens the session-API signs with it; set the same SECRET_KEY (at least {} bytes) on every service",
-            duet_auth::MIN_SECRET_LEN
-        ),
-        None => {
-            tracing::warn!("SECRET_KEY is not set: interview tokens cannot be checked; only joins without a token work");
-            duet_auth::TokenKey::new(duet_auth::TokenKey::generate_secret())
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        }
+    let secret = settings.secret_key.as_ref().map(|s| s.expose_secret());
+    if secret.is_none() && !required {
+        tracing::warn!("SECRET_KEY is not set: interview tokens cannot be checked; only joins without a token work");
+        return Ok(duet_auth::TokenKey::new(
+            duet_auth::TokenKey::generate_secret(),
+        )?);
     }
+    Ok(duet_auth::TokenKey::required(secret)?)
 }
 
 /// A running hub. Cheap to clone (every clone is the same hub).

@@ -185,46 +185,48 @@ impl Limits {
 
     /// Takes one from `client`'s budget of `limit`; 429 when it is empty.
     pub async fn take(&self, limit: &Limit, client: IpAddr) -> Result<(), ApiError> {
-        if limit.per_minute == 0 {
-            return Ok(());
+        match self.shared_verdict(limit, client, true).await {
+            Some(verdict) => verdict,
+            None => limit.check(client).map_err(ApiError::RateLimited),
         }
-        if let Some(n) = self.shared_count(limit, client, true).await {
-            return match n > u64::from(limit.per_minute) {
-                true => Err(ApiError::RateLimited(secs_to_next_minute())),
-                false => Ok(()),
-            };
-        }
-        limit.check(client).map_err(ApiError::RateLimited)
     }
 
     /// Before a password is checked: 429 while `client` is over its wrong-password budget.
     pub async fn password_allowed(&self, client: IpAddr) -> Result<(), ApiError> {
         let f = &self.password_failures;
-        if f.limit.per_minute == 0 {
-            return Ok(());
+        match self.shared_verdict(&f.limit, client, false).await {
+            Some(verdict) => verdict,
+            None => f.allowed(client).map_err(ApiError::RateLimited),
         }
-        if let Some(n) = self.shared_count(&f.limit, client, false).await {
-            return match n >= u64::from(f.limit.per_minute) {
-                true => Err(ApiError::RateLimited(secs_to_next_minute())),
-                false => Ok(()),
-            };
-        }
-        f.allowed(client).map_err(ApiError::RateLimited)
     }
 
     /// After a wrong password: counted; 429 when this one was over the budget.
     pub async fn password_failed(&self, client: IpAddr) -> Result<(), ApiError> {
         let f = &self.password_failures;
-        if f.limit.per_minute == 0 {
-            return Ok(());
+        match self.shared_verdict(&f.limit, client, true).await {
+            Some(verdict) => verdict,
+            None => f.failed(client).map_err(ApiError::RateLimited),
         }
-        if let Some(n) = self.shared_count(&f.limit, client, true).await {
-            return match n > u64::from(f.limit.per_minute) {
-                true => Err(ApiError::RateLimited(secs_to_next_minute())),
-                false => Ok(()),
-            };
+    }
+
+    /// The verdict of the shared counter (`add`: this request counts; else: would one more be
+    /// over?); `None` when the limit is counted in process (no shared counter, or it does not
+    /// answer).
+    async fn shared_verdict(
+        &self,
+        limit: &Limit,
+        client: IpAddr,
+        add: bool,
+    ) -> Option<Result<(), ApiError>> {
+        if limit.per_minute == 0 {
+            return Some(Ok(()));
         }
-        f.failed(client).map_err(ApiError::RateLimited)
+        let n = self.shared_count(limit, client, add).await? + u64::from(!add);
+        Some(if n > u64::from(limit.per_minute) {
+            Err(ApiError::RateLimited(secs_to_next_minute()))
+        } else {
+            Ok(())
+        })
     }
 
     /// This minute's shared count for `client` (`add`: counting this request); `None` without a

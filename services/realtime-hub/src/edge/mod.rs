@@ -22,6 +22,7 @@ use serde_json::Value;
 pub use connection::Connection;
 
 use crate::error::HubError;
+use crate::interview::DocName;
 use crate::runtime::Runtime;
 use crate::transport::{AckFn, ConnId, ConnSink, Outbound, Outgoing};
 
@@ -102,28 +103,22 @@ pub fn mount(io: &SocketIo, rt: Arc<Runtime>) {
                 let c = c.clone();
                 async move { c.join(first_json(&data), ack_fn(ack)).await }
             });
-            let c = conn.clone();
-            socket.on("yjs", move |_s, data: Payload, ack| {
-                match data.binaries.first() {
-                    Some(bytes) => c.yjs(bytes, ack_fn(ack)),
-                    None => c.refuse(
-                        HubError::invalid("yjs needs one binary attachment"),
-                        ack_fn(ack),
-                    ),
-                }
-                std::future::ready(())
-            });
-            let c = conn.clone();
-            socket.on("notes", move |_s, data: Payload, ack| {
-                match data.binaries.first() {
-                    Some(bytes) => c.notes(bytes, ack_fn(ack)),
-                    None => c.refuse(
-                        HubError::invalid("notes needs one binary attachment"),
-                        ack_fn(ack),
-                    ),
-                }
-                std::future::ready(())
-            });
+            for doc in [DocName::Code, DocName::Notes] {
+                let c = conn.clone();
+                socket.on(doc.event(), move |_s, data: Payload, ack| {
+                    match data.binaries.first() {
+                        Some(bytes) => c.yjs_doc(doc, bytes, ack_fn(ack)),
+                        None => c.refuse(
+                            HubError::invalid(format!(
+                                "{} needs one binary attachment",
+                                doc.event()
+                            )),
+                            ack_fn(ack),
+                        ),
+                    }
+                    std::future::ready(())
+                });
+            }
             let c = conn.clone();
             socket.on("code_change", move |_s, data: Payload, ack| {
                 c.code_change(first_json(&data), ack_fn(ack));

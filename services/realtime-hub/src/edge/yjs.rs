@@ -20,7 +20,8 @@ impl Connection {
         self.yjs_doc(DocName::Notes, data, ack)
     }
 
-    fn yjs_doc(&self, doc: DocName, data: &[u8], ack: Option<AckFn>) {
+    /// A y-protocols message for `doc` (on its event, `DocName::event`).
+    pub fn yjs_doc(&self, doc: DocName, data: &[u8], ack: Option<AckFn>) {
         if let Err((e, ack, disconnect)) = self.try_yjs(doc, data, ack) {
             self.refuse(e, ack);
             if disconnect {

@@ -154,7 +154,7 @@ impl Interview {
                     owners.check_and_claim(conn, user, &stats, &sv, |c| live.contains_key(c))?;
                     usage.admit(now, &stats, raw.len())?;
                     // (The state vector read for the ownership check above.)
-                    if stats.has_gap(|c| u64::from(sv.get(&yrs::block::ClientID::new(c)))) {
+                    if stats.has_gap(&sv) {
                         // Depends on something this hub lacks: held until the gap is filled.
                         let held = Held {
                             doc,

@@ -122,8 +122,7 @@ pub fn doc_from_storage(session: Uuid, state: &DocumentState) -> Doc {
 }
 
 fn has_gap(txn: &yrs::TransactionMut, stats: &UpdateStats) -> bool {
-    let sv = txn.state_vector();
-    stats.has_gap(|c| u64::from(sv.get(&yrs::block::ClientID::new(c))))
+    stats.has_gap(&txn.state_vector())
 }
 
 /// The outcome of applying one update.

@@ -14,7 +14,6 @@
 use std::time::Instant;
 
 use uuid::Uuid;
-use yrs::block::ClientID;
 use yrs::updates::decoder::Decode;
 use yrs::Update;
 
@@ -41,7 +40,7 @@ impl Interview {
     /// Whether `stats` (of an update for `doc`) depends on something the document lacks.
     pub(super) fn gap_in(&mut self, doc: DocName, stats: &UpdateStats) -> bool {
         let sv = self.doc_mut(doc).state_vector();
-        stats.has_gap(|c| u64::from(sv.get(&ClientID::new(c))))
+        stats.has_gap(&sv)
     }
 
     /// Holds an update with a gap; asks for what is missing. Refused when too many wait.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use duet_bus::relay::BusMessage;
 use duet_domain::{InterviewControl, InterviewState, Role};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 use yrs::{ReadTxn, Transact, Update};
 
@@ -31,17 +31,14 @@ pub enum Action {
     Notes,
 }
 
-/// The `interview_state` body (the control snapshot without removals).
+/// The `interview_state` body: the control snapshot without removals (an empty list is not
+/// serialised).
 pub fn state_json(c: &InterviewControl) -> Value {
-    let mut v = serde_json::to_value(InterviewControl {
+    serde_json::to_value(InterviewControl {
         removed: Vec::new(),
         ..c.clone()
     })
-    .unwrap_or(Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.remove("removed");
-    }
-    v
+    .unwrap_or(Value::Null)
 }
 
 /// Whether `update` would change `doc`: structs beyond what it has, or deletions it has not seen.
@@ -125,43 +122,34 @@ impl Interview {
     /// A new control snapshot from the session-API or another hub (`Control` on the bus), or what
     /// a reload found in storage. The lifecycle only moves forward, so an older snapshot arriving
     /// late cannot reopen an ended interview; the controls take the newest value.
-    pub fn on_control(&mut self, now: Instant, mut next: InterviewControl, out: &mut Effects) {
+    pub fn on_control(&mut self, _now: Instant, mut next: InterviewControl, out: &mut Effects) {
         let removed = std::mem::take(&mut next.removed);
-        self.apply_control(now, next, &removed, out);
+        self.apply_control(next, &removed, out);
     }
 
     /// An interviewer on this hub changed the state or controls (stored already): applied here and
     /// told to the other hubs.
     pub fn set_control(&mut self, now: Instant, next: InterviewControl, out: &mut Effects) {
-        let removed = next.removed.clone();
         let bus = serde_json::to_vec(&next).unwrap_or_default();
         self.publish(BusMessage::Control { json: bus.into() }, out);
-        let mut next = next;
-        next.removed.clear();
-        self.apply_control(now, next, &removed, out);
+        self.on_control(now, next, out);
     }
 
-    fn apply_control(
-        &mut self,
-        _now: Instant,
-        next: InterviewControl,
-        removed: &[Uuid],
-        out: &mut Effects,
-    ) {
+    fn apply_control(&mut self, next: InterviewControl, removed: &[Uuid], out: &mut Effects) {
         let cur = &self.control;
-        let mut merged = InterviewControl {
+        let merged = InterviewControl {
+            state: if cur.state.can_move_to(next.state) {
+                next.state
+            } else {
+                cur.state
+            },
+            // The first timestamps stand.
+            started_at: cur.started_at.or(next.started_at),
+            ended_at: cur.ended_at.or(next.ended_at),
             editing_locked: next.editing_locked,
             runs_enabled: next.runs_enabled,
-            ..cur.clone()
+            removed: Vec::new(),
         };
-        if cur.state != next.state && cur.state.can_move_to(next.state) {
-            merged.state = next.state;
-        }
-        merged.started_at = cur.started_at.or(next.started_at);
-        merged.ended_at = cur.ended_at.or(next.ended_at);
-        if merged.state == InterviewState::Live && merged.started_at.is_none() {
-            merged.started_at = next.started_at;
-        }
         let changed = merged != self.control;
         self.control = merged;
         if changed {
@@ -200,7 +188,7 @@ impl Interview {
 
     /// The join ack's view of the state (`role` is added per connection).
     pub(super) fn control_json(&self) -> Value {
-        json!(state_json(&self.control))
+        state_json(&self.control)
     }
 
     pub(super) fn bind(&mut self, user: Uuid) {

@@ -520,11 +520,6 @@ impl Interview {
         self.notes_doc.state_vector()
     }
 
-    /// The notes' current text.
-    pub fn notes_text(&self) -> String {
-        self.notes_doc.text()
-    }
-
     // ------------------------------------------------------------------ what the runtime asks
 
     /// The current text of the code document.

@@ -58,7 +58,8 @@ impl UpdateStats {
     /// nor the update itself holds: a struct starting past its client's clock, or an origin the
     /// document lacks. yrs integrates such an update at once (out of causal order, and leaves it out
     /// of the transaction's encoded delta) where Yjs would hold it back; the hub holds it instead.
-    pub fn has_gap(&self, has: impl Fn(u64) -> u64) -> bool {
+    pub fn has_gap(&self, sv: &yrs::StateVector) -> bool {
+        let has = |c: u64| u64::from(sv.get(&yrs::block::ClientID::new(c)));
         // What the document and the update together hold of a client, contiguously from 0.
         let avail = |client: u64| {
             let mut a = has(client);

@@ -399,11 +399,13 @@ async fn controls_lock_editing_and_runs_for_candidates_and_removal_sticks() {
     // holds it (it depends on a struct it never got) instead of acking what it cannot store. A
     // client starts afresh from the server's document after a refusal (the browser's does).
     cand.pump();
+    let answered = cand.acks.lock().len();
     cand.insert(0, "y");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        cand.acks.lock().last().is_some_and(|r| r.is_err()),
-        "the stale replica's edit is not acked: {:?}",
+    assert_eq!(
+        cand.acks.lock().len(),
+        answered,
+        "the stale replica's edit is held, not acked: {:?}",
         cand.acks.lock()
     );
     let mut fresh = YClient::join_with(&hub, &s.code, "Cara", json!({"token": token.clone()}))
@@ -440,8 +442,6 @@ async fn controls_lock_editing_and_runs_for_candidates_and_removal_sticks() {
     assert!(errors(&cand.other).contains(&"removed".to_owned()));
     let r = YClient::join_with(&hub, &s.code, "Cara", json!({"token": token})).await;
     assert_eq!(r.err().as_deref(), Some("removed"));
-    int.pump();
-    let _ = int;
 }
 
 #[tokio::test]
@@ -497,7 +497,6 @@ async fn a_control_message_from_the_session_api_reaches_every_hub() {
     bus.publish(&relay::channel(s.id), junk).await.unwrap();
     a.insert(0, "> ");
     assert!(a.all_acked().await);
-    let _ = Outgoing::Json(Value::Null);
 }
 
 /// An interviewer's replica of the notes, fed by the `notes` events a [`YClient`] received.
@@ -649,7 +648,6 @@ async fn private_notes_reach_interviewers_on_every_hub_and_never_a_candidate() {
             !got.contains("recursion"),
             "a candidate received the notes: {got}"
         );
-        assert!(!got.contains("notes") || !got.contains(SECRET));
     }
     let seed_got: String = seed_sink
         .take()
