@@ -58,6 +58,32 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub http: HttpSettings,
     pub api: ApiSettings,
+    /// OpenTelemetry traces over OTLP/HTTP; off unless an endpoint is set.
+    #[serde(default)]
+    pub otel: OtelSettings,
+}
+
+/// Where traces go (`duet_telemetry::trace`). Set with `DUET_OTEL__ENDPOINT` /
+/// `DUET_OTEL__PROTOCOL`, or with the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` (the `DUET_` names win when both are set).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct OtelSettings {
+    /// The OTLP/HTTP collector's base URL, e.g. `http://127.0.0.1:4318`; spans are posted to
+    /// `<endpoint>/v1/traces`. Unset (the default): no traces, nothing exported.
+    pub endpoint: Option<String>,
+    /// The body encoding of the exports.
+    pub protocol: OtlpProtocol,
+}
+
+/// OTLP over HTTP: protobuf (the OTLP default) or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum OtlpProtocol {
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
 }
 
 /// The REST API's abuse limits (session-API and `duet`), per client IP and per process.
@@ -122,6 +148,12 @@ pub struct GatewaySettings {
     pub trusted_proxies: Vec<String>,
 }
 
+/// The standard OpenTelemetry variables Duet reads, mapped to their keys (a `DUET_` one wins).
+const OTEL_VARS: [(&str, &str); 2] = [
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel__endpoint"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "otel__protocol"),
+];
+
 /// The seed's unprefixed variables, mapped to their keys.
 const SEED_VARS: [(&str, &str); 6] = [
     ("PORT", "port"),
@@ -181,7 +213,7 @@ impl Settings {
         );
 
         let mut env: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-        for (var, key) in SEED_VARS {
+        for (var, key) in SEED_VARS.iter().chain(OTEL_VARS.iter()) {
             if let Some(v) = get(var).filter(|v| !v.is_empty()) {
                 env.insert(key.to_uppercase(), v);
             }
@@ -258,6 +290,13 @@ impl Settings {
             if parse_net(proxy).is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "api.trusted_proxies (DUET_API__TRUSTED_PROXIES): {proxy:?} is not an IP address or CIDR range"
+                )));
+            }
+        }
+        if let Some(endpoint) = &self.otel.endpoint {
+            if !endpoint.starts_with("http://") {
+                return Err(ConfigError::Invalid(format!(
+                    "otel.endpoint (DUET_OTEL__ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT): {endpoint:?} must start with http:// (traces go to a collector over plain HTTP; there is no TLS client)"
                 )));
             }
         }
@@ -364,6 +403,33 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         assert_eq!(nets, vec!["127.0.0.1/32", "10.0.0.0/8"]);
+    }
+
+    #[test]
+    fn otel_is_off_by_default_and_set_by_either_name() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.otel.endpoint, None);
+        assert_eq!(s.otel.protocol, OtlpProtocol::HttpProtobuf);
+        let s = load(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ])
+        .unwrap();
+        assert_eq!(s.otel.endpoint.as_deref(), Some("http://collector:4318"));
+        assert_eq!(s.otel.protocol, OtlpProtocol::HttpJson);
+        let s = load(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://standard:4318"),
+            ("DUET_OTEL__ENDPOINT", "http://duet:4318"),
+        ])
+        .unwrap();
+        assert_eq!(s.otel.endpoint.as_deref(), Some("http://duet:4318"));
+        for (var, val) in [
+            ("DUET_OTEL__ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ] {
+            let e = load(&[(var, val)]).unwrap_err().to_string();
+            assert!(e.contains("otel") || e.contains("protocol"), "{var}: {e}");
+        }
     }
 
     #[test]
