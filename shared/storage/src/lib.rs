@@ -16,6 +16,13 @@
 //! interviewer controls ([`Storage::set_controls`]), the colours of its participant tokens
 //! ([`Storage::next_token_number`]) and the users removed from it ([`Storage::remove_user`]) are
 //! stored with it too.
+//!
+//! The interview record (issue 15): activity events ([`Storage::record_events`], [`Storage::events`];
+//! the lifecycle's own `start` / `end` events are written by [`Storage::create_session`] and
+//! [`Storage::transition`]), webhook deliveries (an outbox written in the same transactions,
+//! drained by [`Storage::claim_webhooks`]), and erasure ([`Storage::erase_session`]): deleting a
+//! whole interview, with every row of it in every table, is the one deletion path; edits are never
+//! rewritten.
 
 use std::borrow::Cow;
 
@@ -133,6 +140,75 @@ pub struct Run {
     pub created_at: OffsetDateTime,
 }
 
+/// One activity event to record (kinds: `join`, `leave`, `language`, `start`, `end`, `paste`,
+/// `blur`, `focus`, `controls`, `removed`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub session_id: Uuid,
+    /// Who did it; `None` for the system (the lifecycle's `start` / `end` when no actor is known).
+    pub user_id: Option<Uuid>,
+    pub user_name: String,
+    /// 1 to 32 characters of `a`-`z`, `0`-`9`, `_`, `.`, `-`.
+    pub kind: String,
+    /// A JSON object as text (the caller builds it); anything else is refused.
+    pub data: String,
+    pub at: OffsetDateTime,
+}
+
+/// An activity event as stored. `seq` grows with every event recorded (across interviews).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub session_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub user_name: String,
+    pub kind: String,
+    pub data: String,
+    pub at: OffsetDateTime,
+}
+
+/// The webhook events announced through the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebhookKind {
+    Created,
+    Started,
+    Ended,
+}
+
+impl WebhookKind {
+    /// The `type` of the webhook's body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "interview.created",
+            Self::Started => "interview.started",
+            Self::Ended => "interview.ended",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "interview.created" => Some(Self::Created),
+            "interview.started" => Some(Self::Started),
+            "interview.ended" => Some(Self::Ended),
+            _ => None,
+        }
+    }
+}
+
+/// A webhook delivery claimed by [`Storage::claim_webhooks`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// The outbox row: stable across attempts (a receiver can deduplicate by it).
+    pub id: i64,
+    pub kind: WebhookKind,
+    pub session_id: Uuid,
+    pub session_code: SessionCode,
+    /// When the change happened.
+    pub at: OffsetDateTime,
+    /// Attempts made so far, this one included (1 on the first claim).
+    pub attempts: i32,
+}
+
 /// What U+0000 becomes in a stored plain-text copy ([`Storage::set_text`]): U+FFFD, the
 /// replacement character. PostgreSQL `text` cannot hold U+0000, and the copy is a convenience for
 /// the REST API (the Yjs history, stored as bytes, keeps the NUL), so it is replaced rather than
@@ -166,6 +242,41 @@ fn check_participant(p: &Participant) -> Result<()> {
         .map_err(|e| StorageError::Invalid(e.to_string()))
 }
 
+/// Refuses an event that cannot be stored: U+0000 anywhere (PostgreSQL `text` cannot hold it), a
+/// kind outside its alphabet, data that is not a JSON object. Checked for the whole batch before
+/// either backend writes anything.
+fn check_event(e: &NewEvent) -> Result<()> {
+    reject_nul("user_name", &e.user_name)
+        .and_then(|()| reject_nul("kind", &e.kind))
+        .and_then(|()| reject_nul("data", &e.data))
+        .map_err(|err| StorageError::Invalid(err.to_string()))?;
+    let kind_ok = (1..=32).contains(&e.kind.len())
+        && e.kind.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        });
+    if !kind_ok {
+        return Err(StorageError::Invalid(format!(
+            "event kind {:?} is not 1-32 of a-z 0-9 _ . -",
+            e.kind
+        )));
+    }
+    match serde_json::from_str::<serde_json::Value>(&e.data) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        _ => Err(StorageError::Invalid(
+            "event data is not a JSON object".into(),
+        )),
+    }
+}
+
+/// The lifecycle event (kind, webhook) a move to `to` records, if it records one.
+fn lifecycle_event(to: InterviewState) -> Option<(&'static str, WebhookKind)> {
+    match to {
+        InterviewState::Live => Some(("start", WebhookKind::Started)),
+        InterviewState::Ended => Some(("end", WebhookKind::Ended)),
+        InterviewState::Waiting => None,
+    }
+}
+
 /// Storage shared by every service. Implementations are cheap to clone behind an `Arc`.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -174,7 +285,9 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Creates a session: `Waiting` with no `started_at` when [`NewSession::lobby`], else `Live`
     /// with `started_at = created_at`. Returns [`StorageError::CodeTaken`] if the code exists
-    /// (nothing is written).
+    /// (nothing is written). In the same transaction it queues the `interview.created` webhook,
+    /// and for an interview live from its creation records its `start` event (at `created_at`, no
+    /// user) and queues `interview.started`, as [`Storage::transition`] does for a lobby's start.
     async fn create_session(&self, new: NewSession) -> Result<Session>;
     async fn session_by_code(&self, code: &SessionCode) -> Result<Option<Session>>;
     async fn session_by_id(&self, id: Uuid) -> Result<Option<Session>>;
@@ -201,6 +314,11 @@ pub trait Storage: Send + Sync + 'static {
     /// [`StorageError::InvalidTransition`] for a move backwards or out of `Ended` (nothing is
     /// written), [`StorageError::NotFound`] for an unknown id. Atomic: two racing calls never both
     /// set a timestamp.
+    ///
+    /// When the state actually changes, the same transaction records the `start` (→ live) or
+    /// `end` (→ ended) event at `now` (no user, data `{}`) and queues the `interview.started` /
+    /// `interview.ended` webhook; a repeated move records nothing, so each is recorded once
+    /// whichever service (hub socket, REST) made the move.
     async fn transition(
         &self,
         session_id: Uuid,
@@ -266,4 +384,39 @@ pub trait Storage: Send + Sync + 'static {
     async fn record_run(&self, run: NewRun) -> Result<Run>;
     /// The newest `limit` runs of a session, newest first.
     async fn recent_runs(&self, session_id: Uuid, limit: i64) -> Result<Vec<Run>>;
+    /// Every run of a session, oldest first.
+    async fn runs(&self, session_id: Uuid) -> Result<Vec<Run>>;
+
+    /// Records a batch of activity events (possibly of several interviews) in ONE transaction: all
+    /// or nothing. [`StorageError::Invalid`] if any holds U+0000, a kind outside `a-z 0-9 _ . -`
+    /// (1-32 long) or data that is not a JSON object (nothing is written);
+    /// [`StorageError::NotFound`] if an interview does not exist (erased meanwhile).
+    async fn record_events(&self, events: &[NewEvent]) -> Result<()>;
+    /// Every event of an interview, ordered by `(at, seq)`.
+    async fn events(&self, session_id: Uuid) -> Result<Vec<Event>>;
+
+    /// Erases the interview and every row of it in every table (history, snapshots, runs, events,
+    /// participants, removed users, queued webhooks, the interview itself) in one transaction: the
+    /// one deletion path of the history. `false` for an unknown (or already erased) id, so
+    /// replicas erasing the same interview together are harmless.
+    async fn erase_session(&self, session_id: Uuid) -> Result<bool>;
+    /// Up to `limit` interviews the retention job erases at `cutoff`: ended before `cutoff`, or
+    /// not ended, created (and started) before `cutoff` and untouched since (no update, event or
+    /// run at or after `cutoff`). Oldest first.
+    async fn expired_sessions(&self, cutoff: OffsetDateTime, limit: i64) -> Result<Vec<Uuid>>;
+
+    /// Claims up to `limit` webhook deliveries due at `now`, oldest first: each one's attempts
+    /// count goes up by one and it is not due again before `now + lease_secs` (if the claimer
+    /// dies, another one retries it then). Safe with several dispatchers: a row is claimed by one
+    /// at a time.
+    async fn claim_webhooks(
+        &self,
+        now: OffsetDateTime,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>>;
+    /// Makes a claimed delivery due again at `at` (a failed attempt to retry).
+    async fn retry_webhook(&self, id: i64, at: OffsetDateTime) -> Result<()>;
+    /// Removes a delivery from the outbox (delivered, or given up). Unknown ids are not an error.
+    async fn finish_webhook(&self, id: i64) -> Result<()>;
 }

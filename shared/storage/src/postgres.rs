@@ -18,8 +18,9 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::{
-    check_participant, check_run, storable_text, DocumentState, NewRun, NewUpdate, Participant,
-    Result, Run, Snapshot, Storage, StorageError, StoredUpdate,
+    check_event, check_participant, check_run, lifecycle_event, storable_text, DocumentState,
+    Event, NewEvent, NewRun, NewUpdate, Participant, Result, Run, Snapshot, Storage, StorageError,
+    StoredUpdate, WebhookDelivery, WebhookKind,
 };
 
 mod embedded {
@@ -228,6 +229,61 @@ fn run_from_row(row: &Row) -> Result<Run> {
     })
 }
 
+fn event_from_row(row: &Row) -> Result<Event> {
+    Ok(Event {
+        seq: row.try_get("seq").map_err(pg_error)?,
+        session_id: row.try_get("session_id").map_err(pg_error)?,
+        user_id: row.try_get("user_id").map_err(pg_error)?,
+        user_name: row.try_get("user_name").map_err(pg_error)?,
+        kind: row.try_get("kind").map_err(pg_error)?,
+        data: row.try_get("data").map_err(pg_error)?,
+        at: row.try_get("at").map_err(pg_error)?,
+    })
+}
+
+/// Records a lifecycle event (no user, data `{}`) and queues its webhook, inside the caller's
+/// transaction.
+async fn record_lifecycle(
+    tx: &deadpool_postgres::Transaction<'_>,
+    session_id: Uuid,
+    kind: &str,
+    webhook: WebhookKind,
+    at: OffsetDateTime,
+) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (session_id, user_id, user_name, kind, data, at) \
+             VALUES ($1, NULL, '', $2, '{}', $3)",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(&stmt, &[&session_id, &kind, &at])
+        .await
+        .map_err(pg_error)?;
+    queue_webhook(tx, session_id, webhook, at).await
+}
+
+/// Queues a webhook delivery, due at once (`-infinity`: whatever the claimer's clock says), inside
+/// the caller's transaction.
+async fn queue_webhook(
+    tx: &deadpool_postgres::Transaction<'_>,
+    session_id: Uuid,
+    kind: WebhookKind,
+    at: OffsetDateTime,
+) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO webhook_outbox (session_id, kind, at, next_attempt_at) \
+             VALUES ($1, $2, $3, '-infinity')",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(&stmt, &[&session_id, &kind.as_str(), &at])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
 fn corrupt(column: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Other(format!("corrupt value in {column}: {e}"))
 }
@@ -246,10 +302,11 @@ impl Storage for PgStorage {
     #[tracing::instrument(level = "debug", skip_all, fields(code = %new.code))]
     async fn create_session(&self, new: NewSession) -> Result<Session> {
         bounded(async {
-            let client = self.client().await?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
             // Without a lobby the interview is live from its creation: `started_at = created_at`
-            // (one `now()` in a statement is one instant).
-            let stmt = client
+            // (one `now()` in a transaction is one instant).
+            let stmt = tx
                 .prepare_cached(&format!(
                     "INSERT INTO sessions (id, code, title, language, state, started_at, \
                          password_hash) \
@@ -260,7 +317,7 @@ impl Storage for PgStorage {
                 .await
                 .map_err(pg_error)?;
             let id = Uuid::new_v4();
-            let row = client
+            let row = tx
                 .query_one(
                     &stmt,
                     &[
@@ -274,7 +331,15 @@ impl Storage for PgStorage {
                 )
                 .await
                 .map_err(pg_error)?;
-            session_from_row(&row)
+            let session = session_from_row(&row)?;
+            queue_webhook(&tx, id, WebhookKind::Created, session.created_at).await?;
+            if let (Some(started), Some((kind, webhook))) =
+                (session.started_at, lifecycle_event(session.state))
+            {
+                record_lifecycle(&tx, id, kind, webhook, started).await?;
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(session)
         })
         .await
     }
@@ -430,6 +495,11 @@ impl Storage for PgStorage {
                 .await
                 .map_err(pg_error)?;
             let session = session_from_row(&row)?;
+            if from != to {
+                if let Some((kind, webhook)) = lifecycle_event(to) {
+                    record_lifecycle(&tx, session_id, kind, webhook, now).await?;
+                }
+            }
             tx.commit().await.map_err(pg_error)?;
             Ok(session)
         })
@@ -803,5 +873,212 @@ impl Storage for PgStorage {
             rows.iter().map(run_from_row).collect()
         })
         .await
+    }
+
+    async fn runs(&self, session_id: Uuid) -> Result<Vec<Run>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE session_id = $1 ORDER BY created_at, id"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&session_id])
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(run_from_row).collect()
+        })
+        .await
+    }
+
+    /// One statement: the batch's columns unnested into rows, in input order.
+    async fn record_events(&self, events: &[NewEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        events.iter().try_for_each(check_event)?;
+        let sessions: Vec<Uuid> = events.iter().map(|e| e.session_id).collect();
+        let users: Vec<Option<Uuid>> = events.iter().map(|e| e.user_id).collect();
+        let names: Vec<&str> = events.iter().map(|e| e.user_name.as_str()).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+        let ats: Vec<OffsetDateTime> = events.iter().map(|e| e.at).collect();
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO events (session_id, user_id, user_name, kind, data, at) \
+                     SELECT s, u, n, k, d, a \
+                     FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
+                         $6::timestamptz[]) WITH ORDINALITY AS e(s, u, n, k, d, a, i) ORDER BY i",
+                )
+                .await
+                .map_err(pg_error)?;
+            client
+                .execute(&stmt, &[&sessions, &users, &names, &kinds, &data, &ats])
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn events(&self, session_id: Uuid) -> Result<Vec<Event>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT seq, session_id, user_id, user_name, kind, data, at FROM events \
+                     WHERE session_id = $1 ORDER BY at, seq",
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&session_id])
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(event_from_row).collect()
+        })
+        .await
+    }
+
+    /// One transaction: the interview's row is locked first (appends to its history, which lock
+    /// it too, wait and then find it gone), `duet.erasing` is set for this transaction only (the
+    /// history's DELETE trigger lets rows go only then), and every table is emptied of it.
+    async fn erase_session(&self, session_id: Uuid) -> Result<bool> {
+        bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let lock = tx
+                .prepare_cached("SELECT id FROM sessions WHERE id = $1 FOR UPDATE")
+                .await
+                .map_err(pg_error)?;
+            if tx
+                .query_opt(&lock, &[&session_id])
+                .await
+                .map_err(pg_error)?
+                .is_none()
+            {
+                return Ok(false);
+            }
+            tx.execute("SELECT set_config('duet.erasing', 'on', true)", &[])
+                .await
+                .map_err(pg_error)?;
+            for sql in [
+                "DELETE FROM doc_updates WHERE session_id = $1",
+                "DELETE FROM doc_snapshots WHERE session_id = $1",
+                "DELETE FROM events WHERE session_id = $1",
+                "DELETE FROM runs WHERE session_id = $1",
+                "DELETE FROM participants WHERE session_id = $1",
+                "DELETE FROM removed_users WHERE session_id = $1",
+                "DELETE FROM webhook_outbox WHERE session_id = $1",
+                "DELETE FROM sessions WHERE id = $1",
+            ] {
+                let stmt = tx.prepare_cached(sql).await.map_err(pg_error)?;
+                tx.execute(&stmt, &[&session_id]).await.map_err(pg_error)?;
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn expired_sessions(&self, cutoff: OffsetDateTime, limit: i64) -> Result<Vec<Uuid>> {
+        let limit = limit.max(0);
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT id FROM sessions s WHERE \
+                         (s.state = 'ended' AND s.ended_at < $1) \
+                         OR (s.state <> 'ended' AND s.created_at < $1 \
+                             AND coalesce(s.started_at, s.created_at) < $1 \
+                             AND NOT EXISTS (SELECT 1 FROM doc_updates u \
+                                 WHERE u.session_id = s.id AND u.created_at >= $1) \
+                             AND NOT EXISTS (SELECT 1 FROM events e \
+                                 WHERE e.session_id = s.id AND e.at >= $1) \
+                             AND NOT EXISTS (SELECT 1 FROM runs r \
+                                 WHERE r.session_id = s.id AND r.created_at >= $1)) \
+                     ORDER BY coalesce(s.ended_at, s.created_at), s.id LIMIT $2",
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&cutoff, &limit])
+                .await
+                .map_err(pg_error)?;
+            rows.iter()
+                .map(|r| r.try_get::<_, Uuid>(0).map_err(pg_error))
+                .collect()
+        })
+        .await
+    }
+
+    /// One statement: due rows are locked `FOR UPDATE SKIP LOCKED` (a row another dispatcher is
+    /// claiming right now is skipped, not waited for), then pushed past their lease.
+    async fn claim_webhooks(
+        &self,
+        now: OffsetDateTime,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let limit = limit.max(0);
+        let lease_secs = lease_secs.max(0);
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "WITH due AS ( \
+                         SELECT id FROM webhook_outbox WHERE next_attempt_at <= $1 \
+                         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                     claimed AS ( \
+                         UPDATE webhook_outbox o SET attempts = o.attempts + 1, \
+                             next_attempt_at = $1 + $2::bigint * interval '1 second' \
+                         FROM due WHERE o.id = due.id \
+                         RETURNING o.id, o.kind, o.session_id, o.at, o.attempts) \
+                     SELECT c.id, c.kind, c.session_id, s.code, c.at, c.attempts \
+                     FROM claimed c JOIN sessions s ON s.id = c.session_id ORDER BY c.id",
+                )
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&now, &lease_secs, &limit])
+                .await
+                .map_err(pg_error)?;
+            rows.iter()
+                .map(|r| {
+                    let kind: String = r.try_get(1).map_err(pg_error)?;
+                    let code: String = r.try_get(3).map_err(pg_error)?;
+                    Ok(WebhookDelivery {
+                        id: r.try_get(0).map_err(pg_error)?,
+                        kind: WebhookKind::parse(&kind)
+                            .ok_or_else(|| corrupt("webhook_outbox.kind", format!("{kind:?}")))?,
+                        session_id: r.try_get(2).map_err(pg_error)?,
+                        session_code: SessionCode::parse(&code)
+                            .map_err(|e| corrupt("sessions.code", e))?,
+                        at: r.try_get(4).map_err(pg_error)?,
+                        attempts: r.try_get(5).map_err(pg_error)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn retry_webhook(&self, id: i64, at: OffsetDateTime) -> Result<()> {
+        self.execute(
+            "UPDATE webhook_outbox SET next_attempt_at = $2 WHERE id = $1",
+            &[&id, &at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_webhook(&self, id: i64) -> Result<()> {
+        self.execute("DELETE FROM webhook_outbox WHERE id = $1", &[&id])
+            .await?;
+        Ok(())
     }
 }

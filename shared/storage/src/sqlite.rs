@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    check_participant, check_run, storable_text, DocumentState, NewRun, NewUpdate, Participant,
-    Result, Run, Snapshot, Storage, StorageError, StoredUpdate,
+    check_event, check_participant, check_run, lifecycle_event, storable_text, DocumentState,
+    Event, NewEvent, NewRun, NewUpdate, Participant, Result, Run, Snapshot, Storage, StorageError,
+    StoredUpdate, WebhookDelivery, WebhookKind,
 };
 
 mod embedded {
@@ -248,6 +249,53 @@ fn updates_after(
     rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
 }
 
+/// Records a lifecycle event (no user, data `{}`) and queues its webhook, inside the caller's
+/// transaction.
+fn record_lifecycle(
+    tx: &Connection,
+    session_id: Uuid,
+    kind: &str,
+    webhook: WebhookKind,
+    at: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events (session_id, user_id, user_name, kind, data, at) \
+         VALUES (?1, NULL, '', ?2, '{}', ?3)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![session_id, kind, at]))
+    .map_err(sqlite_error)?;
+    queue_webhook(tx, session_id, webhook, at)
+}
+
+/// Queues a webhook delivery, due at once (0: whatever the claimer's clock says), inside the
+/// caller's transaction.
+fn queue_webhook(tx: &Connection, session_id: Uuid, kind: WebhookKind, at: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO webhook_outbox (session_id, kind, at, next_attempt_at) \
+         VALUES (?1, ?2, ?3, 0)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![session_id, kind.as_str(), at]))
+    .map_err(sqlite_error)?;
+    Ok(())
+}
+
+fn read_event(r: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: r.get(0)?,
+        session_id: r.get(1)?,
+        user_id: r.get(2)?,
+        user_name: r.get(3)?,
+        kind: r.get(4)?,
+        data: r.get(5)?,
+        at: from_micros(r.get(6)?)?,
+    })
+}
+
+/// The error a webhook kind that does not parse becomes (only corrupt data can hold one).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown webhook kind {0:?}")]
+struct UnknownWebhook(String);
+
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn ping(&self) -> Result<()> {
@@ -268,7 +316,8 @@ impl Storage for SqliteStorage {
             } else {
                 (InterviewState::Live, Some(created))
             };
-            conn.prepare_cached(
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            tx.prepare_cached(
                 "INSERT INTO sessions (id, code, title, language, created_at, state, started_at, \
                      password_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
@@ -285,6 +334,11 @@ impl Storage for SqliteStorage {
                 ])
             })
             .map_err(sqlite_error)?;
+            queue_webhook(&tx, id, WebhookKind::Created, created)?;
+            if let (Some(started), Some((kind, webhook))) = (started, lifecycle_event(state)) {
+                record_lifecycle(&tx, id, kind, webhook, started)?;
+            }
+            tx.commit().map_err(sqlite_error)?;
             Ok(Session {
                 id,
                 code: new.code,
@@ -408,6 +462,9 @@ impl Storage for SqliteStorage {
                 )
                 .and_then(|mut stmt| stmt.execute(params![session_id, to.as_str(), now]))
                 .map_err(sqlite_error)?;
+                if let Some((kind, webhook)) = lifecycle_event(to) {
+                    record_lifecycle(&tx, session_id, kind, webhook, now)?;
+                }
             }
             let session = session_where(&tx, "id", &session_id)?.ok_or(StorageError::NotFound)?;
             tx.commit().map_err(sqlite_error)?;
@@ -729,6 +786,218 @@ impl Storage for SqliteStorage {
                 .query_map(params![session_id, limit], read_run)
                 .map_err(sqlite_error)?;
             rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    /// Runs recorded in the same microsecond keep their insertion order (rowid).
+    async fn runs(&self, session_id: Uuid) -> Result<Vec<Run>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ?1 \
+                     ORDER BY created_at, rowid"
+                ))
+                .map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map([session_id], read_run)
+                .map_err(sqlite_error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn record_events(&self, events: &[NewEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        events.iter().try_for_each(check_event)?;
+        let events = events.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO events (session_id, user_id, user_name, kind, data, at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(sqlite_error)?;
+                for e in &events {
+                    stmt.execute(params![
+                        e.session_id,
+                        e.user_id,
+                        e.user_name,
+                        e.kind,
+                        e.data,
+                        micros_of(e.at)
+                    ])
+                    .map_err(sqlite_error)?;
+                }
+            }
+            tx.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn events(&self, session_id: Uuid) -> Result<Vec<Event>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, session_id, user_id, user_name, kind, data, at FROM events \
+                     WHERE session_id = ?1 ORDER BY at, seq",
+                )
+                .map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map([session_id], read_event)
+                .map_err(sqlite_error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    /// One immediate transaction: the interview is marked in `erasing` (the history's DELETE
+    /// trigger lets its rows go only then), every table is emptied of it, the mark removed.
+    async fn erase_session(&self, session_id: Uuid) -> Result<bool> {
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let exists: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)")
+                .and_then(|mut stmt| stmt.query_row([session_id], |r| r.get(0)))
+                .map_err(sqlite_error)?;
+            if !exists {
+                return Ok(false);
+            }
+            for sql in [
+                "INSERT INTO erasing (session_id) VALUES (?1)",
+                "DELETE FROM doc_updates WHERE session_id = ?1",
+                "DELETE FROM doc_snapshots WHERE session_id = ?1",
+                "DELETE FROM events WHERE session_id = ?1",
+                "DELETE FROM runs WHERE session_id = ?1",
+                "DELETE FROM participants WHERE session_id = ?1",
+                "DELETE FROM removed_users WHERE session_id = ?1",
+                "DELETE FROM webhook_outbox WHERE session_id = ?1",
+                "DELETE FROM sessions WHERE id = ?1",
+                "DELETE FROM erasing WHERE session_id = ?1",
+            ] {
+                tx.prepare_cached(sql)
+                    .and_then(|mut stmt| stmt.execute([session_id]))
+                    .map_err(sqlite_error)?;
+            }
+            tx.commit().map_err(sqlite_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn expired_sessions(&self, cutoff: OffsetDateTime, limit: i64) -> Result<Vec<Uuid>> {
+        let cutoff = micros_of(cutoff);
+        let limit = limit.max(0);
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM sessions s WHERE \
+                         (s.state = 'ended' AND s.ended_at < ?1) \
+                         OR (s.state <> 'ended' AND s.created_at < ?1 \
+                             AND coalesce(s.started_at, s.created_at) < ?1 \
+                             AND NOT EXISTS (SELECT 1 FROM doc_updates u \
+                                 WHERE u.session_id = s.id AND u.created_at >= ?1) \
+                             AND NOT EXISTS (SELECT 1 FROM events e \
+                                 WHERE e.session_id = s.id AND e.at >= ?1) \
+                             AND NOT EXISTS (SELECT 1 FROM runs r \
+                                 WHERE r.session_id = s.id AND r.created_at >= ?1)) \
+                     ORDER BY coalesce(s.ended_at, s.created_at), s.id LIMIT ?2",
+                )
+                .map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map(params![cutoff, limit], |r| r.get(0))
+                .map_err(sqlite_error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    /// One immediate transaction (the one connection serialises dispatchers anyway).
+    async fn claim_webhooks(
+        &self,
+        now: OffsetDateTime,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let now = micros_of(now);
+        let until = now.saturating_add(lease_secs.max(0).saturating_mul(1_000_000));
+        let limit = limit.max(0);
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let claimed = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?2 \
+                         WHERE id IN (SELECT id FROM webhook_outbox WHERE next_attempt_at <= ?1 \
+                             ORDER BY id LIMIT ?3) \
+                         RETURNING id",
+                    )
+                    .map_err(sqlite_error)?;
+                let ids = stmt
+                    .query_map(params![now, until, limit], |r| r.get::<_, i64>(0))
+                    .map_err(sqlite_error)?;
+                ids.collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sqlite_error)?
+            };
+            let mut out = Vec::with_capacity(claimed.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT o.id, o.kind, o.session_id, s.code, o.at, o.attempts \
+                         FROM webhook_outbox o JOIN sessions s ON s.id = o.session_id \
+                         WHERE o.id = ?1",
+                    )
+                    .map_err(sqlite_error)?;
+                for id in claimed {
+                    let d = stmt
+                        .query_row([id], |r| {
+                            Ok(WebhookDelivery {
+                                id: r.get(0)?,
+                                kind: parsed(r, 1, |k| {
+                                    WebhookKind::parse(k).ok_or_else(|| UnknownWebhook(k.into()))
+                                })?,
+                                session_id: r.get(2)?,
+                                session_code: parsed(r, 3, SessionCode::parse)?,
+                                at: from_micros(r.get(4)?)?,
+                                attempts: r.get(5)?,
+                            })
+                        })
+                        .map_err(sqlite_error)?;
+                    out.push(d);
+                }
+            }
+            tx.commit().map_err(sqlite_error)?;
+            out.sort_by_key(|d| d.id);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn retry_webhook(&self, id: i64, at: OffsetDateTime) -> Result<()> {
+        let at = micros_of(at);
+        self.call(move |conn| {
+            conn.prepare_cached("UPDATE webhook_outbox SET next_attempt_at = ?2 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id, at]))
+                .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish_webhook(&self, id: i64) -> Result<()> {
+        self.call(move |conn| {
+            conn.prepare_cached("DELETE FROM webhook_outbox WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([id]))
+                .map_err(sqlite_error)?;
+            Ok(())
         })
         .await
     }

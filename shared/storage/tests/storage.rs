@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use duet_domain::{DocKind, InterviewState, Language, NewSession, Session, SessionCode, Title};
 use duet_storage::postgres::PgStorage;
 use duet_storage::sqlite::SqliteStorage;
-use duet_storage::{NewRun, NewUpdate, Participant, Storage, StorageError};
+use duet_storage::{NewEvent, NewRun, NewUpdate, Participant, Storage, StorageError, WebhookKind};
 use duet_testkit::postgres::{fresh_database_url, TestPostgres};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -75,6 +75,127 @@ impl Backend {
         }
     }
 
+    /// Runs one query outside the storage layer; every value of every row as text (SQLite blobs
+    /// as upper-case hex, NULL as "").
+    async fn raw_rows(&self, sql: &str) -> Vec<Vec<String>> {
+        match &self.raw {
+            Raw::Pg(url) => {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                client
+                    .simple_query(sql)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                            (0..r.len())
+                                .map(|i| r.get(i).unwrap_or("").to_owned())
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            Raw::Sqlite(path) => {
+                use rusqlite::types::ValueRef;
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let n = stmt.column_count();
+                let mut rows = stmt.query([]).unwrap();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().unwrap() {
+                    out.push(
+                        (0..n)
+                            .map(|i| match row.get_ref(i).unwrap() {
+                                ValueRef::Null => String::new(),
+                                ValueRef::Integer(v) => v.to_string(),
+                                ValueRef::Real(v) => v.to_string(),
+                                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                                ValueRef::Blob(b) => b.iter().map(|x| format!("{x:02X}")).collect(),
+                            })
+                            .collect(),
+                    );
+                }
+                out
+            }
+        }
+    }
+
+    /// Every table of the schema (the migration tool's bookkeeping excepted).
+    async fn tables(&self) -> Vec<String> {
+        let sql = match self.raw {
+            Raw::Pg(_) => {
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE table_schema = 'public' AND table_type = 'BASE TABLE' \
+                 AND table_name <> 'refinery_schema_history' ORDER BY 1"
+            }
+            Raw::Sqlite(_) => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name <> 'refinery_schema_history' ORDER BY 1"
+            }
+        };
+        self.raw_rows(sql)
+            .await
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect()
+    }
+
+    /// Rows of `table` holding `id` in any column (as a UUID, its text, or its 16 bytes).
+    async fn rows_mentioning(&self, table: &str, id: Uuid) -> usize {
+        let sql = match self.raw {
+            Raw::Pg(_) => format!("SELECT t::text FROM {table} t"),
+            Raw::Sqlite(_) => format!("SELECT * FROM {table}"),
+        };
+        let (text, hex) = (id.to_string(), id.simple().to_string().to_uppercase());
+        self.raw_rows(&sql)
+            .await
+            .iter()
+            .filter(|row| {
+                row.iter().any(|v| {
+                    let v = v.to_uppercase();
+                    v.contains(&text.to_uppercase()) || v.contains(&hex)
+                })
+            })
+            .count()
+    }
+
+    /// Moves an interview (its creation, start, end and events) `days` into the past, as if it
+    /// had been created then. Test-only: the storage has no such call.
+    async fn backdate(&self, id: Uuid, days: i64) {
+        let sqls = match self.raw {
+            Raw::Pg(_) => {
+                let by = format!("interval '{days} days'");
+                vec![
+                    format!(
+                        "UPDATE sessions SET created_at = created_at - {by}, \
+                         started_at = started_at - {by}, ended_at = ended_at - {by} \
+                         WHERE id = '{id}'"
+                    ),
+                    format!("UPDATE events SET at = at - {by} WHERE session_id = '{id}'"),
+                ]
+            }
+            Raw::Sqlite(_) => {
+                let by = days * 86_400 * 1_000_000;
+                let hex = id.simple();
+                vec![
+                    format!(
+                        "UPDATE sessions SET created_at = created_at - {by}, \
+                         started_at = started_at - {by}, ended_at = ended_at - {by} \
+                         WHERE id = X'{hex}'"
+                    ),
+                    format!("UPDATE events SET at = at - {by} WHERE session_id = X'{hex}'"),
+                ]
+            }
+        };
+        for sql in sqls {
+            self.raw_sql(&sql).await.unwrap();
+        }
+    }
+
     async fn count(&self, table: &str) -> i64 {
         self.raw_sql(&format!("SELECT count(*) FROM {table}"))
             .await
@@ -126,6 +247,12 @@ suite!(
     token_numbers_count_up_atomically_per_interview,
     removed_users_are_recorded_per_interview,
     the_two_documents_have_separate_histories_and_snapshots,
+    events_are_recorded_all_or_nothing_and_read_in_time_order,
+    the_lifecycle_records_its_start_and_end_once,
+    every_run_is_listed_oldest_first,
+    erasing_an_interview_leaves_no_row_of_it_in_any_table,
+    expired_interviews_are_the_ended_and_the_untouched_before_the_cutoff,
+    webhook_deliveries_are_claimed_once_leased_retried_and_finished,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1161,6 +1288,581 @@ async fn the_two_documents_have_separate_histories_and_snapshots(b: Backend) {
         ))
         .await;
     assert!(bad.is_err(), "got {bad:?}");
+}
+
+fn event(session_id: Uuid, kind: &str, data: &str, at: OffsetDateTime) -> NewEvent {
+    NewEvent {
+        session_id,
+        user_id: Some(Uuid::nil()),
+        user_name: "Ada".into(),
+        kind: kind.into(),
+        data: data.into(),
+        at,
+    }
+}
+
+fn kinds(events: &[duet_storage::Event]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+async fn events_are_recorded_all_or_nothing_and_read_in_time_order(b: Backend) {
+    let s = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("events")
+        })
+        .await
+        .unwrap();
+    let other = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("other")
+        })
+        .await
+        .unwrap();
+    let (t1, t2, t3) = (instant(1), instant(2), instant(3));
+    b.store
+        .record_events(&[
+            event(s.id, "paste", r#"{"size":312,"doc":"code"}"#, t3),
+            event(
+                s.id,
+                "join",
+                r##"{"role":"candidate","color":"#aabbcc"}"##,
+                t1,
+            ),
+            event(other.id, "join", "{}", t1),
+            event(s.id, "blur", "{}", t2),
+            // Same instant as the blur: recorded later, so listed after it.
+            NewEvent {
+                user_id: None,
+                user_name: "Zoë — ünïcode".into(),
+                ..event(s.id, "focus", "{}", t2)
+            },
+        ])
+        .await
+        .unwrap();
+    let events = b.store.events(s.id).await.unwrap();
+    assert_eq!(kinds(&events), ["join", "blur", "focus", "paste"]);
+    assert_eq!(events[0].at, micros(t1));
+    assert_eq!(
+        events[0].data,
+        r##"{"role":"candidate","color":"#aabbcc"}"##
+    );
+    assert_eq!(events[0].user_id, Some(Uuid::nil()));
+    assert_eq!(events[2].user_id, None);
+    assert_eq!(events[2].user_name, "Zoë — ünïcode");
+    assert_eq!(
+        events[3].data, r#"{"size":312,"doc":"code"}"#,
+        "exactly as written"
+    );
+    assert!(events.iter().all(|e| e.session_id == s.id));
+    assert!(events[1].seq < events[2].seq);
+    assert_eq!(kinds(&b.store.events(other.id).await.unwrap()), ["join"]);
+    assert!(b.store.events(Uuid::new_v4()).await.unwrap().is_empty());
+    b.store.record_events(&[]).await.unwrap();
+
+    // Refused before anything is written, the valid events of the batch included.
+    let before = b.count("events").await;
+    let refused = [
+        NewEvent {
+            user_name: "A\0da".into(),
+            ..event(s.id, "blur", "{}", t1)
+        },
+        event(s.id, "paste", "{\"doc\":\"co\0de\"}", t1),
+        event(s.id, "bl\0ur", "{}", t1),
+        event(s.id, "", "{}", t1),
+        event(s.id, "Blur", "{}", t1),
+        event(s.id, "blur", "[1]", t1),
+        event(s.id, "blur", "not json", t1),
+    ];
+    for bad in refused {
+        let err = b
+            .store
+            .record_events(&[event(s.id, "focus", "{}", t1), bad.clone()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::Invalid(_)),
+            "{bad:?}: got {err:?}"
+        );
+    }
+    // An unknown interview fails the whole batch.
+    let err = b
+        .store
+        .record_events(&[
+            event(s.id, "focus", "{}", t1),
+            event(Uuid::new_v4(), "focus", "{}", t1),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+    assert_eq!(b.count("events").await, before, "nothing written");
+}
+
+async fn the_lifecycle_records_its_start_and_end_once(b: Backend) {
+    let s = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("lifecycle events")
+        })
+        .await
+        .unwrap();
+    assert!(
+        b.store.events(s.id).await.unwrap().is_empty(),
+        "a lobby has not started"
+    );
+    let (t1, t2, t3) = (instant(1), instant(2), instant(3));
+    b.store
+        .transition(s.id, InterviewState::Waiting, t1)
+        .await
+        .unwrap();
+    b.store
+        .transition(s.id, InterviewState::Live, t1)
+        .await
+        .unwrap();
+    b.store
+        .transition(s.id, InterviewState::Live, t2)
+        .await
+        .unwrap();
+    b.store
+        .transition(s.id, InterviewState::Waiting, t2)
+        .await
+        .unwrap_err();
+    b.store
+        .transition(s.id, InterviewState::Ended, t3)
+        .await
+        .unwrap();
+    b.store
+        .transition(s.id, InterviewState::Ended, t3)
+        .await
+        .unwrap();
+    let events = b.store.events(s.id).await.unwrap();
+    assert_eq!(kinds(&events), ["start", "end"]);
+    assert_eq!((events[0].at, events[1].at), (micros(t1), micros(t3)));
+    assert!(events.iter().all(|e| e.user_id.is_none() && e.data == "{}"));
+
+    // Racing starts record one.
+    let race = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("race")
+        })
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move {
+                store
+                    .transition(race.id, InterviewState::Live, instant(i))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(kinds(&b.store.events(race.id).await.unwrap()), ["start"]);
+
+    // Live from its creation: started then.
+    let live = session(&b).await;
+    let events = b.store.events(live.id).await.unwrap();
+    assert_eq!(kinds(&events), ["start"]);
+    assert_eq!(events[0].at, live.created_at);
+
+    // The webhooks queued with them, in order.
+    let queued: Vec<_> = b
+        .store
+        .claim_webhooks(OffsetDateTime::now_utc(), 60, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.session_id == s.id)
+        .map(|d| (d.kind, d.session_code.clone(), d.at))
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            (WebhookKind::Created, s.code.clone(), s.created_at),
+            (WebhookKind::Started, s.code.clone(), micros(t1)),
+            (WebhookKind::Ended, s.code.clone(), micros(t3)),
+        ]
+    );
+}
+
+async fn every_run_is_listed_oldest_first(b: Backend) {
+    let s = session(&b).await;
+    let other = session(&b).await;
+    for i in 0..5 {
+        b.store
+            .record_run(NewRun {
+                session_id: if i == 2 { other.id } else { s.id },
+                user_id: None,
+                user_name: "Ada".into(),
+                language: Language::Python,
+                output: format!("run {i}"),
+                status: "ok".into(),
+                duration_ms: i,
+            })
+            .await
+            .unwrap();
+    }
+    let runs = b.store.runs(s.id).await.unwrap();
+    let outputs: Vec<_> = runs.iter().map(|r| r.output.as_str()).collect();
+    assert_eq!(outputs, ["run 0", "run 1", "run 3", "run 4"]);
+    assert_eq!(b.store.runs(other.id).await.unwrap().len(), 1);
+    assert!(b.store.runs(Uuid::new_v4()).await.unwrap().is_empty());
+}
+
+/// An interview with a row in every table that holds interview data.
+async fn full_interview(b: &Backend) -> Session {
+    let s = session(b).await;
+    let user = Uuid::new_v4();
+    let seqs = b
+        .store
+        .append_updates(&[
+            update(s.id, Some(user), "code"),
+            NewUpdate {
+                doc: DocKind::Notes,
+                ..update(s.id, Some(user), "notes")
+            },
+        ])
+        .await
+        .unwrap();
+    for doc in DocKind::ALL {
+        b.store
+            .save_snapshot(s.id, doc, seqs[1], b"snap")
+            .await
+            .unwrap();
+    }
+    b.store
+        .record_events(&[event(s.id, "join", "{}", instant(0))])
+        .await
+        .unwrap();
+    b.store
+        .record_run(NewRun {
+            session_id: s.id,
+            user_id: Some(user),
+            user_name: "Ada".into(),
+            language: Language::Python,
+            output: "42".into(),
+            status: "ok".into(),
+            duration_ms: 3,
+        })
+        .await
+        .unwrap();
+    b.store.hub_heartbeat("hub-1", 30).await.unwrap();
+    b.store
+        .add_participant(&Participant {
+            id: Uuid::new_v4(),
+            session_id: s.id,
+            user_id: user,
+            name: "Ada".into(),
+            color: "#123456".into(),
+            hub_id: "hub-1".into(),
+        })
+        .await
+        .unwrap();
+    b.store.remove_user(s.id, Uuid::new_v4()).await.unwrap();
+    b.store
+        .transition(s.id, InterviewState::Ended, instant(1))
+        .await
+        .unwrap();
+    s
+}
+
+async fn erasing_an_interview_leaves_no_row_of_it_in_any_table(b: Backend) {
+    let s = full_interview(&b).await;
+    let kept = full_interview(&b).await;
+    let tables = b.tables().await;
+    for t in [
+        "sessions",
+        "doc_updates",
+        "doc_snapshots",
+        "events",
+        "runs",
+        "participants",
+        "removed_users",
+        "webhook_outbox",
+    ] {
+        assert!(tables.iter().any(|x| x == t), "{t} in {tables:?}");
+        assert!(
+            b.rows_mentioning(t, s.id).await > 0,
+            "the interview has rows in {t}"
+        );
+    }
+    let mut kept_rows = Vec::new();
+    for t in &tables {
+        kept_rows.push(b.rows_mentioning(t, kept.id).await);
+    }
+
+    assert!(b.store.erase_session(s.id).await.unwrap());
+    for t in &tables {
+        assert_eq!(
+            b.rows_mentioning(t, s.id).await,
+            0,
+            "a row of it is left in {t}"
+        );
+    }
+    for (t, n) in tables.iter().zip(&kept_rows) {
+        assert_eq!(
+            b.rows_mentioning(t, kept.id).await,
+            *n,
+            "the other interview lost rows in {t}"
+        );
+    }
+    assert_eq!(b.store.session_by_id(s.id).await.unwrap(), None);
+    assert_eq!(b.store.session_by_code(&s.code).await.unwrap(), None);
+    assert!(b
+        .store
+        .history(s.id, DocKind::Code)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b.store.events(s.id).await.unwrap().is_empty());
+    assert_eq!(b.count("hubs").await, 1, "hubs are no interview's data");
+    assert!(
+        !b.store.erase_session(s.id).await.unwrap(),
+        "already erased"
+    );
+    assert!(!b.store.erase_session(Uuid::new_v4()).await.unwrap());
+
+    // Writes to an erased interview are refused, not stored as orphans.
+    let err = b
+        .store
+        .append_updates(&[update(s.id, None, "late")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+    let err = b
+        .store
+        .record_events(&[event(s.id, "leave", "{}", instant(2))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound), "got {err:?}");
+
+    // Erasure is the one way out: the history still refuses a DELETE or rewrite outside it.
+    for sql in [
+        "DELETE FROM doc_updates",
+        "UPDATE doc_updates SET data = data",
+    ] {
+        let r = b.raw_sql(sql).await;
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("append-only")),
+            "{sql}: got {r:?}"
+        );
+    }
+    assert_eq!(b.rows_mentioning("doc_updates", kept.id).await, 2);
+
+    // Erasing many at once (replicas racing on the same ids): each is erased once.
+    let ids: Vec<Uuid> = futures_util::future::join_all((0..4).map(|_| full_interview(&b)))
+        .await
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&b.store);
+            let id = ids[i % ids.len()];
+            tokio::spawn(async move { store.erase_session(id).await.unwrap() })
+        })
+        .collect();
+    let mut erased = 0;
+    for t in tasks {
+        erased += usize::from(t.await.unwrap());
+    }
+    assert_eq!(erased, ids.len());
+    assert_eq!(
+        b.count("sessions").await,
+        1,
+        "only the kept interview is left"
+    );
+}
+
+async fn expired_sessions_for(b: &Backend, cutoff: OffsetDateTime, limit: i64) -> Vec<Uuid> {
+    let mut ids = b.store.expired_sessions(cutoff, limit).await.unwrap();
+    ids.sort_unstable();
+    ids
+}
+
+async fn expired_interviews_are_the_ended_and_the_untouched_before_the_cutoff(b: Backend) {
+    let now = OffsetDateTime::now_utc();
+    let cutoff = now - time::Duration::days(1);
+    let days_ago = |d: i64| now - time::Duration::days(d);
+    let lobby = || NewSession {
+        lobby: true,
+        ..new_session("retention")
+    };
+
+    // Ended ten days ago.
+    let ended_long_ago = b.store.create_session(lobby()).await.unwrap();
+    b.store
+        .transition(ended_long_ago.id, InterviewState::Ended, now)
+        .await
+        .unwrap();
+    b.backdate(ended_long_ago.id, 10).await;
+    // Created long ago, ended just now.
+    let ended_now = b.store.create_session(lobby()).await.unwrap();
+    b.backdate(ended_now.id, 10).await;
+    b.store
+        .transition(ended_now.id, InterviewState::Ended, now)
+        .await
+        .unwrap();
+    // A lobby nobody ever opened.
+    let untouched_lobby = b.store.create_session(lobby()).await.unwrap();
+    b.backdate(untouched_lobby.id, 10).await;
+    // Live for ten days, its last event five days ago.
+    let idle = session(&b).await;
+    b.backdate(idle.id, 10).await;
+    b.store
+        .record_events(&[event(idle.id, "join", "{}", days_ago(5))])
+        .await
+        .unwrap();
+    // Old but touched since the cutoff: an edit, an event, a run.
+    let edited = session(&b).await;
+    b.backdate(edited.id, 10).await;
+    b.store
+        .append_updates(&[update(edited.id, None, "x")])
+        .await
+        .unwrap();
+    let active = session(&b).await;
+    b.backdate(active.id, 10).await;
+    b.store
+        .record_events(&[event(active.id, "focus", "{}", days_ago(0))])
+        .await
+        .unwrap();
+    let ran = session(&b).await;
+    b.backdate(ran.id, 10).await;
+    b.store
+        .record_run(NewRun {
+            session_id: ran.id,
+            user_id: None,
+            user_name: "Ada".into(),
+            language: Language::Python,
+            output: String::new(),
+            status: "ok".into(),
+            duration_ms: 1,
+        })
+        .await
+        .unwrap();
+    // Created a moment ago.
+    let fresh = session(&b).await;
+    // A lobby started just now after waiting ten days.
+    let started_now = b.store.create_session(lobby()).await.unwrap();
+    b.backdate(started_now.id, 10).await;
+    b.store
+        .transition(started_now.id, InterviewState::Live, now)
+        .await
+        .unwrap();
+
+    let mut expected = vec![ended_long_ago.id, untouched_lobby.id, idle.id];
+    expected.sort_unstable();
+    assert_eq!(expired_sessions_for(&b, cutoff, 100).await, expected);
+    // Batched: the oldest first.
+    let first = b.store.expired_sessions(cutoff, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(expected.contains(&first[0]));
+    assert!(b
+        .store
+        .expired_sessions(cutoff, 0)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An earlier cutoff: only what ended or idled before it.
+    assert_eq!(expired_sessions_for(&b, days_ago(7), 100).await, {
+        let mut v = vec![ended_long_ago.id, untouched_lobby.id];
+        v.sort_unstable();
+        v
+    });
+    for id in &expected {
+        assert!(b.store.erase_session(*id).await.unwrap());
+    }
+    assert!(expired_sessions_for(&b, cutoff, 100).await.is_empty());
+    for kept in [ended_now, edited, active, ran, fresh, started_now] {
+        assert!(b.store.session_by_id(kept.id).await.unwrap().is_some());
+    }
+}
+
+async fn webhook_deliveries_are_claimed_once_leased_retried_and_finished(b: Backend) {
+    let now = OffsetDateTime::now_utc();
+    let s = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("hooks")
+        })
+        .await
+        .unwrap();
+    let claimed = b.store.claim_webhooks(now, 30, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let d = &claimed[0];
+    assert_eq!(
+        (d.kind, d.session_id, d.attempts),
+        (WebhookKind::Created, s.id, 1)
+    );
+    assert_eq!(d.session_code, s.code);
+    assert_eq!(d.at, s.created_at);
+    // Leased: not claimed again until the lease is over (the claimer may have died).
+    assert!(b
+        .store
+        .claim_webhooks(now, 30, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = b
+        .store
+        .claim_webhooks(now + time::Duration::seconds(31), 30, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (d.id, 2));
+    // A retry is due at the time given.
+    let later = now + time::Duration::seconds(100);
+    b.store.retry_webhook(d.id, later).await.unwrap();
+    assert!(b
+        .store
+        .claim_webhooks(later - time::Duration::seconds(1), 30, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.store.claim_webhooks(later, 30, 10).await.unwrap()[0].attempts,
+        3
+    );
+    b.store.finish_webhook(d.id).await.unwrap();
+    b.store.finish_webhook(d.id).await.unwrap();
+    assert!(b
+        .store
+        .claim_webhooks(later + time::Duration::days(1), 30, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.count("webhook_outbox").await, 0);
+
+    // Several dispatchers claiming together: every delivery goes to exactly one of them.
+    for _ in 0..10 {
+        session(&b).await; // created + started: two each
+    }
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move { store.claim_webhooks(now, 30, 3).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap().into_iter().map(|d| d.id));
+    }
+    let total = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "a delivery claimed twice");
+    assert_eq!(total, 18, "6 claimers × 3 of the 20 due");
 }
 
 // ---------------------------------------------------------------------------------------------

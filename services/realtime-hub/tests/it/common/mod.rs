@@ -127,6 +127,8 @@ pub struct Flaky {
     pub stall_loads: AtomicBool,
     /// `load_document` calls so far.
     pub loads: AtomicUsize,
+    /// While set, `record_events` fails as an unavailable database would (everything else works).
+    pub fail_events: AtomicBool,
 }
 
 impl Flaky {
@@ -138,6 +140,7 @@ impl Flaky {
             appends: AtomicUsize::new(0),
             stall_loads: AtomicBool::new(false),
             loads: AtomicUsize::new(0),
+            fail_events: AtomicBool::new(false),
         })
     }
     fn check(&self) -> Result<()> {
@@ -269,6 +272,50 @@ impl Storage for Flaky {
     }
     async fn recent_runs(&self, id: Uuid, limit: i64) -> Result<Vec<Run>> {
         self.inner.recent_runs(id, limit).await
+    }
+    async fn runs(&self, id: Uuid) -> Result<Vec<Run>> {
+        self.check()?;
+        self.inner.runs(id).await
+    }
+    async fn record_events(&self, events: &[NewEvent]) -> Result<()> {
+        self.check()?;
+        if self.fail_events.load(Ordering::SeqCst) {
+            return Err(StorageError::Unavailable("test: events refused".into()));
+        }
+        self.inner.record_events(events).await
+    }
+    async fn events(&self, id: Uuid) -> Result<Vec<Event>> {
+        self.check()?;
+        self.inner.events(id).await
+    }
+    async fn erase_session(&self, id: Uuid) -> Result<bool> {
+        self.check()?;
+        self.inner.erase_session(id).await
+    }
+    async fn expired_sessions(
+        &self,
+        cutoff: time::OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Uuid>> {
+        self.check()?;
+        self.inner.expired_sessions(cutoff, limit).await
+    }
+    async fn claim_webhooks(
+        &self,
+        now: time::OffsetDateTime,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>> {
+        self.check()?;
+        self.inner.claim_webhooks(now, lease_secs, limit).await
+    }
+    async fn retry_webhook(&self, id: i64, at: time::OffsetDateTime) -> Result<()> {
+        self.check()?;
+        self.inner.retry_webhook(id, at).await
+    }
+    async fn finish_webhook(&self, id: i64) -> Result<()> {
+        self.check()?;
+        self.inner.finish_webhook(id).await
     }
 }
 
