@@ -2,7 +2,7 @@
 /// CPU with glibc's allocator, which also grows and trims per-thread arenas with `mprotect`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use duet_config::{LogFormat, Settings};
+use duet_config::Settings;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
@@ -13,7 +13,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    duet_telemetry::init(&settings.log_level, settings.log_format == LogFormat::Json);
+    let _tracing = match duet_telemetry::init("duet", &settings) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("duet: {e}");
+            std::process::exit(2);
+        }
+    };
     let app = duet::Application::build(&settings).await?;
     tracing::info!(
         "Duet is serving on http://{}:{}/",

@@ -2,12 +2,18 @@
 /// CPU with glibc's allocator, which also grows and trims per-thread arenas with `mprotect`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use duet_config::{LogFormat, Settings};
+use duet_config::Settings;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    duet_telemetry::init(&settings.log_level, settings.log_format == LogFormat::Json);
+    let _tracing = match duet_telemetry::init("duet-gateway", &settings) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("duet-gateway: {e}");
+            std::process::exit(2);
+        }
+    };
     let app = duet_gateway::Application::build(&settings).await?;
     tracing::info!(port = app.port(), "gateway listening");
     app.run_until_stopped().await?;

@@ -186,7 +186,26 @@ fn upstream_request(
     if let Some(host) = req.headers().get(header::HOST) {
         fwd = fwd.insert_header(("x-forwarded-host", host.clone()));
     }
+    // With tracing on, the upstream's request span is a child of this one (replacing a client's
+    // `traceparent`, which this span already continues).
+    for (name, value) in trace_headers() {
+        fwd = fwd.insert_header((name, value));
+    }
     fwd
+}
+
+/// The W3C trace context headers of the current request's span; none while tracing is off.
+fn trace_headers() -> Vec<(header::HeaderName, header::HeaderValue)> {
+    let mut headers = Vec::new();
+    duet_telemetry::trace::inject(&tracing::Span::current(), |name, value| {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::try_from(name),
+            header::HeaderValue::try_from(value),
+        ) {
+            headers.push((n, v));
+        }
+    });
+    headers
 }
 
 /// The upstream's response, streamed back.
@@ -436,6 +455,9 @@ async fn ws_attempt(
     // The hub accepts a browser's Origin only for the host it asked for (see upstream_request).
     if let Some(host) = req.headers().get(header::HOST) {
         connect = connect.set_header("x-forwarded-host", host.clone());
+    }
+    for (name, value) in trace_headers() {
+        connect = connect.set_header(name, value);
     }
     match connect.connect().await {
         Ok((_, framed)) => Attempt::Answered(framed),

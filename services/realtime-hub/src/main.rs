@@ -5,7 +5,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use duet_config::{LogFormat, Settings};
+use duet_config::Settings;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,7 +16,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    duet_telemetry::init(&settings.log_level, settings.log_format == LogFormat::Json);
+    let _tracing = match duet_telemetry::init("duet-realtime-hub", &settings) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("duet-realtime-hub: {e}");
+            std::process::exit(2);
+        }
+    };
     let app = duet_realtime_hub::startup::Application::build(&settings).await?;
     tracing::info!(
         "realtime hub listening on http://{}:{}/",

@@ -129,7 +129,10 @@ impl Application {
         let routes = hub.clone();
         let app = move || {
             let metrics_hub = routes.clone();
+            // A span per HTTP request (handshakes, long-polls, WebSocket upgrades) that continues
+            // an incoming `traceparent` (the gateway's) when tracing is on.
             App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
                 .configure(|c| routes.configure(c))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
                 .service(duet_telemetry::methods::get("/metrics", move || {
@@ -160,7 +163,7 @@ impl Application {
 /// accept loop never stops taking connections and a health probe is never queued behind silent
 /// ones. An accept error (out of file descriptors, say) is logged at most every
 /// [`ACCEPT_ERROR_LOG_EVERY`] and retried after [`ACCEPT_ERROR_BACKOFF`].
-pub async fn serve_local<F, T>(
+pub async fn serve_local<F, T, B>(
     listener: TcpListener,
     gate: ConnectionGate,
     app: F,
@@ -168,10 +171,11 @@ pub async fn serve_local<F, T>(
 ) -> anyhow::Result<()>
 where
     F: Fn() -> App<T>,
+    B: actix_web::body::MessageBody + 'static,
     T: actix_web::dev::ServiceFactory<
             actix_web::dev::ServiceRequest,
             Config = (),
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Response = actix_web::dev::ServiceResponse<B>,
             Error = actix_web::Error,
             InitError = (),
         > + 'static,

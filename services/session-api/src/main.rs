@@ -13,10 +13,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    duet_telemetry::init(
-        &settings.log_level,
-        settings.log_format == duet_config::LogFormat::Json,
-    );
+    let _tracing = match duet_telemetry::init("duet-session-api", &settings) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("duet-session-api: {e}");
+            std::process::exit(2);
+        }
+    };
     let app = match duet_session_api::Application::build(&settings).await {
         Ok(app) => app,
         Err(e) => {

@@ -1,34 +1,64 @@
 //! Operations basics for every Duet service: logging (`tracing`, text or JSON), graceful-shutdown
 //! signals, connection limits for the HTTP servers ([`connections`]), the `/healthz` / `/readyz`
 //! endpoints ([`health`]), the HTTP method conventions (`HEAD` wherever `GET`, 405 with `Allow` for
-//! other methods: [`methods`]) and request metrics on `/metrics` ([`metrics`]).
+//! other methods: [`methods`]), request metrics on `/metrics` ([`metrics`]) and OpenTelemetry
+//! traces over OTLP, off by default ([`trace`]).
 
 pub mod connections;
 pub mod health;
 pub mod methods;
 pub mod metrics;
+pub mod trace;
 
-use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+use duet_config::{LogFormat, Settings};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
-/// Installs the global subscriber. `filter` uses `tracing` directives (`info,duet=debug`); `RUST_LOG`
-/// overrides it when set. Calling it twice is harmless (the second call is ignored), so tests may too.
-pub fn init(filter: &str, json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = if json {
-        registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .flatten_event(true),
-            )
-            .try_init()
-    } else {
-        registry.with(fmt::layer().with_target(true)).try_init()
+pub use trace::{TraceError, Tracing};
+
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// Installs the global subscriber for `service` (the name its spans carry): logs filtered by
+/// `settings.log_level` (`tracing` directives such as `info,duet=debug`; `RUST_LOG` overrides it),
+/// as text or JSON, and — when `settings.otel` names an endpoint — spans at `INFO` and above
+/// exported over OTLP ([`trace`]), whatever the log level. Keep the returned [`Tracing`] until exit:
+/// dropping it flushes the spans still queued.
+///
+/// Calling it twice is harmless (the second subscriber is ignored, and so is its exporter), so
+/// tests may too.
+pub fn init(service: &str, settings: &Settings) -> Result<Tracing, TraceError> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let logs: BoxedLayer = match settings.log_format {
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_current_span(true)
+            .flatten_event(true)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => fmt::layer()
+            .with_target(true)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let mut layers = vec![logs];
+    let tracing = match trace::pipeline(service, &settings.otel)? {
+        Some((tracing, tracer)) => {
+            layers.push(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(LevelFilter::INFO)
+                    .boxed(),
+            );
+            tracing
+        }
+        None => Tracing::off(),
     };
     // Already initialised (tests start several apps in one process): keep the first.
-    drop(result);
+    if tracing_subscriber::registry().with(layers).try_init().is_ok() {
+        tracing.mark_enabled();
+    }
+    Ok(tracing)
 }
 
 /// Resolves on SIGTERM or Ctrl-C, whichever comes first; used for graceful shutdown.
