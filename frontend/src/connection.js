@@ -25,7 +25,7 @@
 // 'notes-status', 'notes-synced', 'notes-edit-refused', 'notes-resynced' and 'notes-closed' ({code,
 // message}: the server refused the notes to this connection), and the server's own events forwarded as
 // 'sync_code', 'user_joined', 'user_left', 'language_updated', 'execution_result', 'code_updated',
-// 'interview_state'. The editor page reads them through the session model (session-model.js), not
+// 'interview_state', 'activity' (interviewers only: someone pasted, left the page or came back). The editor page reads them through the session model (session-model.js), not
 // directly.
 import { io } from 'socket.io-client';
 import * as Y from 'yjs';
@@ -45,7 +45,7 @@ const JOIN_TIMEOUT_MS = 10000;
 // every GAP_RETRY_MS while the gap stays.
 const GAP_WAIT_MS = 300;
 const GAP_RETRY_MS = 2000;
-const FORWARDED = ['sync_code', 'user_joined', 'user_left', 'language_updated', 'execution_result', 'code_updated', 'interview_state'];
+const FORWARDED = ['sync_code', 'user_joined', 'user_left', 'language_updated', 'execution_result', 'code_updated', 'interview_state', 'activity'];
 // Errors after which reconnecting cannot help.
 const FATAL_CODES = new Set(['session_not_found', 'forbidden', 'unauthorized', 'invalid_token', 'removed']);
 // The same, when the server sends them as an `error` event (`removed`: an interviewer removed this

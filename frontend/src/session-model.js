@@ -4,6 +4,10 @@
 // and the interviewer's `startInterview`, `endInterview`, `setControls`, `removeParticipant`); they never
 // talk to the connection or to each other.
 //
+// Activity (docs/PROTOCOL.md, `activity`): the page reports this user's pastes and leaving / coming
+// back to the page (`reportActivity`, best effort: never an error the user sees); an interviewer's
+// model hears everyone else's as 'activity' events and marks who is away (`participants[].away`).
+//
 // It holds: the user's own identity, the participants, the language, the runs (this page's own and the
 // ones everyone shares), the connection/save state ("saved", "saving", "offline — N unsaved edits"),
 // the user's role and the interview's lifecycle and controls, and from those what this user may do now
@@ -16,7 +20,7 @@
 //
 // The connection it needs: `on(event, fn)` with lib0 Observable semantics (the connection emits
 // `status`, `joined`, `synced`, `fatal`, `server-error` and forwards the server's `sync_code`,
-// `user_joined`, `user_left`, `language_updated`, `execution_result`, `interview_state`, and
+// `user_joined`, `user_left`, `language_updated`, `execution_result`, `interview_state`, `activity`, and
 // `edit-refused` / `resynced` around a refused edit), `request(event, payload) → Promise<ack>`, and the
 // properties `status`, `synced`, `fatal`; for the notes, `openNotes(doc, awareness)`,
 // `replaceNotesDoc(doc, awareness)`, `closeNotes()`, `notesStatus` and the events `notes-status`,
@@ -29,6 +33,8 @@ export const LIFECYCLE_STATES = ['waiting', 'live', 'ended'];
 /** The interviewer's events (docs/PROTOCOL.md), by the model's intent. */
 const CONTROL_EVENTS = { start: 'start_interview', end: 'end_interview', controls: 'set_controls', remove: 'remove_participant' };
 const RUN_STATUSES = ['ok', 'error', 'timeout'];
+/** What `reportActivity` may report, and what the server relays. */
+export const ACTIVITY_KINDS = ['paste', 'blur', 'focus'];
 
 /**
  * Runs the model keeps (the newest): the output panel shows no more either, and a long interview
@@ -98,6 +104,8 @@ export class SessionModel extends Emitter {
     this._sharesInFlight = 0; // execute_code requests without an answer yet
     this._held = []; // own-user results that arrived while a request was in flight: ours or another tab's
     this._awaitedEchoes = new Set(); // acknowledged ids whose echo is still to come
+    /** Users who left the page (their last activity was `blur`), for an interviewer's markers. */
+    this._away = new Set();
 
     const on = (event, fn) => connection.on(event, fn.bind(this));
     on('status', this._onStatus);
@@ -111,6 +119,7 @@ export class SessionModel extends Emitter {
     on('language_updated', this._onLanguageUpdated);
     on('execution_result', this._onExecutionResult);
     on('interview_state', this._onInterviewState);
+    on('activity', this._onActivity);
     on('edit-refused', this._onEditRefused);
     on('resynced', this._onResynced);
     on('notes-status', this._onNotesStatus);
@@ -129,7 +138,7 @@ export class SessionModel extends Emitter {
 
   /** Participants, this user first, each `{user_id, name, color, self}`. */
   get participants() {
-    const list = [...this._participants.values()].map((p) => ({ ...p, self: p.user_id === this.self.user_id }));
+    const list = [...this._participants.values()].map((p) => ({ ...p, self: p.user_id === this.self.user_id, away: this._away.has(p.user_id) }));
     return list.sort((a, b) => (a.self ? -1 : b.self ? 1 : 0));
   }
 
@@ -198,6 +207,24 @@ export class SessionModel extends Emitter {
   }
 
   // ---- intents (from the views) -------------------------------------------------------------------
+
+  /**
+   * Reports this user's activity to the interview record: `paste` (`{size, doc}`: UTF-16 units pasted
+   * into 'code' or 'notes'), `blur` (the page was left) or `focus` (back). Best effort: not sent
+   * before joining or once the interview has ended, and a refusal is only returned, never shown.
+   * @returns {Promise<boolean>} whether the server took it
+   */
+  async reportActivity(kind, { size, doc } = {}) {
+    if (!ACTIVITY_KINDS.includes(kind) || this.lifecycle?.state === 'ended') return false;
+    const payload = { kind };
+    if (kind === 'paste') Object.assign(payload, { size: Math.max(0, Math.floor(size) || 0), doc: doc === 'notes' ? 'notes' : 'code' });
+    try {
+      await this.connection.request('activity', payload);
+      return true;
+    } catch {
+      return false;
+    }
+  }
 
   /** Switches the interview's language; reverted (with `language-refused`) if the server refuses. */
   changeLanguage(language) {
@@ -551,7 +578,28 @@ export class SessionModel extends Emitter {
   }
 
   _onUserLeft(p) {
+    if (p && typeof p.user_id === 'string') this._away.delete(p.user_id);
     this._presence(p, 'participant-left');
+  }
+
+  /** Someone's activity (an interviewer's page only: the server sends it to no one else). */
+  _onActivity(p) {
+    if (!p || typeof p !== 'object' || !ACTIVITY_KINDS.includes(p.kind) || typeof p.user_id !== 'string') return;
+    const a = {
+      kind: p.kind,
+      user_id: p.user_id,
+      name: str(p.name) ?? this.participant(p.user_id)?.name ?? null,
+      at: typeof p.at === 'string' ? p.at : null,
+      size: Number.isInteger(p.size) ? p.size : null,
+      doc: p.doc === 'notes' ? 'notes' : p.kind === 'paste' ? 'code' : null,
+    };
+    this.emit('activity', a);
+    const away = p.kind === 'blur';
+    if (p.kind !== 'paste' && this._away.has(p.user_id) !== away) {
+      if (away) this._away.add(p.user_id);
+      else this._away.delete(p.user_id);
+      this.emit('participants', { participants: this.participants });
+    }
   }
 
   _presence(p, event) {

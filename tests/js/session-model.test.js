@@ -108,7 +108,7 @@ function record(model) {
     'participant-left', 'language', 'language-refused', 'role', 'lifecycle', 'running', 'run-added',
     'run-output', 'run-finished', 'run-shared', 'run-not-shared', 'runtime-progress', 'permissions',
     'control-refused', 'edit-refused', 'resynced', 'notes-open', 'notes-close', 'notes-status', 'notes-synced',
-    'notes-edit-refused', 'notes-resynced', 'notes-permissions',
+    'notes-edit-refused', 'notes-resynced', 'notes-permissions', 'activity',
   ];
   for (const t of types) model.on(t, (p) => events.push([t, p]));
   events.of = (type) => events.filter(([t]) => t === type).map(([, p]) => p);
@@ -180,7 +180,7 @@ describe('session model: identity, participants, presence', () => {
   test('before joining: this user alone, with the given name and id', () => {
     const { model } = setup();
     assert.deepEqual(model.self, { user_id: ME, name: 'Me', color: null });
-    assert.deepEqual(model.participants, [{ user_id: ME, name: 'Me', color: null, self: true }]);
+    assert.deepEqual(model.participants, [{ user_id: ME, name: 'Me', color: null, self: true, away: false }]);
     assert.equal(model.language, 'javascript');
     assert.equal(model.role, null);
     assert.equal(model.lifecycle, null);
@@ -719,6 +719,62 @@ describe('session model: runs', () => {
     assert.equal(model.runs.length, before, 'a remembered id is recognised');
     connection.fire('execution_result', result({ id: 'lost-0', user_id: ME }));
     assert.equal(model.runs.at(-1).id, 'lost-0');
+  });
+});
+
+describe('session model: activity', () => {
+  test('reported as `activity`: paste with its size and document, blur and focus; refusals only returned', async () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'candidate', interview_state: state('live') });
+    events.clear();
+    const pasted = model.reportActivity('paste', { size: 312.7 });
+    const r = connection.take('activity');
+    assert.deepEqual(r.payload, { kind: 'paste', size: 312, doc: 'code' });
+    r.resolve({ ok: true });
+    assert.equal(await pasted, true);
+    const left = model.reportActivity('blur', { size: 5, doc: 'notes' });
+    const b = connection.take('activity');
+    assert.deepEqual(b.payload, { kind: 'blur' }, 'no fields beyond the kind');
+    b.reject(Object.assign(new Error('slow down'), { code: 'rate_limited' }));
+    assert.equal(await left, false);
+    model.reportActivity('paste', { size: 3, doc: 'notes' });
+    assert.deepEqual(connection.take('activity').payload, { kind: 'paste', size: 3, doc: 'notes' });
+    assert.equal(await model.reportActivity('typing'), false, 'an unknown kind is not sent');
+    assert.deepEqual(events.types(), [], 'nothing for the views: a report is never shown');
+    connection.fire('interview_state', state('ended'));
+    assert.equal(await model.reportActivity('focus'), false, 'not sent once ended');
+    assert.equal(connection.requests.length, 0);
+  });
+
+  test('others\' activity is passed on, and who left the page is marked away until back or gone', () => {
+    const { connection, model, events } = setup();
+    join(connection, { role: 'interviewer', interview_state: state('live') });
+    events.clear();
+    connection.fire('activity', { kind: 'paste', user_id: ANN, name: 'Ann', at: '2026-01-01T10:00:00Z', size: 312, doc: 'code' });
+    assert.deepEqual(events.of('activity'), [{ kind: 'paste', user_id: ANN, name: 'Ann', at: '2026-01-01T10:00:00Z', size: 312, doc: 'code' }]);
+    assert.deepEqual(events.types(), ['activity'], 'a paste does not change who is away');
+    events.clear();
+    connection.fire('activity', { kind: 'blur', user_id: ANN, name: 'Ann', at: '2026-01-01T10:00:01Z' });
+    assert.deepEqual(events.types(), ['activity', 'participants']);
+    assert.equal(model.participant(ANN) && model.participants.find((p) => p.user_id === ANN).away, true);
+    events.clear();
+    connection.fire('activity', { kind: 'blur', user_id: ANN, name: 'Ann' });
+    assert.deepEqual(events.types(), ['activity'], 'still away: the list is not re-rendered');
+    events.clear();
+    connection.fire('activity', { kind: 'focus', user_id: ANN, name: 'Ann' });
+    assert.deepEqual(events.types(), ['activity', 'participants']);
+    assert.equal(model.participants.find((p) => p.user_id === ANN).away, false);
+    connection.fire('activity', { kind: 'blur', user_id: ANN, name: 'Ann' });
+    connection.fire('user_left', { user_id: ANN, name: 'Ann', participants: [{ user_id: ME, name: 'Me' }] });
+    connection.fire('user_joined', { user_id: ANN, name: 'Ann', participants: [{ user_id: ME, name: 'Me' }, { user_id: ANN, name: 'Ann' }] });
+    assert.equal(model.participants.find((p) => p.user_id === ANN).away, false, 'gone and back: not away');
+    events.clear();
+    for (const bad of [null, 'paste', { kind: 'typing', user_id: ANN }, { kind: 'paste' }, { kind: 'blur', user_id: 7 }]) {
+      connection.fire('activity', bad);
+    }
+    assert.deepEqual(events.types(), [], 'malformed activity is ignored');
+    connection.fire('activity', { kind: 'paste', user_id: BEN, size: 'lots' });
+    assert.deepEqual(events.of('activity')[0], { kind: 'paste', user_id: BEN, name: null, at: null, size: null, doc: 'code' });
   });
 });
 

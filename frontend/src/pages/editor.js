@@ -10,6 +10,7 @@
 import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
 import { CODE_RE, LANGUAGES, getSession, isMissingEndpoint, joinSession, normalizeCode } from '../api.js';
+import { watchPastes, watchPresence } from '../activity-reporter.js';
 import { DuetConnection } from '../connection.js';
 import {
   forgetLinkToken,
@@ -189,6 +190,19 @@ async function main() {
   const runsPanel = new RunsPanel(model);
   runners.html = new HtmlRunner({ container: runsPanel.previewContainer }); // renders in the Preview tab
   mountRunToolbar(model);
+
+  // The interview record: this user's pastes (size only) and leaving the page / coming back, reported
+  // to the server (interviewers see them live; activity-reporter.js).
+  const report = (kind, fields) => model.reportActivity(kind, fields);
+  watchPastes(editorView.editor, 'code', report);
+  let stopNotesPastes = null;
+  const watchNotes = () => {
+    stopNotesPastes?.();
+    stopNotesPastes = notesView.panel ? watchPastes(notesView.panel.editor, 'notes', report) : null;
+  };
+  model.on('notes-open', () => queueMicrotask(watchNotes));
+  model.on('notes-close', () => queueMicrotask(watchNotes));
+  watchPresence({ report });
 
   // A Python interview will run Python: fetch and start the runtime in its worker as soon as the
   // editor is synced (not before: the editor comes first on a slow link), while the candidate reads

@@ -1,5 +1,6 @@
 // Toasts (#toasts) and the activity list (#activity): who joined or left, language switches, the
-// server's complaints. `toast` is also used by the page before the model exists.
+// server's complaints; for an interviewer, also the others' pastes (listed and toasted) and their
+// leaving the page and coming back (listed only: the participants list marks who is away). `toast` is also used by the page before the model exists.
 import { languageLabel } from '../api.js';
 import { $, el, timeLabel } from './dom.js';
 
@@ -20,9 +21,9 @@ export function toast(message, kind = 'info') {
   }, TOAST_MS);
 }
 
-export function activity(message) {
+export function activity(message, cls = null) {
   const list = $('activity');
-  list.append(el('li', {}, el('time', {}, timeLabel(new Date())), ' ', message));
+  list.append(el('li', cls ? { class: cls } : {}, el('time', {}, timeLabel(new Date())), ' ', message));
   while (list.childElementCount > MAX_ACTIVITY) list.firstElementChild.remove();
   list.scrollTop = list.scrollHeight;
 }
@@ -40,6 +41,16 @@ export function mountNotices(model) {
     if (source !== 'local' && source !== 'remote') return; // joins, syncs and reverts are not news
     const who = by?.self ? 'You' : by?.name ?? 'Someone';
     announce(`${who} switched the language to ${languageLabel(language)}`);
+  });
+  model.on('activity', ({ kind, name, size, doc }) => {
+    const who = name ?? 'Someone';
+    if (kind === 'paste') {
+      const where = doc === 'notes' ? ' into the notes' : '';
+      const message = `${who} pasted ${size ?? 'some'} character${size === 1 ? '' : 's'}${where}`;
+      activity(message, 'activity-paste');
+      toast(message);
+    } else if (kind === 'blur') activity(`${who} left the page`, 'activity-away');
+    else if (kind === 'focus') activity(`${who} came back to the page`, 'activity-back');
   });
   model.on('language-refused', ({ error }) => toast(`The language change was not shared: ${error.message}`, 'warn'));
   model.on('lifecycle', (lc) => {

@@ -1,6 +1,6 @@
 // Who is here: the participants list (#participants, #people-count) and the avatars in the top bar
 // (#avatars, the first few and "+N"). An interviewer gets a Remove button next to everyone else
-// (asked to confirm first).
+// (asked to confirm first), and sees who has left the page (an "away" tag until they come back).
 import { safeColor } from '../ace-yjs.js';
 import { confirmAction } from './confirm-dialog.js';
 import { $, el, initials } from './dom.js';
@@ -29,10 +29,11 @@ export function mountParticipants(model) {
       ...people.map((p) => {
         const li = el(
           'li',
-          { class: 'participant', dataset: { userId: p.user_id } },
+          { class: p.away ? 'participant participant-away' : 'participant', dataset: { userId: p.user_id } },
           el('span', { class: 'avatar', style: `--c:${safeColor(p.color)}`, 'aria-hidden': 'true' }, initials(p.name)),
           el('span', { class: 'participant-name' }, p.name),
           p.self ? el('span', { class: 'you' }, '(you)') : null,
+          p.away ? el('span', { class: 'away-tag', title: `${p.name} left the page (another tab or window)` }, 'away') : null,
         );
         if (canRemove && !p.self) {
           const button = el('button', { type: 'button', class: 'btn btn-small btn-ghost remove-btn', 'aria-label': `Remove ${p.name} from the interview` }, 'Remove');
