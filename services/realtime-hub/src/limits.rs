@@ -33,6 +33,23 @@ pub const AWARENESS_STRIKES_BEFORE_DISCONNECT: u32 = 200;
 /// Other events (language, runs, seed `code_change`) per second and burst.
 pub const EVENTS_PER_SEC: f64 = 20.0;
 pub const EVENTS_BURST: f64 = 60.0;
+/// Activity events (`activity`: pastes, leaving the page and coming back) per second and burst,
+/// per connection; beyond them the events are refused with `rate_limited`.
+pub const ACTIVITY_PER_SEC: f64 = 5.0;
+pub const ACTIVITY_BURST: f64 = 30.0;
+/// The largest paste size (UTF-16 units) an `activity` event may report.
+pub const MAX_PASTE_SIZE: u64 = 16 * 1024 * 1024;
+/// The activity record's writer flushes what queued this often, or once it holds
+/// [`EVENT_BATCH`] events.
+pub const EVENT_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+pub const EVENT_BATCH: usize = 256;
+/// Events waiting for the record's writer, at most; beyond that they are dropped and counted (the
+/// record is not worth stalling or swelling a hub whose database is gone).
+pub const EVENT_QUEUE: usize = 65_536;
+/// Attempts at storing a batch of events while the database is unavailable, and the wait before
+/// the first retry (doubled each time).
+pub const EVENT_ATTEMPTS: u32 = 4;
+pub const EVENT_RETRY: Duration = Duration::from_millis(100);
 
 /// Housekeeping period of an interview's worker (text saves, snapshots, unload, takeovers).
 pub const MAINTENANCE_TICK: Duration = Duration::from_millis(200);

@@ -55,9 +55,17 @@ pub struct Stats {
     pub errors_sent: AtomicU64,
     pub bus_dropped: AtomicU64,
     pub resyncs: AtomicU64,
+    /// Activity events stored in the interview record, and those lost (the database refused them,
+    /// or the queue was full).
+    pub events_recorded: AtomicU64,
+    pub events_failed: AtomicU64,
     /// From a write's being queued (the edit integrated) to its commit: the edit → commit latency
     /// a participant's ack waits for.
     pub commit_latency: Histogram,
+    /// From an edit taken by the interview to its broadcast to the other local participants being
+    /// queued (edits staged over the integration budget are not counted): the edit → delivery
+    /// latency, on this hub.
+    pub delivery_latency: Histogram,
 }
 
 impl Stats {
@@ -129,10 +137,27 @@ impl Stats {
             "counter",
             get(&self.resyncs),
         );
+        metric(
+            "duet_hub_events_recorded_total",
+            "Activity events (joins, leaves, languages, pastes, blur/focus) stored in the record.",
+            "counter",
+            get(&self.events_recorded),
+        );
+        metric(
+            "duet_hub_events_failed_total",
+            "Activity events not stored (database errors, queue full).",
+            "counter",
+            get(&self.events_failed),
+        );
         self.commit_latency.render(
             &mut out,
             "duet_hub_edit_commit_seconds",
             "From an edit integrated to its commit (what its ack waits for).",
+        );
+        self.delivery_latency.render(
+            &mut out,
+            "duet_hub_edit_delivery_seconds",
+            "From an edit received to its broadcast to the other participants on this hub being queued.",
         );
         out
     }

@@ -30,6 +30,7 @@ pub(super) struct ConnState {
     pub doc_bucket: TokenBucket,
     pub awareness_bucket: TokenBucket,
     pub event_bucket: TokenBucket,
+    pub activity_bucket: TokenBucket,
     pub awareness_strikes: u32,
 }
 
@@ -57,6 +58,7 @@ impl Connection {
                 doc_bucket: TokenBucket::new(DOC_MESSAGES_PER_SEC, DOC_MESSAGES_BURST),
                 awareness_bucket: TokenBucket::new(AWARENESS_PER_SEC, AWARENESS_BURST),
                 event_bucket: TokenBucket::new(EVENTS_PER_SEC, EVENTS_BURST),
+                activity_bucket: TokenBucket::new(ACTIVITY_PER_SEC, ACTIVITY_BURST),
                 awareness_strikes: 0,
             }),
         }

@@ -2,10 +2,13 @@
 //! closing. The token decides the role: a participant token (from `POST /api/session/<code>/join`)
 //! carries role, user id and colour; the interviewer link's token makes an interviewer; without one,
 //! a client (a seed-era one) joins as a candidate when the interview has no password.
+//!
+//! Each connection's joining and leaving goes into the interview record (`join {role, color}`,
+//! `leave`).
 
 use duet_auth::TokenKind;
 use duet_domain::{DisplayName, Role, Session, SessionCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::connection::{str_field, Connection, Joined};
@@ -163,6 +166,12 @@ impl Connection {
                 }
             }
         };
+        self.record(
+            session.id,
+            &user,
+            "join",
+            json!({"role": who.role, "color": user.color}),
+        );
         if self.state.lock().closed {
             // Disconnected while joining.
             self.leave().await;
@@ -264,6 +273,7 @@ impl Connection {
     async fn leave(&self) {
         let joined = self.state.lock().joined.take();
         if let Some(j) = joined {
+            self.record(j.iv.id, &j.user, "leave", json!({}));
             let saved =
                 j.iv.leave(self.sink.id())
                     .map(|l| l.row_saved)

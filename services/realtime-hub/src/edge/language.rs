@@ -30,6 +30,12 @@ impl Connection {
                 user_id: user.user_id,
             })
             .map_err(|(e, _)| e)?;
+            self.record(
+                iv.id,
+                &user,
+                "language",
+                json!({"language": language.as_str()}),
+            );
             Ok::<_, HubError>(language)
         }
         .await;

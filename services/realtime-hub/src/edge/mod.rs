@@ -2,9 +2,10 @@
 //!
 //! [`mount`] wires each event of the main namespace to the connection's handler; each client event
 //! has a file that validates its payload and turns it into a [`Command`](crate::interview::Command)
-//! (or a join): `join.rs`, `yjs.rs`, `code_change.rs`, `language.rs`, `run.rs`. [`Connection`] holds what
+//! (or a join): `join.rs`, `yjs.rs`, `code_change.rs`, `language.rs`, `run.rs`, `activity.rs`. [`Connection`] holds what
 //! one connection needs across events (the joined interview, rate limits).
 
+mod activity;
 mod code_change;
 pub mod connection;
 mod control;
@@ -133,6 +134,11 @@ pub fn mount(io: &SocketIo, rt: Arc<Runtime>) {
             socket.on("execute_code", move |_s, data: Payload, ack| {
                 let c = c.clone();
                 async move { c.execute_code(first_json(&data), ack_fn(ack)).await }
+            });
+            let c = conn.clone();
+            socket.on("activity", move |_s, data: Payload, ack| {
+                c.activity(first_json(&data), ack_fn(ack));
+                std::future::ready(())
             });
             for event in control::EVENTS {
                 let c = conn.clone();

@@ -1,5 +1,6 @@
 //! What other hubs say about the interview: relayed edits and awareness, presence, language, runs,
-//! and the state-vector exchange that resyncs a replica after a missed message.
+//! activity (for the interviewers), and the state-vector exchange that resyncs a replica after a
+//! missed message.
 
 use std::time::Instant;
 
@@ -211,6 +212,17 @@ impl Interview {
                         Audience::Everyone,
                         None,
                         "execution_result",
+                        Outgoing::Json(body),
+                    );
+                }
+            }
+            // Interviewers only: a candidate's connection is never in that audience.
+            BusMessage::Activity { json } => {
+                if let Ok(body @ Value::Object(_)) = serde_json::from_slice::<Value>(&json) {
+                    out.broadcast(
+                        Audience::Interviewers,
+                        None,
+                        "activity",
                         Outgoing::Json(body),
                     );
                 }

@@ -29,6 +29,8 @@ pub enum Action {
     Control,
     /// Read or write the interviewers' private notes.
     Notes,
+    /// Report activity (a paste, leaving the page, coming back): anyone, until the interview ends.
+    Activity,
 }
 
 /// The `interview_state` body: the control snapshot without removals (an empty list is not
@@ -92,6 +94,7 @@ impl Interview {
                 "the interview has ended; everything is read-only",
             )),
             _ if interviewer => Ok(()),
+            Action::Activity => Ok(()),
             _ if c.state == InterviewState::Waiting => Err(HubError::new(
                 ErrorCode::InterviewNotStarted,
                 "the interview has not started yet",

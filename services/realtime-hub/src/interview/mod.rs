@@ -91,6 +91,9 @@ pub enum Command {
     Language { language: Language, user_id: Uuid },
     /// A run was recorded; share it with everyone.
     Run { body: Value },
+    /// A participant's activity (the `activity` event's body, already recorded): for the
+    /// interviewers, on every hub.
+    Activity { body: Value },
 }
 
 /// The interview was unloaded before the join could be admitted: load it afresh.
@@ -370,6 +373,17 @@ impl Interview {
                     Outgoing::Json(body),
                 );
                 self.publish(BusMessage::Run { json: bus.into() }, out);
+                Ok(())
+            }
+            Command::Activity { body } => {
+                let bus = serde_json::to_vec(&body).unwrap_or_default();
+                out.broadcast(
+                    Audience::Interviewers,
+                    Some(conn),
+                    "activity",
+                    Outgoing::Json(body),
+                );
+                self.publish(BusMessage::Activity { json: bus.into() }, out);
                 Ok(())
             }
         };

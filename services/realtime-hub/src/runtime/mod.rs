@@ -7,11 +7,13 @@
 //! - [`worker`]: one task per live interview (bus subscription, ticks, resyncs, snapshots, text
 //!   saves, unloading);
 //! - [`writer`]: group commit, reporting commits by interview id to one listener;
+//! - [`events`]: the activity record's batched writer (never holds up an interview);
 //! - [`publisher`]: the bus publisher; [`cluster`]: this hub's inbox and heartbeat.
 //!
 //! Each file uses only those listed before it; [`Runtime`] (here) puts them together.
 
 pub mod cluster;
+pub mod events;
 pub mod live;
 pub mod publisher;
 pub mod registry;
@@ -34,7 +36,7 @@ use uuid::Uuid;
 
 use crate::error::HubError;
 use crate::interview::Interview;
-use crate::limits::{PUBLISH_QUEUE, SHUTDOWN_FLUSH_TIMEOUT};
+use crate::limits::{EVENT_QUEUE, PUBLISH_QUEUE, SHUTDOWN_FLUSH_TIMEOUT};
 use crate::metrics::Stats;
 use crate::transport::Outbound;
 use live::Live;
@@ -71,6 +73,7 @@ impl Runtime {
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
         let (texts_tx, texts_rx) = mpsc::unbounded_channel();
         let (pub_tx, pub_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let tracker = TaskTracker::new();
         let services = Arc::new(Services {
             hub_id,
@@ -81,6 +84,7 @@ impl Runtime {
             out,
             writer: writer_tx,
             texts: texts_tx,
+            events: events::EventQueue(events_tx),
             publisher: pub_tx,
             tracker: tracker.clone(),
             cancel: CancellationToken::new(),
@@ -101,6 +105,12 @@ impl Runtime {
             writer_rx,
         ));
         tracker.spawn(writer::save_texts(storage.clone(), texts_rx));
+        tracker.spawn(events::run(
+            storage.clone(),
+            Arc::downgrade(&services),
+            services.cancel.clone(),
+            events_rx,
+        ));
         tracker.spawn(publisher::run(bus.clone(), services.hub_id.clone(), pub_rx));
         if let Err(e) = cluster::beat(&services).await {
             tracing::warn!(error = %e, "first hub heartbeat failed; will retry");
@@ -207,6 +217,14 @@ impl Runtime {
                 .is_err()
         {
             tracing::error!("shutdown: pending edits could not be committed in time");
+        }
+        if let Some(flushed) = s.events.flush() {
+            if tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, flushed)
+                .await
+                .is_err()
+            {
+                tracing::warn!("shutdown: activity events could not be recorded in time");
+            }
         }
         let now = Instant::now();
         let texts: Vec<(Uuid, String)> = self

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::events::EventQueue;
 use super::writer::{SaveText, WriteItem, WriterCmd};
 use crate::metrics::Stats;
 use crate::transport::Outbound;
@@ -49,6 +50,8 @@ pub struct Services {
     pub(super) writer: mpsc::UnboundedSender<WriterCmd>,
     /// Plain texts to save, batched by [`super::writer::save_texts`].
     pub(super) texts: mpsc::UnboundedSender<SaveText>,
+    /// Activity events for the interview record, stored in batches by [`super::events::run`].
+    pub(super) events: EventQueue,
     /// Outgoing bus messages `(channel, bytes)`, published in order by one task.
     pub(super) publisher: mpsc::Sender<(Arc<str>, Bytes)>,
     pub tracker: TaskTracker,
@@ -70,6 +73,14 @@ impl Services {
     pub(crate) fn write(&self, item: WriteItem) {
         if self.writer.send(WriterCmd::Write(item)).is_err() {
             tracing::error!("writer is gone; update not stored");
+        }
+    }
+
+    /// Queues an activity event for the interview record. Never waits: when the queue is full the
+    /// event is dropped and counted.
+    pub(crate) fn record_event(&self, event: duet_storage::NewEvent) {
+        if !self.events.record(event) {
+            Stats::add(&self.stats.events_failed, 1);
         }
     }
 
