@@ -222,7 +222,7 @@ async fn head_works_wherever_get_does_and_wrong_methods_get_405() {
         ("DELETE", interview.as_str(), "GET, HEAD"),
         ("PUT", "/static/app.js", "GET, HEAD"),
         ("PUT", "/api/session", "POST"),
-        ("DELETE", session.as_str(), "GET, HEAD"),
+        ("PUT", session.as_str(), "GET, HEAD, DELETE"),
         ("POST", "/healthz", "GET, HEAD"),
         ("PATCH", "/readyz", "GET, HEAD"),
     ] {

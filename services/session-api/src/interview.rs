@@ -41,7 +41,7 @@ struct Remove {
     user_id: Uuid,
 }
 
-async fn session(state: &ApiState, raw: &str) -> Result<Session, ApiError> {
+pub(crate) async fn session(state: &ApiState, raw: &str) -> Result<Session, ApiError> {
     let code = SessionCode::parse(raw)?;
     with_timeout(state.storage.session_by_code(&code))
         .await?
@@ -91,7 +91,7 @@ async fn verify(state: &ApiState, session: &Session, token: &str) -> Result<Clai
 
 /// The caller's claims, which must be an interviewer's: 401 without a valid token, 403 for a
 /// candidate's.
-async fn interviewer(
+pub(crate) async fn interviewer(
     state: &ApiState,
     req: &HttpRequest,
     session: &Session,

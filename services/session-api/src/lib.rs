@@ -10,6 +10,10 @@
 //!   interviewer's `Authorization: Bearer`).
 //! - `POST /api/session/{code}/start|end|controls|remove` → the interviewer's actions, announced to
 //!   the hubs as a `Control` message on the interview's bus channel.
+//! - `GET /api/session/{code}/record` → the interview record (final code and notes, participants,
+//!   runs, activity events); `GET /api/session/{code}/history?doc=code|notes` → every update of a
+//!   document (base64); `GET /api/session/{code}/export` → all of it as a zip;
+//!   `DELETE /api/session/{code}` → erases the interview (interviewer token, like the actions).
 //! - `GET /api/languages` → the closed list of languages.
 //!
 //! Errors are JSON `{error: {code, message}}` with a stable code ([`error::ApiError`]).
@@ -19,6 +23,7 @@
 pub mod error;
 mod interview;
 pub mod limits;
+mod record;
 mod routes;
 
 use std::net::TcpListener;
@@ -54,13 +59,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
         web::scope("/api")
             .app_data(web::Data::new(state))
             .service(post("/session", routes::create_session))
-            .service(methods::get("/session/{code}", routes::get_session))
+            .service(
+                web::resource("/session/{code}")
+                    .route(methods::get_or_head().to(routes::get_session))
+                    .route(web::delete().to(record::erase))
+                    .default_service(methods::not_allowed("GET, HEAD, DELETE")),
+            )
             .service(methods::get("/session/{code}/runs", routes::get_runs))
             .service(post("/session/{code}/join", interview::join))
             .service(post("/session/{code}/start", interview::start))
             .service(post("/session/{code}/end", interview::end))
             .service(post("/session/{code}/controls", interview::controls))
             .service(post("/session/{code}/remove", interview::remove))
+            .service(methods::get("/session/{code}/record", record::record))
+            .service(methods::get("/session/{code}/history", record::history))
+            .service(methods::get("/session/{code}/export", record::export))
             .service(methods::get("/languages", routes::languages))
             .default_service(web::to(|| async {
                 error::json_error(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
