@@ -19,6 +19,7 @@
 //! | `NotesAwareness` | as `Awareness` | interviewers' cursors in the notes |
 //! | `Control` | JSON `{state, started_at, ended_at, editing_locked, runs_enabled, removed?}` | the interview's lifecycle and controls changed (from a hub or the session-API): a full snapshot of them, plus the removed user ids when someone was removed |
 //! | `Activity` | JSON `{kind, user_id, name, at, size?, doc?}` | a participant pasted, or left or came back to the page: for the interviewers only |
+//! | `Trace` (15) | trace id (16 bytes), span id (8), flags u8 (bit 0: sampled) | the W3C trace context of the span that made the **next** message of the same payload (an `Update` or `NotesUpdate`); sent only by a hub with tracing on ([`traced`]), skipped like any unknown kind by hubs that do not read it, so the format's version is unchanged |
 //!
 //! A bus payload is either one message or a **batch** (kind 9): `[version][9][origin len][origin]`
 //! followed by `[u32 length][message]…`, the messages of one channel in publishing order. The hub's
@@ -37,35 +38,61 @@ pub const VERSION: u8 = 3;
 /// The kind byte of a batch (see the module documentation).
 const BATCH_KIND: u8 = 9;
 
+/// The kind byte of a trace context (see the module documentation).
+const TRACE_KIND: u8 = 15;
+
+/// A trace context's body: trace id, span id, flags.
+const TRACE_LEN: usize = 16 + 8 + 1;
+
 /// Bytes per interview in a `Commits` body: session id and sequence number.
 const COMMIT_ENTRY: usize = 16 + 8;
 
 /// Packs already encoded messages of one channel (in order) into one bus payload. A single message
-/// is returned as is.
+/// is returned as is. A part that is itself a batch (a [`traced`] message) is inlined: batches do
+/// not nest.
 pub fn batch(origin: &str, mut parts: Vec<Bytes>) -> Bytes {
     if parts.len() == 1 {
         return parts.pop().unwrap_or_default();
     }
-    let len = 3 + origin.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+    let frames = |p: &Bytes| -> Option<usize> { is_batch(p).then(|| 3 + p[2] as usize) };
+    let len = 3
+        + origin.len()
+        + parts
+            .iter()
+            .map(|p| match frames(p) {
+                Some(start) => p.len().saturating_sub(start),
+                None => 4 + p.len(),
+            })
+            .sum::<usize>();
     let mut b = BytesMut::with_capacity(len);
     b.put_u8(VERSION);
     b.put_u8(BATCH_KIND);
     b.put_u8(origin.len() as u8);
     b.put_slice(origin.as_bytes());
     for p in &parts {
-        b.put_u32(p.len() as u32);
-        b.put_slice(p);
+        match frames(p) {
+            // Already `[u32 length][message]…`.
+            Some(start) => b.put_slice(p.get(start..).unwrap_or_default()),
+            None => {
+                b.put_u32(p.len() as u32);
+                b.put_slice(p);
+            }
+        }
     }
     b.freeze()
 }
 
-/// Decodes a bus payload, one message or a batch, into its messages with their origins, in order.
-/// Malformed messages are skipped; a malformed batch frame ends the batch there.
-pub fn decode_all(raw: &Bytes) -> Vec<(String, BusMessage)> {
-    if raw.len() < 3 || raw[0] != VERSION || raw[1] != BATCH_KIND {
-        return BusMessage::decode(raw).into_iter().collect();
+fn is_batch(raw: &[u8]) -> bool {
+    raw.len() >= 3 && raw[0] == VERSION && raw[1] == BATCH_KIND
+}
+
+/// Calls `f` with each message of a bus payload, in order: the payload itself, or a batch's parts
+/// (a malformed frame ends the batch there; batches do not nest).
+fn for_each_message(raw: &Bytes, mut f: impl FnMut(Bytes)) {
+    if !is_batch(raw) {
+        f(raw.clone());
+        return;
     }
-    let mut out = Vec::new();
     let mut pos = 3 + raw[2] as usize;
     while pos + 4 <= raw.len() {
         let len = u32::from_be_bytes([raw[pos], raw[pos + 1], raw[pos + 2], raw[pos + 3]]) as usize;
@@ -74,13 +101,81 @@ pub fn decode_all(raw: &Bytes) -> Vec<(String, BusMessage)> {
             break;
         };
         let part = raw.slice(pos..end);
-        // Batches do not nest.
         if part.get(1) != Some(&BATCH_KIND) {
-            out.extend(BusMessage::decode(&part));
+            f(part);
         }
         pos = end;
     }
+}
+
+/// Decodes a bus payload, one message or a batch, into its messages with their origins, in order.
+/// Malformed messages are skipped; a malformed batch frame ends the batch there.
+pub fn decode_all(raw: &Bytes) -> Vec<(String, BusMessage)> {
+    let mut out = Vec::new();
+    for_each_message(raw, |part| out.extend(BusMessage::decode(&part)));
     out
+}
+
+/// The W3C trace context (binary) of the span that made a message: what a receiving hub's span
+/// takes as its parent, so an edit relayed across hubs is one trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    fn decode(part: &[u8]) -> Option<Self> {
+        let origin = *part.get(2)? as usize;
+        let body = part.get(3 + origin..)?;
+        if part[0] != VERSION || part[1] != TRACE_KIND || body.len() != TRACE_LEN {
+            return None;
+        }
+        Some(Self {
+            trace_id: body[..16].try_into().ok()?,
+            span_id: body[16..24].try_into().ok()?,
+            sampled: body[24] & 1 == 1,
+        })
+    }
+}
+
+/// One encoded message preceded by the trace context of the span that made it: a batch of the two
+/// (which [`batch`] inlines into a larger one), so they travel in one payload. A hub that does not
+/// read trace contexts skips the first and takes the message as ever.
+pub fn traced(origin: &str, cx: &TraceContext, msg: Bytes) -> Bytes {
+    let mut t = BytesMut::with_capacity(3 + origin.len() + TRACE_LEN);
+    t.put_u8(VERSION);
+    t.put_u8(TRACE_KIND);
+    t.put_u8(origin.len() as u8);
+    t.put_slice(origin.as_bytes());
+    t.put_slice(&cx.trace_id);
+    t.put_slice(&cx.span_id);
+    t.put_u8(u8::from(cx.sampled));
+    batch(origin, vec![t.freeze(), msg])
+}
+
+/// As [`decode_all`], with the trace context that came right before each message, if any.
+pub fn decode_all_traced(raw: &Bytes) -> Vec<(String, BusMessage, Option<TraceContext>)> {
+    let mut out = Vec::new();
+    let mut pending = None;
+    for_each_message(raw, |part| {
+        if part.get(1) == Some(&TRACE_KIND) {
+            pending = TraceContext::decode(&part);
+            return;
+        }
+        let cx = pending.take();
+        if let Some((origin, msg)) = BusMessage::decode(&part) {
+            out.push((origin, msg, cx));
+        }
+    });
+    out
+}
+
+/// Whether an encoded message is an edit (`Update` or `NotesUpdate`): the messages a hub sends
+/// with their trace context.
+pub fn is_update(raw: &[u8]) -> bool {
+    raw.len() >= 3 && raw[0] == VERSION && matches!(raw[1], 1 | 12)
 }
 
 /// Whether a bus payload (one message or a batch) was published by `hub_id`: the hub's
@@ -433,15 +528,67 @@ mod tests {
         // A truncated batch yields the messages before the cut.
         let cut = raw.slice(..raw.len() - 1);
         assert_eq!(decode_all(&cut).len(), 2);
-        // Garbage inside a batch is skipped, nested batches are not followed.
-        let bad = batch(
-            "hub-a",
-            vec![Bytes::from_static(b"\x02\x01"), raw.clone(), one],
-        );
+        // Garbage inside a batch is skipped, nested batches are not followed (`batch` inlines a
+        // batch part; this one is framed by hand).
+        let mut bad = BytesMut::new();
+        bad.put_slice(&[VERSION, BATCH_KIND, 5]);
+        bad.put_slice(b"hub-a");
+        for p in [Bytes::from_static(b"\x02\x01"), raw.clone(), one.clone()] {
+            bad.put_u32(p.len() as u32);
+            bad.put_slice(&p);
+        }
         assert_eq!(
-            decode_all(&bad),
+            decode_all(&bad.freeze()),
             vec![("hub-a".to_owned(), msgs[1].clone())]
         );
+        // `batch` inlines a batch among its parts.
+        let flat = batch("hub-a", vec![raw.clone(), one]);
+        assert_eq!(decode_all(&flat).len(), 4);
+    }
+
+    #[test]
+    fn a_traced_message_keeps_its_context_through_batches() {
+        let cx = TraceContext {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            sampled: true,
+        };
+        let update = BusMessage::Update {
+            seq: 3,
+            author: None,
+            data: Bytes::from_static(b"\x01"),
+        };
+        let aw = BusMessage::Awareness {
+            data: Bytes::from_static(b"aw"),
+        };
+        let one = traced("hub-a", &cx, update.encode("hub-a"));
+        assert!(is_from(&one, "hub-a"));
+        assert_eq!(
+            decode_all_traced(&one),
+            vec![("hub-a".to_owned(), update.clone(), Some(cx))]
+        );
+        // Read as before (a hub that knows no trace context): the update alone.
+        assert_eq!(decode_all(&one), vec![("hub-a".to_owned(), update.clone())]);
+        // Packed with others by the publisher: inlined, not nested; the context stays with its
+        // message and no other.
+        let raw = batch(
+            "hub-a",
+            vec![aw.encode("hub-a"), one.clone(), update.encode("hub-a")],
+        );
+        assert_eq!(
+            decode_all_traced(&raw),
+            vec![
+                ("hub-a".to_owned(), aw.clone(), None),
+                ("hub-a".to_owned(), update.clone(), Some(cx)),
+                ("hub-a".to_owned(), update.clone(), None),
+            ]
+        );
+        assert_eq!(decode_all(&raw).len(), 3);
+        // A context whose message is missing or malformed attaches to nothing.
+        let cut = batch("hub-a", vec![one.clone(), Bytes::from_static(b"\x03\x01\x00")]);
+        assert_eq!(decode_all_traced(&cut).len(), 1);
+        assert!(is_update(&update.encode("hub-a")));
+        assert!(!is_update(&aw.encode("hub-a")));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! binary and removed when the process exits.
 
 pub mod http;
+pub mod otlp;
 pub mod postgres;
 pub mod redis;
 pub mod service;

@@ -22,6 +22,7 @@ use super::services::Services;
 use super::writer::WriteItem;
 use crate::error::HubError;
 use crate::interview::presence::Local;
+use crate::interview::protocol::ClientMessage;
 use crate::interview::{
     AckToken, Audience, Closed, Command, ConnId, Effect, Effects, Interview, Joiner,
 };
@@ -214,25 +215,39 @@ impl Live {
     /// A client command from a joined connection. `make` gets the ack's token and whether the
     /// interview is over its integration budget (its updates are then staged). The time the
     /// command takes is charged to the budget. On refusal the error comes back with the ack (not
-    /// yet answered), for the edge to refuse.
+    /// yet answered), for the edge to refuse. An edit handed to the other participants at once (not
+    /// staged) is timed from here to its broadcast being queued (`duet_hub_edit_delivery_seconds`).
     pub(crate) fn client(
         &self,
         conn: &ConnId,
         ack: Option<AckFn>,
         make: impl FnOnce(Option<AckToken>, bool) -> Command,
     ) -> Result<(), (HubError, Option<AckFn>)> {
+        let received = Instant::now();
         let mut ack = ack;
         let mut shell = self.shell.lock();
         let now = Instant::now();
         let token = Self::register_ack(&mut shell, conn, &mut ack);
         let defer = shell.budget.exhausted(now);
         let mut fx = std::mem::take(&mut shell.scratch);
-        let r = shell
-            .core
-            .on_client(now, conn, make(token.clone(), defer), &mut fx);
+        let cmd = make(token.clone(), defer);
+        let edit = is_edit(&cmd);
+        // With tracing on, an edit is a span; its context goes with the edit to the other hubs
+        // (`publish_effect`). Off, `Span::none()` costs nothing.
+        let span = if edit && duet_telemetry::trace::enabled() {
+            tracing::info_span!("hub.edit", interview = %self.id)
+        } else {
+            tracing::Span::none()
+        };
+        let _entered = span.enter();
+        let r = shell.core.on_client(now, conn, cmd, &mut fx);
         // The core's own work is charged (sending to the participants is the same for any edit).
         shell.budget.spend(now.elapsed());
+        let delivers = edit && fx.iter().any(delivers_edit);
         let closing = self.execute(&mut shell, &mut fx, None);
+        if delivers {
+            self.services.stats.delivery_latency.observe(received.elapsed());
+        }
         shell.scratch = fx;
         let r = r.map_err(|e| {
             // The core did not keep the token: take the reply back to refuse it.
@@ -398,7 +413,7 @@ impl Live {
                     }
                 }
                 Effect::Publish(msg) => {
-                    if !self.services.publish(&self.channel, msg) {
+                    if !self.services.publish(&self.channel, self.with_trace(msg)) {
                         shell.core.publish_dropped();
                     }
                 }
@@ -438,6 +453,26 @@ impl Live {
         closing
     }
 
+    /// An edit published while tracing is on goes with the context of the span that made it (the
+    /// current one: [`Live::client`]'s), for the receiving hubs' spans to continue the trace.
+    fn with_trace(&self, msg: bytes::Bytes) -> bytes::Bytes {
+        if !duet_telemetry::trace::enabled() || !relay::is_update(&msg) {
+            return msg;
+        }
+        match duet_telemetry::trace::ids(&tracing::Span::current()) {
+            Some((trace_id, span_id, sampled)) => relay::traced(
+                &self.services.hub_id,
+                &relay::TraceContext {
+                    trace_id,
+                    span_id,
+                    sampled,
+                },
+                msg,
+            ),
+            None => msg,
+        }
+    }
+
     fn close_all(closing: Vec<Arc<dyn ConnSink>>) {
         for sink in closing {
             sink.disconnect();
@@ -473,4 +508,27 @@ impl Live {
             .get(conn)
             .map_or(0, |p| p.acks.len())
     }
+}
+
+/// A client command that may change a document: a Yjs update, or a seed client's text.
+fn is_edit(cmd: &Command) -> bool {
+    match cmd {
+        Command::Yjs { msgs, .. } => msgs
+            .iter()
+            .any(|m| matches!(m, ClientMessage::Update { .. })),
+        Command::CodeChange { .. } => true,
+        _ => false,
+    }
+}
+
+/// An effect that hands an edit to the other local participants: a document's update to its
+/// audience, or the new text to seed clients.
+fn delivers_edit(e: &Effect) -> bool {
+    matches!(
+        e,
+        Effect::Broadcast {
+            event: "yjs" | "notes" | "code_updated",
+            ..
+        }
+    )
 }

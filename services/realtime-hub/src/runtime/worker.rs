@@ -41,6 +41,23 @@ async fn next_chores_done(chores: &mut Option<Chores>) -> bool {
     }
 }
 
+/// Another hub's messages, some with the trace context of the edit they carry: each of those is
+/// handled in a span whose parent is the sending hub's edit span (one trace across hubs).
+fn relayed_traced(iv: &Live, msgs: Vec<(String, relay::BusMessage, Option<relay::TraceContext>)>) {
+    for (origin, msg, cx) in msgs {
+        let span = match cx {
+            Some(cx) => {
+                let span = tracing::info_span!("hub.relayed_edit", interview = %iv.id, %origin);
+                duet_telemetry::trace::set_remote_parent(&span, (cx.trace_id, cx.span_id, cx.sampled));
+                span
+            }
+            None => tracing::Span::none(),
+        };
+        let _entered = span.enter();
+        iv.run(|c, now, fx| c.on_bus(now, origin, msg, fx));
+    }
+}
+
 /// Runs until the interview is unloaded or the hub shuts down. `sub` is the subscription taken before
 /// the interview was loaded from the database (so nothing published meanwhile is missed).
 ///
@@ -69,11 +86,16 @@ pub(crate) async fn run(iv: Arc<Live>, registry: Arc<Registry>, mut sub: Option<
             }
             ev = next_event(&mut sub) => match ev {
                 Some(BusEvent::Message(raw)) => {
-                    iv.run(|c, now, fx| {
-                        for (origin, msg) in relay::decode_all(&raw) {
-                            c.on_bus(now, origin, msg, fx);
-                        }
-                    });
+                    let msgs = relay::decode_all_traced(&raw);
+                    if duet_telemetry::trace::enabled() && msgs.iter().any(|m| m.2.is_some()) {
+                        relayed_traced(&iv, msgs);
+                    } else {
+                        iv.run(|c, now, fx| {
+                            for (origin, msg, _) in msgs {
+                                c.on_bus(now, origin, msg, fx);
+                            }
+                        });
+                    }
                     continue;
                 }
                 Some(BusEvent::Missed) => {

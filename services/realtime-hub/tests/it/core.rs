@@ -604,3 +604,40 @@ async fn metrics_count_each_edit_in_the_commit_latency_histogram() {
     assert!(value("duet_hub_edit_commit_seconds_bucket{le=\"1\"} ") >= 5.0);
     assert!(value("duet_hub_edit_commit_seconds_sum ") > 0.0);
 }
+
+#[tokio::test]
+async fn metrics_time_each_edit_to_its_delivery() {
+    let storage = sqlite();
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+    let hub = TestHub::start("h1", storage.clone(), bus).await;
+    let session = new_session(&storage).await;
+    let mut a = YClient::join(&hub, &session.code, "Ada").await;
+    let mut b = YClient::join(&hub, &session.code, "Bob").await;
+    let count = |text: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("duet_hub_edit_delivery_seconds_count "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("delivery histogram missing:\n{text}"))
+    };
+    // Joining (sync messages) delivers no edit.
+    assert_eq!(count(&hub.core.metrics()), 0.0);
+    for i in 0..4 {
+        a.insert(i, "x");
+    }
+    b.insert(0, "y");
+    assert!(a.all_acked().await && b.all_acked().await);
+    assert!(
+        eventually(5, || {
+            a.pump();
+            b.pump();
+            a.len() == 5 && a.text() == b.text()
+        })
+        .await
+    );
+    let text = hub.core.metrics();
+    assert!(text.contains("# TYPE duet_hub_edit_delivery_seconds histogram"));
+    assert_eq!(count(&text), 5.0, "{text}");
+    // Queued to the other participant within the call that took the edit: well under a second.
+    assert!(text.contains("duet_hub_edit_delivery_seconds_bucket{le=\"1\"} 5\n"), "{text}");
+}
