@@ -3,6 +3,7 @@
 //   dist/index.html            landing page, served at /
 //   dist/editor.html           editor page, served at /interview/<CODE>
 //   dist/preview.html          the HTML runner's sandboxed preview, served at /preview
+//   dist/review.html           the review page (replay of a past interview), served at /review/<CODE>
 //   dist/static/...            everything else, referenced as /static/...
 //   dist/assets.json           the manifest: which files the server may serve, which of them are named
 //                              by their content (cached for a year), which compressed copies exist
@@ -254,7 +255,7 @@ function bundleStages({ dev, hashed, urls, sizes }) {
     () => [
       {
         ...base,
-        entryPoints: { landing: path.join(src, 'pages/landing.js'), editor: path.join(src, 'pages/editor.js') },
+        entryPoints: { landing: path.join(src, 'pages/landing.js'), editor: path.join(src, 'pages/editor.js'), review: path.join(src, 'pages/review.js') },
         format: 'iife',
         define: { __DUET_ASSETS__: JSON.stringify(assetsDefine(urls)) },
       },
@@ -323,7 +324,7 @@ export function rewriteStaticRefs(html, urls, page) {
 }
 
 async function writePages(urls) {
-  for (const page of ['index.html', 'editor.html', 'preview.html']) {
+  for (const page of ['index.html', 'editor.html', 'preview.html', 'review.html']) {
     const html = await readFile(path.join(src, page), 'utf8');
     await writeFile(path.join(dist, page), rewriteStaticRefs(html, urls, page));
   }

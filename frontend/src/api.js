@@ -103,3 +103,41 @@ export function joinSession(code, { name, password, linkToken } = {}) {
 export function isMissingEndpoint(err) {
   return (err?.status === 404 && err.code !== 'session_not_found') || err?.status === 405;
 }
+
+/**
+ * The interview record for the review page (interviewer token only): GET /api/session/<code>/record →
+ * {id, session_code, title, language, state, created_at, started_at, ended_at, code, notes,
+ * participants, runs, events} (docs/PROTOCOL.md).
+ */
+export function getRecord(code, token) {
+  return request('GET', `/api/session/${encodeURIComponent(code)}/record`, null, { token });
+}
+
+/** A document's stored history: GET /api/session/<code>/history?doc=code|notes → {doc, updates: [{seq, at, author, data}]}. */
+export function getHistory(code, doc, token) {
+  return request('GET', `/api/session/${encodeURIComponent(code)}/history?doc=${encodeURIComponent(doc)}`, null, { token });
+}
+
+/** The record as a zip (GET /api/session/<code>/export): resolves with a Blob. */
+export async function getExport(code, token) {
+  let res;
+  try {
+    res = await fetch(`/api/session/${encodeURIComponent(code)}/export`, {
+      headers: { Authorization: `Bearer ${token}` },
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'Duet cannot be reached. Check your connection and try again.');
+  }
+  if (!res.ok) {
+    let err = null;
+    try {
+      err = (await res.json())?.error;
+    } catch {
+      /* not JSON */
+    }
+    throw new ApiError(res.status, err?.code ?? `http_${res.status}`, err?.message ?? `The server answered ${res.status}.`);
+  }
+  return res.blob();
+}

@@ -142,6 +142,7 @@ describe('the built client as the server sends it', { timeout: 600000 }, () => {
     for (const [url, file] of [
       ['/', 'index.html'],
       [`/interview/${created.session_code}`, 'editor.html'],
+      [`/review/${created.session_code}`, 'review.html'],
     ]) {
       const res = await request(`${server.url}${url}`, { headers: { 'accept-encoding': 'gzip, deflate, br, zstd' } });
       assert.equal(res.status, 200, url);

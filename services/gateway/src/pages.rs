@@ -2,6 +2,8 @@
 //!
 //! - `/` → `index.html` (landing page)
 //! - `/interview/{code}` → `editor.html` for a session that exists; a 404 page otherwise
+//! - `/review/{code}` → `review.html` (the interview's replay, for interviewers: the page loads the
+//!   record with the interviewer link's token) for a session that exists; a 404 page otherwise
 //! - `/preview` → `preview.html`, the HTML runner's sandboxed preview (a policy of its own)
 //!
 //! Pages carry a Content-Security-Policy ([`PAGE_POLICY`]): Duet's own scripts only, connections to
@@ -69,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: PagesState) {
     cfg.app_data(web::Data::new(state))
         .service(methods::get("/", index))
         .service(methods::get("/interview/{code}", editor))
+        .service(methods::get("/review/{code}", review))
         .service(methods::get("/preview", preview))
         .service(
             web::resource("/static/{path:.*}")
@@ -189,6 +192,24 @@ async fn editor(
     code: web::Path<String>,
     req: HttpRequest,
 ) -> HttpResponse {
+    interview_page(&state, &code, &req, "editor.html").await
+}
+
+async fn review(
+    state: web::Data<PagesState>,
+    code: web::Path<String>,
+    req: HttpRequest,
+) -> HttpResponse {
+    interview_page(&state, &code, &req, "review.html").await
+}
+
+/// A page of one interview (`name`), served when an interview has that code.
+async fn interview_page(
+    state: &PagesState,
+    code: &str,
+    req: &HttpRequest,
+    name: &str,
+) -> HttpResponse {
     let not_found = || {
         html(
             StatusCode::NOT_FOUND,
@@ -198,11 +219,11 @@ async fn editor(
             ),
         )
     };
-    let Ok(code) = SessionCode::parse(&code) else {
+    let Ok(code) = SessionCode::parse(code) else {
         return not_found();
     };
     match state.directory.exists(&code).await {
-        Ok(true) => page_file(&state, &req, "editor.html").await,
+        Ok(true) => page_file(state, req, name).await,
         Ok(false) => not_found(),
         Err(e) => {
             tracing::warn!(error = %e, "session lookup failed");

@@ -1,0 +1,411 @@
+// Review page (/review/<CODE>#token=<interviewer link token>): the interview after (or during) the
+// fact, for interviewers. It loads the record (`GET /api/session/<code>/record`) and the code's stored
+// history (`/history?doc=code`) with the interviewer link's token, and shows:
+//
+// - the code at any moment (read-only Ace), rebuilt by the replay (../replay.js: every update applied
+//   once, checkpoints, so a seek costs one checkpoint and at most a few hundred updates);
+// - a timeline with one track per participant: their edits (density), and markers for their runs
+//   (output in the detail panel), pastes, time away from the page, joins, leaves and language changes;
+//   the interview's start and end on a track of their own;
+// - play / pause at 1×–32×, stretches without activity longer than 5 s skipped, and a scrubber;
+// - the interviewers' private notes (as they were last saved) beside the code;
+// - Download: the export zip (`/export`, fetched with the token).
+//
+// The token comes from the address bar's fragment (taken out at once, as the editor page does) or from
+// what this browser kept for the interview's interviewer link. A candidate's token gets 403: the page
+// says the review is for interviewers.
+import { createEditor, setEditorLanguage } from '../ace-setup.js';
+import { safeColor } from '../ace-yjs.js';
+import { CODE_RE, LANGUAGES, getExport, getHistory, getRecord, languageLabel, normalizeCode } from '../api.js';
+import { linkToken, takeLinkTokenFromUrl } from '../credentials.js';
+import { Replay, advance, fromBase64 } from '../replay.js';
+import { $, el } from '../views/dom.js';
+
+function codeFromPath() {
+  const m = /^\/review\/([^/]+)\/?$/.exec(window.location.pathname);
+  if (!m) return null;
+  let raw;
+  try {
+    raw = decodeURIComponent(m[1]);
+  } catch {
+    return null;
+  }
+  const code = normalizeCode(raw);
+  return CODE_RE.test(code) ? code : null;
+}
+
+function showMessage(title, text) {
+  $('review-message-title').textContent = title;
+  $('review-message-text').textContent = text;
+  $('review-message').hidden = false;
+  $('review-main').hidden = true;
+  $('timeline').hidden = true;
+}
+
+/** What a failed load means for the person looking. */
+function loadProblem(err, code) {
+  switch (err.status) {
+    case 401:
+      return ['This review link does not work', 'The link is not valid for this interview (expired or altered). Open the interviewer link again, or ask whoever created the interview for a new one.'];
+    case 403:
+      return ['The review is for interviewers only', 'This link is not an interviewer link: the interview record — its replay, notes and runs — is shown to the interviewers only. Open the interviewer link instead.'];
+    case 404:
+      return ['Interview not found', `No interview has the code ${code}. It may have been deleted.`];
+    default:
+      return ['The review could not be loaded', err.message || 'Something went wrong. Try again shortly.'];
+  }
+}
+
+const ms = (iso) => {
+  const t = Date.parse(iso);
+  return Number.isFinite(t) ? t : null;
+};
+
+/** h:mm:ss of a duration. */
+function duration(d) {
+  const s = Math.max(0, Math.floor(d / 1000));
+  return `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+}
+
+function clock(t) {
+  return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** The markers of the record: `{kind, at, user_id, label, run?}`, and the away stretches. */
+export function markersOf(record) {
+  const markers = [];
+  const away = [];
+  const leftAt = new Map(); // user → blur time
+  const events = [...(record.events ?? [])].sort((a, b) => (ms(a.at) ?? 0) - (ms(b.at) ?? 0) || (a.seq ?? 0) - (b.seq ?? 0));
+  for (const e of events) {
+    const at = ms(e.at);
+    if (at === null) continue;
+    const who = e.user_name || 'Someone';
+    const d = e.data && typeof e.data === 'object' ? e.data : {};
+    const user = e.user_id ?? null;
+    switch (e.kind) {
+      case 'paste':
+        markers.push({ kind: 'paste', at, user_id: user, label: `${who} pasted ${plural(Number(d.size) || 0, 'character')}${d.doc === 'notes' ? ' into the notes' : ''}` });
+        break;
+      case 'blur':
+        if (!leftAt.has(user)) leftAt.set(user, at);
+        markers.push({ kind: 'blur', at, user_id: user, label: `${who} left the page` });
+        break;
+      case 'focus':
+      case 'leave': {
+        const from = leftAt.get(user);
+        if (from !== undefined) {
+          away.push({ user_id: user, from, to: at });
+          leftAt.delete(user);
+        }
+        if (e.kind === 'focus') markers.push({ kind: 'focus', at, user_id: user, label: `${who} came back to the page` });
+        else markers.push({ kind: 'leave', at, user_id: user, label: `${who} left the interview` });
+        break;
+      }
+      case 'join':
+        markers.push({ kind: 'join', at, user_id: user, label: `${who} joined${d.role ? ` as ${d.role}` : ''}` });
+        break;
+      case 'language':
+        markers.push({ kind: 'language', at, user_id: user, label: `${who} switched to ${languageLabel(d.language)}`, language: d.language });
+        break;
+      case 'start':
+        markers.push({ kind: 'start', at, user_id: null, label: 'The interview started' });
+        break;
+      case 'end':
+        markers.push({ kind: 'end', at, user_id: null, label: 'The interview ended' });
+        break;
+      default:
+        break;
+    }
+  }
+  for (const r of record.runs ?? []) {
+    const at = ms(r.created_at);
+    if (at === null) continue;
+    markers.push({ kind: 'run', at, user_id: r.user_id ?? null, label: `${r.user_name || 'Someone'} ran the code: ${r.status} (${r.duration_ms} ms)`, run: r });
+  }
+  markers.sort((a, b) => a.at - b.at);
+  return { markers, away, openAway: leftAt };
+}
+
+const MARKER_GLYPH = { paste: '▲', blur: '◐', focus: '●', join: '+', leave: '−', language: '◆', run: '▶', start: '▷', end: '■' };
+
+class ReviewPage {
+  constructor(code, token, record, updates) {
+    this.code = code;
+    this.token = token;
+    this.record = record;
+    this.replay = new Replay(updates);
+    const { markers, away, openAway } = markersOf(record);
+    this.markers = markers;
+    // Bounds: the first and last thing that happened (edits, events, runs).
+    const times = [];
+    if (updates.length) times.push(updates[0].at, this.replay.times[this.replay.length - 1]);
+    for (const m of markers) times.push(m.at);
+    const created = ms(record.created_at) ?? Date.now();
+    let first = times.length ? Infinity : created;
+    let last = first;
+    for (const t of times) {
+      if (t < first) first = t;
+      if (t > last || last === Infinity) last = t;
+    }
+    this.start = first;
+    this.end = Math.max(first + 1000, last);
+    for (const [user, from] of openAway) away.push({ user_id: user, from, to: this.end });
+    this.away = away;
+    // Every moment something happened, sorted: what an idle gap is measured against.
+    const all = Float64Array.from([...this.replay.times, ...markers.map((m) => m.at)]);
+    all.sort();
+    this.activity = all;
+    this.languages = markers.filter((m) => m.kind === 'language' && LANGUAGES.some((l) => l.id === m.language));
+    this.t = this.end;
+    this.playing = false;
+    this.speed = 8;
+    this._shownIndex = -1;
+    this._shownLanguage = null;
+  }
+
+  mount() {
+    const r = this.record;
+    const title = (typeof r.title === 'string' && r.title.trim()) || 'Untitled interview';
+    document.title = `Review · ${title} · Duet`;
+    $('review-title').textContent = `Review · ${title}`;
+    $('review-code').textContent = this.code;
+    const state = $('review-state');
+    state.textContent = r.state === 'ended' ? 'Ended' : r.state === 'live' ? 'Live' : 'Not started';
+    state.hidden = false;
+    $('review-notes').textContent = r.notes || 'No notes were taken.';
+    $('review-main').hidden = false;
+    $('timeline').hidden = false;
+
+    this.editor = createEditor($('editor'), { language: this.languageAt(this.t) });
+    this.editor.setReadOnly(true);
+    this.editor.setOption('textInputAriaLabel', 'The code at the chosen moment (read-only)');
+
+    const scrubber = $('scrubber');
+    scrubber.max = String(Math.round(this.end - this.start));
+    scrubber.addEventListener('input', () => this.seek(this.start + Number(scrubber.value), { fromScrubber: true }));
+    const speed = $('speed');
+    this.speed = Number(speed.value);
+    speed.addEventListener('change', () => {
+      this.speed = Number(speed.value) || 1;
+    });
+    $('play-btn').addEventListener('click', () => (this.playing ? this.pause() : this.play()));
+    const download = $('download-btn');
+    download.disabled = false;
+    download.addEventListener('click', () => this.download(download));
+
+    this.renderTracks();
+    this.seek(this.t);
+  }
+
+  /** The language at `t`: the last change before it, else the interview's language. */
+  languageAt(t) {
+    let lang = null;
+    for (const m of this.languages) if (m.at <= t) lang = m.language;
+    if (lang) return lang;
+    return LANGUAGES.some((l) => l.id === this.record.language) ? this.record.language : 'javascript';
+  }
+
+  pct(t) {
+    return ((t - this.start) / (this.end - this.start)) * 100;
+  }
+
+  renderTracks() {
+    const tracks = $('tracks');
+    const people = [...(this.record.participants ?? [])];
+    const known = new Set(people.map((p) => p.user_id));
+    const orphan = this.replay.updates.some((u) => !known.has(u.author)) || this.markers.some((m) => m.user_id && !known.has(m.user_id) && m.kind !== 'start' && m.kind !== 'end');
+    const rows = [{ user_id: '__interview__', name: 'Interview', color: null, role: null }, ...people];
+    if (orphan) rows.push({ user_id: '__other__', name: 'Others', color: null, role: null });
+    const rowOf = (userId, kind) => {
+      if (kind === 'start' || kind === 'end') return '__interview__';
+      if (userId && known.has(userId)) return userId;
+      return orphan ? '__other__' : '__interview__';
+    };
+    this.playheads = [];
+    this.canvases = [];
+    tracks.replaceChildren(
+      ...rows.map((p) => {
+        const lane = el('div', { class: 'track-lane' });
+        const canvas = el('canvas', { class: 'track-edits', 'aria-hidden': 'true' });
+        lane.append(canvas);
+        this.canvases.push({ canvas, user: p.user_id, color: safeColor(p.color) });
+        for (const a of this.away) {
+          if (rowOf(a.user_id, 'blur') !== p.user_id) continue;
+          lane.append(el('div', { class: 'away-band', style: `left:${this.pct(a.from)}%;width:${Math.max(0.2, this.pct(a.to) - this.pct(a.from))}%`, title: `Away from the page for ${duration(a.to - a.from)}` }));
+        }
+        for (const m of this.markers) {
+          if (rowOf(m.user_id, m.kind) !== p.user_id) continue;
+          const b = el(
+            'button',
+            { type: 'button', class: `marker marker-${m.kind}`, dataset: { kind: m.kind }, style: `left:${this.pct(m.at)}%`, title: `${clock(m.at)} — ${m.label}`, 'aria-label': `${clock(m.at)}: ${m.label}` },
+            MARKER_GLYPH[m.kind] ?? '•',
+          );
+          b.addEventListener('click', () => this.select(m));
+          lane.append(b);
+        }
+        const head = el('div', { class: 'playhead', 'aria-hidden': 'true' });
+        this.playheads.push(head);
+        lane.append(head);
+        const role = p.role ? ` (${p.role})` : '';
+        return el(
+          'div',
+          { class: 'track', dataset: { userId: p.user_id } },
+          el('span', { class: 'track-label', title: `${p.name}${role}` }, p.color ? el('span', { class: 'swatch', style: `--c:${safeColor(p.color)}` }) : null, p.name),
+          lane,
+        );
+      }),
+    );
+    const draw = () => this.drawEdits(known, orphan);
+    draw();
+    if (typeof ResizeObserver === 'function') new ResizeObserver(draw).observe(tracks);
+  }
+
+  /** Each track's edits as a density strip: how many of its updates fall in each pixel column. */
+  drawEdits(known, orphan) {
+    const dpr = window.devicePixelRatio || 1;
+    for (const { canvas, user, color } of this.canvases) {
+      const w = Math.max(1, Math.round(canvas.clientWidth * dpr));
+      const h = Math.max(1, Math.round(canvas.clientHeight * dpr));
+      canvas.width = w;
+      canvas.height = h;
+      const counts = new Uint32Array(w);
+      let max = 0;
+      this.replay.updates.forEach((u, i) => {
+        const mine = user === '__other__' ? !known.has(u.author) : u.author === user;
+        if (!mine || (user === '__interview__' && !orphan)) return;
+        const x = Math.min(w - 1, Math.floor(((this.replay.times[i] - this.start) / (this.end - this.start)) * w));
+        counts[x]++;
+        if (counts[x] > max) max = counts[x];
+      });
+      const ctx = canvas.getContext('2d');
+      ctx.clearRect(0, 0, w, h);
+      if (!max) continue;
+      ctx.fillStyle = color;
+      for (let x = 0; x < w; x++) {
+        if (!counts[x]) continue;
+        const bar = Math.max(2 * dpr, Math.sqrt(counts[x] / max) * h);
+        ctx.fillRect(x, h - bar, 1, bar);
+      }
+    }
+  }
+
+  /** A marker chosen: the replay goes there, and the detail panel says what it was. */
+  select(m) {
+    this.pause();
+    this.seek(m.at);
+    const detail = $('review-detail');
+    const rows = [el('p', { class: 'detail-line' }, el('time', {}, clock(m.at)), ' ', m.label)];
+    if (m.run) {
+      const r = m.run;
+      rows.push(el('p', { class: 'hint' }, `${languageLabel(r.language)} · ${r.status} · ${r.duration_ms} ms`), el('pre', { class: 'run-output', id: 'review-run-output' }, r.output || '(no output)'));
+    }
+    detail.replaceChildren(...rows);
+  }
+
+  /** Shows the interview at `t`. */
+  seek(t, { fromScrubber = false } = {}) {
+    this.t = Math.min(Math.max(t, this.start), this.end);
+    const index = this.replay.indexAt(this.t);
+    if (index !== this._shownIndex) {
+      const text = this.replay.textAt(index);
+      if (text !== this.editor.getValue()) this.editor.session.doc.setValue(text);
+      this._shownIndex = index;
+    }
+    const lang = this.languageAt(this.t);
+    if (lang !== this._shownLanguage) {
+      setEditorLanguage(this.editor, lang);
+      $('review-language').textContent = languageLabel(lang);
+      this._shownLanguage = lang;
+    }
+    if (!fromScrubber) $('scrubber').value = String(Math.round(this.t - this.start));
+    const left = `${this.pct(this.t)}%`;
+    for (const h of this.playheads) h.style.left = left;
+    $('review-clock').textContent = clock(this.t);
+    $('review-elapsed').textContent = `${duration(this.t - this.start)} / ${duration(this.end - this.start)}`;
+    $('review-edits').textContent = `${index} of ${plural(this.replay.length, 'edit')}`;
+  }
+
+  play() {
+    if (this.playing) return;
+    if (this.t >= this.end) this.seek(this.start);
+    this.playing = true;
+    const button = $('play-btn');
+    button.textContent = '⏸';
+    button.setAttribute('aria-label', 'Pause');
+    let last = performance.now();
+    const frame = (now) => {
+      if (!this.playing) return;
+      const next = advance(this.t, now - last, this.speed, this.activity, this.end);
+      last = now;
+      this.seek(next);
+      if (this.t >= this.end) this.pause();
+      else this._raf = requestAnimationFrame(frame);
+    };
+    this._raf = requestAnimationFrame(frame);
+  }
+
+  pause() {
+    this.playing = false;
+    cancelAnimationFrame(this._raf);
+    const button = $('play-btn');
+    button.textContent = '▶';
+    button.setAttribute('aria-label', 'Play');
+  }
+
+  async download(button) {
+    button.disabled = true;
+    try {
+      const blob = await getExport(this.code, this.token);
+      const url = URL.createObjectURL(blob);
+      const a = el('a', { href: url, download: `duet-${this.code}.zip`, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (err) {
+      $('review-detail').replaceChildren(el('p', { class: 'form-error' }, `The download failed: ${err.message}`));
+    } finally {
+      button.disabled = false;
+    }
+  }
+}
+
+async function main() {
+  const code = codeFromPath();
+  // The token leaves the address bar before anything else (kept for this interview, as the editor does).
+  const fragment = takeLinkTokenFromUrl(code);
+  if (!code) {
+    showMessage('Interview not found', 'This link does not contain a valid interview code.');
+    return;
+  }
+  const token = fragment ?? linkToken(code);
+  if (!token) {
+    showMessage('The review needs the interviewer link', 'Open this page from the interviewer link (it carries the interviewer\'s key): the interview record is shown to interviewers only.');
+    return;
+  }
+  let record;
+  let history;
+  try {
+    [record, history] = await Promise.all([getRecord(code, token), getHistory(code, 'code', token)]);
+  } catch (err) {
+    const [title, text] = loadProblem(err, code);
+    showMessage(title, text);
+    return;
+  }
+  const fetched = performance.now();
+  const updates = (history?.updates ?? []).map((u) => ({ at: ms(u.at) ?? 0, author: u.author ?? null, data: fromBase64(u.data) }));
+  const page = new ReviewPage(code, token, record, updates);
+  const built = performance.now();
+  page.mount();
+  // For the tests and the benchmark (tests/bench/replay.mjs): milliseconds since the navigation began.
+  page.timings = { fetched, built, ready: performance.now() };
+  window.duetReview = page;
+  document.body.dataset.ready = 'true';
+}
+
+main().catch((err) => {
+  showMessage('Something went wrong', `The review could not start: ${err?.message ?? err}`);
+});

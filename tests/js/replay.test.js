@@ -1,0 +1,149 @@
+// The review page's replay (frontend/src/replay.js) under plain Node, as a property: over random
+// histories — two or three editors typing, deleting and syncing at random, their updates stored in
+// the order a server would (now and then out of causal order, as two hubs can commit them), at random
+// times with ties and idle stretches — the replay's text at any time t equals the document rebuilt
+// from scratch from the updates stored up to t. Seeded: a failure prints the seed that reproduces it.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as Y from '../../frontend/node_modules/yjs/dist/yjs.mjs';
+import { GAP_LEAD_MS, IDLE_GAP_MS, Replay, advance, fromBase64 } from '../../frontend/src/replay.js';
+
+/** A small deterministic generator (mulberry32). */
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const WORDS = ['x', 'ab', 'def ', '\n', '  return 1\n', 'é', '😀', 'ключ'];
+
+/**
+ * A random history: `{updates: [{at, author, data}], root}` in stored order. Each editor's own
+ * updates reach the "server" in the order they were made; the editors sync with each other only now
+ * and then (so edits are concurrent), and sometimes two neighbouring stored updates are swapped
+ * (out of causal order).
+ */
+function history(seed, { root = 'code' } = {}) {
+  const r = rng(seed);
+  const editors = Array.from({ length: 2 + Math.floor(r() * 2) }, (_, i) => {
+    const doc = new Y.Doc();
+    const out = [];
+    doc.on('update', (u, origin) => {
+      if (origin !== 'sync') out.push(u);
+    });
+    return { doc, out, author: `user-${i}` };
+  });
+  const stored = [];
+  const steps = 20 + Math.floor(r() * 160);
+  for (let s = 0; s < steps; s++) {
+    const e = editors[Math.floor(r() * editors.length)];
+    const text = e.doc.getText(root);
+    const len = text.length;
+    // Positions between characters (never inside a surrogate pair: no editor puts the cursor there,
+    // and Yjs replaces a split pair with U+FFFD in the stored document for good).
+    const s = text.toString();
+    const bounds = [0];
+    for (let i = 0; i < s.length; i += s.codePointAt(i) > 0xffff ? 2 : 1) bounds.push(i + (s.codePointAt(i) > 0xffff ? 2 : 1));
+    const pick = () => bounds[Math.floor(r() * bounds.length)];
+    const roll = r();
+    if (len > 0 && roll < 0.3) {
+      const a = pick();
+      const b = pick();
+      if (a !== b) text.delete(Math.min(a, b), Math.abs(a - b));
+    } else if (roll < 0.85) {
+      text.insert(pick(), WORDS[Math.floor(r() * WORDS.length)]);
+    } else {
+      // Two editors sync (everything each has, both ways).
+      const other = editors[Math.floor(r() * editors.length)];
+      if (other !== e) {
+        Y.applyUpdate(other.doc, Y.encodeStateAsUpdate(e.doc), 'sync');
+        Y.applyUpdate(e.doc, Y.encodeStateAsUpdate(other.doc), 'sync');
+      }
+    }
+    // Whatever an editor made reaches the server now or a little later.
+    for (const ed of editors) {
+      while (ed.out.length > 0 && r() < 0.7) stored.push({ author: ed.author, data: ed.out.shift() });
+    }
+  }
+  for (const ed of editors) for (const data of ed.out) stored.push({ author: ed.author, data });
+  for (let i = 0; i + 1 < stored.length; i++) {
+    if (r() < 0.05) [stored[i], stored[i + 1]] = [stored[i + 1], stored[i]];
+  }
+  let at = Date.UTC(2026, 0, 1, 10);
+  const updates = stored.map((u) => {
+    const gap = r();
+    at += gap < 0.2 ? 0 : gap < 0.95 ? Math.floor(r() * 2000) : 10_000 + Math.floor(r() * 600_000);
+    return { ...u, at };
+  });
+  return { updates, root };
+}
+
+/** The document rebuilt from scratch from the updates stored at or before `t`. */
+function rebuilt({ updates, root }, t) {
+  const doc = new Y.Doc();
+  for (const u of updates) if (u.at <= t) Y.applyUpdate(doc, u.data);
+  return doc.getText(root).toString();
+}
+
+describe('replay', () => {
+  test('the text at any time equals the document rebuilt from the history up to then (random histories)', () => {
+    const base = Number(process.env.REPLAY_SEED ?? 1);
+    for (let seed = base; seed < base + 60; seed++) {
+      const h = history(seed, { root: seed % 5 === 0 ? 'notes' : 'code' });
+      const r = rng(seed * 7919);
+      // Small checkpoints, so seeks cross several of them.
+      const replay = new Replay(h.updates, { root: h.root, checkpointEvery: 1 + Math.floor(r() * 16) });
+      const first = h.updates[0]?.at ?? 0;
+      const last = h.updates.at(-1)?.at ?? 0;
+      const times = [first - 1, first, last, last + 1];
+      for (let k = 0; k < 25; k++) times.push(first + Math.floor(r() * (last - first + 1)));
+      // Some at exactly an update's time (ties: every update of that instant is in).
+      for (let k = 0; k < 5 && h.updates.length; k++) times.push(h.updates[Math.floor(r() * h.updates.length)].at);
+      // Random order: seeks go back and forth, as scrubbing does.
+      for (const t of times) {
+        assert.equal(replay.textAtTime(t), rebuilt(h, t), `seed ${seed} (REPLAY_SEED=${seed}), t = ${t - first} ms`);
+      }
+      assert.equal(replay.textAt(replay.length), rebuilt(h, Infinity), `seed ${seed}: the whole history`);
+    }
+  });
+
+  test('an empty history, an update that does not decode, base64 from /history', () => {
+    const empty = new Replay([]);
+    assert.equal(empty.length, 0);
+    assert.equal(empty.textAtTime(Date.now()), '');
+    const doc = new Y.Doc();
+    const ups = [];
+    doc.on('update', (u) => ups.push(u));
+    doc.getText('code').insert(0, 'hello');
+    doc.getText('code').insert(5, ' world');
+    const b64 = ups.map((u) => Buffer.from(u).toString('base64'));
+    const r = new Replay([
+      { at: 1, author: null, data: fromBase64(b64[0]) },
+      { at: 2, author: null, data: new Uint8Array([255, 1, 2]) },
+      { at: 3, author: 'a', data: fromBase64(b64[1]) },
+    ]);
+    assert.deepEqual([0, 1, 2, 3].map((t) => r.textAtTime(t)), ['', 'hello', 'hello', 'hello world']);
+    assert.equal(r.indexAt(2), 2);
+  });
+
+  test('playing: real time times the speed, idle gaps skipped to just before the next activity, never past the end', () => {
+    const times = Float64Array.from([1000, 2000, 60_000, 61_000]);
+    // Busy: 100 ms at 8x is 800 ms.
+    assert.equal(advance(1000, 100, 8, times, 70_000), 1800);
+    // From 2 s the next activity is at 60 s: skipped to GAP_LEAD_MS before it.
+    assert.equal(advance(2000, 16, 1, times, 70_000), 60_000 - GAP_LEAD_MS);
+    // A gap of exactly IDLE_GAP_MS is played, not skipped.
+    const near = Float64Array.from([0, IDLE_GAP_MS]);
+    assert.equal(advance(0, 100, 1, near, 10_000), 100);
+    // Fast enough to pass the gap's landing point anyway: no step back.
+    assert.equal(advance(2000, 2000, 32, times, 70_000), 66_000);
+    // After the last activity the end is the next thing: skipped to it, and never past it.
+    assert.equal(advance(61_000, 16, 1, times, 200_000), 200_000 - GAP_LEAD_MS);
+    assert.equal(advance(69_990, 100, 32, times, 70_000), 70_000);
+  });
+});
