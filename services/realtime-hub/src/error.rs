@@ -45,6 +45,28 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (`as usize` indexes it): the labels of
+    /// `duet_hub_errors_total`.
+    pub const ALL: [ErrorCode; 17] = [
+        Self::NotJoined,
+        Self::SessionNotFound,
+        Self::InvalidPayload,
+        Self::InvalidUpdate,
+        Self::PayloadTooLarge,
+        Self::DocumentTooLarge,
+        Self::RateLimited,
+        Self::Unavailable,
+        Self::Internal,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::InterviewEnded,
+        Self::InterviewNotStarted,
+        Self::EditingLocked,
+        Self::RunsDisabled,
+        Self::InvalidTransition,
+        Self::Removed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotJoined => "not_joined",

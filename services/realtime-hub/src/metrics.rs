@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::error::ErrorCode;
+
 /// Upper bounds of the latency histograms' buckets, in seconds.
 const BOUNDS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -52,7 +54,8 @@ pub struct Stats {
     pub updates_committed: AtomicU64,
     pub commit_batches: AtomicU64,
     pub messages_in: AtomicU64,
-    pub errors_sent: AtomicU64,
+    /// Typed errors sent to clients, by code (indexed as [`ErrorCode::ALL`]).
+    pub errors_sent: [AtomicU64; ErrorCode::ALL.len()],
     pub bus_dropped: AtomicU64,
     pub resyncs: AtomicU64,
     /// Activity events stored in the interview record, and those lost (the database refused them,
@@ -73,8 +76,14 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Prometheus text, with the gauges of loaded interviews and connected participants.
-    pub fn render(&self, interviews: usize, users: usize) -> String {
+    /// Counts a refusal sent to a client.
+    pub fn error_sent(&self, code: ErrorCode) {
+        Self::add(&self.errors_sent[code as usize], 1);
+    }
+
+    /// Prometheus text, with the gauges of loaded interviews and connected participants, and
+    /// whether the database takes the hub's commits.
+    pub fn render(&self, interviews: usize, users: usize, database_up: bool) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, help: &str, kind: &str, v: u64| {
             let _ = writeln!(
@@ -120,12 +129,6 @@ impl Stats {
             get(&self.commit_batches),
         );
         metric(
-            "duet_hub_errors_total",
-            "Typed errors sent to clients.",
-            "counter",
-            get(&self.errors_sent),
-        );
-        metric(
             "duet_hub_bus_dropped_total",
             "Bus messages dropped (queue full).",
             "counter",
@@ -149,6 +152,24 @@ impl Stats {
             "counter",
             get(&self.events_failed),
         );
+        metric(
+            "duet_hub_database_up",
+            "1 while the database takes the hub's commits, 0 while they fail (edits wait, unacked).",
+            "gauge",
+            u64::from(database_up),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP duet_hub_errors_total Typed errors sent to clients, by code.\n# TYPE duet_hub_errors_total counter"
+        );
+        for code in ErrorCode::ALL {
+            let _ = writeln!(
+                out,
+                "duet_hub_errors_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                get(&self.errors_sent[code as usize])
+            );
+        }
         self.commit_latency.render(
             &mut out,
             "duet_hub_edit_commit_seconds",
@@ -166,6 +187,25 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_counted_by_code_and_the_database_state_is_a_gauge() {
+        let stats = Stats::default();
+        stats.error_sent(ErrorCode::RateLimited);
+        stats.error_sent(ErrorCode::RateLimited);
+        stats.error_sent(ErrorCode::Removed);
+        let out = stats.render(3, 4, false);
+        assert!(out.contains("duet_hub_errors_total{code=\"rate_limited\"} 2\n"), "{out}");
+        assert!(out.contains("duet_hub_errors_total{code=\"removed\"} 1\n"), "{out}");
+        assert!(out.contains("duet_hub_errors_total{code=\"not_joined\"} 0\n"), "{out}");
+        assert_eq!(out.matches("# TYPE duet_hub_errors_total counter").count(), 1);
+        assert!(out.contains("duet_hub_database_up 0\n"), "{out}");
+        assert!(stats.render(0, 0, true).contains("duet_hub_database_up 1\n"));
+        // Every code is a series: indexes and `ALL` agree.
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i);
+        }
+    }
 
     #[test]
     fn the_histogram_renders_cumulative_buckets_sum_and_count() {

@@ -66,7 +66,7 @@ impl Connection {
 
     /// Sends a refusal: always as an `error` event, and as the ack when there is one.
     pub fn refuse(&self, e: HubError, ack: Option<AckFn>) {
-        Stats::add(&self.rt.services.stats.errors_sent, 1);
+        self.rt.services.stats.error_sent(e.code);
         self.sink.emit("error", Outgoing::Json(e.to_json()));
         if let Some(ack) = ack {
             ack(Err(e));

@@ -186,7 +186,8 @@ impl Runtime {
     /// Prometheus text of the hub's metrics.
     pub fn metrics(&self) -> String {
         let (interviews, users) = self.load();
-        self.services.stats.render(interviews, users)
+        let db = self.services.db_ok.load(Ordering::Relaxed);
+        self.services.stats.render(interviews, users, db)
     }
 
     /// Stops every background task at once, without flushing or deregistering: what a crash looks
