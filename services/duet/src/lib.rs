@@ -5,6 +5,9 @@
 //! Interview tokens are signed with `SECRET_KEY` when it is set; otherwise with a key `duet`
 //! generates once and keeps in `<data dir>/secret_key` (mode 0600), so tokens stay valid across
 //! restarts. The API and the hub share the one key.
+//!
+//! It runs the session-API's background jobs too (`duet_session_api::jobs`): the webhook
+//! dispatcher and, with `DUET_RETENTION__DAYS`, the retention job.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -107,14 +110,20 @@ pub fn kept_key(dir: &Path) -> anyhow::Result<TokenKey> {
 
 /// `/metrics` on its own listener (`DUET_METRICS_ADDR`), never on the public port: a Prometheus
 /// scraper reaches it, the internet does not.
-fn serve_metrics(addr: &str, hub: Hub) -> anyhow::Result<()> {
+fn serve_metrics(
+    addr: &str,
+    hub: Hub,
+    jobs: duet_session_api::jobs::JobMetrics,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("DUET_METRICS_ADDR: cannot bind {addr}: {e}"))?;
     let server = actix_web::HttpServer::new(move || {
         App::new().service(methods::get("/metrics", {
             let hub = hub.clone();
+            let jobs = jobs.clone();
             move || {
-                let body = hub.metrics();
+                let mut body = hub.metrics();
+                body.push_str(&jobs.render());
                 async move {
                     HttpResponse::Ok()
                         .content_type("text/plain; version=0.0.4")
@@ -136,6 +145,8 @@ pub struct Application {
     port: u16,
     server: Server,
     hub: Hub,
+    /// Webhooks and retention; stopped when the application is dropped.
+    _jobs: duet_session_api::jobs::Jobs,
 }
 
 impl Application {
@@ -166,13 +177,15 @@ impl Application {
             Arc::new(StorageDirectory(storage.clone())),
         );
         let readiness = Readiness(vec![
-            duet_session_api::storage_check(storage),
+            duet_session_api::storage_check(storage.clone()),
             duet_session_api::bus_check(bus),
         ]);
         let hub_routes = hub.clone();
         if let Some(addr) = &settings.metrics_addr {
-            serve_metrics(addr, hub.clone())?;
+            serve_metrics(addr, hub.clone(), api.job_metrics.clone())?;
         }
+        let jobs =
+            duet_session_api::jobs::spawn(settings, storage.clone(), api.job_metrics.clone());
         let gate = ConnectionGate::new(ConnectionLimits::from_settings(&settings.http));
         let server = connections::serve(listener, gate, false, move || {
             App::new()
@@ -182,7 +195,12 @@ impl Application {
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
                 .configure(|c| duet_gateway::pages::configure(c, pages.clone()))
         })?;
-        Ok(Self { port, server, hub })
+        Ok(Self {
+            port,
+            server,
+            hub,
+            _jobs: jobs,
+        })
     }
 
     pub fn port(&self) -> u16 {

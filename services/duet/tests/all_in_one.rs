@@ -483,3 +483,108 @@ async fn secret_key_is_used_when_set() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SECRET_KEY"), "{stderr}");
 }
+
+/// The session-API's background jobs run in `duet` too: a created interview is announced to the
+/// webhook receiver (signed), and counted on the metrics listener.
+#[tokio::test]
+async fn webhooks_are_sent_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() < len {
+                        continue;
+                    }
+                    let _ = tx.send(text.clone());
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    buf.clear();
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", duet_testkit::free_port());
+    let duet = Duet::start(
+        dir.path(),
+        &[
+            ("DUET_METRICS_ADDR", addr.as_str()),
+            ("DUET_WEBHOOK__URL", url.as_str()),
+            ("DUET_WEBHOOK__SECRET", "whsec-duet"),
+            ("DUET_WEBHOOK__POLL_INTERVAL_MS", "100"),
+        ],
+    )
+    .await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/api/session", duet.base))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = created["session_code"].as_str().unwrap();
+    let mut types = Vec::new();
+    for _ in 0..2 {
+        let req = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a webhook within 10 s")
+            .unwrap();
+        let lower = req.to_ascii_lowercase();
+        assert!(lower.contains("duet-signature: v1="), "{req}");
+        assert!(lower.contains("duet-timestamp: "), "{req}");
+        let body: Value = serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["session_code"], code);
+        assert!(body["record_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/api/session/{code}/record")));
+        types.push(body["type"].as_str().unwrap().to_owned());
+    }
+    types.sort();
+    assert_eq!(types, ["interview.created", "interview.started"]);
+    let mut counted = false;
+    for _ in 0..50 {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("duet_webhook_deliveries_total{outcome=\"delivered\"} 2") {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(counted, "deliveries counted on the metrics listener");
+    duet.stop();
+}

@@ -16,12 +16,16 @@
 //!   `DELETE /api/session/{code}` → erases the interview (interviewer token, like the actions).
 //! - `GET /api/languages` → the closed list of languages.
 //!
+//! Background jobs ([`jobs`]): the webhook dispatcher and the retention job, in the standalone
+//! service ([`Application::build`]) and in `duet`.
+//!
 //! Errors are JSON `{error: {code, message}}` with a stable code ([`error::ApiError`]).
 //! [`configure`] mounts the API on any actix `App` (the all-in-one `duet` mounts it too);
 //! [`Application`] is the standalone service on PostgreSQL and Redis.
 
 pub mod error;
 mod interview;
+pub mod jobs;
 pub mod limits;
 mod record;
 mod routes;
@@ -101,6 +105,8 @@ pub fn bus_check(bus: Arc<dyn Bus>) -> ReadyCheck {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The background jobs, when this process runs them ([`Application::build`]).
+    jobs: Option<jobs::Jobs>,
 }
 
 impl Application {
@@ -128,10 +134,13 @@ impl Application {
         );
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
         let limits = ConnectionLimits::from_settings(&settings.http);
-        let mut state = ApiState::new(settings, storage, bus.clone(), tokens);
+        let mut state = ApiState::new(settings, storage.clone(), bus.clone(), tokens);
         // The replicas behind the gateways count each client's requests together.
         state.limits = Arc::new(limits::Limits::from_settings(settings).shared_through(bus));
-        Self::with_state(listener, state, limits)
+        let jobs = jobs::spawn(settings, storage, state.job_metrics.clone());
+        let mut app = Self::with_state(listener, state, limits)?;
+        app.jobs = Some(jobs);
+        Ok(app)
     }
 
     /// Serves on `listener` with the given storage, default settings, a fresh random key and an
@@ -161,6 +170,7 @@ impl Application {
         // its load balancer.
         let readiness = Readiness(vec![storage_check(state.storage.clone())]);
         let metrics = duet_telemetry::metrics::HttpMetrics::new("session-api");
+        state.job_metrics.register(metrics.registry());
         let server = connections::serve(listener, ConnectionGate::new(limits), true, move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -171,7 +181,11 @@ impl Application {
                 .configure(|c| configure(c, state.clone()))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
         })?;
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            jobs: None,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -180,6 +194,7 @@ impl Application {
 
     /// Runs until SIGTERM / Ctrl-C (actix drains connections gracefully).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let _jobs = self.jobs;
         self.server.await
     }
 }

@@ -37,6 +37,8 @@ pub struct ApiState {
     pub limits: Arc<Limits>,
     /// Largest accepted request body, in bytes (`MAX_CONTENT_LENGTH`).
     pub max_body: usize,
+    /// The background jobs' counters (webhooks, retention), on `/metrics`.
+    pub job_metrics: crate::jobs::JobMetrics,
 }
 
 impl ApiState {
@@ -54,6 +56,7 @@ impl ApiState {
             tokens,
             limits: Arc::new(Limits::from_settings(settings)),
             max_body: settings.max_content_length,
+            job_metrics: crate::jobs::JobMetrics::new(),
         }
     }
 }

@@ -61,6 +61,68 @@ pub struct Settings {
     /// OpenTelemetry traces over OTLP/HTTP; off unless an endpoint is set.
     #[serde(default)]
     pub otel: OtelSettings,
+    /// How long interviews are kept (session-API and `duet`).
+    #[serde(default)]
+    pub retention: RetentionSettings,
+    /// Where interview events are announced (session-API and `duet`).
+    #[serde(default)]
+    pub webhook: WebhookSettings,
+}
+
+/// The retention job: interviews ended (or untouched) longer ago than `days` are erased with
+/// everything of them. `DUET_RETENTION__DAYS`, `DUET_RETENTION__INTERVAL_SECS`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetentionSettings {
+    /// 0 (the default): keep interviews for ever.
+    pub days: u64,
+    /// How often the job looks for expired interviews.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            days: 0,
+            interval_secs: 3600,
+        }
+    }
+}
+
+/// Webhooks: `interview.created`, `interview.started` and `interview.ended` POSTed to `url`,
+/// signed with `secret`. `DUET_WEBHOOK__URL`, `DUET_WEBHOOK__SECRET`, …
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// The receiver (`http://` or `https://`); unset (the default): no webhooks.
+    pub url: Option<String>,
+    /// The HMAC-SHA256 key of the `Duet-Signature` header; required with `url`.
+    pub secret: Option<SecretString>,
+    /// The origin of the record links in the bodies (`<public_url>/api/session/<code>/record`);
+    /// unset: `http://<host>:<port>`.
+    pub public_url: Option<String>,
+    /// Attempts per delivery before it is given up.
+    pub max_attempts: u32,
+    /// The wait before the first retry; doubled for each further one.
+    pub retry_base_ms: u64,
+    /// How long one attempt may take (connect, send, answer).
+    pub timeout_ms: u64,
+    /// How often the dispatcher looks for deliveries due.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            public_url: None,
+            max_attempts: 8,
+            retry_base_ms: 1_000,
+            timeout_ms: 5_000,
+            poll_interval_ms: 1_000,
+        }
+    }
 }
 
 /// Where traces go (`duet_telemetry::trace`). Set with `DUET_OTEL__ENDPOINT` /
@@ -300,6 +362,28 @@ impl Settings {
                 )));
             }
         }
+        if let Some(url) = &self.webhook.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "webhook.url (DUET_WEBHOOK__URL): {url:?} must start with http:// or https://"
+                )));
+            }
+            if self.webhook.secret.is_none() {
+                return Err(ConfigError::Invalid(
+                    "webhook.secret (DUET_WEBHOOK__SECRET) is required with webhook.url: every delivery is signed".into(),
+                ));
+            }
+        }
+        if self.webhook.max_attempts == 0 || self.webhook.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook.max_attempts and webhook.timeout_ms (DUET_WEBHOOK__MAX_ATTEMPTS, DUET_WEBHOOK__TIMEOUT_MS) must be at least 1".into(),
+            ));
+        }
+        if self.retention.interval_secs == 0 || self.webhook.poll_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "retention.interval_secs and webhook.poll_interval_ms (DUET_RETENTION__INTERVAL_SECS, DUET_WEBHOOK__POLL_INTERVAL_MS) must be at least 1".into(),
+            ));
+        }
         if self.hub.heartbeat_ttl_secs < 3 {
             return Err(ConfigError::Invalid(
                 "hub.heartbeat_ttl_secs (DUET_HUB__HEARTBEAT_TTL_SECS) must be at least 3".into(),
@@ -383,6 +467,44 @@ mod tests {
             (30, 60, 10)
         );
         assert!(s.api_trusted_proxies().is_empty());
+    }
+
+    #[test]
+    fn retention_and_webhooks_are_off_by_default_and_settable() {
+        use secrecy::ExposeSecret;
+        let s = load(&[]).unwrap();
+        assert_eq!((s.retention.days, s.retention.interval_secs), (0, 3600));
+        assert!(s.webhook.url.is_none());
+        assert_eq!(s.webhook.max_attempts, 8);
+        let s = load(&[
+            ("DUET_RETENTION__DAYS", "30"),
+            ("DUET_RETENTION__INTERVAL_SECS", "60"),
+            ("DUET_WEBHOOK__URL", "https://hooks.example.com/duet"),
+            ("DUET_WEBHOOK__SECRET", "whsec-abc"),
+            ("DUET_WEBHOOK__PUBLIC_URL", "https://duet.example.com"),
+            ("DUET_WEBHOOK__MAX_ATTEMPTS", "3"),
+        ])
+        .unwrap();
+        assert_eq!((s.retention.days, s.retention.interval_secs), (30, 60));
+        assert_eq!(
+            s.webhook.url.as_deref(),
+            Some("https://hooks.example.com/duet")
+        );
+        assert_eq!(s.webhook.secret.unwrap().expose_secret(), "whsec-abc");
+        assert_eq!(
+            s.webhook.public_url.as_deref(),
+            Some("https://duet.example.com")
+        );
+        assert_eq!(s.webhook.max_attempts, 3);
+        for bad in [
+            vec![("DUET_WEBHOOK__URL", "ftp://x")],
+            vec![("DUET_WEBHOOK__URL", "http://x")],
+            vec![("DUET_WEBHOOK__MAX_ATTEMPTS", "0")],
+            vec![("DUET_RETENTION__INTERVAL_SECS", "0")],
+            vec![("DUET_RETENTION__DAYS", "-1")],
+        ] {
+            assert!(load(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
