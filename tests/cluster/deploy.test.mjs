@@ -87,3 +87,64 @@ test("kubernetes-validate --strict accepts k8s/, which commits no Secret", (t) =
   const r = spawnSync(bin, ["--strict", "--quiet", ...files], { cwd: repo, encoding: "utf8" });
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
+
+/** Every Rust source file of the services and shared crates, tests left out: what the binaries export. */
+function rustSources() {
+  const out = [];
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith(".rs")) out.push(readFileSync(p, "utf8"));
+    }
+  };
+  for (const top of ["services", "shared"]) {
+    for (const crate of readdirSync(join(repo, top))) {
+      if (existsSync(join(repo, top, crate, "src"))) walk(join(repo, top, crate, "src"));
+    }
+  }
+  return out.join("\n");
+}
+
+test("the Grafana dashboard queries only metrics a service exports, over the provisioned Prometheus", () => {
+  const dashboard = JSON.parse(readFileSync(join(repo, "deploy", "grafana", "dashboards", "duet.json"), "utf8"));
+  const ds = parseAllDocuments(readFileSync(join(repo, "deploy", "grafana", "provisioning", "datasources", "prometheus.yaml"), "utf8"))[0].toJS();
+  assert.equal(ds.datasources.length, 1);
+  const { uid, type } = ds.datasources[0];
+  assert.equal(type, "prometheus");
+  const provider = parseAllDocuments(readFileSync(join(repo, "deploy", "grafana", "provisioning", "dashboards", "duet.yaml"), "utf8"))[0].toJS();
+  assert.equal(provider.providers[0].type, "file");
+
+  const exprs = [];
+  for (const panel of dashboard.panels) {
+    if (panel.type === "row") continue;
+    assert.equal(panel.datasource?.uid, uid, `panel ${panel.title}: not the provisioned datasource`);
+    assert.ok(panel.targets?.length > 0, `panel ${panel.title}: no query`);
+    for (const t of panel.targets) {
+      assert.equal(t.datasource?.uid, uid, `panel ${panel.title}: a query not on the provisioned datasource`);
+      exprs.push(t.expr);
+    }
+  }
+  // Histograms are queried through their series (_bucket, _sum, _count), exported under the base name.
+  const names = new Set(exprs.flatMap((e) => [...e.matchAll(/\b(duet_[a-z0-9_]+)/g)].map((m) => m[1].replace(/_(bucket|sum|count)$/, ""))));
+  assert.ok(names.size >= 15, `the dashboard queries ${names.size} metrics: ${[...names]}`);
+  const sources = rustSources();
+  for (const name of names) {
+    // A name in a string literal ("name", "name{…}") or a HELP line of a hand-written exposition.
+    const exported = new RegExp(`(?:"|# HELP )${name}(?:"|\\s|\\{)`).test(sources);
+    assert.ok(exported, `the dashboard queries ${name}, which no service exports`);
+  }
+  // Each metric family a service exports with a help text is on the dashboard, too (not only the
+  // easy ones): the hub's histograms at least.
+  for (const name of ["duet_hub_edit_commit_seconds", "duet_hub_edit_delivery_seconds", "duet_http_request_duration_seconds"]) {
+    assert.ok(names.has(name), `${name} is not on the dashboard`);
+  }
+});
+
+test("deploy/prometheus.yml scrapes every service compose runs", () => {
+  const prom = parseAllDocuments(readFileSync(join(repo, "deploy", "prometheus.yml"), "utf8"))[0].toJS();
+  const targets = new Set(prom.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets)));
+  const services = commands().filter(([file]) => file === "docker-compose.yml").map(([, name]) => name);
+  assert.ok(services.length >= 6, `compose runs ${services.length} services`);
+  for (const name of services) assert.ok(targets.has(`${name}:8080`), `${name} is not scraped`);
+});
