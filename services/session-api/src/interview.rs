@@ -107,7 +107,7 @@ pub(crate) async fn interviewer(
 }
 
 /// Tells every hub of the interview (`relay::channel`) how it now is.
-async fn announce(
+pub(crate) async fn announce(
     state: &ApiState,
     session_id: Uuid,
     control: &InterviewControl,

@@ -8,15 +8,16 @@ use std::io::Write;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use base64::Engine;
-use duet_domain::{DocKind, Language, Session};
+use duet_domain::{DocKind, InterviewControl, InterviewState, Language, Session};
 use duet_storage::{DocumentState, Event, Run, StoredUpdate};
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 use uuid::Uuid;
 use yrs::updates::decoder::Decode;
 use yrs::{GetString, Transact, Update};
 
 use crate::error::ApiError;
-use crate::interview::{interviewer, session};
+use crate::interview::{announce, interviewer, session};
 use crate::routes::{blocking, rfc3339, with_timeout, ApiState};
 
 /// The root name of each document's shared text (as the hub and the browser name them).
@@ -321,7 +322,8 @@ pub async fn export(
 }
 
 /// `DELETE /api/session/{code}` (interviewer only): erases the interview and every row of it.
-/// 204; afterwards the interview is unknown (404) everywhere.
+/// 204; afterwards the interview is unknown (404) everywhere. The hubs are told it ended (a
+/// `Control` with state `ended`, editing locked, runs off).
 #[tracing::instrument(skip_all, fields(code = %code))]
 pub async fn erase(
     state: web::Data<ApiState>,
@@ -335,5 +337,17 @@ pub async fn erase(
         return Err(ApiError::SessionNotFound(session.code.to_string()));
     }
     tracing::info!(code = %session.code, id = %session.id, "interview erased");
+    // The hubs still holding it end it for whoever is connected (read-only, runs off), so no
+    // further edit is attempted. Best effort: the erasure stands whatever the bus says.
+    let closed = InterviewControl {
+        state: InterviewState::Ended,
+        ended_at: session.ended_at.or(Some(OffsetDateTime::now_utc())),
+        editing_locked: true,
+        runs_enabled: false,
+        ..InterviewControl::of(&session)
+    };
+    if announce(&state, session.id, &closed).await.is_err() {
+        tracing::warn!(code = %session.code, "erased interview not announced to the hubs");
+    }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use base64::Engine;
 use duet_auth::TokenKey;
-use duet_bus::LocalBus;
+use duet_bus::relay::{self, BusMessage};
+use duet_bus::{Bus, BusEvent, LocalBus};
 use duet_config::Settings;
-use duet_domain::{DocKind, Language};
+use duet_domain::{DocKind, InterviewControl, Language};
 use duet_session_api::{ApiState, Application};
 use duet_storage::{
     postgres::PgStorage, sqlite::SqliteStorage, NewEvent, NewRun, NewUpdate, Storage,
@@ -28,13 +29,15 @@ struct TestApp {
     base: String,
     http: reqwest::Client,
     storage: Arc<dyn Storage>,
+    bus: Arc<LocalBus>,
 }
 
 impl TestApp {
     async fn spawn(storage: Arc<dyn Storage>) -> Self {
         let settings = Settings::load_from(Vec::<(String, String)>::new()).unwrap();
         let key = TokenKey::new(SECRET).unwrap();
-        let state = ApiState::new(&settings, storage.clone(), Arc::new(LocalBus::new()), key);
+        let bus = Arc::new(LocalBus::new());
+        let state = ApiState::new(&settings, storage.clone(), bus.clone(), key);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let app = Application::with_state(
             listener,
@@ -48,6 +51,7 @@ impl TestApp {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             storage,
+            bus,
         }
     }
 
@@ -508,6 +512,7 @@ async fn erasing_leaves_nothing_of_the_interview(storage: Arc<dyn Storage>) {
     let p = play(&app).await;
     let kept = play(&app).await;
     storage.remove_user(p.id, p.candidate).await.unwrap();
+    let mut sub = app.bus.subscribe(&relay::channel(p.id)).await.unwrap();
 
     let r = app
         .send(
@@ -518,6 +523,21 @@ async fn erasing_leaves_nothing_of_the_interview(storage: Arc<dyn Storage>) {
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(r.bytes().await.unwrap().is_empty());
+    // The hubs are told: ended, read-only, no runs.
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), sub.recv())
+        .await
+        .expect("a notice within 5 s")
+        .unwrap();
+    let BusEvent::Message(raw) = event else {
+        panic!("{event:?}");
+    };
+    let (_, message) = relay::decode_all(&raw).remove(0);
+    let BusMessage::Control { json } = message else {
+        panic!("{message:?}");
+    };
+    let control: InterviewControl = serde_json::from_slice(&json).unwrap();
+    assert_eq!(control.state, duet_domain::InterviewState::Ended);
+    assert!(control.editing_locked && !control.runs_enabled);
 
     for path in [
         format!("/api/session/{}", p.code),
