@@ -24,16 +24,11 @@ export const CHECKPOINT_EVERY = 256;
 
 /** Decodes standard base64 (what `/history` sends) to bytes. */
 export function fromBase64(s) {
+  if (typeof Uint8Array.fromBase64 === 'function') return Uint8Array.fromBase64(s);
   const bin = atob(s);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
-}
-
-function sameVector(a, b) {
-  if (a.size !== b.size) return false;
-  for (const [client, clock] of a) if (b.get(client) !== clock) return false;
-  return true;
 }
 
 export class Replay {
@@ -55,23 +50,35 @@ export class Replay {
     this.checkpoints = [Y.createDeleteSet()];
     /** @type {(Y.DeleteSet|null)[]} each update's own deletions, decoded when first needed */
     this._ds = new Array(updates.length).fill(null);
-    // The state vector after each update: what its transaction ended with (which includes updates
-    // it released from waiting). The previous map is kept when nothing changed.
-    let after = null;
-    this.doc.on('afterTransaction', (tr) => {
-      after = tr.afterState;
-    });
-    for (let i = 0; i < updates.length; i++) {
-      after = null;
-      try {
-        Y.applyUpdate(this.doc, updates[i].data);
-      } catch {
-        // An update that does not decode changes nothing (the server never stores one).
+    // All in one transaction (a transaction per update would clean up and merge the whole store
+    // after each one: most of the time). The state vector after each update is read from the store
+    // (a clock per client, a few of them) and kept only when it changed.
+    const store = this.doc.store;
+    let prev = this.svs[0];
+    Y.transact(this.doc, () => {
+      for (let i = 0; i < updates.length; i++) {
+        try {
+          Y.applyUpdate(this.doc, updates[i].data);
+        } catch {
+          // An update that does not decode changes nothing (the server never stores one).
+        }
+        let changed = prev.size !== store.clients.size;
+        if (!changed) {
+          for (const [client, clock] of prev) {
+            if (Y.getState(store, client) !== clock) {
+              changed = true;
+              break;
+            }
+          }
+        }
+        if (changed) {
+          prev = new Map();
+          for (const client of store.clients.keys()) prev.set(client, Y.getState(store, client));
+        }
+        this.svs.push(prev);
+        if ((i + 1) % this.every === 0) this.checkpoints.push(this._deletions());
       }
-      const prev = this.svs[this.svs.length - 1];
-      this.svs.push(after !== null && !sameVector(prev, after) ? after : prev);
-      if ((i + 1) % this.every === 0) this.checkpoints.push(this._deletions());
-    }
+    });
     /** Times, in order of the updates: for `indexAt`. Out-of-order times are clamped up. */
     this.times = new Float64Array(updates.length);
     let last = -Infinity;
@@ -175,4 +182,19 @@ export function advance(t, elapsedMs, speed, times, end) {
   const upcoming = i < times.length ? times[i] : end;
   if (upcoming - t > IDLE_GAP_MS) next = Math.max(next, upcoming - GAP_LEAD_MS);
   return Math.min(next, end);
+}
+
+/**
+ * The smallest single replacement that turns `from` into `to`: `{start, end, text}` — replace
+ * `from.slice(start, end)` with `text` (null when they are equal). What the page hands the editor, so a
+ * seek near the last one redraws a line or two instead of the whole document.
+ */
+export function textChange(from, to) {
+  if (from === to) return null;
+  const max = Math.min(from.length, to.length);
+  let start = 0;
+  while (start < max && from.charCodeAt(start) === to.charCodeAt(start)) start++;
+  let end = 0;
+  while (end < max - start && from.charCodeAt(from.length - 1 - end) === to.charCodeAt(to.length - 1 - end)) end++;
+  return { start, end: from.length - end, text: to.slice(start, to.length - end) };
 }

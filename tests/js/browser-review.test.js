@@ -112,6 +112,12 @@ describe('the review page against the real duet server', { timeout: 600000 }, ()
     await ivy.click('#confirm-ok');
     await ivy.waitForSelector('#lifecycle[data-state="ended"]');
     ctx.finalCode = await ivy.evaluate(() => window.duet.ytext.toString());
+    // The interviewer's banner links to the review, which opens with the token this browser kept.
+    assert.equal(await cara.locator('#review-link').count(), 0, 'no review link for the candidate');
+    await ivy.click('#review-link');
+    await ivy.waitForURL(new RegExp(`/review/${ctx.code}$`));
+    await ivy.waitForSelector('body[data-ready="true"]', { timeout: 20000 });
+    assert.equal(await ivy.evaluate(() => window.duetReview.editor.getValue()), ctx.finalCode);
     for (const p of [ivy, cara]) assert.deepEqual(p.problems, []);
   });
 

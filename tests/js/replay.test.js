@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as Y from '../../frontend/node_modules/yjs/dist/yjs.mjs';
-import { GAP_LEAD_MS, IDLE_GAP_MS, Replay, advance, fromBase64 } from '../../frontend/src/replay.js';
+import { GAP_LEAD_MS, IDLE_GAP_MS, Replay, advance, fromBase64, textChange } from '../../frontend/src/replay.js';
 
 /** A small deterministic generator (mulberry32). */
 function rng(seed) {
@@ -145,5 +145,20 @@ describe('replay', () => {
     // After the last activity the end is the next thing: skipped to it, and never past it.
     assert.equal(advance(61_000, 16, 1, times, 200_000), 200_000 - GAP_LEAD_MS);
     assert.equal(advance(69_990, 100, 32, times, 70_000), 70_000);
+  });
+
+  test('textChange: the one replacement between two texts', () => {
+    const apply = (from, c) => (c ? from.slice(0, c.start) + c.text + from.slice(c.end) : from);
+    const r = rng(99);
+    const alphabet = 'ab\n😀';
+    const random = () => Array.from({ length: Math.floor(r() * 12) }, () => alphabet[Math.floor(r() * alphabet.length)]).join('');
+    for (let k = 0; k < 2000; k++) {
+      const a = random();
+      const b = r() < 0.3 ? a : random();
+      const c = textChange(a, b);
+      assert.equal(apply(a, c), b, JSON.stringify([a, b, c]));
+      if (a === b) assert.equal(c, null);
+    }
+    assert.deepEqual(textChange('def f():\n  pass\n', 'def f(x):\n  pass\n'), { start: 6, end: 6, text: 'x' });
   });
 });

@@ -18,7 +18,7 @@ import { createEditor, setEditorLanguage } from '../ace-setup.js';
 import { safeColor } from '../ace-yjs.js';
 import { CODE_RE, LANGUAGES, getExport, getHistory, getRecord, languageLabel, normalizeCode } from '../api.js';
 import { linkToken, takeLinkTokenFromUrl } from '../credentials.js';
-import { Replay, advance, fromBase64 } from '../replay.js';
+import { Replay, advance, fromBase64, textChange } from '../replay.js';
 import { $, el } from '../views/dom.js';
 
 function codeFromPath() {
@@ -163,6 +163,7 @@ class ReviewPage {
     this.playing = false;
     this.speed = 8;
     this._shownIndex = -1;
+    this._shownText = '';
     this._shownLanguage = null;
   }
 
@@ -310,8 +311,7 @@ class ReviewPage {
     this.t = Math.min(Math.max(t, this.start), this.end);
     const index = this.replay.indexAt(this.t);
     if (index !== this._shownIndex) {
-      const text = this.replay.textAt(index);
-      if (text !== this.editor.getValue()) this.editor.session.doc.setValue(text);
+      this._show(this.replay.textAt(index));
       this._shownIndex = index;
     }
     const lang = this.languageAt(this.t);
@@ -326,6 +326,23 @@ class ReviewPage {
     $('review-clock').textContent = clock(this.t);
     $('review-elapsed').textContent = `${duration(this.t - this.start)} / ${duration(this.end - this.start)}`;
     $('review-edits').textContent = `${index} of ${plural(this.replay.length, 'edit')}`;
+  }
+
+  /** Puts `text` in the editor as one replacement of what changed (not a whole new document). */
+  _show(text) {
+    const change = textChange(this._shownText, text);
+    this._shownText = text;
+    if (!change) return;
+    const doc = this.editor.session.doc;
+    if (text.includes('\r') || change.text.length > text.length / 2) {
+      // Ace reads \r\n as one line break (offsets would not match), and a mostly new text is
+      // cheaper as a whole.
+      doc.setValue(text);
+      return;
+    }
+    const from = doc.indexToPosition(change.start, 0);
+    const to = doc.indexToPosition(change.end, 0);
+    doc.replace({ start: from, end: to }, change.text);
   }
 
   play() {

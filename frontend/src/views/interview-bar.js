@@ -1,9 +1,11 @@
 // The interview's lifecycle in the page: the state chip in the top bar with the time since the start
 // (#lifecycle, #elapsed), the role badge, the interviewer's Start and End buttons (End asks first), the
 // banner under the toolbar (#interview-banner: ended, locked, waiting), and the candidate's lobby
-// (#lobby: while the interview waits, a candidate sees it instead of the editor).
+// (#lobby: while the interview waits, a candidate sees it instead of the editor). Once it has ended, an
+// interviewer's banner links to the review page (#review-link, /review/<CODE>: it finds the interviewer
+// link's token this browser kept).
 import { confirmAction } from './confirm-dialog.js';
-import { $ } from './dom.js';
+import { $, el } from './dom.js';
 
 /** "4:05", "1:02:09" for a duration in milliseconds (never negative). */
 export function formatElapsed(ms) {
@@ -79,6 +81,10 @@ export function mountInterviewBar(model) {
     const text = bannerText(model);
     banner.hidden = !text;
     banner.textContent = text ?? '';
+    const review = window.location.pathname.replace(/^\/interview\//, '/review/');
+    if (lc?.state === 'ended' && model.isInterviewer && review.startsWith('/review/')) {
+      banner.append(' ', el('a', { id: 'review-link', href: review }, 'Open the review (replay, notes, download)'));
+    }
     banner.dataset.kind = lc?.state === 'ended' ? 'ended' : p.editReason === 'locked' ? 'locked' : lc?.state ?? '';
 
     lobby.hidden = !p.lobby;
