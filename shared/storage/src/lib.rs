@@ -277,6 +277,16 @@ fn lifecycle_event(to: InterviewState) -> Option<(&'static str, WebhookKind)> {
     }
 }
 
+/// The `data` of a `controls` event.
+fn controls_data(editing_locked: bool, runs_enabled: bool) -> String {
+    serde_json::json!({"editing_locked": editing_locked, "runs_enabled": runs_enabled}).to_string()
+}
+
+/// The `data` of a `removed` event.
+fn removed_data(user_id: Uuid) -> String {
+    serde_json::json!({ "user_id": user_id }).to_string()
+}
+
 /// Storage shared by every service. Implementations are cheap to clone behind an `Arc`.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -326,7 +336,9 @@ pub trait Storage: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Session>;
     /// Sets the interviewer controls given (`None` leaves one as it is) and returns the interview.
-    /// [`StorageError::NotFound`] for an unknown id.
+    /// [`StorageError::NotFound`] for an unknown id. When a control actually changes, the same
+    /// transaction records a `controls` event (now, no user, data `{editing_locked,
+    /// runs_enabled}` as they are afterwards).
     async fn set_controls(
         &self,
         session_id: Uuid,
@@ -339,6 +351,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn next_token_number(&self, session_id: Uuid) -> Result<i64>;
     /// Records that `user_id` was removed from the interview: its tokens are refused from then on.
     /// Removing a user again is not an error. [`StorageError::NotFound`] for an unknown interview.
+    /// The first removal records a `removed` event (now, no user, data `{user_id}`) in the same
+    /// transaction.
     async fn remove_user(&self, session_id: Uuid, user_id: Uuid) -> Result<()>;
     /// Whether `user_id` was removed from the interview (`false` for an unknown interview).
     async fn is_removed(&self, session_id: Uuid, user_id: Uuid) -> Result<bool>;

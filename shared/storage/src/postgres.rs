@@ -18,9 +18,9 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::{
-    check_event, check_participant, check_run, lifecycle_event, storable_text, DocumentState,
-    Event, NewEvent, NewRun, NewUpdate, Participant, Result, Run, Snapshot, Storage, StorageError,
-    StoredUpdate, WebhookDelivery, WebhookKind,
+    check_event, check_participant, check_run, controls_data, lifecycle_event, removed_data,
+    storable_text, DocumentState, Event, NewEvent, NewRun, NewUpdate, Participant, Result, Run,
+    Snapshot, Storage, StorageError, StoredUpdate, WebhookDelivery, WebhookKind,
 };
 
 mod embedded {
@@ -261,6 +261,29 @@ async fn record_lifecycle(
         .await
         .map_err(pg_error)?;
     queue_webhook(tx, session_id, webhook, at).await
+}
+
+/// Records an event of no user at the current time (`controls`), inside the caller's transaction.
+async fn record_system_event(
+    tx: &deadpool_postgres::Transaction<'_>,
+    session_id: Uuid,
+    kind: &str,
+    data: &str,
+) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (session_id, user_id, user_name, kind, data, at) \
+             VALUES ($1, NULL, '', $2, $3, $4)",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        &stmt,
+        &[&session_id, &kind, &data, &OffsetDateTime::now_utc()],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
 }
 
 /// Queues a webhook delivery, due at once (`-infinity`: whatever the claimer's clock says), inside
@@ -513,8 +536,25 @@ impl Storage for PgStorage {
         runs_enabled: Option<bool>,
     ) -> Result<Session> {
         bounded(async {
-            let client = self.client().await?;
-            let stmt = client
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let lock = tx
+                .prepare_cached(
+                    "SELECT editing_locked, runs_enabled FROM sessions WHERE id = $1 \
+                     FOR NO KEY UPDATE",
+                )
+                .await
+                .map_err(pg_error)?;
+            let before = tx
+                .query_opt(&lock, &[&session_id])
+                .await
+                .map_err(pg_error)?
+                .ok_or(StorageError::NotFound)?;
+            let before: (bool, bool) = (
+                before.try_get(0).map_err(pg_error)?,
+                before.try_get(1).map_err(pg_error)?,
+            );
+            let stmt = tx
                 .prepare_cached(&format!(
                     "UPDATE sessions SET editing_locked = coalesce($2, editing_locked), \
                          runs_enabled = coalesce($3, runs_enabled) \
@@ -522,12 +562,23 @@ impl Storage for PgStorage {
                 ))
                 .await
                 .map_err(pg_error)?;
-            let row = client
+            let row = tx
                 .query_opt(&stmt, &[&session_id, &editing_locked, &runs_enabled])
                 .await
                 .map_err(pg_error)?
                 .ok_or(StorageError::NotFound)?;
-            session_from_row(&row)
+            let session = session_from_row(&row)?;
+            if before != (session.editing_locked, session.runs_enabled) {
+                record_system_event(
+                    &tx,
+                    session_id,
+                    "controls",
+                    &controls_data(session.editing_locked, session.runs_enabled),
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(session)
         })
         .await
     }
@@ -552,11 +603,20 @@ impl Storage for PgStorage {
         .await
     }
 
+    /// One statement: the event is inserted only when the removal row was.
     async fn remove_user(&self, session_id: Uuid, user_id: Uuid) -> Result<()> {
         self.execute(
-            "INSERT INTO removed_users (session_id, user_id) VALUES ($1, $2) \
-             ON CONFLICT (session_id, user_id) DO NOTHING",
-            &[&session_id, &user_id],
+            "WITH added AS ( \
+                 INSERT INTO removed_users (session_id, user_id) VALUES ($1, $2) \
+                 ON CONFLICT (session_id, user_id) DO NOTHING RETURNING session_id) \
+             INSERT INTO events (session_id, user_id, user_name, kind, data, at) \
+             SELECT session_id, NULL, '', 'removed', $3, $4 FROM added",
+            &[
+                &session_id,
+                &user_id,
+                &removed_data(user_id),
+                &OffsetDateTime::now_utc(),
+            ],
         )
         .await?;
         Ok(())

@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    check_event, check_participant, check_run, lifecycle_event, storable_text, DocumentState,
-    Event, NewEvent, NewRun, NewUpdate, Participant, Result, Run, Snapshot, Storage, StorageError,
-    StoredUpdate, WebhookDelivery, WebhookKind,
+    check_event, check_participant, check_run, controls_data, lifecycle_event, removed_data,
+    storable_text, DocumentState, Event, NewEvent, NewRun, NewUpdate, Participant, Result, Run,
+    Snapshot, Storage, StorageError, StoredUpdate, WebhookDelivery, WebhookKind,
 };
 
 mod embedded {
@@ -267,6 +267,18 @@ fn record_lifecycle(
     queue_webhook(tx, session_id, webhook, at)
 }
 
+/// Records an event of no user at the current time (`controls`, `removed`), inside the caller's
+/// transaction.
+fn record_system_event(tx: &Connection, session_id: Uuid, kind: &str, data: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events (session_id, user_id, user_name, kind, data, at) \
+         VALUES (?1, NULL, '', ?2, ?3, ?4)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![session_id, kind, data, now_micros()]))
+    .map_err(sqlite_error)?;
+    Ok(())
+}
+
 /// Queues a webhook delivery, due at once (0: whatever the claimer's clock says), inside the
 /// caller's transaction.
 fn queue_webhook(tx: &Connection, session_id: Uuid, kind: WebhookKind, at: i64) -> Result<()> {
@@ -480,20 +492,27 @@ impl Storage for SqliteStorage {
         runs_enabled: Option<bool>,
     ) -> Result<Session> {
         self.call(move |conn| {
-            let tx = conn.transaction().map_err(sqlite_error)?;
-            let n = tx
-                .prepare_cached(
-                    "UPDATE sessions SET editing_locked = coalesce(?2, editing_locked), \
-                         runs_enabled = coalesce(?3, runs_enabled) WHERE id = ?1",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![session_id, editing_locked, runs_enabled])
-                })
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(sqlite_error)?;
-            if n == 0 {
-                return Err(StorageError::NotFound);
-            }
+            let before = session_where(&tx, "id", &session_id)?.ok_or(StorageError::NotFound)?;
+            tx.prepare_cached(
+                "UPDATE sessions SET editing_locked = coalesce(?2, editing_locked), \
+                     runs_enabled = coalesce(?3, runs_enabled) WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute(params![session_id, editing_locked, runs_enabled]))
+            .map_err(sqlite_error)?;
             let session = session_where(&tx, "id", &session_id)?.ok_or(StorageError::NotFound)?;
+            if (before.editing_locked, before.runs_enabled)
+                != (session.editing_locked, session.runs_enabled)
+            {
+                record_system_event(
+                    &tx,
+                    session_id,
+                    "controls",
+                    &controls_data(session.editing_locked, session.runs_enabled),
+                )?;
+            }
             tx.commit().map_err(sqlite_error)?;
             Ok(session)
         })
@@ -515,13 +534,18 @@ impl Storage for SqliteStorage {
 
     async fn remove_user(&self, session_id: Uuid, user_id: Uuid) -> Result<()> {
         self.call(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO removed_users (session_id, user_id, removed_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (session_id, user_id) DO NOTHING",
-            )
-            .and_then(|mut stmt| stmt.execute(params![session_id, user_id, now_micros()]))
-            .map_err(sqlite_error)?;
-            Ok(())
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let added = tx
+                .prepare_cached(
+                    "INSERT INTO removed_users (session_id, user_id, removed_at) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT (session_id, user_id) DO NOTHING",
+                )
+                .and_then(|mut stmt| stmt.execute(params![session_id, user_id, now_micros()]))
+                .map_err(sqlite_error)?;
+            if added > 0 {
+                record_system_event(&tx, session_id, "removed", &removed_data(user_id))?;
+            }
+            tx.commit().map_err(sqlite_error)
         })
         .await
     }

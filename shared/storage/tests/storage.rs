@@ -253,6 +253,7 @@ suite!(
     erasing_an_interview_leaves_no_row_of_it_in_any_table,
     expired_interviews_are_the_ended_and_the_untouched_before_the_cutoff,
     webhook_deliveries_are_claimed_once_leased_retried_and_finished,
+    control_changes_and_removals_are_recorded_once,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1492,6 +1493,55 @@ async fn the_lifecycle_records_its_start_and_end_once(b: Backend) {
             (WebhookKind::Ended, s.code.clone(), micros(t3)),
         ]
     );
+}
+
+async fn control_changes_and_removals_are_recorded_once(b: Backend) {
+    let s = b
+        .store
+        .create_session(NewSession {
+            lobby: true,
+            ..new_session("controls")
+        })
+        .await
+        .unwrap();
+    b.store.set_controls(s.id, Some(true), None).await.unwrap();
+    b.store
+        .set_controls(s.id, Some(true), Some(true))
+        .await
+        .unwrap(); // no change
+    b.store.set_controls(s.id, None, None).await.unwrap(); // no change
+    b.store
+        .set_controls(s.id, Some(false), Some(false))
+        .await
+        .unwrap();
+    let user = Uuid::new_v4();
+    b.store.remove_user(s.id, user).await.unwrap();
+    b.store.remove_user(s.id, user).await.unwrap(); // again: nothing new
+    let events = b.store.events(s.id).await.unwrap();
+    assert_eq!(kinds(&events), ["controls", "controls", "removed"]);
+    let data: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert_eq!(
+        data,
+        [
+            serde_json::json!({"editing_locked": true, "runs_enabled": true}),
+            serde_json::json!({"editing_locked": false, "runs_enabled": false}),
+            serde_json::json!({"user_id": user}),
+        ]
+    );
+    assert!(events.iter().all(|e| e.user_id.is_none()));
+    assert_recent(events[2].at);
+    // An unknown interview records nothing.
+    let before = b.count("events").await;
+    assert!(b.store.remove_user(Uuid::new_v4(), user).await.is_err());
+    assert!(b
+        .store
+        .set_controls(Uuid::new_v4(), Some(true), None)
+        .await
+        .is_err());
+    assert_eq!(b.count("events").await, before);
 }
 
 async fn every_run_is_listed_oldest_first(b: Backend) {
