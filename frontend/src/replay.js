@@ -5,22 +5,20 @@
 // use it alike.
 //
 // How: every stored update is applied once, in the stored order (seq), to one Y.Doc that keeps deleted
-// content (gc off). The text after the first i updates is then that document seen at a snapshot — the
-// state vector of the document after update i (kept for every update: a few numbers each), and the
-// deletions made so far. Deletions are kept as checkpoints every `checkpointEvery` updates, so a seek
-// is one checkpoint, the deletions of at most `checkpointEvery` updates merged into it, and one pass
-// over the document (`Y.Text#toDelta(snapshot)`), however long the history. An update that arrives
-// before what it depends on (two hubs may commit out of causal order) waits in the document, as it
-// would in any rebuild, and counts from the update that completes it (so do deletions that arrive
-// before what they delete: they are part of the checkpoints).
+// content (gc off), all in one transaction. While doing so it keeps, for each update, the document's
+// state vector after it (a clock per client, shared while unchanged), and for every deletion the
+// update that made it (the transaction's delete set, read as it grows). The text after the first n
+// updates is then one walk along the document's items: the characters inserted by then (their clock
+// below the state vector after update n) and not deleted by then — whatever n, one pass over the
+// document and a binary search per item, with no update applied again and no checkpoint to start from.
+// An update that arrives before what it depends on (two hubs may commit out of causal order) waits in
+// the document, as it would in any rebuild, and counts from the update that completes it; so does a
+// deletion that arrives before what it deletes.
 //
 // One limit: the text is read from the final document, so content Yjs rewrote for good is shown as
 // rewritten at every moment — an edit inside a surrogate pair (half an emoji, which no editor makes)
 // turns both halves into U+FFFD in the stored document, and the replay shows that from the start.
 import * as Y from 'yjs';
-
-/** Updates between two checkpoints of the deletions. */
-export const CHECKPOINT_EVERY = 256;
 
 /** Decodes standard base64 (what `/history` sends) to bytes. */
 export function fromBase64(s) {
@@ -35,32 +33,41 @@ export class Replay {
   /**
    * @param {{at: number, author: string|null, data: Uint8Array}[]} updates in the stored order
    *   (`at`: milliseconds since the epoch; non-decreasing is not assumed)
-   * @param {{root?: string, checkpointEvery?: number}} [opts] `root`: the shared text's name
-   *   ('code', or 'notes' for the notes document)
+   * @param {{root?: string}} [opts] `root`: the shared text's name ('code', or 'notes' for the notes)
    */
-  constructor(updates, { root = 'code', checkpointEvery = CHECKPOINT_EVERY } = {}) {
+  constructor(updates, { root = 'code' } = {}) {
     this.updates = updates;
     this.root = root;
-    this.every = Math.max(1, checkpointEvery);
     this.doc = new Y.Doc({ gc: false });
     this.text = this.doc.getText(root);
-    /** @type {Map<number, number>[]} the state vector after update i (index i + 1; [0] is empty) */
+    /** @type {Map<number, number>[]} the state vector after the first n updates, at [n] */
     this.svs = [new Map()];
-    /** @type {Y.DeleteSet[]} the deletions after update k * every (checkpoint k) */
-    this.checkpoints = [Y.createDeleteSet()];
-    /** @type {(Y.DeleteSet|null)[]} each update's own deletions, decoded when first needed */
-    this._ds = new Array(updates.length).fill(null);
-    // All in one transaction (a transaction per update would clean up and merge the whole store
-    // after each one: most of the time). The state vector after each update is read from the store
-    // (a clock per client, a few of them) and kept only when it changed.
+    /**
+     * Per client, the deleted clock ranges with the number of updates after which they are deleted
+     * (`at`), sorted by clock. A clock is deleted once (Yjs never deletes a deleted item again), so the
+     * ranges do not overlap.
+     * @type {Map<number, {clock: number, end: number, at: number}[]>}
+     */
+    this.deletions = new Map();
+    // One transaction for all (one per update would clean up and merge the whole store each time).
     const store = this.doc.store;
     let prev = this.svs[0];
-    Y.transact(this.doc, () => {
+    Y.transact(this.doc, (tr) => {
+      const recorded = new Map(); // client → entries of tr.deleteSet already read
       for (let i = 0; i < updates.length; i++) {
         try {
           Y.applyUpdate(this.doc, updates[i].data);
         } catch {
           // An update that does not decode changes nothing (the server never stores one).
+        }
+        // Deletions this update made (the transaction's delete set only grows until it ends).
+        for (const [client, items] of tr.deleteSet.clients) {
+          const from = recorded.get(client) ?? 0;
+          if (items.length === from) continue;
+          let list = this.deletions.get(client);
+          if (!list) this.deletions.set(client, (list = []));
+          for (let k = from; k < items.length; k++) list.push({ clock: items[k].clock, end: items[k].clock + items[k].len, at: i + 1 });
+          recorded.set(client, items.length);
         }
         let changed = prev.size !== store.clients.size;
         if (!changed) {
@@ -76,9 +83,9 @@ export class Replay {
           for (const client of store.clients.keys()) prev.set(client, Y.getState(store, client));
         }
         this.svs.push(prev);
-        if ((i + 1) % this.every === 0) this.checkpoints.push(this._deletions());
       }
     });
+    for (const list of this.deletions.values()) list.sort((a, b) => a.clock - b.clock);
     /** Times, in order of the updates: for `indexAt`. Out-of-order times are clamped up. */
     this.times = new Float64Array(updates.length);
     let last = -Infinity;
@@ -94,44 +101,41 @@ export class Replay {
     return this.updates.length;
   }
 
-  /**
-   * Every deletion made so far: those applied, and those still waiting for what they delete (a
-   * deletion that arrived before its insertion is applied when that comes).
-   */
-  _deletions() {
-    const applied = Y.snapshot(this.doc).ds;
-    const waiting = this.doc.store.pendingDs;
-    if (waiting === null) return applied;
-    try {
-      return Y.mergeDeleteSets([applied, Y.decodeUpdateV2(waiting).ds]);
-    } catch {
-      return applied;
-    }
-  }
-
-  _deleteSet(i) {
-    let ds = this._ds[i];
-    if (ds === null) {
-      try {
-        ds = Y.decodeUpdate(this.updates[i].data).ds;
-      } catch {
-        ds = Y.createDeleteSet();
-      }
-      this._ds[i] = ds;
-    }
-    return ds;
-  }
-
   /** The text after the first `index` updates (0: empty; `length`: all of them). */
   textAt(index) {
     const n = Math.min(Math.max(0, Math.floor(index)), this.updates.length);
     if (n === this._cache.index) return this._cache.text;
-    const k = Math.floor(n / this.every);
-    const parts = [this.checkpoints[k]];
-    for (let i = k * this.every; i < n; i++) parts.push(this._deleteSet(i));
-    const snap = Y.createSnapshot(Y.mergeDeleteSets(parts), this.svs[n]);
-    let text = '';
-    for (const op of this.text.toDelta(snap)) if (typeof op.insert === 'string') text += op.insert;
+    const sv = this.svs[n];
+    const parts = [];
+    for (let item = this.text._start; item !== null; item = item.right) {
+      const str = item.content?.str;
+      if (typeof str !== 'string') continue; // deleted content already collected, formats, embeds
+      const client = item.id.client;
+      const start = item.id.clock;
+      const end = Math.min(start + item.length, sv.get(client) ?? 0);
+      if (end <= start) continue; // not inserted yet
+      let pos = start;
+      const list = this.deletions.get(client);
+      if (list !== undefined) {
+        // The first range that ends after `start`.
+        let lo = 0;
+        let hi = list.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (list[mid].end <= start) lo = mid + 1;
+          else hi = mid;
+        }
+        for (let k = lo; k < list.length && list[k].clock < end; k++) {
+          const d = list[k];
+          if (d.at > n) continue; // deleted later
+          const from = Math.max(d.clock, pos);
+          if (from > pos) parts.push(str.slice(pos - start, from - start));
+          pos = Math.max(pos, Math.min(d.end, end));
+        }
+      }
+      if (pos < end) parts.push(pos === start && end === start + item.length ? str : str.slice(pos - start, end - start));
+    }
+    const text = parts.join('');
     this._cache = { index: n, text };
     return text;
   }

@@ -2,8 +2,8 @@
 // fact, for interviewers. It loads the record (`GET /api/session/<code>/record`) and the code's stored
 // history (`/history?doc=code`) with the interviewer link's token, and shows:
 //
-// - the code at any moment (read-only Ace), rebuilt by the replay (../replay.js: every update applied
-//   once, checkpoints, so a seek costs one checkpoint and at most a few hundred updates);
+// - the code at any moment (read-only Ace), from the replay (../replay.js: every update applied once,
+//   then any moment is one walk along the document, whatever its place in the history);
 // - a timeline with one track per participant: their edits (density), and markers for their runs
 //   (output in the detail panel), pastes, time away from the page, joins, leaves and language changes;
 //   the interview's start and end on a track of their own;
