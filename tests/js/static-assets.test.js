@@ -154,6 +154,10 @@ describe('the built client as the server sends it', { timeout: 600000 }, () => {
       });
       assert.equal(again.status, 304, `${url} revalidated`);
     }
+    // An interview's pages only for an interview that exists.
+    for (const url of ['/interview/ZZZZ2222', '/review/ZZZZ2222', '/review/bad']) {
+      assert.equal((await request(`${server.url}${url}`)).status, 404, url);
+    }
   });
 
   test('unknown names are 404, never cached', async () => {
