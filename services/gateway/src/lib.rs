@@ -170,6 +170,7 @@ impl Application {
         hubs::spawn_probes(hubs);
         let up = upstreams.clone();
         let gate = ConnectionGate::new(ConnectionLimits::from_settings(&settings.http));
+        metrics.watch_connections(&gate);
         // SIGTERM is handled in `run_until_stopped`, which closes the WebSockets first.
         let server =
             connections::serve_with_grace(listener, gate, false, SHUTDOWN_SECS, move || {

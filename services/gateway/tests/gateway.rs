@@ -836,6 +836,13 @@ async fn metrics_count_requests_by_route_and_status_with_latency() {
         text.contains("duet_http_request_duration_seconds_bucket{"),
         "{text}"
     );
+    // The connection this scrape came on, at least, is open.
+    let open: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("duet_http_open_connections{service=\"gateway\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no open-connections gauge: {text}"));
+    assert!(open >= 1, "{text}");
     // Paths no route matched share one label value.
     let _ = status_of(&http, format!("{gw}/no/such/{}", "x".repeat(20))).await;
     let text = text_of(&http, format!("{gw}/metrics")).await;

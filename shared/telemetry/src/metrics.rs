@@ -7,14 +7,18 @@
 //! A service adds its own metrics to [`HttpMetrics::registry`] and, for values read at scrape time,
 //! passes an `update` hook to [`configure`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::connections::ConnectionGate;
 
 /// Latency buckets, seconds: sub-millisecond proxy hops up to Engine.IO long-polls, which a hub holds
 /// for up to a ping interval (25 s).
@@ -27,6 +31,9 @@ pub struct HttpMetrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// `duet_http_open_connections`, read from the gate at scrape time once one is watched.
+    connections: IntGauge,
+    gate: Arc<OnceLock<ConnectionGate>>,
 }
 
 impl HttpMetrics {
@@ -55,10 +62,28 @@ impl HttpMetrics {
         registry
             .register(Box::new(latency.clone()))
             .expect("registered once");
+        let connections = IntGauge::with_opts(
+            Opts::new(
+                "duet_http_open_connections",
+                "HTTP connections open now (admitted, or waiting for their first byte).",
+            )
+            .const_label("service", service),
+        )
+        .expect("valid metric");
         Self {
             registry,
             requests,
             latency,
+            connections,
+            gate: Arc::default(),
+        }
+    }
+
+    /// Exports the number of connections `gate` holds open (`duet_http_open_connections`); the
+    /// first gate watched is the one reported.
+    pub fn watch_connections(&self, gate: &ConnectionGate) {
+        if self.gate.set(gate.clone()).is_ok() {
+            let _ = self.registry.register(Box::new(self.connections.clone()));
         }
     }
 
@@ -78,6 +103,10 @@ impl HttpMetrics {
 
     /// The text exposition of everything registered.
     pub fn render(&self) -> String {
+        if let Some(gate) = self.gate.get() {
+            self.connections
+                .set(i64::try_from(gate.open()).unwrap_or(i64::MAX));
+        }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
