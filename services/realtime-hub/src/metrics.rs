@@ -195,12 +195,26 @@ mod tests {
         stats.error_sent(ErrorCode::RateLimited);
         stats.error_sent(ErrorCode::Removed);
         let out = stats.render(3, 4, false);
-        assert!(out.contains("duet_hub_errors_total{code=\"rate_limited\"} 2\n"), "{out}");
-        assert!(out.contains("duet_hub_errors_total{code=\"removed\"} 1\n"), "{out}");
-        assert!(out.contains("duet_hub_errors_total{code=\"not_joined\"} 0\n"), "{out}");
-        assert_eq!(out.matches("# TYPE duet_hub_errors_total counter").count(), 1);
+        assert!(
+            out.contains("duet_hub_errors_total{code=\"rate_limited\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("duet_hub_errors_total{code=\"removed\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("duet_hub_errors_total{code=\"not_joined\"} 0\n"),
+            "{out}"
+        );
+        assert_eq!(
+            out.matches("# TYPE duet_hub_errors_total counter").count(),
+            1
+        );
         assert!(out.contains("duet_hub_database_up 0\n"), "{out}");
-        assert!(stats.render(0, 0, true).contains("duet_hub_database_up 1\n"));
+        assert!(stats
+            .render(0, 0, true)
+            .contains("duet_hub_database_up 1\n"));
         // Every code is a series: indexes and `ALL` agree.
         for (i, code) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(*code as usize, i);

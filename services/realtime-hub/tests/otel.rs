@@ -73,12 +73,16 @@ async fn an_edit_relayed_to_another_hub_is_one_trace() {
         .filter_map(|(_, r)| r.attribute("origin"))
         .collect();
     assert!(
-        origins.iter().any(|o| o.starts_with("h1-")) && origins.iter().any(|o| o.starts_with("h2-")),
+        origins.iter().any(|o| o.starts_with("h1-"))
+            && origins.iter().any(|o| o.starts_with("h2-")),
         "{pairs:#?}"
     );
     assert_ne!(pairs[0].0.trace_id, pairs[1].0.trace_id);
     for (edit, _) in &pairs {
-        assert_eq!(edit.parent_span_id, "", "an edit starts its trace: {edit:?}");
+        assert_eq!(
+            edit.parent_span_id, "",
+            "an edit starts its trace: {edit:?}"
+        );
         assert_eq!(
             edit.attribute("interview"),
             Some(session.id.to_string().as_str())

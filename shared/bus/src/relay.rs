@@ -585,7 +585,10 @@ mod tests {
         );
         assert_eq!(decode_all(&raw).len(), 3);
         // A context whose message is missing or malformed attaches to nothing.
-        let cut = batch("hub-a", vec![one.clone(), Bytes::from_static(b"\x03\x01\x00")]);
+        let cut = batch(
+            "hub-a",
+            vec![one.clone(), Bytes::from_static(b"\x03\x01\x00")],
+        );
         assert_eq!(decode_all_traced(&cut).len(), 1);
         assert!(is_update(&update.encode("hub-a")));
         assert!(!is_update(&aw.encode("hub-a")));

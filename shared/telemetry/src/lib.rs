@@ -27,8 +27,8 @@ type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 /// Calling it twice is harmless (the second subscriber is ignored, and so is its exporter), so
 /// tests may too.
 pub fn init(service: &str, settings: &Settings) -> Result<Tracing, TraceError> {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
     let logs: BoxedLayer = match settings.log_format {
         LogFormat::Json => fmt::layer()
             .json()
@@ -36,10 +36,7 @@ pub fn init(service: &str, settings: &Settings) -> Result<Tracing, TraceError> {
             .flatten_event(true)
             .with_filter(filter)
             .boxed(),
-        LogFormat::Text => fmt::layer()
-            .with_target(true)
-            .with_filter(filter)
-            .boxed(),
+        LogFormat::Text => fmt::layer().with_target(true).with_filter(filter).boxed(),
     };
     let mut layers = vec![logs];
     let tracing = match trace::pipeline(service, &settings.otel)? {
@@ -55,7 +52,11 @@ pub fn init(service: &str, settings: &Settings) -> Result<Tracing, TraceError> {
         None => Tracing::off(),
     };
     // Already initialised (tests start several apps in one process): keep the first.
-    if tracing_subscriber::registry().with(layers).try_init().is_ok() {
+    if tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_ok()
+    {
         tracing.mark_enabled();
     }
     Ok(tracing)

@@ -138,7 +138,8 @@ impl Receiver {
             } else {
                 self.reject(request_line);
             }
-            let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+            let reply =
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
             if stream.write_all(reply).await.is_err() {
                 return;
             }

@@ -246,7 +246,10 @@ impl Live {
         let delivers = edit && fx.iter().any(delivers_edit);
         let closing = self.execute(&mut shell, &mut fx, None);
         if delivers {
-            self.services.stats.delivery_latency.observe(received.elapsed());
+            self.services
+                .stats
+                .delivery_latency
+                .observe(received.elapsed());
         }
         shell.scratch = fx;
         let r = r.map_err(|e| {

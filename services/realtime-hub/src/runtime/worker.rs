@@ -48,7 +48,10 @@ fn relayed_traced(iv: &Live, msgs: Vec<(String, relay::BusMessage, Option<relay:
         let span = match cx {
             Some(cx) => {
                 let span = tracing::info_span!("hub.relayed_edit", interview = %iv.id, %origin);
-                duet_telemetry::trace::set_remote_parent(&span, (cx.trace_id, cx.span_id, cx.sampled));
+                duet_telemetry::trace::set_remote_parent(
+                    &span,
+                    (cx.trace_id, cx.span_id, cx.sampled),
+                );
                 span
             }
             None => tracing::Span::none(),

@@ -639,5 +639,8 @@ async fn metrics_time_each_edit_to_its_delivery() {
     assert!(text.contains("# TYPE duet_hub_edit_delivery_seconds histogram"));
     assert_eq!(count(&text), 5.0, "{text}");
     // Queued to the other participant within the call that took the edit: well under a second.
-    assert!(text.contains("duet_hub_edit_delivery_seconds_bucket{le=\"1\"} 5\n"), "{text}");
+    assert!(
+        text.contains("duet_hub_edit_delivery_seconds_bucket{le=\"1\"} 5\n"),
+        "{text}"
+    );
 }
