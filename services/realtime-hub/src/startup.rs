@@ -129,10 +129,13 @@ impl Application {
         let routes = hub.clone();
         let app = move || {
             let metrics_hub = routes.clone();
-            // A span per HTTP request (handshakes, long-polls, WebSocket upgrades) that continues
-            // an incoming `traceparent` (the gateway's) when tracing is on.
+            // With tracing on, a span per HTTP request (handshakes, long-polls, WebSocket upgrades)
+            // that continues an incoming `traceparent` (the gateway's); off, nothing per request.
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(actix_web::middleware::Condition::new(
+                    duet_telemetry::trace::enabled(),
+                    tracing_actix_web::TracingLogger::default(),
+                ))
                 .configure(|c| routes.configure(c))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
                 .service(duet_telemetry::methods::get("/metrics", move || {
