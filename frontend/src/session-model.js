@@ -35,6 +35,11 @@ const CONTROL_EVENTS = { start: 'start_interview', end: 'end_interview', control
 const RUN_STATUSES = ['ok', 'error', 'timeout'];
 /** What `reportActivity` may report, and what the server relays. */
 export const ACTIVITY_KINDS = ['paste', 'blur', 'focus'];
+/**
+ * Reports sent at most (per second, and in a burst): under the server's limit (5/s, burst 30), so a
+ * held-down Ctrl+V never earns this user a "slow down" from the server; the excess is not reported.
+ */
+export const ACTIVITY_RATE = { perSecond: 4, burst: 25 };
 
 /**
  * Runs the model keeps (the newest): the output panel shows no more either, and a long interview
@@ -106,6 +111,7 @@ export class SessionModel extends Emitter {
     this._awaitedEchoes = new Set(); // acknowledged ids whose echo is still to come
     /** Users who left the page (their last activity was `blur`), for an interviewer's markers. */
     this._away = new Set();
+    this._activityTokens = { tokens: ACTIVITY_RATE.burst, at: Date.now() };
 
     const on = (event, fn) => connection.on(event, fn.bind(this));
     on('status', this._onStatus);
@@ -211,11 +217,18 @@ export class SessionModel extends Emitter {
   /**
    * Reports this user's activity to the interview record: `paste` (`{size, doc}`: UTF-16 units pasted
    * into 'code' or 'notes'), `blur` (the page was left) or `focus` (back). Best effort: not sent
-   * before joining or once the interview has ended, and a refusal is only returned, never shown.
+   * before joining, once the interview has ended or beyond ACTIVITY_RATE, and a refusal is only
+   * returned, never shown.
    * @returns {Promise<boolean>} whether the server took it
    */
   async reportActivity(kind, { size, doc } = {}) {
     if (!ACTIVITY_KINDS.includes(kind) || this.lifecycle?.state === 'ended') return false;
+    const bucket = this._activityTokens;
+    const now = Date.now();
+    bucket.tokens = Math.min(ACTIVITY_RATE.burst, bucket.tokens + ((now - bucket.at) / 1000) * ACTIVITY_RATE.perSecond);
+    bucket.at = now;
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
     const payload = { kind };
     if (kind === 'paste') Object.assign(payload, { size: Math.max(0, Math.floor(size) || 0), doc: doc === 'notes' ? 'notes' : 'code' });
     try {

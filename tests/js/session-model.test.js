@@ -12,7 +12,7 @@ import { Awareness as YAwareness } from '../../frontend/node_modules/y-protocols
 import * as syncProtocol from '../../frontend/node_modules/y-protocols/sync.js';
 import * as encoding from '../../frontend/node_modules/lib0/encoding.js';
 import { createDecoder as decodingOf } from '../../frontend/node_modules/lib0/decoding.js';
-import { MAX_AWAITED_ECHOES, MAX_RUNS, SessionModel } from '../../frontend/src/session-model.js';
+import { ACTIVITY_RATE, MAX_AWAITED_ECHOES, MAX_RUNS, SessionModel } from '../../frontend/src/session-model.js';
 import { DuetConnection } from '../../frontend/src/connection.js';
 import { Emitter } from '../../frontend/src/emitter.js';
 
@@ -744,6 +744,17 @@ describe('session model: activity', () => {
     connection.fire('interview_state', state('ended'));
     assert.equal(await model.reportActivity('focus'), false, 'not sent once ended');
     assert.equal(connection.requests.length, 0);
+  });
+
+  test('reports beyond the client\'s own rate limit (under the server\'s) are not sent', async () => {
+    const { connection, model } = setup();
+    join(connection, { role: 'candidate', interview_state: state('live') });
+    const sent = [];
+    for (let i = 0; i < ACTIVITY_RATE.burst + 10; i++) sent.push(model.reportActivity('paste', { size: 1 }));
+    assert.equal(connection.requests.length, ACTIVITY_RATE.burst, 'a burst, then nothing');
+    for (const r of connection.requests.splice(0)) r.resolve({ ok: true });
+    const results = await Promise.all(sent);
+    assert.equal(results.filter(Boolean).length, ACTIVITY_RATE.burst);
   });
 
   test('others\' activity is passed on, and who left the page is marked away until back or gone', () => {
