@@ -1,10 +1,11 @@
 //! OpenTelemetry through the gateway: with an OTLP endpoint configured, a REST call through the
-//! gateway to the session-API is one trace — the client's `traceparent` is continued by the
-//! gateway's request span, whose child is the session-API's. (A test binary of its own: tracing is
-//! set up once per process.)
+//! gateway to the session-API, and a WebSocket through the gateway to a hub, are each one trace —
+//! the client's `traceparent` is continued by the gateway's request span, whose child is the
+//! upstream's. (A test binary of its own: tracing is set up once per process, shared by its tests,
+//! each of which follows a trace id of its own.)
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use duet_config::Settings;
@@ -14,16 +15,34 @@ use duet_testkit::otlp::Receiver;
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
+/// The process's receiver, exporter and settings (tracing on, spans as JSON to the receiver).
+fn traced() -> &'static (Receiver, duet_telemetry::Tracing, Settings) {
+    static TRACED: OnceLock<(Receiver, duet_telemetry::Tracing, Settings)> = OnceLock::new();
+    TRACED.get_or_init(|| {
+        let receiver = std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(Receiver::start())
+        })
+        .join()
+        .unwrap();
+        let settings = Settings::load_from([
+            ("DUET_OTEL__ENDPOINT".to_owned(), receiver.endpoint()),
+            ("DUET_OTEL__PROTOCOL".to_owned(), "http/json".to_owned()),
+        ])
+        .unwrap();
+        let tracing = duet_telemetry::init("duet-test", &settings).unwrap();
+        assert!(duet_telemetry::trace::enabled());
+        (receiver, tracing, settings)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rest_call_through_the_gateway_is_one_trace() {
-    let receiver = Receiver::start().await;
-    let mut settings = Settings::load_from([
-        ("DUET_OTEL__ENDPOINT".to_owned(), receiver.endpoint()),
-        ("DUET_OTEL__PROTOCOL".to_owned(), "http/json".to_owned()),
-    ])
-    .unwrap();
-    let tracing = duet_telemetry::init("duet-test", &settings).unwrap();
-    assert!(duet_telemetry::trace::enabled());
+    let (receiver, tracing, settings) = traced();
+    let mut settings = settings.clone();
 
     let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::in_memory().unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -66,7 +85,7 @@ async fn a_rest_call_through_the_gateway_is_one_trace() {
     // receiver) until they are all there.
     let found = receiver
         .wait_for(Duration::from_secs(10), |spans| {
-            tokio::task::block_in_place(|| tracing.flush());
+            tracing.flush();
             let gateway = spans
                 .iter()
                 .find(|s| s.trace_id == TRACE && s.parent_span_id == CLIENT_SPAN)?;
@@ -107,5 +126,75 @@ async fn a_rest_call_through_the_gateway_is_one_trace() {
             .any(|s| s.name == "create_session" && s.parent_span_id == api.span_id),
         "{spans:#?}"
     );
+    assert!(receiver.rejected().is_empty(), "{:?}", receiver.rejected());
+}
+
+/// A WebSocket through the gateway to a real hub: the hub's span for the upgrade is a child of the
+/// gateway's (the context `ws_attempt` injects).
+#[actix_web::test]
+async fn a_websocket_through_the_gateway_to_a_hub_is_one_trace() {
+    const WS_TRACE: &str = "5ce929d0e0e47364bf92f3577b34da6a";
+    let (receiver, tracing, settings) = traced();
+    let data = tempfile::tempdir().unwrap();
+    let mut hub_settings = settings.clone();
+    hub_settings.port = 0;
+    hub_settings.data_dir = data.path().to_path_buf();
+    hub_settings.secret_key = Some("gateway-tests-secret-0123456789".to_owned().into());
+    let hub = duet_realtime_hub::startup::Application::build(&hub_settings)
+        .await
+        .unwrap();
+    let hub_url = format!("http://127.0.0.1:{}", hub.port());
+    actix_web::rt::spawn(hub.run_until_stopped());
+
+    let frontend = tempfile::tempdir().unwrap();
+    std::fs::write(frontend.path().join("index.html"), "<!doctype html>").unwrap();
+    std::fs::write(
+        frontend.path().join("assets.json"),
+        r#"{"version":1,"files":{"index.html":{"immutable":false}}}"#,
+    )
+    .unwrap();
+    let mut gw_settings = settings.clone();
+    gw_settings.port = 0;
+    gw_settings.gateway.hub_urls = vec![hub_url];
+    gw_settings.frontend_dir = frontend.path().to_path_buf();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw = duet_gateway::Application::with_listener(&gw_settings, listener, None).unwrap();
+    let gw_url = format!("ws://127.0.0.1:{}", gw.port());
+    actix_web::rt::spawn(gw.run_until_stopped());
+
+    let (_, ws) = awc::Client::default()
+        .ws(format!(
+            "{gw_url}/socket.io/?EIO=4&transport=websocket&session=ZZZZ2222"
+        ))
+        .set_header("traceparent", format!("00-{WS_TRACE}-{CLIENT_SPAN}-01"))
+        .connect()
+        .await
+        .unwrap();
+    drop(ws);
+
+    let found = receiver
+        .wait_for(Duration::from_secs(10), |spans| {
+            tracing.flush();
+            let gateway = spans
+                .iter()
+                .find(|s| s.trace_id == WS_TRACE && s.parent_span_id == CLIENT_SPAN)?;
+            let hub = spans
+                .iter()
+                .find(|s| s.trace_id == WS_TRACE && s.parent_span_id == gateway.span_id)?;
+            Some((gateway.clone(), hub.clone()))
+        })
+        .await;
+    let Some((gateway, hub)) = found else {
+        panic!(
+            "no gateway → hub trace; received {:#?}",
+            receiver
+                .spans()
+                .into_iter()
+                .filter(|s| s.trace_id == WS_TRACE)
+                .collect::<Vec<_>>()
+        );
+    };
+    assert_eq!(gateway.name, "GET /socket.io/{tail:.*}", "{gateway:?}");
+    assert!(hub.name.starts_with("GET /socket.io"), "{hub:?}");
     assert!(receiver.rejected().is_empty(), "{:?}", receiver.rejected());
 }

@@ -41,23 +41,40 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Serves on a thread of its own (its own runtime), so a test may block on a flush of the
+    /// exporter from any thread, an actix test's single one included.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the OTLP receiver");
-        let port = listener.local_addr().expect("receiver address").port();
-        let me = Self {
-            port,
-            spans: Arc::default(),
-            rejected: Arc::default(),
-        };
-        let r = me.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(r.clone().serve(stream));
-            }
+        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let rejected: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s, r) = (spans.clone(), rejected.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the receiver's runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind the OTLP receiver");
+                let port = listener.local_addr().expect("receiver address").port();
+                let me = Receiver {
+                    port,
+                    spans: s,
+                    rejected: r,
+                };
+                let _ = tx.send(port);
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(me.clone().serve(stream));
+                }
+            });
         });
-        me
+        let port = rx.recv().expect("the receiver started");
+        Self {
+            port,
+            spans,
+            rejected,
+        }
     }
 
     /// The base URL to configure as the OTLP endpoint.
