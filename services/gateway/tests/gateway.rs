@@ -178,10 +178,21 @@ async fn head_works_wherever_get_does_and_wrong_methods_get_405() {
         ("POST", "/healthz", "GET, HEAD"),
         ("PATCH", "/readyz", "GET, HEAD"),
         ("PUT", "/api/session", "POST"),
-        ("DELETE", session.as_str(), "GET, HEAD"),
+        ("PUT", session.as_str(), "GET, HEAD, DELETE"),
     ] {
         duet_testkit::http::assert_method_not_allowed(&gw, method, path, allow).await;
     }
+    // DELETE goes through to the session-API: the interviewer erases the interview.
+    let http = reqwest::Client::new();
+    let r = http
+        .delete(format!("{gw}{session}"))
+        .bearer_auth(created["interviewer_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = http.get(format!("{gw}{session}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
