@@ -204,6 +204,40 @@ fn history_json(doc: DocKind, updates: &[StoredUpdate]) -> Value {
     })
 }
 
+/// The `/history` body written straight into a string: the same JSON as [`history_json`] without a
+/// `Value` per update (a long interview has tens of thousands).
+fn history_body(doc: DocKind, updates: &[StoredUpdate]) -> String {
+    use std::fmt::Write as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let size: usize = updates.iter().map(|u| u.data.len() * 4 / 3 + 110).sum();
+    let mut out = String::with_capacity(size + 32);
+    out.push_str("{\"doc\":\"");
+    out.push_str(doc.as_str());
+    out.push_str("\",\"updates\":[");
+    for (i, u) in updates.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"seq\":{},\"at\":\"{}\",\"author\":",
+            u.seq,
+            rfc3339(u.created_at)
+        );
+        match u.author {
+            Some(a) => {
+                let _ = write!(out, "\"{a}\"");
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"data\":\"");
+        b64.encode_string(&u.data, &mut out);
+        out.push_str("\"}");
+    }
+    out.push_str("]}");
+    out
+}
+
 /// `doc=code|notes` from the query string (`code` when absent).
 fn doc_param(req: &HttpRequest) -> Result<DocKind, ApiError> {
     let mut doc = DocKind::Code;
@@ -254,8 +288,11 @@ pub async fn history(
     let session = session(&state, &code).await?;
     interviewer(&state, &req, &session).await?;
     let updates = with_timeout(state.storage.history(session.id, doc)).await?;
-    let body = blocking(move || history_json(doc, &updates)).await?;
-    Ok(private_json(&body))
+    let body = blocking(move || history_body(doc, &updates)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("application/json")
+        .body(body))
 }
 
 fn pretty(value: &Value) -> Result<Vec<u8>, ApiError> {
@@ -350,4 +387,35 @@ pub async fn erase(
         tracing::warn!(code = %session.code, "erased interview not announced to the hubs");
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written `/history` body is the JSON of [`history_json`].
+    #[test]
+    fn the_history_body_is_the_history_json() {
+        let t = time::macros::datetime!(2026-01-02 03:04:05.123456 UTC);
+        let updates = vec![
+            StoredUpdate {
+                seq: 1,
+                author: Some(Uuid::nil()),
+                data: vec![0, 1, 2, 250, 251, 252, 253],
+                created_at: t,
+            },
+            StoredUpdate {
+                seq: 7,
+                author: None,
+                data: Vec::new(),
+                created_at: t,
+            },
+        ];
+        for doc in DocKind::ALL {
+            for u in [&updates[..], &updates[..1], &[]] {
+                let body: Value = serde_json::from_str(&history_body(doc, u)).unwrap();
+                assert_eq!(body, history_json(doc, u));
+            }
+        }
+    }
 }
