@@ -650,6 +650,11 @@ impl Interview {
         self.closed = true;
     }
 
+    /// The users of this hub's connections, one per connection.
+    pub fn local_users(&self) -> Vec<UserInfo> {
+        self.roster.local.values().map(|l| l.user.clone()).collect()
+    }
+
     /// Participant rows not written yet: `(row id, user)`.
     pub fn unsaved_rows(&self) -> Vec<(Uuid, UserInfo)> {
         self.roster

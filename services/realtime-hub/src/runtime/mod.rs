@@ -85,6 +85,7 @@ impl Runtime {
             writer: writer_tx,
             texts: texts_tx,
             events: events::EventQueue(events_tx),
+            events_closed: AtomicBool::new(false),
             publisher: pub_tx,
             tracker: tracker.clone(),
             cancel: CancellationToken::new(),
@@ -219,6 +220,23 @@ impl Runtime {
         {
             tracing::error!("shutdown: pending edits could not be committed in time");
         }
+        // The connections still here are about to be dropped: their leaving goes into the record
+        // now (once the hub has stopped, nothing records it).
+        let at = time::OffsetDateTime::now_utc();
+        for iv in self.registry.loaded() {
+            for user in iv.read(Interview::local_users) {
+                s.record_event(duet_storage::NewEvent {
+                    session_id: iv.id,
+                    user_id: Some(user.user_id),
+                    user_name: user.name,
+                    kind: "leave".into(),
+                    data: "{}".into(),
+                    at,
+                });
+            }
+        }
+        // The connections' own leaving, when their sockets close later, would be a second one.
+        s.events_closed.store(true, Ordering::Relaxed);
         if let Some(flushed) = s.events.flush() {
             if tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, flushed)
                 .await

@@ -52,6 +52,8 @@ pub struct Services {
     pub(super) texts: mpsc::UnboundedSender<SaveText>,
     /// Activity events for the interview record, stored in batches by [`super::events::run`].
     pub(super) events: EventQueue,
+    /// Set by shutdown once it has recorded everyone's leaving: later events are not taken.
+    pub(super) events_closed: AtomicBool,
     /// Outgoing bus messages `(channel, bytes)`, published in order by one task.
     pub(super) publisher: mpsc::Sender<(Arc<str>, Bytes)>,
     pub tracker: TaskTracker,
@@ -79,6 +81,12 @@ impl Services {
     /// Queues an activity event for the interview record. Never waits: when the queue is full the
     /// event is dropped and counted.
     pub(crate) fn record_event(&self, event: duet_storage::NewEvent) {
+        if self
+            .events_closed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
         if !self.events.record(event) {
             Stats::add(&self.stats.events_failed, 1);
         }

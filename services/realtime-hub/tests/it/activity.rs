@@ -308,3 +308,24 @@ async fn a_failing_event_store_never_holds_up_edits() {
     let events = stored(&storage, &s, |e| e.iter().any(|e| e.kind == "blur")).await;
     assert_eq!(events.iter().filter(|e| e.kind == "blur").count(), 1);
 }
+
+#[tokio::test]
+async fn a_hub_that_shuts_down_records_everyones_leaving_once() {
+    let storage = sqlite();
+    let bus: Arc<dyn Bus> = Arc::new(duet_bus::LocalBus::new());
+    let hub = TestHub::start("h1", storage.clone(), bus).await;
+    let s = session(&storage).await;
+    let ann = join(&hub, &s, "Ann", Role::Interviewer).await;
+    let cara = join(&hub, &s, "Cara", Role::Candidate).await;
+    hub.core.shutdown().await;
+    // Stored by the time shutdown returns; the sockets closing afterwards add nothing.
+    let events = storage.events(s.id).await.unwrap();
+    for c in [&ann, &cara] {
+        assert_eq!(by(&events, &c.user_id()), ["join", "leave"], "{events:#?}");
+    }
+    ann.conn.disconnected().await;
+    cara.conn.disconnected().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = storage.events(s.id).await.unwrap();
+    assert_eq!(after.len(), events.len(), "a second leave: {after:#?}");
+}
