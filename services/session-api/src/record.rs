@@ -397,7 +397,7 @@ mod tests {
     #[test]
     fn the_history_body_is_the_history_json() {
         let t = time::macros::datetime!(2026-01-02 03:04:05.123456 UTC);
-        let updates = vec![
+        let updates = [
             StoredUpdate {
                 seq: 1,
                 author: Some(Uuid::nil()),
