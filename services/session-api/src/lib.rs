@@ -171,7 +171,9 @@ impl Application {
         let readiness = Readiness(vec![storage_check(state.storage.clone())]);
         let metrics = duet_telemetry::metrics::HttpMetrics::new("session-api");
         state.job_metrics.register(metrics.registry());
-        let server = connections::serve(listener, ConnectionGate::new(limits), true, move || {
+        let gate = ConnectionGate::new(limits);
+        metrics.watch_connections(&gate);
+        let server = connections::serve(listener, gate, true, move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
                     duet_telemetry::metrics::record,

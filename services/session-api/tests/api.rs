@@ -414,5 +414,12 @@ async fn metrics_count_requests_by_route_and_status() {
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
+    // The scrape's own connection, at least, is open.
+    let open: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("duet_http_open_connections{service=\"session-api\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no open-connections gauge in\n{text}"));
+    assert!(open >= 1, "{text}");
     assert!(!text.contains(code), "raw paths are never labels");
 }
