@@ -12,27 +12,15 @@
 // - Download: the export zip (`/export`, fetched with the token).
 //
 // The token comes from the address bar's fragment (taken out at once, as the editor page does) or from
-// what this browser kept for the interview's interviewer link. A candidate's token gets 403: the page
+// what this browser kept for the interview's interviewer link; review-load.js, evaluated first, asks
+// for the record and the history before the rest of the bundle (Ace) is even evaluated. A candidate's token gets 403: the page
 // says the review is for interviewers.
+import { loading } from './review-load.js';
 import { createEditor, setEditorLanguage } from '../ace-setup.js';
 import { safeColor } from '../ace-yjs.js';
-import { CODE_RE, LANGUAGES, getExport, getHistory, getRecord, languageLabel, normalizeCode } from '../api.js';
-import { linkToken, takeLinkTokenFromUrl } from '../credentials.js';
+import { LANGUAGES, getExport, languageLabel } from '../api.js';
 import { Replay, advance, fromBase64, textChange } from '../replay.js';
 import { $, el } from '../views/dom.js';
-
-function codeFromPath() {
-  const m = /^\/review\/([^/]+)\/?$/.exec(window.location.pathname);
-  if (!m) return null;
-  let raw;
-  try {
-    raw = decodeURIComponent(m[1]);
-  } catch {
-    return null;
-  }
-  const code = normalizeCode(raw);
-  return CODE_RE.test(code) ? code : null;
-}
 
 function showMessage(title, text) {
   $('review-message-title').textContent = title;
@@ -391,14 +379,12 @@ class ReviewPage {
 }
 
 async function main() {
-  const code = codeFromPath();
-  // The token leaves the address bar before anything else (kept for this interview, as the editor does).
-  const fragment = takeLinkTokenFromUrl(code);
+  // The token left the address bar and the answers are on their way already (review-load.js).
+  const { code, token, answers } = loading;
   if (!code) {
     showMessage('Interview not found', 'This link does not contain a valid interview code.');
     return;
   }
-  const token = fragment ?? linkToken(code);
   if (!token) {
     showMessage('The review needs the interviewer link', 'Open this page from the interviewer link (it carries the interviewer\'s key): the interview record is shown to interviewers only.');
     return;
@@ -406,7 +392,7 @@ async function main() {
   let record;
   let history;
   try {
-    [record, history] = await Promise.all([getRecord(code, token), getHistory(code, 'code', token)]);
+    [record, history] = await answers;
   } catch (err) {
     const [title, text] = loadProblem(err, code);
     showMessage(title, text);
@@ -418,7 +404,7 @@ async function main() {
   const built = performance.now();
   page.mount();
   // For the tests and the benchmark (tests/bench/replay.mjs): milliseconds since the navigation began.
-  page.timings = { fetched, built, ready: performance.now() };
+  page.timings = { requested: loading.started, fetched, built, ready: performance.now() };
   window.duetReview = page;
   document.body.dataset.ready = 'true';
 }
