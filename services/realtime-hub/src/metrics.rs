@@ -57,6 +57,9 @@ pub struct Stats {
     /// Typed errors sent to clients, by code (indexed as [`ErrorCode::ALL`]).
     pub errors_sent: [AtomicU64; ErrorCode::ALL.len()],
     pub bus_dropped: AtomicU64,
+    /// Publishing rounds the bus refused or did not answer (Redis down): their edits reach the
+    /// other hubs only through a resync.
+    pub bus_publish_failures: AtomicU64,
     pub resyncs: AtomicU64,
     /// Activity events stored in the interview record, and those lost (the database refused them,
     /// or the queue was full).
@@ -133,6 +136,12 @@ impl Stats {
             "Bus messages dropped (queue full).",
             "counter",
             get(&self.bus_dropped),
+        );
+        metric(
+            "duet_hub_bus_publish_failures_total",
+            "Bus publishing rounds that failed (Redis unreachable or refusing).",
+            "counter",
+            get(&self.bus_publish_failures),
         );
         metric(
             "duet_hub_resyncs_total",

@@ -112,7 +112,7 @@ impl Runtime {
             services.cancel.clone(),
             events_rx,
         ));
-        tracker.spawn(publisher::run(bus.clone(), services.hub_id.clone(), pub_rx));
+        tracker.spawn(publisher::run(bus.clone(), services.clone(), pub_rx));
         if let Err(e) = cluster::beat(&services).await {
             tracing::warn!(error = %e, "first hub heartbeat failed; will retry");
         }

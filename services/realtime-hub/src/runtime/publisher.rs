@@ -10,6 +10,9 @@ use tokio::sync::mpsc;
 
 use duet_bus::relay;
 
+use super::services::Services;
+use crate::metrics::Stats;
+
 /// Publishing rounds in flight at once (pipelined on one connection, still in order).
 const PUBLISH_PIPELINE: usize = 64;
 /// Most queued bus messages taken in one publishing round (bounds one batch's size and the time
@@ -25,11 +28,13 @@ const PUBLISH_BATCH: usize = 1024;
 /// round's messages queue up, so the busier the hub the more edits share one round; an idle hub
 /// still publishes each message at once. Order per channel is kept: rounds are taken in order, a
 /// channel appears once per round, and rounds are issued in order on one connection.
+/// A failed round is counted in `duet_hub_bus_publish_failures_total`.
 pub(crate) async fn run(
     bus: Arc<dyn Bus>,
-    hub_id: String,
+    services: Arc<Services>,
     mut rx: mpsc::Receiver<(Arc<str>, Bytes)>,
 ) {
+    let hub_id = services.hub_id.clone();
     let mut queued: Vec<(Arc<str>, Bytes)> = Vec::new();
     let rounds = futures_util::stream::poll_fn(move |cx| {
         match rx.poll_recv_many(cx, &mut queued, PUBLISH_BATCH) {
@@ -49,6 +54,7 @@ pub(crate) async fn run(
         .buffered(PUBLISH_PIPELINE);
     while let Some(r) = sends.next().await {
         if let Err(e) = r {
+            Stats::add(&services.stats.bus_publish_failures, 1);
             failures += 1;
             if failures.is_power_of_two() {
                 tracing::warn!(error = %e, failures, "bus publish failed");

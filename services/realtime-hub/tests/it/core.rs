@@ -644,3 +644,36 @@ async fn metrics_time_each_edit_to_its_delivery() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_failed_bus_publishes() {
+    let mut redis = duet_testkit::redis::TestRedis::start();
+    let storage = sqlite();
+    let bus1: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&redis.url()).await.unwrap());
+    let bus2: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&redis.url()).await.unwrap());
+    let h1 = TestHub::start("h1", storage.clone(), bus1).await;
+    let h2 = TestHub::start("h2", storage.clone(), bus2).await;
+    let session = new_session(&storage).await;
+    let mut a = YClient::join(&h1, &session.code, "Ada").await;
+    let mut b = YClient::join(&h2, &session.code, "Bob").await;
+    a.insert(0, "x");
+    assert!(b.sees("x").await);
+    let failures = |hub: &TestHub| -> f64 {
+        let text = hub.core.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix("duet_hub_bus_publish_failures_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no publish failures counter:\n{text}"))
+    };
+    assert_eq!(failures(&h1), 0.0);
+    // Redis goes away: the edits Ada goes on making are published to no one, and counted.
+    redis.stop();
+    for i in 0..3 {
+        a.insert(i, "y");
+    }
+    assert!(
+        eventually(15, || failures(&h1) >= 1.0).await,
+        "publish failures counted: {}",
+        h1.core.metrics()
+    );
+}
