@@ -84,8 +84,14 @@ fn gateway_metrics(
         "duet_gateway_interviews",
         "Interviews routed through this gateway in the last placement TTL.",
     )?;
+    let bus_up = prometheus::IntGauge::new(
+        "duet_gateway_bus_up",
+        "1 while this gateway reads the hubs' registrations from Redis; 0 while Redis does not \
+         answer (or the gateway has no Redis).",
+    )?;
     registry.register(Box::new(hubs_gauge.clone()))?;
     registry.register(Box::new(interviews.clone()))?;
+    registry.register(Box::new(bus_up.clone()))?;
     let up = upstreams.clone();
     Ok(Arc::new(move || {
         let mut counts = [0i64; 4];
@@ -102,6 +108,7 @@ fn gateway_metrics(
             hubs_gauge.with_label_values(&[state]).set(n);
         }
         interviews.set(up.router.interviews() as i64);
+        bus_up.set(i64::from(up.hubs().bus_ok()));
     }))
 }
 

@@ -705,6 +705,10 @@ async fn a_redis_restart_does_not_make_the_hubs_unknown() {
     );
     let http = reqwest::Client::new();
     let code = codes().next().unwrap();
+    assert!(
+        bus_up_becomes(&http, &gw, 1).await,
+        "Redis up: the bus gauge is 1"
+    );
 
     redis.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -712,6 +716,10 @@ async fn a_redis_restart_does_not_make_the_hubs_unknown() {
         handshake(&http, &gw, &code).await.0,
         StatusCode::OK,
         "Redis down"
+    );
+    assert!(
+        bus_up_becomes(&http, &gw, 0).await,
+        "Redis down: the bus gauge is 0"
     );
     redis.start_again();
     // Back, empty: for a registration TTL the gateway keeps what it knew.
@@ -737,6 +745,22 @@ async fn a_redis_restart_does_not_make_the_hubs_unknown() {
             .as_deref(),
         Some("solo")
     );
+}
+
+/// Whether the gateway's `duet_gateway_bus_up` reads `value` within 5 s.
+async fn bus_up_becomes(http: &reqwest::Client, gw: &str, value: i64) -> bool {
+    for _ in 0..50 {
+        let text = text_of(http, format!("{gw}/metrics")).await;
+        let now = text
+            .lines()
+            .find_map(|l| l.strip_prefix("duet_gateway_bus_up "))
+            .and_then(|v| v.parse::<i64>().ok());
+        if now == Some(value) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// An upstream that answers with the `X-Forwarded-For` it received (`X-Forwarded-Host` under
@@ -854,6 +878,8 @@ async fn metrics_count_requests_by_route_and_status_with_latency() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no open-connections gauge: {text}"));
     assert!(open >= 1, "{text}");
+    // This gateway has no Redis: its bus is not up.
+    assert!(text.contains("\nduet_gateway_bus_up 0\n"), "{text}");
     // Paths no route matched share one label value.
     let _ = status_of(&http, format!("{gw}/no/such/{}", "x".repeat(20))).await;
     let text = text_of(&http, format!("{gw}/metrics")).await;
