@@ -173,6 +173,11 @@ impl Application {
         state.job_metrics.register(metrics.registry());
         let gate = ConnectionGate::new(limits);
         metrics.watch_connections(&gate);
+        // Both backends, the bus too (it is left out of readiness, not out of sight).
+        metrics.watch_dependencies(Readiness(vec![
+            storage_check(state.storage.clone()),
+            bus_check(state.bus.clone()),
+        ]));
         let server = connections::serve(listener, gate, true, move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(

@@ -421,5 +421,11 @@ async fn metrics_count_requests_by_route_and_status() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no open-connections gauge in\n{text}"));
     assert!(open >= 1, "{text}");
+    // Its database (SQLite here) and its in-process bus answer.
+    for dependency in ["database", "bus"] {
+        let line =
+            format!("duet_dependency_up{{dependency=\"{dependency}\",service=\"session-api\"}} 1");
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
     assert!(!text.contains(code), "raw paths are never labels");
 }

@@ -51,15 +51,22 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+impl Readiness {
+    /// Runs every check at once, each bounded by [`CHECK_TIMEOUT`]: `(name, result)` in order.
+    pub async fn run(&self) -> Vec<(&'static str, Result<(), String>)> {
+        futures_util::future::join_all(self.0.iter().map(|c| async move {
+            let r = match tokio::time::timeout(CHECK_TIMEOUT, (c.check)()).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+            };
+            (c.name, r)
+        }))
+        .await
+    }
+}
+
 async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
-    let results = futures_util::future::join_all(readiness.0.iter().map(|c| async move {
-        let r = match tokio::time::timeout(CHECK_TIMEOUT, (c.check)()).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-        };
-        (c.name, r)
-    }))
-    .await;
+    let results = readiness.run().await;
     let failed: Vec<_> = results
         .iter()
         .filter(|(_, r)| r.is_err())

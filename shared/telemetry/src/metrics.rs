@@ -15,10 +15,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::connections::ConnectionGate;
+use crate::health::Readiness;
 
 /// Latency buckets, seconds: sub-millisecond proxy hops up to Engine.IO long-polls, which a hub holds
 /// for up to a ping interval (25 s).
@@ -34,6 +35,9 @@ pub struct HttpMetrics {
     /// `duet_http_open_connections`, read from the gate at scrape time once one is watched.
     connections: IntGauge,
     gate: Arc<OnceLock<ConnectionGate>>,
+    /// `duet_dependency_up{dependency}`, from checks run at scrape time once some are watched.
+    dependencies: IntGaugeVec,
+    checks: Arc<OnceLock<Readiness>>,
 }
 
 impl HttpMetrics {
@@ -70,12 +74,41 @@ impl HttpMetrics {
             .const_label("service", service),
         )
         .expect("valid metric");
+        let dependencies = IntGaugeVec::new(
+            Opts::new(
+                "duet_dependency_up",
+                "1 if the dependency (database, bus, …) answered its check at this scrape, else 0.",
+            )
+            .const_label("service", service),
+            &["dependency"],
+        )
+        .expect("valid metric");
         Self {
             registry,
             requests,
             latency,
             connections,
             gate: Arc::default(),
+            dependencies,
+            checks: Arc::default(),
+        }
+    }
+
+    /// Runs `checks` at every scrape (each bounded as `/readyz`'s are) and exports their outcome
+    /// as `duet_dependency_up{dependency}`; the first set watched is the one run.
+    pub fn watch_dependencies(&self, checks: Readiness) {
+        if self.checks.set(checks).is_ok() {
+            let _ = self.registry.register(Box::new(self.dependencies.clone()));
+        }
+    }
+
+    async fn check_dependencies(&self) {
+        if let Some(checks) = self.checks.get() {
+            for (name, r) in checks.run().await {
+                self.dependencies
+                    .with_label_values(&[name])
+                    .set(i64::from(r.is_ok()));
+            }
         }
     }
 
@@ -146,14 +179,58 @@ pub fn configure(cfg: &mut web::ServiceConfig, metrics: HttpMetrics, update: Opt
                     if let Some(update) = &update {
                         update();
                     }
-                    let body = m.render();
                     async move {
+                        m.check_dependencies().await;
                         HttpResponse::Ok()
                             .content_type("text/plain; version=0.0.4; charset=utf-8")
-                            .body(body)
+                            .body(m.render())
                     }
                 }),
             )
             .default_service(crate::methods::not_allowed(crate::methods::GET_HEAD)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::ReadyCheck;
+
+    #[tokio::test]
+    async fn dependencies_are_checked_at_each_scrape() {
+        let m = HttpMetrics::new("x");
+        // Nothing watched: no series.
+        m.check_dependencies().await;
+        assert!(!m.render().contains("duet_dependency_up"));
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let d = down.clone();
+        m.watch_dependencies(Readiness(vec![
+            ReadyCheck::new("database", move || {
+                let down = d.load(std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if down {
+                        Err("refused".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                }
+            }),
+            ReadyCheck::new("bus", || async { Ok(()) }),
+        ]));
+        m.check_dependencies().await;
+        let text = m.render();
+        assert!(
+            text.contains("duet_dependency_up{dependency=\"database\",service=\"x\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duet_dependency_up{dependency=\"bus\",service=\"x\"} 1"),
+            "{text}"
+        );
+        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        m.check_dependencies().await;
+        assert!(m
+            .render()
+            .contains("duet_dependency_up{dependency=\"database\",service=\"x\"} 1"));
+    }
 }
