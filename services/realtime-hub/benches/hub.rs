@@ -70,6 +70,8 @@ async fn spawn_hub(id: &str, db: &str, redis: &str) -> (Child, String) {
         .env("DATABASE_URL", db)
         .env("REDIS_URL", redis)
         .env("DUET_HUB__ID", id)
+        // The hub refuses to start without a token key; the bench's clients join without tokens.
+        .env("SECRET_KEY", "bench-secret-key-not-for-production")
         .env("DUET_LOG_LEVEL", "warn")
         .env("MAX_CONTENT_LENGTH", "1000000")
         .kill_on_drop(true)
