@@ -3,8 +3,12 @@
 // through Redis; every replica ends with the same text, and a seed client's lines are kept.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { io } from "socket.io-client";
-import { Cluster } from "./harness.mjs";
+import { Cluster, repo } from "./harness.mjs";
 import { CollabClient, sleep, until } from "../js/collab/client.mjs";
 
 const cluster = new Cluster();
@@ -86,5 +90,25 @@ describe("seed clients across two hubs", { timeout: 120_000 }, () => {
     }
     for (const l of ["top", "middle", "bottom"]) assert.equal(lines.filter((x) => x === l).length, 1);
     for (const c of [a, b, y, fresh]) c.close();
+  });
+
+  // The python-socketio client of tests/py (the stack a seed-era user has), its scenarios with each
+  // interview's clients on different hubs: scripts/test.sh makes its venv before these tests run.
+  const python = join(repo, "target", "tools", "py", "bin", "python");
+  it("python-socketio clients on two hubs: the seed scenarios", { skip: !existsSync(python) && `no ${python} (scripts/test.sh makes it)` }, async () => {
+    const env = {
+      ...process.env,
+      DUET_SEED_API: cluster.url,
+      DUET_SEED_HUBS: `${cluster.urlOf("hub-1")},${cluster.urlOf("hub-2")}`,
+    };
+    const args = ["-m", "unittest", "-v", "test_seed_client.SeedClientsAcrossHubs"];
+    try {
+      const { stderr } = await promisify(execFile)(python, args, { cwd: join(repo, "tests", "py"), env, timeout: 90_000 });
+      // unittest reports on stderr; every scenario ran (none skipped) and passed.
+      assert.match(stderr, /Ran 3 tests/, stderr);
+      assert.match(stderr, /\nOK\n/, stderr);
+    } catch (err) {
+      assert.fail(`python scenarios across hubs failed:\n${err.stderr ?? err}`);
+    }
   });
 });

@@ -3,7 +3,12 @@
 bursts from two places keep both, acked text survives a killed server.
 
 Run by scripts/test.sh (`python -m unittest discover tests/py`); needs the dev `duet` binary and the
-built browser client, as the end-to-end tests do."""
+built browser client, as the end-to-end tests do.
+
+The same scenarios across two hubs (`SeedClientsAcrossHubs`: each interview's clients connected
+straight to different hubs, so every edit crosses Redis) run when `DUET_SEED_HUBS` (the hubs' URLs,
+comma-separated) and `DUET_SEED_API` (the public URL: nginx) are set; tests/cluster/seed.test.mjs
+runs them on the native cluster."""
 
 import os
 import shutil
@@ -68,6 +73,10 @@ class Duet:
         self.kill()
         shutil.rmtree(self.data, ignore_errors=True)
 
+    def socket_url(self, i):
+        """Where the `i`-th client of an interview connects: the one server."""
+        return self.url
+
     def request(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method, headers={"content-type": "application/json"})
@@ -87,6 +96,22 @@ class Duet:
             if body["code"] == expected or time.time() > deadline:
                 return body["code"]
             time.sleep(0.1)
+
+
+class Hubs:
+    """A running scaled deployment: interviews created and read through `api` (nginx), the `i`-th
+    client of an interview connected straight to hub `i mod n`."""
+
+    def __init__(self, api, hubs):
+        self.url = api
+        self.hubs = hubs
+
+    def socket_url(self, i):
+        return self.hubs[i % len(self.hubs)]
+
+    request = Duet.request
+    new_interview = Duet.new_interview
+    stored_text = Duet.stored_text
 
 
 class SeedClient:
@@ -125,18 +150,16 @@ class SeedClient:
         self.sio.disconnect()
 
 
-class SeedClients(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.duet = Duet().start()
+class Scenarios:
+    """The scenarios, against `self.duet` (a `Duet` or `Hubs`); client `i` of an interview connects to
+    `self.duet.socket_url(i)`."""
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.duet.close()
+    def client(self, i, code, name):
+        return SeedClient(self.duet.socket_url(i), code, name)
 
     def test_one_client_ends_with_exactly_its_text(self):
         code = self.duet.new_interview()
-        c = SeedClient(self.duet.url, code, "Solo")
+        c = self.client(0, code, "Solo")
         texts = [
             "hello world\n",
             "hello there\n",
@@ -156,9 +179,9 @@ class SeedClients(unittest.TestCase):
 
     def test_a_lagging_client_keeps_what_the_other_saved(self):
         code = self.duet.new_interview()
-        f = SeedClient(self.duet.url, code, "F")
+        f = self.client(0, code, "F")
         f.change("def main():\n    pass\n")
-        lag = SeedClient(self.duet.url, code, "L")
+        lag = self.client(1, code, "L")
         lag.sio.handlers["/"].pop("code_updated")  # L shows nothing it is sent: it lags
         self.assertEqual(lag.text, "def main():\n    pass\n")
         text = lag.text
@@ -176,9 +199,9 @@ class SeedClients(unittest.TestCase):
 
     def test_bursts_in_two_places_keep_both(self):
         code = self.duet.new_interview()
-        a = SeedClient(self.duet.url, code, "A")
+        a = self.client(0, code, "A")
         a.change("top\n\nbottom\n")
-        b = SeedClient(self.duet.url, code, "B")
+        b = self.client(1, code, "B")
         time.sleep(0.2)
         # Neither waits for the other: each types at its end of the text.
         ta, tb = "top\n\nbottom\n", "top\n\nbottom\n"
@@ -189,8 +212,10 @@ class SeedClients(unittest.TestCase):
             b.change(tb, wait=False)
         a.change(a.text)
         b.change(b.text)
-        time.sleep(1.0)
-        final = self.duet.stored_text(code, None, timeout=1.0)
+        # Both replicas (on two hubs in the scaled run) settle on one text, and it is the stored one.
+        self.assertTrue(_until(lambda: a.text == b.text), (a.text, b.text))
+        final = self.duet.stored_text(code, a.text)
+        self.assertEqual(final, a.text)
         lines = final.split("\n")
         for i in range(15):
             self.assertEqual(lines.count(f"a{i}"), 1, final)
@@ -201,6 +226,25 @@ class SeedClients(unittest.TestCase):
             self.assertRegex(line, r"^(top|bottom|a\d+|b\d+|)$", "no line spliced from two")
         a.close()
         b.close()
+
+
+def _until(check, timeout=5.0):
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class SeedClients(Scenarios, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.duet = Duet().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.duet.close()
 
     def test_acknowledged_text_survives_a_killed_server(self):
         code = self.duet.new_interview()
@@ -216,6 +260,16 @@ class SeedClients(unittest.TestCase):
         d.change("kept\nand this\nand more\n")
         self.assertEqual(self.duet.stored_text(code, "kept\nand this\nand more\n"), "kept\nand this\nand more\n")
         d.close()
+
+
+@unittest.skipUnless(
+    os.environ.get("DUET_SEED_HUBS") and os.environ.get("DUET_SEED_API"),
+    "DUET_SEED_HUBS / DUET_SEED_API not set (tests/cluster/seed.test.mjs sets them on the native cluster)",
+)
+class SeedClientsAcrossHubs(Scenarios, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.duet = Hubs(os.environ["DUET_SEED_API"], os.environ["DUET_SEED_HUBS"].split(","))
 
 
 if __name__ == "__main__":
