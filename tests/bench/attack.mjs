@@ -1,11 +1,11 @@
 // Another interview's edit latency while one interview on the same hub is attacked (issue: the hub
 // under hostile input). A duet server (DUET_BIN, default target/debug/duet; use a release build for
-// figures), `--others` interviews of two typists each (one edit every 50 ms per typist, acked edits
-// timed), measured twice in one run: quiet, then while an attacker floods one more interview with
-// the costliest updates there are — thousands of concurrent one-character inserts at one place, then
+// figures), `--others` interviews of two typists each (one edit every 50 ms per typist; each edit
+// timed to its ack and to its arrival at the other typist of its interview), measured twice in one
+// run: quiet, then while an attacker floods one more interview with the costliest updates there are — thousands of concurrent one-character inserts at one place, then
 // as many again under higher client ids (each compared with every one before: YATA's worst case),
 // repeated for the whole window, and 500 KB whole-text `code_change`s from a seed client.
-// Prints p50/p99/max of the acked edits in both phases and the ratio.
+// Prints p50/p99/max of the deliveries and of the acked edits in both phases, and the ratios.
 //
 // Usage: node tests/bench/attack.mjs [--seconds 10] [--others 10]
 import { io } from 'socket.io-client';
@@ -30,25 +30,47 @@ const pct = (xs, p) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
 };
 
-/** Typists in every other interview for `seconds`: the latency of each acked edit (ms). */
+/**
+ * Typists in every other interview for `seconds`: the latency of each acked edit (typed → the
+ * typist's ack: stored) and of each delivery (typed → the other typist's document has it), in ms.
+ * In a pair, the first types `a`s and the second `b`s, so each sees the other's arrive by counting.
+ */
 async function typeFor(pairs, seconds) {
-  const lat = [];
+  const acked = [];
+  const delivered = [];
   let stop = false;
-  const loops = pairs.flat().map(async (c, k) => {
+  const watchers = pairs.map(([a, b]) =>
+    [[a, b, 'a'], [b, a, 'b']].map(([from, to, ch]) => {
+      const sent = [];
+      let seen = [...to.text.toString()].filter((c) => c === ch).length;
+      const onUpdate = () => {
+        const now = performance.now();
+        const n = [...to.text.toString()].filter((c) => c === ch).length;
+        for (; seen < n; seen++) if (sent[seen] !== undefined) delivered.push(now - sent[seen]);
+      };
+      to.doc.on('update', onUpdate);
+      const base = [...from.text.toString()].filter((c) => c === ch).length;
+      return { from, ch, sent, base, typed: 0, off: () => to.doc.off('update', onUpdate) };
+    }),
+  ).flat();
+  const loops = watchers.map(async (w, k) => {
     await sleep((k * 7) % 50);
     while (!stop) {
       const t0 = performance.now();
-      const acked = c.acked.length;
-      c.text.insert(c.text.length, 'x');
-      const ok = await until(() => c.acked.length > acked, 10000, 1);
-      if (ok) lat.push(performance.now() - t0);
+      const n = w.from.acked.length;
+      w.sent[w.base + w.typed++] = t0;
+      w.from.text.insert(w.from.text.length, w.ch);
+      const ok = await until(() => w.from.acked.length > n, 10000, 1);
+      if (ok) acked.push(performance.now() - t0);
       await sleep(50);
     }
   });
   await sleep(seconds * 1000);
   stop = true;
   await Promise.all(loops);
-  return lat;
+  await sleep(500); // the last deliveries
+  for (const w of watchers) w.off();
+  return { acked, delivered };
 }
 
 const server = await new DuetServer().start();
@@ -98,12 +120,15 @@ try {
 
   const row = (name, xs) =>
     `| ${name} | ${xs.length} | ${pct(xs, 50).toFixed(1)} | ${pct(xs, 99).toFixed(1)} | ${Math.max(...xs).toFixed(1)} |`;
-  console.log(`\nother interviews' acked edits (${OTHERS} interviews × 2 typists, one edit per 50 ms each, ${SECONDS} s per phase)`);
+  console.log(`\nother interviews' edits (${OTHERS} interviews × 2 typists, one edit per 50 ms each, ${SECONDS} s per phase)`);
   console.log('| phase | edits | p50 ms | p99 ms | max ms |');
   console.log('|---|---|---|---|---|');
-  console.log(row('quiet', quiet));
-  console.log(row('one interview attacked', attacked));
-  console.log(`p99 attacked / quiet = ${(pct(attacked, 99) / pct(quiet, 99)).toFixed(2)}; attacker's answers: ${JSON.stringify(refusals)}`);
+  console.log(row('quiet: delivered to the other typist', quiet.delivered));
+  console.log(row('attacked: delivered to the other typist', attacked.delivered));
+  console.log(row('quiet: acked (stored)', quiet.acked));
+  console.log(row('attacked: acked (stored)', attacked.acked));
+  const ratio = (k) => (pct(attacked[k], 99) / pct(quiet[k], 99)).toFixed(2);
+  console.log(`p99 attacked / quiet: delivered ${ratio('delivered')}, acked ${ratio('acked')}; attacker's answers: ${JSON.stringify(refusals)}`);
   for (const c of pairs.flat()) c.close();
   mallory.close();
   seed.close();
