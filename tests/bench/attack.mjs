@@ -2,9 +2,9 @@
 // under hostile input). A duet server (DUET_BIN, default target/debug/duet; use a release build for
 // figures), `--others` interviews of two typists each (one edit every 50 ms per typist; each edit
 // timed to its ack and to its arrival at the other typist of its interview), measured twice in one
-// run: quiet, then while an attacker floods one more interview with the costliest updates there are — thousands of concurrent one-character inserts at one place, then
-// as many again under higher client ids (each compared with every one before: YATA's worst case),
-// repeated for the whole window, and 500 KB whole-text `code_change`s from a seed client.
+// run: quiet, then while an attacker floods one more interview with the costliest updates there are
+// — thousands of concurrent one-character inserts at one place, then as many again under higher
+// client ids (each compared with every one before: YATA's worst case), repeated for the whole window, and 500 KB whole-text `code_change`s from a seed client.
 // Prints p50/p99/max of the deliveries and of the acked edits in both phases, and the ratios.
 //
 // Usage: node tests/bench/attack.mjs [--seconds 10] [--others 10]
