@@ -134,12 +134,40 @@ fn peer_text(ip: IpAddr) -> String {
     }
 }
 
-/// The HTTP client for upstreams: bounded connect time, so a vanished host is noticed quickly.
+/// The HTTP client for upstreams: bounded connect time, so a vanished host is noticed quickly, and
+/// TCP_NODELAY on every connection ([`upstream_connector`]).
 pub fn upstream_client() -> awc::Client {
     awc::Client::builder()
-        .connector(awc::Connector::new().timeout(CONNECT_TIMEOUT))
+        .connector(
+            awc::Connector::new()
+                .connector(upstream_connector())
+                .timeout(CONNECT_TIMEOUT),
+        )
         .timeout(UPSTREAM_TIMEOUT)
         .finish()
+}
+
+type TcpConnection = actix_tls::connect::Connection<awc::http::Uri, tokio::net::TcpStream>;
+
+/// awc's TCP connector, with TCP_NODELAY set on the connections it makes. Edits are small frames, and
+/// a Socket.IO binary event is two of them (the event, then its attachment), relayed as two writes:
+/// with Nagle's algorithm the second waited for the hub's delayed ACK of the first, adding ~40 ms to
+/// every edit and every ack through the gateway (docs/BENCHMARKS.md, "Scale-out"). The hubs and the
+/// gateway's own listener set it on their side already.
+fn upstream_connector() -> impl actix_service::Service<
+    actix_tls::connect::ConnectInfo<awc::http::Uri>,
+    Response = TcpConnection,
+    Error = actix_tls::connect::ConnectError,
+> + Clone {
+    use actix_service::ServiceExt;
+    actix_tls::connect::Connector::new(actix_tls::connect::Resolver::default())
+        .service()
+        .map(|conn: TcpConnection| {
+            if let Err(e) = conn.io_ref().set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set on an upstream connection");
+            }
+            conn
+        })
 }
 
 fn bad_gateway(message: &str) -> HttpResponse {
@@ -557,4 +585,22 @@ fn bridge(
         let _ = session.close(None).await;
     });
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_service::Service;
+
+    #[actix_web::test]
+    async fn upstream_connections_are_made_with_tcp_nodelay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let uri: awc::http::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let conn = upstream_connector()
+            .call(actix_tls::connect::ConnectInfo::new(uri))
+            .await
+            .unwrap();
+        assert!(conn.io_ref().nodelay().unwrap());
+    }
 }
