@@ -373,7 +373,8 @@ pub async fn socketio(
 /// that hub refuses the connection (it died; another gateway may already have moved the interview),
 /// the placement is read afresh once: the request then fails fast at the new hub ("Session ID
 /// unknown"), and the client's next handshake lands there, instead of the client waiting out its
-/// reconnection backoff twice.
+/// reconnection backoff twice. A long-poll request that the hub of a cached placement answers 400
+/// is asked again the same way (the session may be new, on the hub the interview moved to).
 async fn established(
     req: HttpRequest,
     payload: web::Payload,
@@ -404,6 +405,8 @@ async fn established(
     };
     let router = &up.router;
     let mut tried: Option<String> = None;
+    // A 400 from the hub a cached placement named, kept while the placement is read afresh.
+    let mut stale = None;
     for fresh in [false, true] {
         let Some(hub) = router.for_session(code, key, fresh).await else {
             return bad_gateway("no realtime hub is available");
@@ -419,6 +422,17 @@ async fn established(
                 .send_body(body.clone())
                 .await
             {
+                // "Session ID unknown" from the hub this gateway's cached placement names: the
+                // interview may have moved within `PLACEMENT_CACHE` (its hub draining, another
+                // gateway placing it elsewhere), and the client's new session be on another hub.
+                // Asked again with the record read afresh, the request reaches it, instead of
+                // failing and costing the client a second reconnect; the hub's answer stands if the
+                // record names the same hub.
+                Ok(res) if res.status() == StatusCode::BAD_REQUEST && !fresh && code.is_some() => {
+                    stale = Some(res);
+                    tried = Some(hub.id);
+                    continue;
+                }
                 Ok(res) => return relay_response(res),
                 Err(e) if is_refusal(&e) => Attempt::Refused,
                 Err(e) => Attempt::Failed(e.to_string()),
@@ -449,6 +463,9 @@ async fn established(
                 break;
             }
         }
+    }
+    if let Some(res) = stale {
+        return relay_response(res);
     }
     // The client reconnects, and its handshake finds a hub that accepts.
     bad_gateway("the realtime hub did not accept the connection")

@@ -682,6 +682,77 @@ async fn placed_interviews_stay_on_their_hub_while_hubs_join_across_gateways() {
 }
 
 #[actix_web::test]
+async fn a_long_poll_follows_its_interview_to_another_hub_within_the_placement_cache() {
+    // Issue 16: a hub draining closes its clients; a long-polling one reconnects through one gateway
+    // (placed on the other hub), and its next request goes through the other gateway, whose cached
+    // placement (up to PLACEMENT_CACHE old) still names the draining hub, which answers "Session ID
+    // unknown": the client was disconnected twice. The gateway now reads the placement afresh.
+    use duet_bus::Bus;
+    let redis = duet_testkit::redis::TestRedis::start();
+    let url = redis.url();
+    let bus: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&url).await.unwrap());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let hub_a = spawn_hub(dir_a.path(), 0, Some((&url, "hub-a"))).await;
+    spawn_hub(dir_b.path(), 0, Some((&url, "hub-b"))).await;
+    let mut s = settings(vec![], dir_a.path());
+    s.hub.heartbeat_ttl_secs = 3;
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        let bus: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&url).await.unwrap());
+        gateways.push(spawn_gateway_with_bus(&s, Some(bus)).await);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || gateways.iter().all(|(_, up)| up
+            .hubs()
+            .candidates("")
+            .len()
+            == 2))
+        .await
+    );
+    let http = reqwest::Client::new();
+    let (g1, g2) = (&gateways[0].0, &gateways[1].0);
+
+    let code = code_hashing_to(&["hub-a", "hub-b"], "hub-a");
+    let (_, old) = handshake(&http, g2, &code).await;
+    assert!(holds(&http, &hub_a, &old.unwrap()).await);
+    // The interview moves to hub-b (as a gateway does when hub-a refuses a handshake) and the
+    // client's new session is made there; g2 still has hub-a cached.
+    let moved = duet_bus::placement::claim(bus.as_ref(), &code, "hub-b", Some("hub-a"))
+        .await
+        .unwrap();
+    assert_eq!(moved, "hub-b");
+    let (status, sid) = handshake(&http, g1, &code).await;
+    assert_eq!(status, StatusCode::OK);
+    let sid = sid.unwrap();
+    let r = http
+        .post(format!(
+            "{g2}/socket.io/?EIO=4&transport=polling&session={code}&sid={sid}"
+        ))
+        .body("40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let connected = text_of(
+        &http,
+        format!("{g2}/socket.io/?EIO=4&transport=polling&session={code}&sid={sid}"),
+    )
+    .await;
+    assert!(connected.starts_with("40{\"sid\""), "{connected}");
+    // A sid that no hub knows still gets the hub's own answer.
+    let r = http
+        .post(format!(
+            "{g2}/socket.io/?EIO=4&transport=polling&session={code}&sid=nope"
+        ))
+        .body("40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("Session ID unknown"));
+}
+
+#[actix_web::test]
 async fn a_redis_restart_does_not_make_the_hubs_unknown() {
     use duet_bus::Bus;
     let mut redis = duet_testkit::redis::TestRedis::start();
