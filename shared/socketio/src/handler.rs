@@ -13,6 +13,8 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) -> BoxFuture + Send + Sync>;
 pub(crate) type EventHandler =
     Arc<dyn Fn(Socket, Payload, Option<AckSender>) -> BoxFuture + Send + Sync>;
+pub(crate) type FallbackHandler =
+    Arc<dyn Fn(Socket, &str, Payload, Option<AckSender>) -> BoxFuture + Send + Sync>;
 pub(crate) type DisconnectHandler =
     Arc<dyn Fn(Socket, DisconnectReason) -> BoxFuture + Send + Sync>;
 

@@ -13,12 +13,13 @@ use bytestring::ByteString;
 use duet_sio_codec::limits::MAX_ACK_ID;
 use duet_sio_codec::sio::Encoded;
 use duet_sio_codec::Payload;
+use futures_util::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::engine::{Conn, ConnInfo, Frame};
-use crate::handler::{self, DisconnectHandler, EventHandler};
+use crate::handler::{self, DisconnectHandler, EventHandler, FallbackHandler};
 use crate::io::SioHandler;
 use crate::ns::{BroadcastOperator, Namespace};
 use crate::{AckError, DisconnectReason, SendError};
@@ -74,6 +75,8 @@ pub(crate) struct SocketInner {
     pub(crate) conn: Arc<Conn<SioHandler>>,
     handshake: Handshake,
     handlers: RwLock<HashMap<String, EventHandler>>,
+    /// Events without a handler of their own (see [`Socket::on_fallback`]).
+    fallback: RwLock<Option<FallbackHandler>>,
     on_disconnect: Mutex<Option<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
     next_ack: AtomicU64,
@@ -146,6 +149,7 @@ impl Socket {
                 conn,
                 handshake: Handshake { auth, info },
                 handlers: RwLock::new(HashMap::new()),
+                fallback: RwLock::new(None),
                 on_disconnect: Mutex::new(None),
                 acks: Mutex::new(HashMap::new()),
                 next_ack: AtomicU64::new(0),
@@ -197,6 +201,20 @@ impl Socket {
     {
         let h: EventHandler = Arc::new(move |s, p, a| Box::pin(handler(s, p, a)));
         self.inner.handlers.write().insert(event.into(), h);
+    }
+
+    /// Registers the handler of every event that has no handler of its own ([`Socket::on`]); it
+    /// gets the event's name too, and returns its future boxed. One handler for all of a socket's
+    /// events costs the socket one entry instead of a map of them (about 1 KB for a dozen events,
+    /// which a server holding many idle sockets feels). Otherwise as [`Socket::on`].
+    pub fn on_fallback<F>(&self, handler: F)
+    where
+        F: Fn(Socket, &str, Payload, Option<AckSender>) -> BoxFuture<'static, ()>
+            + Send
+            + Sync
+            + 'static,
+    {
+        *self.inner.fallback.write() = Some(Arc::new(handler));
     }
 
     /// Registers the handler called once when the socket disconnects, for any reason.
@@ -357,7 +375,9 @@ impl Socket {
             .remove_socket(&self.inner.conn, self);
         // Dropping the senders fails every pending `emit_with_ack` with `Disconnected`.
         self.inner.acks.lock().clear();
+        // Handlers often hold what holds the socket: dropped here, or the socket would never be.
         self.inner.handlers.write().clear();
+        self.inner.fallback.write().take();
         let on_disconnect = self.inner.on_disconnect.lock().take();
         if let Some(h) = on_disconnect {
             handler::run(h(self.clone(), reason));
@@ -365,15 +385,20 @@ impl Socket {
     }
 
     pub(crate) fn dispatch_event(&self, name: &str, payload: Payload, id: Option<u64>) {
+        let ack = |id: Option<u64>| {
+            id.map(|id| AckSender {
+                socket: self.clone(),
+                id,
+            })
+        };
         let h = self.inner.handlers.read().get(name).cloned();
-        match h {
-            Some(h) => {
-                let ack = id.map(|id| AckSender {
-                    socket: self.clone(),
-                    id,
-                });
-                handler::run(h(self.clone(), payload, ack));
-            }
+        if let Some(h) = h {
+            handler::run(h(self.clone(), payload, ack(id)));
+            return;
+        }
+        let fallback = self.inner.fallback.read().clone();
+        match fallback {
+            Some(f) => handler::run(f(self.clone(), name, payload, ack(id))),
             None => tracing::trace!(event = name, "no handler"),
         }
     }

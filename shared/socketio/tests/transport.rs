@@ -20,6 +20,8 @@ struct TestServer {
     io: SocketIo,
     reasons: Arc<Mutex<Vec<DisconnectReason>>>,
     sockets: Arc<Mutex<Vec<Socket>>>,
+    /// Held by every connected socket's fallback handler.
+    fallback_token: Arc<()>,
 }
 
 fn test_config() -> SioConfig {
@@ -36,11 +38,23 @@ async fn spawn(config: SioConfig) -> TestServer {
     let io = SocketIo::builder().config(config).build();
     let reasons = Arc::new(Mutex::new(Vec::new()));
     let sockets = Arc::new(Mutex::new(Vec::new()));
-    let (r, s) = (reasons.clone(), sockets.clone());
+    let fallback_token = Arc::new(());
+    let (r, s, t) = (reasons.clone(), sockets.clone(), fallback_token.clone());
     io.ns("/", move |socket| {
         let r = r.clone();
+        let t = t.clone();
         s.lock().push(socket.clone());
         async move {
+            // Every other event: `fallback [name, first argument]`, and the name as the ack.
+            socket.on_fallback(move |socket, event, data: Payload, ack| {
+                let _held = &t;
+                let first: serde_json::Value = data.first().unwrap_or_default();
+                let _ = socket.emit("fallback", Payload::args(vec![event.into(), first]));
+                if let Some(ack) = ack {
+                    let _ = ack.send(Payload::json(event));
+                }
+                Box::pin(async {})
+            });
             socket.on_disconnect(move |_, reason| {
                 r.lock().push(reason);
                 async {}
@@ -67,6 +81,7 @@ async fn spawn(config: SioConfig) -> TestServer {
         io,
         reasons,
         sockets,
+        fallback_token,
     }
 }
 
@@ -271,6 +286,38 @@ async fn undecodable_packets_close_the_connection() {
     let sid = srv.open_polling().await;
     assert_eq!(srv.post(&sid, "b!!!").await, 400);
     srv.still_serves().await;
+}
+
+/// An event without a handler of its own reaches the fallback handler with its name, acks
+/// included; an event with one keeps it; a closed socket drops its handlers (they often hold what
+/// holds the socket, which would then never be freed).
+#[actix_rt::test]
+async fn fallback_handler_gets_the_other_events_and_is_dropped_on_close() {
+    let srv = spawn(test_config()).await;
+    let held = Arc::strong_count(&srv.fallback_token);
+    let mut ws = srv.open_ws_connected().await;
+    assert_eq!(Arc::strong_count(&srv.fallback_token), held + 1);
+    ws.send(Message::Text(r#"42["echo","mine"]"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await.unwrap(), r#"42["echo","mine"]"#);
+    ws.send(Message::Text(r#"427["other",{"a":1}]"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await.unwrap(),
+        r#"42["fallback","other",{"a":1}]"#
+    );
+    assert_eq!(next_text(&mut ws).await.unwrap(), r#"437["other"]"#);
+    ws.send(Message::Close(None)).await.unwrap();
+    let released = async {
+        while Arc::strong_count(&srv.fallback_token) > held {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), released)
+        .await
+        .expect("the closed socket's fallback handler is dropped");
 }
 
 #[actix_rt::test]

@@ -18,6 +18,7 @@ mod yjs;
 use std::sync::Arc;
 
 use duet_socketio::{AckSender, Payload, Socket, SocketIo};
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 pub use connection::Connection;
@@ -88,6 +89,59 @@ fn first_json(data: &Payload) -> Value {
     data.args.first().cloned().unwrap_or(Value::Null)
 }
 
+/// A client event: validated and handed to the connection's handler of it. Events that are not
+/// Duet's are ignored (no ack), as Socket.IO servers do.
+fn on_event(
+    c: &Arc<Connection>,
+    event: &str,
+    data: Payload,
+    ack: Option<AckFn>,
+) -> BoxFuture<'static, ()> {
+    let done = || -> BoxFuture<'static, ()> { Box::pin(std::future::ready(())) };
+    if let Some(doc) = [DocName::Code, DocName::Notes]
+        .into_iter()
+        .find(|d| d.event() == event)
+    {
+        match data.binaries.first() {
+            Some(bytes) => c.yjs_doc(doc, bytes, ack),
+            None => c.refuse(
+                HubError::invalid(format!("{event} needs one binary attachment")),
+                ack,
+            ),
+        }
+        return done();
+    }
+    match event {
+        "join_session" => {
+            let c = c.clone();
+            Box::pin(async move { c.join(first_json(&data), ack).await })
+        }
+        "code_change" => {
+            c.code_change(first_json(&data), ack);
+            done()
+        }
+        "language_change" => {
+            let c = c.clone();
+            Box::pin(async move { c.language_change(first_json(&data), ack).await })
+        }
+        "execute_code" => {
+            let c = c.clone();
+            Box::pin(async move { c.execute_code(first_json(&data), ack).await })
+        }
+        "activity" => {
+            c.activity(first_json(&data), ack);
+            done()
+        }
+        _ => match control::EVENTS.iter().find(|e| **e == event) {
+            Some(&event) => {
+                let c = c.clone();
+                Box::pin(async move { c.control_event(event, first_json(&data), ack).await })
+            }
+            None => done(),
+        },
+    }
+}
+
 /// Registers the main namespace's handlers.
 pub fn mount(io: &SocketIo, rt: Arc<Runtime>) {
     io.ns("/", move |socket: Socket| {
@@ -99,54 +153,11 @@ pub fn mount(io: &SocketIo, rt: Arc<Runtime>) {
             });
             let conn = Arc::new(Connection::new(rt, sink));
 
+            // One handler for every event (a map of a dozen would cost each socket about 1 KB).
             let c = conn.clone();
-            socket.on("join_session", move |_s, data: Payload, ack| {
-                let c = c.clone();
-                async move { c.join(first_json(&data), ack_fn(ack)).await }
+            socket.on_fallback(move |_s, event, data: Payload, ack| {
+                on_event(&c, event, data, ack_fn(ack))
             });
-            for doc in [DocName::Code, DocName::Notes] {
-                let c = conn.clone();
-                socket.on(doc.event(), move |_s, data: Payload, ack| {
-                    match data.binaries.first() {
-                        Some(bytes) => c.yjs_doc(doc, bytes, ack_fn(ack)),
-                        None => c.refuse(
-                            HubError::invalid(format!(
-                                "{} needs one binary attachment",
-                                doc.event()
-                            )),
-                            ack_fn(ack),
-                        ),
-                    }
-                    std::future::ready(())
-                });
-            }
-            let c = conn.clone();
-            socket.on("code_change", move |_s, data: Payload, ack| {
-                c.code_change(first_json(&data), ack_fn(ack));
-                std::future::ready(())
-            });
-            let c = conn.clone();
-            socket.on("language_change", move |_s, data: Payload, ack| {
-                let c = c.clone();
-                async move { c.language_change(first_json(&data), ack_fn(ack)).await }
-            });
-            let c = conn.clone();
-            socket.on("execute_code", move |_s, data: Payload, ack| {
-                let c = c.clone();
-                async move { c.execute_code(first_json(&data), ack_fn(ack)).await }
-            });
-            let c = conn.clone();
-            socket.on("activity", move |_s, data: Payload, ack| {
-                c.activity(first_json(&data), ack_fn(ack));
-                std::future::ready(())
-            });
-            for event in control::EVENTS {
-                let c = conn.clone();
-                socket.on(event, move |_s, data: Payload, ack| {
-                    let c = c.clone();
-                    async move { c.control_event(event, first_json(&data), ack_fn(ack)).await }
-                });
-            }
             let c = conn;
             socket.on_disconnect(move |_s, _reason| {
                 let c = c.clone();
