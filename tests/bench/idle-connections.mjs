@@ -19,7 +19,8 @@
 // repo, copied to a temp dir and `npm ci`-ed if it has none), DUET_BIN (default
 // target/release/examples/seed_peer, built if missing), APP_BIN (default target/release/duet,
 // built if missing), APP_WRAP (a command the app runs under, split on spaces, e.g. `heaptrack -o
-// /tmp/duet`; RSS is then read from the `duet` process under it), APP_ENV (extra `K=V` pairs for
+// /tmp/duet`; RSS is then read from the `duet` process under it, which is killed once measured, so
+// what heaptrack reports as leaked is the idle server's heap), APP_ENV (extra `K=V` pairs for
 // the app, space-separated, e.g. `MIMALLOC_PURGE_DELAY=0`), IDLE_MS (default 5000).
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -207,13 +208,11 @@ async function measure(name, start, open = openRaw) {
   await sleep(IDLE_MS); // idle
   const after = rssKb(pid);
   for (const close of closers) close();
-  // Under APP_WRAP (a profiler) the server is asked to stop, so the profile is written.
-  if (process.env.APP_WRAP && child.measured) {
-    process.kill(pid, 'SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  } else {
-    child.kill('SIGKILL');
-  }
+  // Killed where it stands: under heaptrack (APP_WRAP) what it reports as leaked is then the heap
+  // of the idle server.
+  process.kill(pid, 'SIGKILL');
+  if (process.env.APP_WRAP) await new Promise((r) => child.once('exit', r));
+  else child.kill('SIGKILL');
   child.cleanup?.();
   const perConn = ((after - before) * 1024) / N;
   const r = { name, n: N, beforeKb: before, afterKb: after, perConnBytes: Math.round(perConn), connectMs };
