@@ -135,13 +135,17 @@ fn peer_text(ip: IpAddr) -> String {
 }
 
 /// The HTTP client for upstreams: bounded connect time, so a vanished host is noticed quickly, and
-/// TCP_NODELAY on every connection ([`upstream_connector`]).
+/// TCP_NODELAY on every connection ([`upstream_connector`]). No limit on simultaneous connections:
+/// awc's default (100 per client, one client per worker) counts a bridged WebSocket for its whole
+/// life, so a gateway bridged at most 100 per worker and answered every further one 502; the
+/// gateway's own connection cap (`http.max_connections`) bounds them instead.
 pub fn upstream_client() -> awc::Client {
     awc::Client::builder()
         .connector(
             awc::Connector::new()
                 .connector(upstream_connector())
-                .timeout(CONNECT_TIMEOUT),
+                .timeout(CONNECT_TIMEOUT)
+                .limit(0),
         )
         .timeout(UPSTREAM_TIMEOUT)
         .finish()

@@ -369,6 +369,52 @@ async fn socketio_is_proxied_to_a_hub_over_polling_and_websocket() {
     );
 }
 
+#[actix_web::test]
+async fn more_websockets_than_awcs_default_pool_limit_are_bridged() {
+    // awc's connector allows 100 simultaneous connections per client (one client per worker), and a
+    // bridged WebSocket holds its connection for its whole life: the gateway answered the 101st
+    // WebSocket of a worker 502. More than every worker's 100 at once must be bridged.
+    use futures_util::StreamExt;
+    let data = tempfile::tempdir().unwrap();
+    let mut hub_settings = settings(vec![], data.path());
+    hub_settings.data_dir = data.path().to_path_buf();
+    hub_settings.secret_key = Some("gateway-tests-secret-0123456789".to_owned().into());
+    let hub = duet_realtime_hub::startup::Application::build(&hub_settings)
+        .await
+        .unwrap();
+    let hub_url = format!("http://127.0.0.1:{}", hub.port());
+    actix_web::rt::spawn(hub.run_until_stopped());
+    let mut gw_settings = settings(vec![], data.path());
+    gw_settings.gateway.hub_urls = vec![hub_url];
+    let gw = spawn_gateway(&gw_settings).await;
+
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let n = 100 * workers + 20;
+    let client = awc::Client::builder()
+        .connector(awc::Connector::new().limit(0))
+        .finish();
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket&session=ZZZZ2222",
+        gw.replacen("http", "ws", 1)
+    );
+    let mut open = Vec::new();
+    for i in 0..n {
+        let (res, mut ws) = client
+            .ws(&ws_url)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket {i} of {n}: {e}"));
+        assert_eq!(res.status().as_u16(), 101);
+        let first = ws.next().await.unwrap().unwrap();
+        assert!(
+            matches!(&first, awc::ws::Frame::Text(t) if t.starts_with(b"0{")),
+            "WebSocket {i}: {first:?}"
+        );
+        open.push(ws);
+    }
+    assert_eq!(open.len(), n);
+}
+
 /// The gateway binary, with nothing behind it: `/healthz` is its own liveness.
 const GATEWAY_ENV: &[(&str, &str)] = &[
     ("DUET_GATEWAY__SESSION_API_URLS", "http://127.0.0.1:9"),
