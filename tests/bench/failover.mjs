@@ -143,9 +143,16 @@ async function placements(work) {
 }
 
 async function lossCheck(work) {
-  const r = await work.settle(30000);
-  work.resume();
-  return { acked: r.acked, lost: r.lost.reduce((s, l) => s + l.missing + (l.synced ? 0 : 1), 0), errors: r.errors.length };
+  try {
+    const r = await work.settle(30000);
+    work.resume();
+    return { acked: r.acked, lost: r.lost.reduce((s, l) => s + l.missing + (l.synced ? 0 : 1), 0), errors: r.errors.length };
+  } catch (e) {
+    // Clients that never settle (their edits refused, say): reported, not fatal to the other runs.
+    const refused = work.clients.flatMap((c) => c.errors.map((x) => x?.code ?? String(x)));
+    const stuck = work.clients.filter((c) => !c.saved).map((c) => c.name);
+    return { acked: null, lost: null, settled: false, stuck, refused: Object.fromEntries([...new Set(refused)].map((k) => [k, refused.filter((x) => x === k).length])) };
+  }
 }
 
 async function victimOf(work, run) {
@@ -251,9 +258,19 @@ try {
   for (let run = 0; run < RUNS; run++) {
     for (const name of ONLY) {
       // New interviews for each scenario, placed by rendezvous hashing over both hubs.
-      const work = new Workload(cluster, { interviews: INTERVIEWS, seed: run * 10 + ONLY.indexOf(name) + 1 });
+      let work = new Workload(cluster, { interviews: INTERVIEWS, seed: run * 10 + ONLY.indexOf(name) + 1 });
       try {
-        await work.start();
+        try {
+          await work.start();
+        } catch (e) {
+          // Seen right after a rolling restart: nginx answers a POST /api/session 502 (it does not
+          // retry a non-idempotent request on the other gateway). Noted, and tried once more.
+          console.log(`run ${run + 1} ${name}: the workload did not start (${String(e.message).split("\n")[0]}); trying again`);
+          work.close();
+          await sleep(1000);
+          work = new Workload(cluster, { interviews: INTERVIEWS, seed: run * 10 + ONLY.indexOf(name) + 101 });
+          await work.start();
+        }
         watchAcks(work);
         await sleep(1000);
         const r = await scenarios[name](work, run);
@@ -277,7 +294,8 @@ try {
     console.log(
       `kill -9 of a hub (${k.length} runs, ${span(col(k, "clients"))} clients affected): every affected client resynced after ${span(worst)} ms (median, range); ` +
         `acked edits lost ${col(k, "lost").join(", ")} of ${col(k, "acked").join(", ")}; other hubs' clients disconnected ${col(k, "othersDisconnected").join(", ")} — target ≤ 3 s, 0 lost: ` +
-        verdict(worst.every((w) => w !== null && w <= TARGET_MS) && k.every((r) => r.lost === 0)),
+        verdict(worst.every((w) => w !== null && w <= TARGET_MS) && k.every((r) => r.lost === 0)) +
+        (k.some((r) => r.settled === false) ? ` — but in ${k.filter((r) => r.settled === false).length} run(s) some clients never settled (see the runs)` : ""),
     );
   }
   if (all.drain.length) {

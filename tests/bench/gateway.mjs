@@ -82,7 +82,9 @@ async function interviews(clients) {
 
 /** One load run of tools/loadgen on core 1; its JSON line. */
 async function loadgen(urls, clients, pids) {
+  const t0 = Date.now();
   const codes = await interviews(clients);
+  console.error(`${codes.length} interviews created in ${Date.now() - t0} ms`);
   const args = [
     "-c", "1", bin("duet-loadgen"),
     "--urls", urls.join(","), "--codes", codes.join(","), "--clients", String(clients),
@@ -110,47 +112,12 @@ const HEAD = [
   "|---|---|---|---|---|---|---|---|---|---|---|---|",
 ];
 
-try {
-  const started = new Date();
-  const commit = execFileSync("git", ["-C", repo, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
-  const dirty = execFileSync("git", ["-C", repo, "status", "--porcelain", "--untracked-files=no"], { encoding: "utf8" }).trim() ? " (with uncommitted changes)" : "";
-  console.log(`gateway bench: ${started.toISOString()}, commit ${commit}${dirty}, ${process.env.DUET_CLUSTER_PROFILE} binaries, load average ${load()}`);
-  await cluster.start();
-  const hubs = ["hub-1", "hub-2"].map(pidOf);
-  for (const p of hubs) pin(p, 0);
+const lines = [...HEAD];
+const hop = [];
+const results = new Map(CLIENTS.map((n) => [n, { direct: [], gateway: [] }]));
 
-  // 1. Cross-hub against same-hub deliveries, in one run.
-  const lines = [...HEAD];
-  const hop = [];
-  for (let i = 0; i < HOP_RUNS; i++) {
-    const r = await loadgen([cluster.urlOf("hub-1"), cluster.urlOf("hub-2")], 1000, hubs);
-    lines.push(row("2 hubs, interviews split", r));
-    hop.push(r);
-    console.error(`hop run ${i + 1}: ${JSON.stringify(r)}`);
-  }
-
-  // 2. One hub, with and without the gateway.
-  await cluster.kill("hub-2", "TERM");
-  await cluster.kill("gateway-2", "TERM");
-  const hub = pidOf("hub-1");
-  const gateway = pidOf("gateway-1");
-  pin(hub, 0);
-  pin(gateway, 0);
-  const results = new Map(CLIENTS.map((n) => [n, { direct: [], gateway: [] }]));
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const n of CLIENTS) {
-      const order = round % 2 === 0 ? ["direct", "gateway"] : ["gateway", "direct"];
-      for (const mode of order) {
-        const url = mode === "direct" ? cluster.urlOf("hub-1") : cluster.urlOf("gateway-1");
-        const r = await loadgen([url], n, [hub, gateway]);
-        r.load1 = loadavg()[0];
-        results.get(n)[mode].push(r);
-        lines.push(row(`round ${round + 1}, ${mode === "direct" ? "straight to the hub" : "through the gateway"}`, r));
-        console.error(`round ${round + 1} ${mode} ${n}: ${JSON.stringify(r)}`);
-      }
-    }
-  }
-
+/** Medians over the rounds so far (printed after every round, so a cut-short run still reports). */
+function summarize() {
   console.log(lines.join("\n"));
   console.log();
   if (hop.length) {
@@ -174,6 +141,48 @@ try {
       `${n} clients: server CPU ms per 1k deliveries ${median(direct.map((r) => r.server_cpu_ms_per_1k)).toFixed(2)} → ${median(via.map((r) => r.server_cpu_ms_per_1k)).toFixed(2)} (hub + gateway); lost or errors ${lost}`,
     );
   }
+}
+
+try {
+  const started = new Date();
+  const commit = execFileSync("git", ["-C", repo, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+  const dirty = execFileSync("git", ["-C", repo, "status", "--porcelain", "--untracked-files=no"], { encoding: "utf8" }).trim() ? " (with uncommitted changes)" : "";
+  console.log(`gateway bench: ${started.toISOString()}, commit ${commit}${dirty}, ${process.env.DUET_CLUSTER_PROFILE} binaries, load average ${load()}`);
+  await cluster.start();
+  const hubs = ["hub-1", "hub-2"].map(pidOf);
+  for (const p of hubs) pin(p, 0);
+
+  // 1. Cross-hub against same-hub deliveries, in one run.
+  for (let i = 0; i < HOP_RUNS; i++) {
+    const r = await loadgen([cluster.urlOf("hub-1"), cluster.urlOf("hub-2")], 1000, hubs);
+    lines.push(row("2 hubs, interviews split", r));
+    hop.push(r);
+    console.error(`hop run ${i + 1}: ${JSON.stringify(r)}`);
+  }
+
+  // 2. One hub, with and without the gateway.
+  await cluster.kill("hub-2", "TERM");
+  await cluster.kill("gateway-2", "TERM");
+  const hub = pidOf("hub-1");
+  const gateway = pidOf("gateway-1");
+  pin(hub, 0);
+  pin(gateway, 0);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const n of CLIENTS) {
+      const order = round % 2 === 0 ? ["direct", "gateway"] : ["gateway", "direct"];
+      for (const mode of order) {
+        const url = mode === "direct" ? cluster.urlOf("hub-1") : cluster.urlOf("gateway-1");
+        const r = await loadgen([url], n, [hub, gateway]);
+        r.load1 = loadavg()[0];
+        results.get(n)[mode].push(r);
+        lines.push(row(`round ${round + 1}, ${mode === "direct" ? "straight to the hub" : "through the gateway"}`, r));
+        console.error(`${new Date().toISOString()} round ${round + 1} ${mode} ${n}: ${JSON.stringify(r)}`);
+      }
+    }
+    if (round < ROUNDS - 1) summarize();
+  }
+
+  summarize();
   console.log(`finished ${new Date().toISOString()}, load average ${load()}`);
 } finally {
   await cluster.stop();
