@@ -152,6 +152,8 @@ impl Hub {
                 allowed_origins: (!h.allowed_origins.is_empty()).then(|| h.allowed_origins.clone()),
                 // Without a list: a page of another site cannot open a session.
                 same_host_origins: true,
+                // No handler reads the handshake's headers: not kept per connection.
+                keep_headers: false,
                 ..SioConfig::default()
             })
             .build();

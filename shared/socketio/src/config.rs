@@ -67,6 +67,12 @@ pub struct SioConfig {
     pub same_host_origins: bool,
     /// Mount path, `/socket.io` by default (a trailing slash is accepted too).
     pub path: String,
+    /// Keep a copy of the handshake request's headers for
+    /// [`Handshake::header`](crate::Handshake::header). A server whose handlers never read them
+    /// turns this off and saves the copy on every connection for its lifetime (a few hundred
+    /// bytes to over a kilobyte with a browser's headers); the origin checks read the request
+    /// itself either way.
+    pub keep_headers: bool,
 }
 
 impl Default for SioConfig {
@@ -83,6 +89,7 @@ impl Default for SioConfig {
             allowed_origins: None,
             same_host_origins: false,
             path: DEFAULT_PATH.to_owned(),
+            keep_headers: true,
         }
     }
 }

@@ -320,6 +320,25 @@ async fn fallback_handler_gets_the_other_events_and_is_dropped_on_close() {
         .expect("the closed socket's fallback handler is dropped");
 }
 
+/// The handshake's headers are kept for the handlers unless `keep_headers` is off (a server whose
+/// handlers never read them saves the copy on every connection); the query string is kept either way.
+#[actix_rt::test]
+async fn handshake_headers_are_kept_unless_turned_off() {
+    for keep in [true, false] {
+        let srv = spawn(SioConfig {
+            keep_headers: keep,
+            ..test_config()
+        })
+        .await;
+        let _ws = srv.open_ws_connected().await;
+        let sockets = srv.sockets.lock();
+        let handshake = sockets[0].handshake();
+        assert_eq!(handshake.header("host").is_some(), keep);
+        assert_eq!(handshake.headers().count() > 0, keep);
+        assert!(handshake.query().contains("transport=websocket"));
+    }
+}
+
 #[actix_rt::test]
 async fn reserved_event_names_close_the_connection() {
     let srv = spawn(test_config()).await;

@@ -42,7 +42,8 @@ pub(crate) enum Transport {
 pub struct ConnInfo {
     /// The handshake request's headers, copied into a flat list: a clone of actix's `HeaderMap`
     /// costs about 6.6 KB per connection (measured with massif), this a few hundred bytes, and
-    /// copying the values keeps the request's read buffer from being pinned.
+    /// copying the values keeps the request's read buffer from being pinned. Empty unless
+    /// [`SioConfig::keep_headers`](crate::SioConfig::keep_headers).
     pub headers: Box<[(HeaderName, HeaderValue)]>,
     /// The handshake request's query string, undecoded.
     pub query: String,

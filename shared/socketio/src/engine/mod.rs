@@ -308,12 +308,16 @@ impl<H: EngineHandler> EngineIo<H> {
     }
 
     fn new_conn(&self, req: &HttpRequest, transport: Transport) -> Arc<Conn<H>> {
-        let info = Arc::new(ConnInfo {
-            headers: req
-                .headers()
+        let headers = if self.shared.config.keep_headers {
+            req.headers()
                 .iter()
                 .filter_map(|(n, v)| Some((n.clone(), HeaderValue::from_bytes(v.as_bytes()).ok()?)))
-                .collect(),
+                .collect()
+        } else {
+            Box::default()
+        };
+        let info = Arc::new(ConnInfo {
+            headers,
             query: req.query_string().to_owned(),
             peer_addr: req.peer_addr(),
         });
