@@ -156,11 +156,23 @@ function openClient(port, i) {
   });
 }
 
+/** A REST call, tried again on a network error (a reused keep-alive connection the server closed). */
+async function retried(call) {
+  for (let i = 0; ; i++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (i >= 3 || !(e instanceof TypeError)) throw e; // fetch's network errors are TypeErrors
+      await sleep(100);
+    }
+  }
+}
+
 /** One participant of an interview, joined as the browser joins: token over REST, then Socket.IO. */
 async function openAppClient(url, iv, i) {
   const first = i % ROOM_SIZE === 0;
   const name = `${first ? 'Interviewer' : 'Candidate'} ${i}`;
-  const { token } = await joinRest(url, iv.session_code, { name, bearer: first ? iv.interviewer_token : undefined });
+  const { token } = await retried(() => joinRest(url, iv.session_code, { name, bearer: first ? iv.interviewer_token : undefined }));
   const c = new CollabClient(url, { code: iv.session_code, name, token });
   if (!(await until(() => c.saved, 30000, 10))) throw new Error(`client ${i} not synced: ${JSON.stringify(c.errors)}`);
   return c;
@@ -173,7 +185,7 @@ async function openApp(port) {
   const rooms = Math.ceil(N / ROOM_SIZE);
   for (let i = 0; i < rooms; i += 20) {
     const batch = [];
-    for (let j = i; j < Math.min(rooms, i + 20); j++) batch.push(createInterview(url, { title: `bench ${j}` }));
+    for (let j = i; j < Math.min(rooms, i + 20); j++) batch.push(retried(() => createInterview(url, { title: `bench ${j}` })));
     interviews.push(...(await Promise.all(batch)));
   }
   const clients = [];
