@@ -215,7 +215,14 @@ async function measure(name, start, open = openRaw) {
   const pid = child.measured ? child.measured() : child.pid;
   const before = rssKb(pid);
   const t0 = Date.now();
-  const closers = await open(port);
+  let closers;
+  try {
+    closers = await open(port);
+  } catch (e) {
+    process.kill(pid, 'SIGKILL'); // not left running when the clients fail
+    child.cleanup?.();
+    throw e;
+  }
   const connectMs = Date.now() - t0;
   await sleep(IDLE_MS); // idle
   const after = rssKb(pid);
