@@ -23,7 +23,7 @@
 // failover ≤ 3 s with 0 acked edits lost; a rolling restart ≤ 1 reconnect per client and ≤ 3 s
 // disruption per step.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 
@@ -76,10 +76,24 @@ function signal(name, sig) {
   return { pid, t0 };
 }
 
-/** Time from `t0` until `pid` has exited (10 ms resolution). */
-async function exited(pid, t0) {
+/**
+ * Time from `t0` until `pid` has exited (10 ms resolution). Then waits for it to be reaped too: an
+ * exited process not yet reaped by whoever adopted it still answers `kill -0`, and cluster.sh would
+ * take it for running and not start it again; past 10 s its pid file is removed instead.
+ */
+async function exited(name, pid, t0) {
   await until(() => !alive(pid), 30000, 10);
-  return Date.now() - t0;
+  const ms = Date.now() - t0;
+  const gone = () => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  if (!(await until(gone, 10000, 10))) rmSync(join(cluster.dir, `${name}.pid`), { force: true });
+  return ms;
 }
 
 /** Records when each client's edits are acknowledged (`c.ackTimes`), without touching the client. */
@@ -165,10 +179,11 @@ async function victimOf(work, run) {
 
 async function scenarioKill(work, run) {
   const { victim, affected } = await victimOf(work, run);
-  const { t0 } = signal(victim, "SIGKILL");
+  const { pid, t0 } = signal(victim, "SIGKILL");
   const times = await resynced(work, affected, t0, 20000);
   const others = work.disconnectsSince(t0).filter((d) => !affected.some((c) => c.name === d.client)).length;
   const loss = await lossCheck(work);
+  await exited(victim, pid, t0);
   await cluster.up(victim);
   const done = times.filter((t) => t !== null);
   return {
@@ -184,7 +199,7 @@ async function scenarioKill(work, run) {
 async function scenarioDrain(work, run) {
   const { victim, affected } = await victimOf(work, run + 1);
   const { pid, t0 } = signal(victim, "SIGTERM");
-  const [times, exitMs] = await Promise.all([resynced(work, affected, t0, 20000), exited(pid, t0)]);
+  const [times, exitMs] = await Promise.all([resynced(work, affected, t0, 20000), exited(victim, pid, t0)]);
   await sleep(1000);
   const t1 = Date.now();
   const reconnects = work.clients.map((c) => c.disconnects.filter((d) => d.at >= t0).length);
@@ -217,7 +232,7 @@ async function scenarioRolling(work) {
   const steps = [];
   for (const name of STEPS) {
     const { pid, t0: ts } = signal(name, "SIGTERM");
-    const exitMs = await exited(pid, ts);
+    const exitMs = await exited(name, pid, ts);
     await cluster.up(name);
     const upMs = Date.now() - ts;
     await sleep(1000);
@@ -263,8 +278,7 @@ try {
         try {
           await work.start();
         } catch (e) {
-          // Seen right after a rolling restart: nginx answers a POST /api/session 502 (it does not
-          // retry a non-idempotent request on the other gateway). Noted, and tried once more.
+          // A service not back yet (say): noted, and tried once more.
           console.log(`run ${run + 1} ${name}: the workload did not start (${String(e.message).split("\n")[0]}); trying again`);
           work.close();
           await sleep(1000);
