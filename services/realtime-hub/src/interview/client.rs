@@ -151,7 +151,9 @@ impl Interview {
                         DocName::Code => (&mut self.owners, &mut self.usage),
                         DocName::Notes => (&mut self.notes_owners, &mut self.notes_usage),
                     };
-                    owners.check_and_claim(conn, user, &stats, &sv, |c| live.contains_key(c))?;
+                    owners.check_and_claim(conn, user, &stats, &sv, |c| {
+                        live.get(c).map(|l| l.awareness_ids.as_slice())
+                    })?;
                     usage.admit(now, &stats, raw.len())?;
                     // (The state vector read for the ownership check above.)
                     if stats.has_gap(&sv) {
@@ -411,7 +413,9 @@ impl Interview {
         let sv = self.code_doc.state_vector();
         let live = &self.roster.local;
         self.owners
-            .check_and_claim(conn, author, &stats, &sv, |c| live.contains_key(c))?;
+            .check_and_claim(conn, author, &stats, &sv, |c| {
+                live.get(c).map(|l| l.awareness_ids.as_slice())
+            })?;
         self.usage.admit(now, &stats, bytes.len())?;
         let applied = self.code_doc.apply_pieces(std::slice::from_ref(&bytes))?;
         peer.applied(&edit);

@@ -99,16 +99,22 @@ pub struct Owners(HashMap<u64, (ConnId, Uuid)>);
 
 impl Owners {
     /// Refuses an update that brings new structs under a client id another user's live
-    /// connection owns (`live` says whether a connection is still here); otherwise claims the
-    /// update's client ids for `conn`. Structs the document already has (a re-send, or edits of
-    /// others a client relays after the hub lost them) are not new and claim nothing.
-    pub fn check_and_claim(
+    /// connection owns; otherwise claims the update's client ids for `conn`. `conns` answers, for
+    /// a connection still here, the client ids its awareness announced (`None` once it is gone).
+    /// Structs the document already has (a re-send, or edits of others a client relays after the
+    /// hub lost them) are not new and claim nothing.
+    ///
+    /// A client that relays another's edits the hub lacks (after a hub died before storing them,
+    /// the other participant's resync re-sends them) claims that id first; the author takes it
+    /// over when the id is the one its own awareness announced and not the relayer's — otherwise
+    /// every later edit of the author would be refused.
+    pub fn check_and_claim<'a>(
         &mut self,
         conn: &ConnId,
         user: Uuid,
         stats: &UpdateStats,
         sv: &StateVector,
-        live: impl Fn(&ConnId) -> bool,
+        conns: impl Fn(&ConnId) -> Option<&'a [u64]>,
     ) -> Result<(), HubError> {
         let new: Vec<u64> = stats
             .authors
@@ -116,13 +122,17 @@ impl Owners {
             .filter(|(client, end)| *end > u64::from(sv.get(&yrs::block::ClientID::new(*client))))
             .map(|(client, _)| *client)
             .collect();
+        let announces = |c: &ConnId, client: u64| conns(c).is_some_and(|ids| ids.contains(&client));
         for client in &new {
             if let Some((owner, owner_user)) = self.0.get(client) {
-                if owner != conn && *owner_user != user && live(owner) {
-                    return Err(HubError::new(
-                        ErrorCode::InvalidUpdate,
-                        "an update under another participant's client id",
-                    ));
+                if owner != conn && *owner_user != user && conns(owner).is_some() {
+                    let author = announces(conn, *client) && !announces(owner, *client);
+                    if !author {
+                        return Err(HubError::new(
+                            ErrorCode::InvalidUpdate,
+                            "an update under another participant's client id",
+                        ));
+                    }
                 }
             }
         }
@@ -250,23 +260,73 @@ mod tests {
         let (a1, a2, m): (ConnId, ConnId, ConnId) = ("a1".into(), "a2".into(), "m".into());
         let sv = StateVector::default();
         let mut o = Owners::default();
-        o.check_and_claim(&a1, alice, &stats(1, &[(7, 3)]), &sv, |_| true)
+        o.check_and_claim(&a1, alice, &stats(1, &[(7, 3)]), &sv, |_| Some(&[][..]))
             .unwrap();
         let e = o
-            .check_and_claim(&m, mallory, &stats(1, &[(7, 5)]), &sv, |_| true)
+            .check_and_claim(&m, mallory, &stats(1, &[(7, 5)]), &sv, |_| Some(&[][..]))
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidUpdate);
         // Alice's reconnected tab (same user, new connection) keeps writing under it.
-        o.check_and_claim(&a2, alice, &stats(1, &[(7, 5)]), &sv, |_| true)
+        o.check_and_claim(&a2, alice, &stats(1, &[(7, 5)]), &sv, |_| Some(&[][..]))
             .unwrap();
         // Structs the document already has are not new: relaying them claims nothing.
         let mut has = StateVector::default();
         has.set_max(yrs::block::ClientID::new(7), 5);
-        o.check_and_claim(&m, mallory, &stats(1, &[(7, 5)]), &has, |_| true)
+        o.check_and_claim(&m, mallory, &stats(1, &[(7, 5)]), &has, |_| Some(&[][..]))
             .unwrap();
         // Once the owner is gone, the id is free.
         o.release(&a2);
-        o.check_and_claim(&m, mallory, &stats(1, &[(7, 9)]), &sv, |_| true)
+        o.check_and_claim(&m, mallory, &stats(1, &[(7, 9)]), &sv, |_| Some(&[][..]))
             .unwrap();
+    }
+
+    #[test]
+    fn the_author_takes_over_its_id_from_a_client_that_relayed_its_edits() {
+        let (ann, bob, mallory) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (a, b, m): (ConnId, ConnId, ConnId) = ("a".into(), "b".into(), "m".into());
+        let sv = StateVector::default();
+        // Ann's awareness announced 7, Bob's 8, Mallory's 9.
+        let conns = |c: &ConnId| -> Option<&'static [u64]> {
+            match &**c {
+                "a" => Some(&[7]),
+                "b" => Some(&[8]),
+                "m" => Some(&[9]),
+                _ => None,
+            }
+        };
+        // Bob's resync re-sends Ann's edits the hub lost (with his own): he claims 7 first.
+        let mut o = Owners::default();
+        o.check_and_claim(&b, bob, &stats(1, &[(7, 3), (8, 2)]), &sv, conns)
+            .unwrap();
+        // Ann's new edits under 7 are hers (her awareness says so, Bob's does not).
+        o.check_and_claim(&a, ann, &stats(1, &[(7, 6)]), &sv, conns)
+            .unwrap();
+        // And the id is hers now: Bob's or Mallory's new structs under it are refused.
+        for (c, u) in [(&b, bob), (&m, mallory)] {
+            let e = o
+                .check_and_claim(c, u, &stats(1, &[(7, 9)]), &sv, conns)
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidUpdate);
+        }
+        // Announcing someone else's id takes nothing from a connection that announced it too.
+        let both = |c: &ConnId| -> Option<&'static [u64]> {
+            match &**c {
+                "a" | "m" => Some(&[7]),
+                _ => None,
+            }
+        };
+        let e = o
+            .check_and_claim(&m, mallory, &stats(1, &[(7, 12)]), &sv, both)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidUpdate);
+        // Without the awareness, the first claim stands (as before).
+        let none = |c: &ConnId| -> Option<&'static [u64]> { (&**c != "x").then_some(&[][..]) };
+        let mut o = Owners::default();
+        o.check_and_claim(&b, bob, &stats(1, &[(7, 3)]), &sv, none)
+            .unwrap();
+        let e = o
+            .check_and_claim(&a, ann, &stats(1, &[(7, 6)]), &sv, none)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidUpdate);
     }
 }
