@@ -74,12 +74,12 @@ describe("drains", { timeout: 300_000 }, () => {
         assert.ok(d.length <= 1, `${name}: ${c.name} disconnected ${d.length} times`);
       }
     }
-    // Over the whole restart a client reconnects once for its hub's step and once for its gateway's,
-    // plus once more if its gateway's restart moved it to the gateway restarted after it (nginx
-    // cannot know which gateway comes next).
+    // Over the whole restart a client reconnects at most once per step that can move it: its hub's,
+    // then the other hub's if the first moved it there (a hub cannot know which hub restarts next),
+    // and the same for the two gateways — at most 4; the session-APIs' steps move nobody.
     for (const c of work.clients) {
-      const n = c.disconnects.filter((d) => d.at >= t0).length;
-      assert.ok(n <= 3, `${c.name}: ${n} reconnects over the whole rolling restart`);
+      const d = c.disconnects.filter((x) => x.at >= t0);
+      assert.ok(d.length <= 4, `${c.name}: ${d.length} reconnects over the whole rolling restart`);
     }
     const r = await work.settle();
     assert.deepEqual(r.lost, []);
