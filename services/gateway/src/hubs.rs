@@ -99,6 +99,8 @@ pub struct Hubs {
     entries: RwLock<BTreeMap<String, Entry>>,
     /// Whether the last read of the bus succeeded; placement lookups skip Redis while it is away.
     bus_ok: AtomicBool,
+    /// Whether discovery has read the bus at all (successfully or not).
+    bus_read: AtomicBool,
     /// Signalled when Redis is found empty (restarted without persistence): placement records are
     /// to be written again.
     pub redis_reset: tokio::sync::Notify,
@@ -123,6 +125,7 @@ impl Hubs {
         Self {
             entries: RwLock::new(entries),
             bus_ok: AtomicBool::new(false),
+            bus_read: AtomicBool::new(false),
             redis_reset: tokio::sync::Notify::new(),
         }
     }
@@ -141,6 +144,14 @@ impl Hubs {
 
     pub fn set_bus_ok(&self, ok: bool) {
         self.bus_ok.store(ok, Ordering::Relaxed);
+        self.bus_read.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether placement lookups ask Redis: while its last read succeeded, and before the first read
+    /// (a gateway just started serves at once; hashing instead would send an established
+    /// long-polling session to a hub that does not hold it — "Session ID unknown", a reconnect).
+    pub fn placements_usable(&self) -> bool {
+        self.bus_ok() || !self.bus_read.load(Ordering::Relaxed)
     }
 
     /// Takes in the registrations read from Redis. With `trust_absence`, a known hub missing from
@@ -434,6 +445,17 @@ mod tests {
 
     fn first(h: &Hubs, key: &str) -> String {
         h.candidates(key).first().unwrap().id.clone()
+    }
+
+    #[test]
+    fn placements_are_asked_for_from_the_start_and_while_redis_answers() {
+        let h = Hubs::new(&["http://hub-1".to_owned()]);
+        assert!(!h.bus_ok(), "not known to answer before a read");
+        assert!(h.placements_usable(), "a gateway just started asks Redis");
+        h.set_bus_ok(false);
+        assert!(!h.placements_usable(), "not while Redis does not answer");
+        h.set_bus_ok(true);
+        assert!(h.placements_usable());
     }
 
     #[test]

@@ -74,7 +74,9 @@ impl Router {
 
     /// The bus, while it answers (placement lookups skip it while it does not, and hashing decides).
     fn bus(&self) -> Option<&dyn Bus> {
-        self.bus.as_deref().filter(|_| self.hubs.bus_ok())
+        self.bus
+            .as_deref()
+            .filter(|_| self.hubs.placements_usable())
     }
 
     fn remember(&self, code: &str, hub: &str) {
