@@ -294,14 +294,7 @@ async fn hubs_are_discovered_from_their_registrations() {
 async fn socketio_is_proxied_to_a_hub_over_polling_and_websocket() {
     use futures_util::{SinkExt, StreamExt};
     let data = tempfile::tempdir().unwrap();
-    let mut hub_settings = settings(vec![], data.path());
-    hub_settings.data_dir = data.path().to_path_buf();
-    hub_settings.secret_key = Some("gateway-tests-secret-0123456789".to_owned().into());
-    let hub = duet_realtime_hub::startup::Application::build(&hub_settings)
-        .await
-        .unwrap();
-    let hub_url = format!("http://127.0.0.1:{}", hub.port());
-    actix_web::rt::spawn(hub.run_until_stopped());
+    let hub_url = spawn_hub(data.path(), 0, None).await;
 
     let mut gw_settings = settings(vec![], data.path());
     gw_settings.gateway.hub_urls = vec![hub_url];
@@ -376,14 +369,7 @@ async fn more_websockets_than_awcs_default_pool_limit_are_bridged() {
     // WebSocket of a worker 502. More than every worker's 100 at once must be bridged.
     use futures_util::StreamExt;
     let data = tempfile::tempdir().unwrap();
-    let mut hub_settings = settings(vec![], data.path());
-    hub_settings.data_dir = data.path().to_path_buf();
-    hub_settings.secret_key = Some("gateway-tests-secret-0123456789".to_owned().into());
-    let hub = duet_realtime_hub::startup::Application::build(&hub_settings)
-        .await
-        .unwrap();
-    let hub_url = format!("http://127.0.0.1:{}", hub.port());
-    actix_web::rt::spawn(hub.run_until_stopped());
+    let hub_url = spawn_hub(data.path(), 0, None).await;
     let mut gw_settings = settings(vec![], data.path());
     gw_settings.gateway.hub_urls = vec![hub_url];
     let gw = spawn_gateway(&gw_settings).await;
