@@ -26,9 +26,13 @@ const WORDS = ['x', 'ab', 'def ', '\n', '  return 1\n', 'é', '😀', 'ключ'
  * A random history: `{updates: [{at, author, data}], root}` in stored order. Each editor's own
  * updates reach the "server" in the order they were made; the editors sync with each other only now
  * and then (so edits are concurrent), and sometimes two neighbouring stored updates are swapped
- * (out of causal order).
+ * (out of causal order). Options, for the harder cases: `swap` (the chance of a swap; 0.05),
+ * `shuffle` (the chance that an update is moved up to 8 places later: far out of order), `repeat`
+ * (the chance that an update is stored twice, the second time later: a re-sent edit) and `relay`
+ * (the chance that a sync is stored too: a whole document's state, several clients' structs in one
+ * update, deleted content included, as a relaying client's resync sends it).
  */
-function history(seed, { root = 'code' } = {}) {
+function history(seed, { root = 'code', swap = 0.05, shuffle = 0, repeat = 0, relay = 0 } = {}) {
   const r = rng(seed);
   const editors = Array.from({ length: 2 + Math.floor(r() * 2) }, (_, i) => {
     const doc = new Y.Doc();
@@ -63,6 +67,7 @@ function history(seed, { root = 'code' } = {}) {
       if (other !== e) {
         Y.applyUpdate(other.doc, Y.encodeStateAsUpdate(e.doc), 'sync');
         Y.applyUpdate(e.doc, Y.encodeStateAsUpdate(other.doc), 'sync');
+        if (r() < relay) stored.push({ author: e.author, data: Y.encodeStateAsUpdate(e.doc) });
       }
     }
     // Whatever an editor made reaches the server now or a little later.
@@ -72,7 +77,11 @@ function history(seed, { root = 'code' } = {}) {
   }
   for (const ed of editors) for (const data of ed.out) stored.push({ author: ed.author, data });
   for (let i = 0; i + 1 < stored.length; i++) {
-    if (r() < 0.05) [stored[i], stored[i + 1]] = [stored[i + 1], stored[i]];
+    if (r() < swap) [stored[i], stored[i + 1]] = [stored[i + 1], stored[i]];
+  }
+  for (let i = stored.length - 1; i >= 0; i--) {
+    if (r() < shuffle) stored.splice(Math.min(stored.length, i + 1 + Math.floor(r() * 8)), 0, ...stored.splice(i, 1));
+    if (r() < repeat) stored.splice(Math.min(stored.length, i + 1 + Math.floor(r() * 20)), 0, stored[i]);
   }
   let at = Date.UTC(2026, 0, 1, 10);
   const updates = stored.map((u) => {
@@ -82,6 +91,15 @@ function history(seed, { root = 'code' } = {}) {
   });
   return { updates, root };
 }
+
+/** The kinds of random history the tests go through (options of `history`). */
+const KINDS = [
+  { name: 'mostly in order' },
+  { name: 'far out of order', swap: 0.2, shuffle: 0.15 },
+  { name: 'repeated updates', repeat: 0.1 },
+  { name: 'relayed resyncs', relay: 0.5, swap: 0.1 },
+  { name: 'everything', swap: 0.1, shuffle: 0.1, repeat: 0.05, relay: 0.3 },
+];
 
 /** The document rebuilt from scratch from the updates stored at or before `t`. */
 function rebuilt({ updates, root }, t) {
@@ -93,8 +111,9 @@ function rebuilt({ updates, root }, t) {
 describe('replay', () => {
   test('the text at any time equals the document rebuilt from the history up to then (random histories)', () => {
     const base = Number(process.env.REPLAY_SEED ?? 1);
-    for (let seed = base; seed < base + 60; seed++) {
-      const h = history(seed, { root: seed % 5 === 0 ? 'notes' : 'code' });
+    for (let seed = base; seed < base + 100; seed++) {
+      const kind = KINDS[seed % KINDS.length];
+      const h = history(seed, { ...kind, root: seed % 3 === 0 ? 'notes' : 'code' });
       const r = rng(seed * 7919);
       const replay = new Replay(h.updates, { root: h.root });
       const first = h.updates[0]?.at ?? 0;
@@ -105,10 +124,108 @@ describe('replay', () => {
       for (let k = 0; k < 5 && h.updates.length; k++) times.push(h.updates[Math.floor(r() * h.updates.length)].at);
       // Random order: seeks go back and forth, as scrubbing does (the same index twice: the cache).
       for (const t of times) {
-        assert.equal(replay.textAtTime(t), rebuilt(h, t), `seed ${seed} (REPLAY_SEED=${seed}), t = ${t - first} ms`);
+        assert.equal(replay.textAtTime(t), rebuilt(h, t), `seed ${seed} (REPLAY_SEED=${seed}, ${kind.name}), t = ${t - first} ms`);
       }
       assert.equal(replay.textAt(replay.length), rebuilt(h, Infinity), `seed ${seed}: the whole history`);
     }
+  });
+
+  test('the fast build (ready updates applied together) and the fallback (one by one) agree after every update', () => {
+    const base = Number(process.env.REPLAY_SEED ?? 1);
+    let alone = 0;
+    let total = 0;
+    for (let seed = base; seed < base + 60; seed++) {
+      const kind = KINDS[seed % KINDS.length];
+      const h = history(seed * 31, { ...kind, root: seed % 4 === 0 ? 'notes' : 'code' });
+      const fast = new Replay(h.updates, { root: h.root });
+      const plain = new Replay(h.updates, { root: h.root, fast: false });
+      assert.equal(fast.built, 'fast', `seed ${seed}: the fast build failed and fell back`);
+      assert.equal(plain.alone, h.updates.length);
+      for (let n = 0; n <= h.updates.length; n++) {
+        assert.equal(fast.textAt(n), plain.textAt(n), `seed ${seed} (REPLAY_SEED=${seed}, ${kind.name}): after ${n} of ${h.updates.length} updates`);
+        assert.deepEqual(fast.stateAt(n), plain.stateAt(n), `seed ${seed}: state vector after ${n} updates`);
+      }
+      alone += fast.alone;
+      total += h.updates.length;
+    }
+    // Both ways are exercised: most updates batched, some (out of order, repeated, relayed) alone.
+    assert.ok(alone > 0 && alone < total / 2, `${alone} of ${total} updates applied alone`);
+  });
+
+  test('written cases: a deletion stored before what it deletes, an insertion before its origin, concurrent editors, a repeat', () => {
+    const a = new Y.Doc();
+    a.clientID = 1;
+    const b = new Y.Doc();
+    b.clientID = 2;
+    const ups = [];
+    for (const d of [a, b]) d.on('update', (u, origin) => origin !== 'sync' && ups.push(u));
+    const sync = () => {
+      Y.applyUpdate(a, Y.encodeStateAsUpdate(b), 'sync');
+      Y.applyUpdate(b, Y.encodeStateAsUpdate(a), 'sync');
+    };
+    a.getText('code').insert(0, 'hello'); // 0
+    a.getText('code').insert(5, ' world'); // 1: typed after 0
+    sync();
+    b.getText('code').delete(1, 3); // 2: b deletes "ell"
+    a.getText('code').insert(11, '!'); // 3: concurrent with 2
+    b.getText('code').insert(0, '> '); // 4
+    sync();
+    a.getText('code').delete(0, 2); // 5: deletes b's "> "
+    const check = (order, expected) => {
+      const updates = order.map((k, i) => ({ at: i, author: null, data: ups[k] }));
+      const fast = new Replay(updates);
+      const plain = new Replay(updates, { fast: false });
+      const texts = updates.map((_, n) => fast.textAt(n + 1));
+      assert.deepEqual(texts, expected, `order ${order}`);
+      assert.deepEqual(updates.map((_, n) => plain.textAt(n + 1)), expected, `order ${order} (fallback)`);
+      for (let n = 0; n <= updates.length; n++) assert.equal(fast.textAt(n), rebuilt({ updates, root: 'code' }, n - 1), `order ${order}, ${n}`);
+      return fast;
+    };
+    const inOrder = check([0, 1, 2, 3, 4, 5], ['hello', 'hello world', 'ho world', 'ho world!', '> ho world!', 'ho world!']);
+    assert.equal(inOrder.alone, 0);
+    // The deletion (2) before what it deletes (0): it waits, and counts from update 0's arrival.
+    check([2, 1, 0, 3, 4, 5], ['', '', 'ho world', 'ho world!', '> ho world!', 'ho world!']);
+    // An insertion (1) before its origin (0), a deletion (5) before its target (4), a repeat of 0.
+    check([1, 5, 0, 3, 2, 0, 4], ['', '', 'hello world', 'hello world!', 'ho world!', 'ho world!', 'ho world!']);
+  });
+
+  test('written cases: an insertion stored before its origin alone (appended), a concurrent insertion between one editor\'s consecutive characters', () => {
+    const a = new Y.Doc();
+    a.clientID = 3;
+    const b = new Y.Doc();
+    b.clientID = 2;
+    const ups = [];
+    for (const d of [a, b]) d.on('update', (u, origin) => origin !== 'sync' && ups.push(u));
+    const sync = () => {
+      Y.applyUpdate(a, Y.encodeStateAsUpdate(b), 'sync');
+      Y.applyUpdate(b, Y.encodeStateAsUpdate(a), 'sync');
+    };
+    b.getText('code').insert(0, 'q'); // 0: b's first
+    a.getText('code').insert(0, 'xy'); // 1
+    sync();
+    b.getText('code').insert(3, 'z'); // 2: b appends: its origin is a's "y", no right origin
+    a.getText('code').insert(2, 'a'); // 3: a types inside the text
+    sync();
+    const text = a.getText('code').toString();
+    const at = text.indexOf('a');
+    b.getText('code').insert(at + 1, 'b'); // 4: b right after a's "a"
+    sync();
+    a.getText('code').insert(at + 1, 'c'); // 5: a after its own "a" (origin "a"), before b's "b" (right origin)
+    const check = (order) => {
+      const updates = order.map((k, i) => ({ at: i, author: null, data: ups[k] }));
+      const fast = new Replay(updates);
+      const plain = new Replay(updates, { fast: false });
+      for (let n = 0; n <= updates.length; n++) {
+        const expected = rebuilt({ updates, root: 'code' }, n - 1);
+        assert.equal(fast.textAt(n), expected, `order ${order}, after ${n}`);
+        assert.equal(plain.textAt(n), expected, `order ${order}, after ${n} (fallback)`);
+      }
+      return fast;
+    };
+    assert.equal(check([0, 1, 2, 3, 4, 5]).alone, 0);
+    assert.match(check([0, 1, 2, 3, 4, 5]).textAt(6), /acb/);
+    check([0, 2, 1, 3, 4, 5]); // b's append before the text it is typed after
+    check([0, 1, 2, 3, 5, 4]); // a's "c" before b's "b", its right origin
   });
 
   test('an empty history, an update that does not decode, base64 from /history', () => {
