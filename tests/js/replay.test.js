@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as Y from '../../frontend/node_modules/yjs/dist/yjs.mjs';
-import { GAP_LEAD_MS, IDLE_GAP_MS, Replay, advance, fromBase64, textChange } from '../../frontend/src/replay.js';
+import { GAP_LEAD_MS, IDLE_GAP_MS, Replay, advance, firstDeletions, fromBase64, fromBase64All, textChange } from '../../frontend/src/replay.js';
 
 /** A small deterministic generator (mulberry32). */
 function rng(seed) {
@@ -228,6 +228,32 @@ describe('replay', () => {
     check([0, 1, 2, 3, 5, 4]); // a's "c" before b's "b", its right origin
   });
 
+  test('firstDeletions: sorted by clock, each clock deleted by the first update that deleted it, small and huge clocks', () => {
+    const r = rng(7);
+    for (const base of [0, 2 ** 40]) {
+      for (let k = 0; k < 300; k++) {
+        // Random ranges, recorded in order of `at`; a clock's answer is its smallest `at`.
+        const flat = [];
+        let at = 1;
+        for (let m = Math.floor(r() * 12); m > 0; m--) {
+          const clock = base + Math.floor(r() * 40);
+          flat.push(clock, clock + 1 + Math.floor(r() * 8), (at += Math.floor(r() * 2)));
+        }
+        const { clock, end, at: first } = firstDeletions(flat);
+        for (let i = 0; i < clock.length; i++) {
+          assert.ok(clock[i] < end[i] && (i === 0 || end[i - 1] <= clock[i]), 'sorted, without overlaps');
+        }
+        for (let c = base; c < base + 50; c++) {
+          let expected = Infinity;
+          for (let i = 0; i < flat.length; i += 3) if (flat[i] <= c && c < flat[i + 1]) expected = Math.min(expected, flat[i + 2]);
+          let got = Infinity;
+          for (let i = 0; i < clock.length; i++) if (clock[i] <= c && c < end[i]) got = first[i];
+          assert.equal(got, expected, `clock ${c - base} of ${JSON.stringify(flat)}`);
+        }
+      }
+    }
+  });
+
   test('an empty history, an update that does not decode, base64 from /history', () => {
     const empty = new Replay([]);
     assert.equal(empty.length, 0);
@@ -244,6 +270,22 @@ describe('replay', () => {
       { at: 3, author: 'a', data: fromBase64(b64[1]) },
     ]);
     assert.deepEqual([0, 1, 2, 3].map((t) => r.textAtTime(t)), ['', 'hello', 'hello', 'hello world']);
+    assert.deepEqual(fromBase64All([...b64, '']), [...ups, new Uint8Array()]);
+    // Where the browser has Uint8Array#setFromBase64 (one buffer for all): here a stand-in for it.
+    if (typeof Uint8Array.prototype.setFromBase64 !== 'function') {
+      Uint8Array.prototype.setFromBase64 = function setFromBase64(s) {
+        const bytes = Buffer.from(s, 'base64');
+        this.set(bytes);
+        return { read: s.length, written: bytes.length };
+      };
+      try {
+        const views = fromBase64All([...b64, '', 'QQ==']);
+        assert.deepEqual(views.map((v) => [...v]), [...ups.map((u) => [...u]), [], [65]]);
+        assert.equal(new Set(views.map((v) => v.buffer)).size, 1);
+      } finally {
+        delete Uint8Array.prototype.setFromBase64;
+      }
+    }
     assert.equal(r.indexAt(2), 2);
   });
 
