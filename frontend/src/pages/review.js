@@ -19,7 +19,7 @@ import { loading } from './review-load.js';
 import { createEditor, setEditorLanguage } from '../ace-setup.js';
 import { safeColor } from '../ace-yjs.js';
 import { LANGUAGES, getExport, languageLabel } from '../api.js';
-import { Replay, advance, fromBase64, textChange } from '../replay.js';
+import { Replay, advance, fromBase64All, textChange } from '../replay.js';
 import { $, el } from '../views/dom.js';
 
 function showMessage(title, text) {
@@ -55,8 +55,11 @@ function duration(d) {
   return `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
 }
 
+// One formatter for all (toLocaleTimeString makes one per call: a millisecond each, at every marker).
+const TIME = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
 function clock(t) {
-  return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return TIME.format(t);
 }
 
 const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -247,28 +250,45 @@ class ReviewPage {
         );
       }),
     );
-    const draw = () => this.drawEdits(known, orphan);
+    // Each update's track (its index in this.canvases; -1: none), for the density strips.
+    const tracksOf = new Map();
+    this.canvases.forEach((c, k) => {
+      if (c.user === '__interview__') return; // the interview's own track has no edits
+      const list = tracksOf.get(c.user);
+      if (list) list.push(k);
+      else tracksOf.set(c.user, [k]);
+    });
+    const others = tracksOf.get('__other__') ?? null;
+    this.trackOf = this.replay.updates.map((u) => (known.has(u.author) ? tracksOf.get(u.author) : others) ?? null);
+    const draw = () => this.drawEdits();
     draw();
     if (typeof ResizeObserver === 'function') new ResizeObserver(draw).observe(tracks);
   }
 
   /** Each track's edits as a density strip: how many of its updates fall in each pixel column. */
-  drawEdits(known, orphan) {
+  drawEdits() {
     const dpr = window.devicePixelRatio || 1;
-    for (const { canvas, user, color } of this.canvases) {
-      const w = Math.max(1, Math.round(canvas.clientWidth * dpr));
-      const h = Math.max(1, Math.round(canvas.clientHeight * dpr));
+    for (const c of this.canvases) {
+      c.w = Math.max(1, Math.round(c.canvas.clientWidth * dpr));
+      c.h = Math.max(1, Math.round(c.canvas.clientHeight * dpr));
+      c.counts = new Uint32Array(c.w);
+      c.max = 0;
+    }
+    // One pass over the updates for all tracks.
+    const span = this.end - this.start;
+    for (let i = 0; i < this.trackOf.length; i++) {
+      const tracks = this.trackOf[i];
+      if (tracks === null) continue;
+      const f = (this.replay.times[i] - this.start) / span;
+      for (const k of tracks) {
+        const c = this.canvases[k];
+        const x = Math.min(c.w - 1, Math.floor(f * c.w));
+        if (++c.counts[x] > c.max) c.max = c.counts[x];
+      }
+    }
+    for (const { canvas, color, w, h, counts, max } of this.canvases) {
       canvas.width = w;
       canvas.height = h;
-      const counts = new Uint32Array(w);
-      let max = 0;
-      this.replay.updates.forEach((u, i) => {
-        const mine = user === '__other__' ? !known.has(u.author) : u.author === user;
-        if (!mine || (user === '__interview__' && !orphan)) return;
-        const x = Math.min(w - 1, Math.floor(((this.replay.times[i] - this.start) / (this.end - this.start)) * w));
-        counts[x]++;
-        if (counts[x] > max) max = counts[x];
-      });
       const ctx = canvas.getContext('2d');
       ctx.clearRect(0, 0, w, h);
       if (!max) continue;
@@ -399,7 +419,9 @@ async function main() {
     return;
   }
   const fetched = performance.now();
-  const updates = (history?.updates ?? []).map((u) => ({ at: ms(u.at) ?? 0, author: u.author ?? null, data: fromBase64(u.data) }));
+  const stored = history?.updates ?? [];
+  const bytes = fromBase64All(stored.map((u) => u.data));
+  const updates = stored.map((u, i) => ({ at: ms(u.at) ?? 0, author: u.author ?? null, data: bytes[i] }));
   const page = new ReviewPage(code, token, record, updates);
   const built = performance.now();
   page.mount();
