@@ -11,20 +11,24 @@
 // characters inserted by then (their clock below the state vector after update n) and not deleted by
 // then — whatever n, one pass over the document and a binary search per item, with no update applied
 // again and no checkpoint to start from.
-// Applying 30,000 keystrokes one by one is what cost (Yjs integrates, then merges, each on its own), so
-// an update that is *ready* — everything it builds on and everything it deletes already in, nothing of
-// it in yet, plain text — is not applied on its own: its clocks and deletions are read from its bytes
-// (`Scan`) and it joins a batch (`Batch`) of such updates, applied as one update in which a keystroke
-// typed right after the previous one is one struct with it (as Y.mergeUpdates joins them). An update
+// Applying 30,000 keystrokes one by one is what cost (Yjs integrates, then merges, each on its own),
+// so an update that is *ready* — everything it builds on already in, nothing of it in yet, plain text
+// — is not applied on its own: its clocks and deletions are read from its bytes (`Scan`) and it joins
+// a batch (`Batch`) of such updates, applied as one update in which a keystroke typed right after the
+// previous one is one struct with it (as Y.mergeUpdates joins them), without its deletions: they are
+// in the replay's own table, and where an item goes does not depend on them (so `doc` holds the
+// history's items, not its final text: it is only for the replay to read). A deletion of what is not
+// in yet counts at once, which shows the same (a character is shown only once it is in). An update
 // that is not ready (two hubs may commit out of causal order: it waits in the document, as in any
-// rebuild, and counts from the update that completes it; so does a deletion stored before what it
-// deletes), a repeated or relayed one, or anything but text, is applied on its own after the batch so
-// far, and the transaction's delete set tells what it deleted; batching resumes once nothing waits.
+// rebuild, and counts from the update that completes it), a repeated or relayed one, or anything but
+// text, is applied on its own after the batch so far, and the transaction's delete set tells what it
+// deleted (a deletion recorded twice counts from the first); batching resumes once nothing waits.
 // `new Replay(updates, {fast: false})` applies every update on its own: the tests check both agree.
 //
 // One limit: the text is read from the final document, so content Yjs rewrote for good is shown as
 // rewritten at every moment — an edit inside a surrogate pair (half an emoji, which no editor makes)
-// turns both halves into U+FFFD in the stored document, and the replay shows that from the start.
+// turns both halves into U+FFFD in the stored document, and the replay shows that from the start (or,
+// for a deletion of half of one in a batch, the half left).
 import * as Y from 'yjs';
 
 /** Decodes standard base64 (what `/history` sends) to bytes. */
@@ -258,12 +262,12 @@ export class Replay {
 //
 // An update in the v1 encoding (lib0 varints): the number of clients; per client the number of
 // structs, the client, the first clock, then the structs — an info byte (content kind in its low 5
-// bits; 0x80: an origin id follows, 0x40: a right origin id follows, 0x20: a parent key, only when
-// neither is there), then the content; then the delete set: per client, ranges (clock, length).
-// `Scan` reads only what the replay needs, and says whether the update is *ready* — one Y.applyUpdate
-// of it would integrate all of it and apply all its deletions at once: nothing of it already in,
-// nothing missing (each client's structs start at the document's clock, every origin and deleted range
-// is in), and only text (string content under a root key). Anything else is left to Yjs, update by update.
+// bits; 0x80: an origin id follows, 0x40: a right origin id follows; with neither, the parent: a root
+// type's name or an item's id; 0x20: a map key), then the content; then the delete set: per client,
+// ranges (clock, length). `Scan` reads only what the replay needs, and says whether the update is
+// *ready* — one Y.applyUpdate of it would integrate all of it at once: nothing of it already in,
+// nothing missing (each client's structs start at the document's clock, every origin is in), and only
+// text (string content under a root type). Anything else is left to Yjs, update by update.
 
 const BAD = new Error('replay: malformed update');
 /** Decodes a string's UTF-8 as lib0 does (fatal): for its length in UTF-16 units. */
@@ -419,17 +423,16 @@ class Scan {
         }
         G.push3(client, sv.get(client) ?? 0, clock);
       }
+      // Deletions, even of what is not in yet: the replay shows a character only once it is in, so
+      // a deletion that comes first is the same as one that counts from the update bringing it.
       const dsClients = this.varUint();
       for (let c = 0; c < dsClients; c++) {
         const client = this.varUint();
         const n = this.varUint();
-        const state = this.after(sv, client);
         for (let r = 0; r < n; r++) {
           const clock = this.varUint();
           const len = this.varUint();
-          if (len === 0) continue;
-          if (clock + len > state) return false; // deletes what is not in yet
-          D.push3(client, clock, len);
+          if (len > 0) D.push3(client, clock, len);
         }
       }
     } catch {
@@ -491,14 +494,16 @@ class Bytes {
  * The ready updates not applied yet, as one update: per client its structs in clock order, a struct
  * typed right after its predecessor (origin: the predecessor's last character, the same right origin)
  * joined to it as Y.mergeUpdates joins them, so Yjs integrates and merges a few thousand items, not
- * one per keystroke; and the deleted ranges, a range joined to the one before when they touch.
+ * one per keystroke. Without their deletions: where an item goes never depends on whether its
+ * neighbours are deleted, and the replay reads deletions from its own table (`deletions`), never from
+ * the items — so the document's items are the same, only fewer of them split and marked deleted.
+ * (An update applied on its own may then delete again what a batch deleted: that deletion is recorded
+ * too, and the first one counts.)
  */
 class Batch {
   constructor() {
     /** @type {Map<number, {first: number, count: number, out: Bytes, hdr: Uint8Array|null, hdrStart: number, hdrEnd: number, str: Bytes, end: number, rc: number, rk: number}>} */
     this.clients = new Map();
-    /** @type {Map<number, number[]>} client → clock, end, … */
-    this.dels = new Map();
     this.empty = true;
   }
 
@@ -522,19 +527,6 @@ class Batch {
       }
       c.str.bytes(data, S[k + 9], S[k + 10]);
       c.end = S[k + 1] + S[k + 2];
-      this.empty = false;
-    }
-    const D = scan.dels.a;
-    for (let k = 0; k < scan.dels.n; k += 3) {
-      let list = this.dels.get(D[k]);
-      if (list === undefined) this.dels.set(D[k], (list = []));
-      const clock = D[k + 1];
-      const end = clock + D[k + 2];
-      // Joined to the last range when they touch (backspaces, deletions forward), else a new one.
-      const n = list.length;
-      if (n > 0 && end === list[n - 2]) list[n - 2] = clock;
-      else if (n > 0 && clock === list[n - 1]) list[n - 1] = end;
-      else list.push(clock, end);
       this.empty = false;
     }
   }
@@ -561,17 +553,8 @@ class Batch {
       u.varUint(c.first);
       u.bytes(c.out.buf, 0, c.out.length);
     }
-    u.varUint(this.dels.size);
-    for (const [client, list] of this.dels) {
-      u.varUint(client);
-      u.varUint(list.length / 2);
-      for (let k = 0; k < list.length; k += 2) {
-        u.varUint(list[k]);
-        u.varUint(list[k + 1] - list[k]);
-      }
-    }
+    u.varUint(0); // no deletions (see above)
     this.clients.clear();
-    this.dels.clear();
     this.empty = true;
     return u.buf.subarray(0, u.length);
   }
