@@ -123,7 +123,9 @@ export function markersOf(record) {
 const MARKER_GLYPH = { paste: '▲', blur: '◐', focus: '●', join: '+', leave: '−', language: '◆', run: '▶', start: '▷', end: '■' };
 
 class ReviewPage {
-  constructor(code, token, record, updates) {
+  /** `editor`: the page's Ace editor, made while the answers were on their way (see main). */
+  constructor(code, token, record, updates, editor) {
+    this.editor = editor;
     this.code = code;
     this.token = token;
     this.record = record;
@@ -171,9 +173,8 @@ class ReviewPage {
     $('review-main').hidden = false;
     $('timeline').hidden = false;
 
-    this.editor = createEditor($('editor'), { language: this.languageAt(this.t) });
-    this.editor.setReadOnly(true);
-    this.editor.setOption('textInputAriaLabel', 'The code at the chosen moment (read-only)');
+    // Made while hidden: measured now that it shows. Its language is set by the first seek.
+    this.editor.resize(true);
 
     const scrubber = $('scrubber');
     scrubber.max = String(Math.round(this.end - this.start));
@@ -409,6 +410,11 @@ async function main() {
     showMessage('The review needs the interviewer link', 'Open this page from the interviewer link (it carries the interviewer\'s key): the interview record is shown to interviewers only.');
     return;
   }
+  // While the answers are on their way (the main thread has nothing else to do): the editor, Ace's
+  // first one in the page (about 0.1 s), in the workspace still hidden.
+  const editor = createEditor($('editor'));
+  editor.setReadOnly(true);
+  editor.setOption('textInputAriaLabel', 'The code at the chosen moment (read-only)');
   let record;
   let history;
   try {
@@ -422,7 +428,7 @@ async function main() {
   const stored = history?.updates ?? [];
   const bytes = fromBase64All(stored.map((u) => u.data));
   const updates = stored.map((u, i) => ({ at: ms(u.at) ?? 0, author: u.author ?? null, data: bytes[i] }));
-  const page = new ReviewPage(code, token, record, updates);
+  const page = new ReviewPage(code, token, record, updates, editor);
   const built = performance.now();
   page.mount();
   // For the tests and the benchmark (tests/bench/replay.mjs): milliseconds since the navigation began.
