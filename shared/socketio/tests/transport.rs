@@ -257,6 +257,59 @@ async fn concurrent_polls_close_the_session() {
     srv.still_serves().await;
 }
 
+/// A proxy (nginx's `proxy_next_upstream`) retries a long-poll GET whose upstream failed — the
+/// same request, same `t`. A retry of an answered GET gets the same answer (its packets are not
+/// lost with the dead hop); a retry of a GET still waiting replaces it (no 400, the session lives).
+#[actix_rt::test]
+async fn a_retried_poll_gets_its_answer_again_or_replaces_the_waiting_one() {
+    let srv = spawn(test_config()).await;
+    let sid = srv.open_polling().await;
+    let poll_t = |t: &'static str| {
+        let (srv, query) = (&srv, format!("&transport=polling&sid={sid}&t={t}"));
+        async move { srv.get(&query).await }
+    };
+    assert_eq!(srv.post(&sid, "40").await, 200);
+    let (status, first) = poll_t("a").await;
+    assert_eq!(status, 200);
+    assert!(first.starts_with("40{"), "{first}");
+    assert_eq!(
+        poll_t("a").await,
+        (200, first.clone()),
+        "a retry of an answered poll"
+    );
+    // The next request (another `t`) shows the answer arrived: a later retry of `a` is a new poll.
+    assert_eq!(srv.post(&sid, r#"42["echo","one"]"#).await, 200);
+    assert_eq!(poll_t("b").await, (200, r#"42["echo","one"]"#.to_owned()));
+
+    // A retry while the first is still waiting: the first ends with a noop, the retry gets what
+    // comes next.
+    let waiting = poll_t("c");
+    let retry = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let retry = poll_t("c");
+        let send = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            srv.post(&sid, r#"42["echo","two"]"#).await
+        };
+        let (answer, posted) = futures_util::join!(retry, send);
+        assert_eq!(posted, 200);
+        answer
+    };
+    let ((s1, b1), (s2, b2)) = futures_util::join!(waiting, retry);
+    assert_eq!((s1, b1.as_str()), (200, "6"), "the replaced poll");
+    assert_eq!((s2, b2.as_str()), (200, r#"42["echo","two"]"#));
+    assert!(srv.reasons.lock().is_empty(), "{:?}", srv.reasons.lock());
+    // Two polls with different `t` at once are still a protocol violation.
+    let first = poll_t("d");
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        poll_t("e").await
+    };
+    let ((s1, b1), (s2, _)) = futures_util::join!(first, second);
+    assert_eq!((s1, b1.as_str(), s2), (200, "1", 400));
+    srv.still_serves().await;
+}
+
 #[actix_rt::test]
 async fn undecodable_packets_close_the_connection() {
     let srv = spawn(test_config()).await;

@@ -66,11 +66,39 @@ pub(crate) struct State {
     pub(crate) transport: Transport,
     pub(crate) closed: Option<DisconnectReason>,
     pub(crate) get_active: bool,
+    /// Counts the long-poll GETs that became active: a GET replaced by a retry of itself (see
+    /// [`PollRetry`]) sees a newer number and ends without taking anything.
+    pub(crate) get_gen: u32,
     pub(crate) post_active: bool,
+    /// The `t` of the active GET and the last answer, while a polling session has them.
+    pub(crate) poll: Option<Box<PollRetry>>,
     /// A WebSocket is attached for an upgrade (in probe or done).
     pub(crate) ws_attached: bool,
     /// The WebSocket writer to wake when frames are queued.
     pub(crate) ws: Option<Arc<WsCtl>>,
+}
+
+impl State {
+    /// Takes everything queued (see [`Conn::take_queue`]).
+    pub(crate) fn take_queue(&mut self) -> VecDeque<Frame> {
+        std::mem::take(&mut self.queue)
+    }
+}
+
+/// What makes a long-poll GET safe to retry. A proxy in front (nginx with `proxy_next_upstream`)
+/// retries a GET whose upstream failed before answering it — the same request, with the same `t`
+/// query parameter (the client's per-request cache buster). When the failure came after this
+/// server had answered (a gateway that died with the answer in hand), the packets in that answer
+/// would be lost with no error at the client: the retry is then given the same answer again. When
+/// the first request is still waiting here (its downstream gone, which the server does not see),
+/// the retry replaces it instead of counting as a second concurrent GET.
+#[derive(Default)]
+pub(crate) struct PollRetry {
+    /// The `t` of the GET that is active.
+    pub(crate) active_t: Option<Box<str>>,
+    /// The last answer and the `t` of the GET it answered; dropped when the next GET (another `t`)
+    /// shows the client has it.
+    pub(crate) last: Option<(Box<str>, Bytes)>,
 }
 
 /// Shared between a WebSocket's response body (the writer) and its reader task.
@@ -134,7 +162,9 @@ impl<H: EngineHandler> Conn<H> {
                 transport,
                 closed: None,
                 get_active: false,
+                get_gen: 0,
                 post_active: false,
+                poll: None,
                 ws_attached: false,
                 ws: None,
             }),

@@ -120,6 +120,9 @@ struct EngineQuery {
     eio: Option<String>,
     transport: Option<String>,
     sid: Option<String>,
+    /// The client's per-request cache buster (polling): tells a proxy's retry of a request from a
+    /// new request.
+    t: Option<String>,
 }
 
 /// Random session and socket ids: 15 bytes from the thread's CSPRNG, base64url, 20 characters
@@ -293,7 +296,7 @@ impl<H: EngineHandler> EngineIo<H> {
                     return EngineHttpError::UnknownSid.response();
                 };
                 match *req.method() {
-                    Method::GET => polling::get(&self.shared, conn).await,
+                    Method::GET => polling::get(&self.shared, conn, q.t.as_deref()).await,
                     Method::POST => polling::post(&self.shared, conn, req, body).await,
                     _ => EngineHttpError::BadRequest.response(),
                 }

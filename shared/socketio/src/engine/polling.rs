@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use duet_sio_codec::polling::{decode_payload, PayloadEncoder};
 use futures_util::StreamExt as _;
 
+use super::conn::PollRetry;
 use super::Transport;
 use super::{
     handle_packet, Conn, EngineHandler, EngineHttpError, EngineShared, Frame, Incoming,
@@ -40,34 +41,66 @@ fn encode(frames: impl IntoIterator<Item = Frame>, trailer: Option<&str>) -> Str
 
 /// Clears `get_active` when the request ends; if the request was dropped before answering
 /// (the client went away mid-poll), closes the session, as the reference server does
-/// ("closes the session upon cancelled polling request").
+/// ("closes the session upon cancelled polling request"). A GET replaced by a retry of itself
+/// (another `get_gen`) leaves both to the retry.
 struct GetGuard<H: EngineHandler> {
     conn: Arc<Conn<H>>,
+    gen: u32,
     answered: bool,
 }
 
 impl<H: EngineHandler> Drop for GetGuard<H> {
     fn drop(&mut self) {
-        self.conn.state.lock().get_active = false;
-        if !self.answered {
+        let current = {
+            let mut s = self.conn.state.lock();
+            let current = s.get_gen == self.gen;
+            if current {
+                s.get_active = false;
+                if let Some(p) = s.poll.as_mut() {
+                    p.active_t = None;
+                }
+            }
+            current
+        };
+        if current && !self.answered {
             self.conn.close(DisconnectReason::TransportError);
         }
     }
 }
 
+fn body_response(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=UTF-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
 /// A long-poll `GET`: answers at once with whatever is queued, or waits until something is.
+/// `t` is the request's cache buster, which makes a proxy's retry of it recognisable (see
+/// [`PollRetry`](super::conn::PollRetry)).
 pub(crate) async fn get<H: EngineHandler>(
     _engine: &Arc<EngineShared<H>>,
     conn: Arc<Conn<H>>,
+    t: Option<&str>,
 ) -> HttpResponse {
-    {
+    let gen = {
         let mut s = conn.state.lock();
         if s.closed.is_some() || s.transport == Transport::WebSocket {
             // After an upgrade, polling requests are refused (test suite: "ignores HTTP
             // requests with same sid after upgrade").
             return EngineHttpError::BadRequest.response();
         }
-        if s.get_active {
+        let retry = |p: &Option<Box<PollRetry>>| {
+            t.is_some() && p.as_ref().and_then(|p| p.active_t.as_deref()) == t
+        };
+        if let (Some(t), Some((last_t, body))) = (t, s.poll.as_ref().and_then(|p| p.last.as_ref()))
+        {
+            if **last_t == *t && !s.get_active {
+                // A retry of a GET already answered: its answer was lost on the way.
+                return body_response(body.clone());
+            }
+        }
+        if s.get_active && !retry(&s.poll) {
             // "a client MUST NOT have more than one active GET request. Should it happen, the
             // server MUST return an HTTP 400 error status and close the session."
             drop(s);
@@ -78,40 +111,73 @@ pub(crate) async fn get<H: EngineHandler>(
             // Upgrade: "send a noop packet to any pending GET request".
             return text_response("6".to_owned());
         }
+        // This GET is active (replacing an earlier one with the same `t`, which then ends);
+        // the previous answer has arrived, since the client asks again.
         s.get_active = true;
-    }
+        s.get_gen = s.get_gen.wrapping_add(1);
+        match (t, s.poll.as_mut()) {
+            (Some(t), Some(p)) => {
+                p.active_t = Some(t.into());
+                p.last = None;
+            }
+            (Some(t), None) => {
+                s.poll = Some(Box::new(PollRetry {
+                    active_t: Some(t.into()),
+                    last: None,
+                }))
+            }
+            (None, _) => s.poll = None,
+        }
+        s.get_gen
+    };
+    // Wake a request this one replaces.
+    conn.notify.notify_waiters();
     let mut guard = GetGuard {
         conn: conn.clone(),
+        gen,
         answered: false,
     };
     loop {
         let notified = conn.notify.notified();
-        let frames = conn.take_queue();
-        let (closed, transport) = {
-            let s = conn.state.lock();
-            (s.closed, s.transport)
-        };
-        if let Some(reason) = closed {
-            guard.answered = true;
-            // The server closed: tell the client with a `close` packet after what is left.
-            // The client closed (`close` packet in a POST): end this poll with a `noop`
-            // (engine.io-protocol test suite, "forcefully closes the session").
-            let trailer = if reason == DisconnectReason::TransportClose && frames.is_empty() {
-                "6"
-            } else if reason == DisconnectReason::TransportClose {
-                return text_response(encode(frames, None));
+        {
+            let mut s = conn.state.lock();
+            if s.get_gen != gen {
+                // Replaced by a retry of this very request: whoever asked is gone.
+                guard.answered = true;
+                return text_response("6".to_owned());
+            }
+            let frames = s.take_queue();
+            let body = if let Some(reason) = s.closed {
+                // The server closed: tell the client with a `close` packet after what is left.
+                // The client closed (`close` packet in a POST): end this poll with a `noop`
+                // (engine.io-protocol test suite, "forcefully closes the session").
+                let trailer = if reason != DisconnectReason::TransportClose {
+                    Some("1")
+                } else if frames.is_empty() {
+                    Some("6")
+                } else {
+                    None
+                };
+                Some(encode(frames, trailer))
+            } else if !frames.is_empty() {
+                Some(encode(frames, None))
+            } else if s.transport != Transport::Polling {
+                Some("6".to_owned())
             } else {
-                "1"
+                None
             };
-            return text_response(encode(frames, Some(trailer)));
-        }
-        if !frames.is_empty() {
-            guard.answered = true;
-            return text_response(encode(frames, None));
-        }
-        if transport != Transport::Polling {
-            guard.answered = true;
-            return text_response("6".to_owned());
+            if let Some(body) = body {
+                // Answered: no longer active, and the answer kept for a retry — under the same
+                // lock, so that a retry arriving now finds one or the other.
+                guard.answered = true;
+                s.get_active = false;
+                let body = Bytes::from(body);
+                if let (Some(t), Some(p)) = (t, s.poll.as_mut()) {
+                    p.active_t = None;
+                    p.last = Some((t.into(), body.clone()));
+                }
+                return body_response(body);
+            }
         }
         tokio::select! {
             _ = notified => {}
