@@ -148,7 +148,11 @@ class ReviewPage {
     for (const [user, from] of openAway) away.push({ user_id: user, from, to: this.end });
     this.away = away;
     // Every moment something happened, sorted: what an idle gap is measured against.
-    const all = Float64Array.from([...this.replay.times, ...markers.map((m) => m.at)]);
+    const all = new Float64Array(this.replay.length + markers.length);
+    all.set(this.replay.times);
+    markers.forEach((m, i) => {
+      all[this.replay.length + i] = m.at;
+    });
     all.sort();
     this.activity = all;
     this.languages = markers.filter((m) => m.kind === 'language' && LANGUAGES.some((l) => l.id === m.language));
@@ -173,8 +177,9 @@ class ReviewPage {
     $('review-main').hidden = false;
     $('timeline').hidden = false;
 
-    // Made while hidden: measured now that it shows. Its language is set by the first seek.
-    this.editor.resize(true);
+    // Made while hidden: measured now that it shows (drawn in the next frame, as a new editor is). Its
+    // language is set by the first seek.
+    this.editor.resize();
 
     const scrubber = $('scrubber');
     scrubber.max = String(Math.round(this.end - this.start));
@@ -276,13 +281,15 @@ class ReviewPage {
       c.max = 0;
     }
     // One pass over the updates for all tracks.
-    const span = this.end - this.start;
-    for (let i = 0; i < this.trackOf.length; i++) {
-      const tracks = this.trackOf[i];
+    const { trackOf, canvases, start } = this;
+    const { times } = this.replay;
+    const span = this.end - start;
+    for (let i = 0; i < trackOf.length; i++) {
+      const tracks = trackOf[i];
       if (tracks === null) continue;
-      const f = (this.replay.times[i] - this.start) / span;
-      for (const k of tracks) {
-        const c = this.canvases[k];
+      const f = (times[i] - start) / span;
+      for (let j = 0; j < tracks.length; j++) {
+        const c = canvases[tracks[j]];
         const x = Math.min(c.w - 1, Math.floor(f * c.w));
         if (++c.counts[x] > c.max) c.max = c.counts[x];
       }
