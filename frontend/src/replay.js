@@ -435,7 +435,8 @@ class Scan {
           if (len > 0) D.push3(client, clock, len);
         }
       }
-    } catch {
+    } catch (err) {
+      if (err !== BAD) throw err; // a bug, not a malformed update: the build falls back (see Replay)
       return false;
     }
     // Every origin in (in the document, or earlier in this update: Yjs integrates those first).
