@@ -4,7 +4,9 @@
 //!
 //! Registrations say which hubs exist; they expire a TTL after a hub dies, far too slowly for
 //! failover, so liveness is the gateway's own business: a hub that refuses a connection is marked
-//! down at once ([`Hubs::mark_down`]) and comes back when a probe of its `/healthz` is answered.
+//! down at once ([`Hubs::mark_down`]) and comes back when a probe of its `/healthz` is answered —
+//! the periodic one, or the one made before an interview placed on it is moved away
+//! ([`Hubs::still_down`]), so a hub restarted in less than a probe period keeps its interviews.
 //! While Redis is unreachable, or has just lost its data (a restart), absent registrations prove
 //! nothing: the last known set is kept, still probed, until registrations can be trusted again.
 
@@ -15,6 +17,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use duet_bus::Bus;
+
+/// A hub marked down longer ago than this is probed again before an interview placed on it is moved
+/// away or a request of a session it holds goes elsewhere ([`Hubs::still_down`]): a hub restarted
+/// under the same id and address answers again well before the next periodic probe, and one
+/// gateway moving its interviews away while another already sends it new sessions would split them.
+pub const RECHECK_AFTER: Duration = Duration::from_millis(100);
+/// How long that probe may take; a hub that does not answer within it stays down.
+pub const RECHECK_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Key prefix under which hubs register their base URL (`duet:hub:<id>` → `http://host:port`).
 pub const HUB_KEY_PREFIX: &str = "duet:hub:";
@@ -104,6 +114,8 @@ pub struct Hubs {
     /// Signalled when Redis is found empty (restarted without persistence): placement records are
     /// to be written again.
     pub redis_reset: tokio::sync::Notify,
+    /// For [`Hubs::still_down`]'s probes, one at a time (callers behind one get its result).
+    recheck: tokio::sync::Mutex<reqwest::Client>,
 }
 
 impl Hubs {
@@ -127,6 +139,13 @@ impl Hubs {
             bus_ok: AtomicBool::new(false),
             bus_read: AtomicBool::new(false),
             redis_reset: tokio::sync::Notify::new(),
+            recheck: tokio::sync::Mutex::new(
+                reqwest::Client::builder()
+                    .connect_timeout(RECHECK_TIMEOUT)
+                    .timeout(RECHECK_TIMEOUT)
+                    .build()
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -307,6 +326,51 @@ impl Hubs {
         }
     }
 
+    /// Whether hub `id` is down, after probing its `/healthz` once more if it was marked down more
+    /// than [`RECHECK_AFTER`] ago; `false` when it is not marked down (up, draining, unknown: the
+    /// caller looks it up again). One probe runs at a time; callers that waited for it see its
+    /// outcome.
+    pub async fn still_down(&self, id: &str) -> bool {
+        let probe = |hubs: &Self| {
+            let entries = hubs.read();
+            match entries.get(id) {
+                Some(e) if e.health == Health::Down => {
+                    (e.since.elapsed() >= RECHECK_AFTER).then(|| e.url.clone())
+                }
+                _ => None,
+            }
+        };
+        let down = |hubs: &Self| {
+            hubs.read()
+                .get(id)
+                .is_some_and(|e| e.health == Health::Down)
+        };
+        if probe(self).is_none() {
+            return down(self);
+        }
+        let http = self.recheck.lock().await;
+        // Another caller may have probed meanwhile.
+        let Some(url) = probe(self) else {
+            return down(self);
+        };
+        let url = format!("{}/healthz", url.trim_end_matches('/'));
+        match http.get(&url).send().await {
+            Ok(_) => {
+                self.mark_alive(id);
+                false
+            }
+            Err(_) => {
+                // Still down: counted from now, so the next recheck waits again.
+                if let Some(e) = self.write().get_mut(id) {
+                    if e.health == Health::Down {
+                        e.since = Instant::now();
+                    }
+                }
+                true
+            }
+        }
+    }
+
     /// A probe (or a request) was answered.
     pub fn mark_alive(&self, id: &str) {
         let entries = self.read();
@@ -445,6 +509,57 @@ mod tests {
 
     fn first(h: &Hubs, key: &str) -> String {
         h.candidates(key).first().unwrap().id.clone()
+    }
+
+    /// A restart under the same id and address: the hub refused a connection (marked down), and
+    /// answers again before the periodic probe comes round; the gateway asks it again before
+    /// moving its interviews away. A hub still gone stays down.
+    #[tokio::test]
+    async fn a_hub_marked_down_is_asked_again_before_it_is_given_up() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let back = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = [0u8; 1024];
+                let _ = std::io::Read::read(&mut s, &mut buf);
+                let _ = std::io::Write::write_all(
+                    &mut s,
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        let gone = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let h = Hubs::new(&[]);
+        let hubs = [
+            HubRef {
+                id: "back".into(),
+                url: back,
+            },
+            HubRef {
+                id: "gone".into(),
+                url: gone,
+            },
+        ];
+        h.apply_registrations(&hubs, true);
+        h.mark_down("back", "connection refused");
+        h.mark_down("gone", "connection refused");
+        assert!(h.still_down("back").await, "just marked: believed");
+        assert!(h.reachable("back").is_none());
+        tokio::time::sleep(RECHECK_AFTER).await;
+        assert!(!h.still_down("back").await, "it answers again");
+        assert!(h.reachable("back").is_some());
+        assert!(h.candidates("x").iter().any(|c| c.id == "back"));
+        assert!(h.still_down("gone").await);
+        assert!(h.reachable("gone").is_none());
+        assert!(
+            h.still_down("gone").await,
+            "re-marked: believed again without a probe"
+        );
+        assert!(!h.still_down("unknown").await);
     }
 
     #[test]

@@ -149,9 +149,16 @@ impl Router {
             } else {
                 PLACEMENT_CACHE
             };
-            if let Some(hub) = self.record(code, max_age).await {
-                if let Some(hub) = self.hubs.reachable(&hub) {
+            if let Some(id) = self.record(code, max_age).await {
+                if let Some(hub) = self.hubs.reachable(&id) {
                     return Some(hub);
+                }
+                // Only the hub that holds the session can serve it: if it is back (restarted
+                // quickly), it is still the one to ask.
+                if !self.hubs.still_down(&id).await {
+                    if let Some(hub) = self.hubs.reachable(&id) {
+                        return Some(hub);
+                    }
                 }
             }
         }
@@ -161,7 +168,7 @@ impl Router {
     /// The hub for a handshake: the interview's placed hub while it may take new connections,
     /// else the first live hub in rendezvous order, which is then claimed as its placement.
     pub async fn for_handshake(&self, code: Option<&str>, key: &str) -> Option<HubRef> {
-        let candidates = self.hubs.candidates(key);
+        let mut candidates = self.hubs.candidates(key);
         let Some(code) = code else {
             return candidates.into_iter().next();
         };
@@ -169,6 +176,14 @@ impl Router {
         if let Some(id) = &placed {
             if let Some(hub) = candidates.iter().find(|h| &h.id == id) {
                 return Some(hub.clone());
+            }
+            // Placed on a hub believed down: make sure before moving the interview away (a hub
+            // restarted under its id is serving it again, and other gateways send it there).
+            if !self.hubs.still_down(id).await {
+                candidates = self.hubs.candidates(key);
+                if let Some(hub) = candidates.iter().find(|h| &h.id == id) {
+                    return Some(hub.clone());
+                }
             }
         }
         let pick = candidates.first()?.clone();
