@@ -69,7 +69,10 @@ port_of() {
     echo "$port"
 }
 
-pid_alive() { [ -f "$dir/$1.pid" ] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
+# A process that has exited but is not reaped yet (a zombie: its parent, this script's earlier run,
+# is gone and the reaper is slow) counts as stopped: its port and files are free.
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+pid_alive() { [ -f "$dir/$1.pid" ] && alive "$(cat "$dir/$1.pid")"; }
 
 # Starts a service binary with its environment; returns once /healthz answers.
 spawn() {
@@ -228,7 +231,7 @@ down() {
     pid=$(cat "$dir/$name.pid")
     [ "$name" = nginx ] || kill -"$sig" "$pid" 2>/dev/null || true
     end=$((SECONDS + STOP_WAIT))
-    while kill -0 "$pid" 2>/dev/null; do
+    while alive "$pid"; do
         if [ $SECONDS -ge $end ]; then
             log "$name did not stop within ${STOP_WAIT}s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
