@@ -4,10 +4,13 @@
 // timed to its ack and to its arrival at the other typist of its interview), measured twice in one
 // run: quiet, then while an attacker floods one more interview with the costliest updates there are
 // — thousands of concurrent one-character inserts at one place, then as many again under higher
-// client ids (each compared with every one before: YATA's worst case), repeated for the whole window, and 500 KB whole-text `code_change`s from a seed client.
+// client ids (each compared with every one before: YATA's worst case), repeated for the whole
+// window, and 500 KB whole-text `code_change`s from a seed client. The attacker runs in a worker
+// thread with its updates made before the measurement, so the timing thread is not held by it.
 // Prints p50/p99/max of the deliveries and of the acked edits in both phases, and the ratios.
 //
 // Usage: node tests/bench/attack.mjs [--seconds 10] [--others 10]
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { io } from 'socket.io-client';
 import { crafted, updateMessage } from '../js/collab/crafted.mjs';
 import { DuetServer } from '../js/browser/duet-server.js';
@@ -73,6 +76,52 @@ async function typeFor(pairs, seconds) {
   return { acked, delivered };
 }
 
+/** The attacker (worker thread): waits for 'go', attacks until 'stop', answers its refusal counts. */
+async function attack({ url, target, seedCode, seconds }) {
+  const mallory = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+  await mallory.timeout(5000).emitWithAck('join_session', { session_code: target, name: 'M', yjs: true });
+  const seed = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+  await seed.timeout(5000).emitWithAck('join_session', { session_code: seedCode, name: 'S' });
+  // Enough rounds for the whole phase (the hub answers about 15 a second), each under new client ids.
+  const rounds = Array.from({ length: Math.ceil(seconds * 20) }, (_, r) => {
+    const base = 1_000_000 + r * 200_000;
+    return [0, 100_000].map((off, k) =>
+      updateMessage(crafted(Array.from({ length: 5000 }, (_, i) => [base + off + i, 0, k ? 'y' : 'x']))),
+    );
+  });
+  const big = 'x'.repeat(500 * 1024);
+  const refusals = {};
+  const count = (r) => {
+    const k = r?.ok ? 'ok' : r?.error?.code ?? 'no answer';
+    refusals[k] = (refusals[k] ?? 0) + 1;
+  };
+  let attacking = true;
+  parentPort.postMessage('ready');
+  await new Promise((resolve) => parentPort.once('message', resolve)); // 'go'
+  parentPort.once('message', () => (attacking = false)); // 'stop'
+  const crafting = (async () => {
+    for (let r = 0; attacking; r = (r + 1) % rounds.length) {
+      for (const msg of rounds[r]) count(await mallory.timeout(30000).emitWithAck('yjs', msg).catch(() => null));
+    }
+  })();
+  const flood = (async () => {
+    let n = 0;
+    while (attacking) {
+      count(await seed.timeout(30000).emitWithAck('code_change', { code: `${n++}${big}` }).catch(() => null));
+      await sleep(50);
+    }
+  })();
+  await Promise.all([crafting, flood]);
+  mallory.close();
+  seed.close();
+  parentPort.postMessage(refusals);
+}
+
+if (!isMainThread) {
+  await attack(workerData);
+  process.exit(0);
+}
+
 const server = await new DuetServer().start();
 try {
   const pairs = [];
@@ -83,40 +132,21 @@ try {
     await until(() => a.synced && b.synced, 5000);
     pairs.push([a, b]);
   }
+  // The attacker runs in a worker thread with its updates made beforehand, so that making and
+  // sending them does not hold this thread's event loop (which times the other interviews' edits).
+  const attacker = new Worker(new URL(import.meta.url), {
+    workerData: { url: server.url, target: await create(server.url), seedCode: await create(server.url), seconds: SECONDS },
+  });
+  await new Promise((resolve, reject) => {
+    attacker.once('message', resolve);
+    attacker.once('error', reject);
+  });
   const quiet = await typeFor(pairs, SECONDS);
 
-  const target = await create(server.url);
-  const mallory = io(server.url, { transports: ['websocket'], forceNew: true, reconnection: false });
-  await mallory.timeout(5000).emitWithAck('join_session', { session_code: target, name: 'M', yjs: true });
-  const seed = io(server.url, { transports: ['websocket'], forceNew: true, reconnection: false });
-  await seed.timeout(5000).emitWithAck('join_session', { session_code: await create(server.url), name: 'S' });
-  let attacking = true;
-  const refusals = {};
-  const count = (r) => {
-    const k = r?.ok ? 'ok' : r?.error?.code ?? 'no answer';
-    refusals[k] = (refusals[k] ?? 0) + 1;
-  };
-  const attack = (async () => {
-    let base = 1_000_000;
-    while (attacking) {
-      const first = Array.from({ length: 5000 }, (_, i) => [base + i, 0, 'x']);
-      const second = Array.from({ length: 5000 }, (_, i) => [base + 100_000 + i, 0, 'y']);
-      base += 200_000;
-      count(await mallory.timeout(30000).emitWithAck('yjs', updateMessage(crafted(first))).catch(() => null));
-      count(await mallory.timeout(30000).emitWithAck('yjs', updateMessage(crafted(second))).catch(() => null));
-    }
-  })();
-  const big = 'x'.repeat(500 * 1024);
-  const flood = (async () => {
-    let n = 0;
-    while (attacking) {
-      count(await seed.timeout(30000).emitWithAck('code_change', { code: `${n++}${big}` }).catch(() => null));
-      await sleep(50);
-    }
-  })();
+  attacker.postMessage('go');
   const attacked = await typeFor(pairs, SECONDS);
-  attacking = false;
-  await Promise.all([attack, flood]);
+  attacker.postMessage('stop');
+  const refusals = await new Promise((resolve) => attacker.once('message', resolve));
 
   const row = (name, xs) =>
     `| ${name} | ${xs.length} | ${pct(xs, 50).toFixed(1)} | ${pct(xs, 99).toFixed(1)} | ${Math.max(...xs).toFixed(1)} |`;
@@ -130,8 +160,6 @@ try {
   const ratio = (k) => (pct(attacked[k], 99) / pct(quiet[k], 99)).toFixed(2);
   console.log(`p99 attacked / quiet: delivered ${ratio('delivered')}, acked ${ratio('acked')}; attacker's answers: ${JSON.stringify(refusals)}`);
   for (const c of pairs.flat()) c.close();
-  mallory.close();
-  seed.close();
 } finally {
   await server.close();
 }
