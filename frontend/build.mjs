@@ -3,7 +3,8 @@
 //   dist/index.html            landing page, served at /
 //   dist/editor.html           editor page, served at /interview/<CODE>
 //   dist/preview.html          the HTML runner's sandboxed preview, served at /preview
-//   dist/review.html           the review page (replay of a past interview), served at /review/<CODE>
+//   dist/review.html           the review page (replay of a past interview), served at /review/<CODE>;
+//                              its small review-load script asks for the record and the history first
 //   dist/static/...            everything else, referenced as /static/...
 //   dist/assets.json           the manifest: which files the server may serve, which of them are named
 //                              by their content (cached for a year), which compressed copies exist
@@ -255,7 +256,13 @@ function bundleStages({ dev, hashed, urls, sizes }) {
     () => [
       {
         ...base,
-        entryPoints: { landing: path.join(src, 'pages/landing.js'), editor: path.join(src, 'pages/editor.js'), review: path.join(src, 'pages/review.js') },
+        entryPoints: {
+          landing: path.join(src, 'pages/landing.js'),
+          editor: path.join(src, 'pages/editor.js'),
+          review: path.join(src, 'pages/review.js'),
+          // The review page's requests, started before its bundle has arrived (pages/review-load.js).
+          'review-load': path.join(src, 'pages/review-load.js'),
+        },
         format: 'iife',
         define: { __DUET_ASSETS__: JSON.stringify(assetsDefine(urls)) },
       },

@@ -243,9 +243,10 @@ async function measure(browser, url, cached = null) {
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 60000 });
   const timings = await page.evaluate(() => {
-    const res = (part) => performance.getEntriesByType('resource').find((e) => e.name.includes(part));
+    const res = (re) => performance.getEntriesByType('resource').find((e) => re.test(e.name));
     const span = (e) => (e ? { start: e.startTime, end: e.responseEnd, bytes: e.encodedBodySize } : null);
-    return { ...window.duetReview.timings, record: span(res('/record')), history: span(res('/history')), script: span(res('/static/review')) };
+    // script: the page's bundle (static/review-<hash>.js), not the small review-load script before it.
+    return { ...window.duetReview.timings, record: span(res(/\/record$/)), history: span(res(/\/history\?/)), script: span(res(/\/static\/review-(?!load-)[^/]*\.js$/)) };
   });
   const scrub = {};
   for (const mode of ['sweep', 'random']) {
@@ -317,7 +318,7 @@ async function main() {
       process.stdout.write(`[${mode}] `);
       const seeks = [...r.scrub.sweep.seeks, ...r.scrub.random.seeks];
       console.log(
-        `run ${Math.floor(i / 2) + 1}: open ${f(r.timings.ready)} ms (script loaded at ${f(r.timings.script?.end)}, /history ${f(r.timings.history?.start)}–${f(r.timings.history?.end)}, /record until ${f(r.timings.record?.end)}, replay built in ${f(r.timings.built - r.timings.fetched)}, drawn in ${f(r.timings.ready - r.timings.built)}) · ` +
+        `run ${Math.floor(i / 2) + 1}: open ${f(r.timings.ready)} ms (requests started at ${f(r.timings.requested)}, script loaded at ${f(r.timings.script?.end)}, /history ${f(r.timings.history?.start)}–${f(r.timings.history?.end)}, /record until ${f(r.timings.record?.end)}, answers parsed at ${f(r.timings.fetched)}, replay built in ${f(r.timings.built - r.timings.fetched)}, drawn in ${f(r.timings.ready - r.timings.built)}) · ` +
           `scrub ${r.scrub.sweep.fps.toFixed(1)} fps dragging, ${r.scrub.random.fps.toFixed(1)} fps random jumps · ` +
           `seek median ${quantile(seeks, 0.5).toFixed(2)} ms, p95 ${quantile(seeks, 0.95).toFixed(2)}, max ${Math.max(...seeks).toFixed(2)} · ` +
           `${r.info.updates} updates, ${r.info.chars} chars, ${r.info.markers} markers${r.errors.length ? ` · errors: ${r.errors.join('; ')}` : ''}`,

@@ -6,7 +6,9 @@
 // start and end; the code at any moment (scrubbing back to the start is empty, the end is the final
 // code, just before and after the paste differ by it); playing at 32× runs through to the end with
 // the idle stretches skipped; the notes beside; Download gives the export zip. A candidate's token
-// gets no record and the page says so. No console errors.
+// gets no record and the page says so; so do an altered token (401) and an interview gone (404). The
+// record and the history are asked for by the page's small first script before its bundle has arrived,
+// once each, and by the bundle when that script is missing. No console errors.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -219,5 +221,91 @@ describe('the review page against the real duet server', { timeout: 600000 }, ()
     assert.match(await bare.textContent('#review-message-title'), /needs the interviewer link/);
     assert.deepEqual(page.problems, []);
     assert.deepEqual(bare.problems, []);
+  });
+
+  test('the record and the history are asked for before the bundle has arrived (and without the small script, by the bundle); errors as before', async () => {
+    assert.ok(ctx.code, 'the interview was recorded');
+    const base = server.url;
+    const BUNDLE = /\/static\/review-(?!load-)[^/]*\.js$/;
+    const LOADER = /\/static\/review-load-[^/]*\.js$/;
+    /** The page's requests for the record and the history (method and URL, with their Authorization). */
+    const watch = (page) => {
+      const asked = [];
+      page.on('request', (r) => {
+        if (/\/api\/session\/[^/]+\/(record|history)/.test(r.url())) asked.push({ url: r.url(), auth: r.headers().authorization ?? null });
+      });
+      return asked;
+    };
+
+    // The bundle is held back until the history has been asked for: only the small script can have.
+    const early = await openPage(browser, null);
+    const asked = watch(early);
+    let historyAsked;
+    const askedForHistory = new Promise((resolve) => {
+      historyAsked = resolve;
+    });
+    early.on('request', (r) => {
+      if (/\/history\?/.test(r.url())) historyAsked();
+    });
+    let held = false;
+    await early.route(BUNDLE, async (route) => {
+      held = await Promise.race([askedForHistory.then(() => true), new Promise((r) => setTimeout(() => r(false), 10000))]);
+      await route.continue();
+    });
+    await early.goto(`${base}/review/${ctx.code}#token=${ctx.token}`);
+    await early.waitForSelector('body[data-ready="true"]', { timeout: 20000 });
+    assert.ok(held, 'the history was asked for while the bundle was still on its way');
+    assert.ok(!early.url().includes('token='), 'the token left the address bar');
+    assert.equal(await early.evaluate(() => window.duetReview.editor.getValue()), ctx.finalCode);
+    assert.deepEqual(
+      asked.map((a) => [new URL(a.url).pathname + new URL(a.url).search, a.auth]),
+      [
+        [`/api/session/${ctx.code}/record`, `Bearer ${ctx.token}`],
+        [`/api/session/${ctx.code}/history?doc=code`, `Bearer ${ctx.token}`],
+      ],
+      'each asked for once, the token in the Authorization header only',
+    );
+    assert.deepEqual(early.problems, []);
+
+    // Without the small script (it failed to load): the bundle asks itself, and the page works.
+    const alone = await openPage(browser, null, { ignore: [/ERR_FAILED/] });
+    const askedAlone = watch(alone);
+    await alone.route(LOADER, (route) => route.abort());
+    await alone.goto(`${base}/review/${ctx.code}#token=${ctx.token}`);
+    await alone.waitForSelector('body[data-ready="true"]', { timeout: 20000 });
+    assert.equal(await alone.evaluate(() => window.duetReview.editor.getValue()), ctx.finalCode);
+    assert.equal(askedAlone.length, 2, JSON.stringify(askedAlone));
+    assert.ok(!alone.url().includes('token='), 'the token left the address bar');
+    assert.deepEqual(alone.problems, []);
+
+    // An altered token: 401, and the page says the link does not work.
+    const altered = `${ctx.token.slice(0, -2)}${ctx.token.endsWith('AA') ? 'BB' : 'AA'}`;
+    const bad = await openPage(browser, null, { ignore: [/status of 401/] });
+    await bad.goto(`${base}/review/${ctx.code}#token=${altered}`);
+    await bad.waitForSelector('#review-message:not([hidden])');
+    assert.match(await bad.textContent('#review-message-title'), /This review link does not work/);
+    assert.ok(await bad.isHidden('#review-main'));
+    assert.equal(await bad.evaluate(() => window.duetReview), undefined);
+    assert.deepEqual(bad.problems, []);
+
+    // The interview gone after the page was served (the record answers 404): "Interview not found".
+    const gone = await openPage(browser, null, { ignore: [/status of 404/] });
+    await gone.route(/\/api\/session\/[^/]+\/record$/, (route) =>
+      route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: { code: 'session_not_found', message: 'No such interview.' } }) }),
+    );
+    await gone.goto(`${base}/review/${ctx.code}#token=${ctx.token}`);
+    await gone.waitForSelector('#review-message:not([hidden])');
+    assert.match(await gone.textContent('#review-message-title'), /Interview not found/);
+    assert.match(await gone.textContent('#review-message-text'), new RegExp(ctx.code));
+    assert.deepEqual(gone.problems, []);
+
+    // An unknown code: the server's own 404 page; nothing is asked for.
+    const unknown = await openPage(browser, null, { ignore: [/status of 404/] });
+    const askedUnknown = watch(unknown);
+    const res = await unknown.goto(`${base}/review/ABCDEFGH#token=${ctx.token}`);
+    assert.equal(res.status(), 404);
+    assert.match(await unknown.textContent('body'), /Interview not found/);
+    assert.deepEqual(askedUnknown, []);
+    assert.deepEqual(unknown.problems, []);
   });
 });
