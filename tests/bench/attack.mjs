@@ -11,6 +11,7 @@
 //
 // Usage: node tests/bench/attack.mjs [--seconds 10] [--others 10]
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { readFileSync } from 'node:fs';
 import { io } from 'socket.io-client';
 import { crafted, updateMessage } from '../js/collab/crafted.mjs';
 import { DuetServer } from '../js/browser/duet-server.js';
@@ -26,6 +27,17 @@ const OTHERS = arg('others', 10);
 async function create(url) {
   const r = await fetch(`${url}/api/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"language":"python"}' });
   return (await r.json()).session_code;
+}
+
+/** The server's CPU time so far (user + system, all threads), in seconds. */
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
 }
 
 const pct = (xs, p) => {
@@ -91,8 +103,8 @@ async function attack({ url, target, seedCode, seconds }) {
   });
   const big = 'x'.repeat(500 * 1024);
   const refusals = {};
-  const count = (r) => {
-    const k = r?.ok ? 'ok' : r?.error?.code ?? 'no answer';
+  const count = (what, r) => {
+    const k = `${what}: ${r?.ok ? 'ok' : r?.error?.code ?? 'no answer'}`;
     refusals[k] = (refusals[k] ?? 0) + 1;
   };
   let attacking = true;
@@ -101,13 +113,13 @@ async function attack({ url, target, seedCode, seconds }) {
   parentPort.once('message', () => (attacking = false)); // 'stop'
   const crafting = (async () => {
     for (let r = 0; attacking; r = (r + 1) % rounds.length) {
-      for (const msg of rounds[r]) count(await mallory.timeout(30000).emitWithAck('yjs', msg).catch(() => null));
+      for (const msg of rounds[r]) count('crafted', await mallory.timeout(30000).emitWithAck('yjs', msg).catch(() => null));
     }
   })();
   const flood = (async () => {
     let n = 0;
     while (attacking) {
-      count(await seed.timeout(30000).emitWithAck('code_change', { code: `${n++}${big}` }).catch(() => null));
+      count('500 KB code_change', await seed.timeout(30000).emitWithAck('code_change', { code: `${n++}${big}` }).catch(() => null));
       await sleep(50);
     }
   })();
@@ -141,10 +153,15 @@ try {
     attacker.once('message', resolve);
     attacker.once('error', reject);
   });
+  const pid = server.child.pid;
+  let cpu0 = cpuSeconds(pid);
   const quiet = await typeFor(pairs, SECONDS);
+  const quietCpu = cpuSeconds(pid) - cpu0;
 
+  cpu0 = cpuSeconds(pid);
   attacker.postMessage('go');
   const attacked = await typeFor(pairs, SECONDS);
+  const attackedCpu = cpuSeconds(pid) - cpu0;
   attacker.postMessage('stop');
   const refusals = await new Promise((resolve) => attacker.once('message', resolve));
 
@@ -157,6 +174,8 @@ try {
   console.log(row('attacked: delivered to the other typist', attacked.delivered));
   console.log(row('quiet: acked (stored)', quiet.acked));
   console.log(row('attacked: acked (stored)', attacked.acked));
+  const window = SECONDS + 0.5;
+  console.log(`server CPU (all threads): quiet ${((100 * quietCpu) / window).toFixed(0)} %, attacked ${((100 * attackedCpu) / window).toFixed(0)} % of one core`);
   const ratio = (k) => (pct(attacked[k], 99) / pct(quiet[k], 99)).toFixed(2);
   console.log(`p99 attacked / quiet: delivered ${ratio('delivered')}, acked ${ratio('acked')}; attacker's answers: ${JSON.stringify(refusals)}`);
   for (const c of pairs.flat()) c.close();
