@@ -108,6 +108,21 @@ function rebuilt({ updates, root }, t) {
   return doc.getText(root).toString();
 }
 
+/** Two editors with the given client ids, their own updates collected in order, and a full sync. */
+function twoEditors(idA, idB) {
+  const a = new Y.Doc();
+  a.clientID = idA;
+  const b = new Y.Doc();
+  b.clientID = idB;
+  const ups = [];
+  for (const d of [a, b]) d.on('update', (u, origin) => origin !== 'sync' && ups.push(u));
+  const sync = () => {
+    Y.applyUpdate(a, Y.encodeStateAsUpdate(b), 'sync');
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a), 'sync');
+  };
+  return { a, b, ups, sync };
+}
+
 describe('replay', () => {
   test('the text at any time equals the document rebuilt from the history up to then (random histories)', () => {
     const base = Number(process.env.REPLAY_SEED ?? 1);
@@ -153,16 +168,7 @@ describe('replay', () => {
   });
 
   test('written cases: a deletion stored before what it deletes, an insertion before its origin, concurrent editors, a repeat', () => {
-    const a = new Y.Doc();
-    a.clientID = 1;
-    const b = new Y.Doc();
-    b.clientID = 2;
-    const ups = [];
-    for (const d of [a, b]) d.on('update', (u, origin) => origin !== 'sync' && ups.push(u));
-    const sync = () => {
-      Y.applyUpdate(a, Y.encodeStateAsUpdate(b), 'sync');
-      Y.applyUpdate(b, Y.encodeStateAsUpdate(a), 'sync');
-    };
+    const { a, b, ups, sync } = twoEditors(1, 2);
     a.getText('code').insert(0, 'hello'); // 0
     a.getText('code').insert(5, ' world'); // 1: typed after 0
     sync();
@@ -190,16 +196,7 @@ describe('replay', () => {
   });
 
   test('written cases: an insertion stored before its origin alone (appended), a concurrent insertion between one editor\'s consecutive characters', () => {
-    const a = new Y.Doc();
-    a.clientID = 3;
-    const b = new Y.Doc();
-    b.clientID = 2;
-    const ups = [];
-    for (const d of [a, b]) d.on('update', (u, origin) => origin !== 'sync' && ups.push(u));
-    const sync = () => {
-      Y.applyUpdate(a, Y.encodeStateAsUpdate(b), 'sync');
-      Y.applyUpdate(b, Y.encodeStateAsUpdate(a), 'sync');
-    };
+    const { a, b, ups, sync } = twoEditors(3, 2);
     b.getText('code').insert(0, 'q'); // 0: b's first
     a.getText('code').insert(0, 'xy'); // 1
     sync();
