@@ -184,13 +184,7 @@ export class Replay {
     const sv = new Map();
     for (const [client, { at, clock }] of this.clocks) {
       // The last change at or before n.
-      let lo = 0;
-      let hi = at.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (at[mid] <= n) lo = mid + 1;
-        else hi = mid;
-      }
+      const lo = firstAfter(at, n);
       if (lo > 0) sv.set(client, clock[lo - 1]);
     }
     return sv;
@@ -219,14 +213,7 @@ export class Replay {
       if (dels !== undefined) {
         const { clock, end: ends, at } = dels;
         // The first range that ends after `start`.
-        let lo = 0;
-        let hi = ends.length;
-        while (lo < hi) {
-          const mid = (lo + hi) >>> 1;
-          if (ends[mid] <= start) lo = mid + 1;
-          else hi = mid;
-        }
-        for (let k = lo; k < ends.length && clock[k] < end; k++) {
+        for (let k = firstAfter(ends, start); k < ends.length && clock[k] < end; k++) {
           if (at[k] > n) continue; // deleted later
           const from = Math.max(clock[k], pos);
           if (from > pos) parts.push(str.slice(pos - start, from - start));
@@ -242,14 +229,7 @@ export class Replay {
 
   /** How many updates were made at or before `t` (milliseconds since the epoch). */
   indexAt(t) {
-    let lo = 0;
-    let hi = this.times.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.times[mid] <= t) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return firstAfter(this.times, t);
   }
 
   /** The text as it was at time `t`. */
