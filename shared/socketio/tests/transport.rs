@@ -34,7 +34,21 @@ fn test_config() -> SioConfig {
     }
 }
 
+/// How the test server serves WebSockets.
+#[derive(Debug, Clone, Copy)]
+enum Serving {
+    /// Taken out of actix-http's dispatcher after the handshake (`duet_socketio::takeover`), as
+    /// the services serve them.
+    Takeover,
+    /// Through the dispatcher (actix-web's `HttpServer`).
+    Dispatcher,
+}
+
 async fn spawn(config: SioConfig) -> TestServer {
+    spawn_with(config, Serving::Takeover).await
+}
+
+async fn spawn_with(config: SioConfig, serving: Serving) -> TestServer {
     let io = SocketIo::builder().config(config).build();
     let reasons = Arc::new(Mutex::new(Vec::new()));
     let sockets = Arc::new(Mutex::new(Vec::new()));
@@ -65,16 +79,36 @@ async fn spawn(config: SioConfig) -> TestServer {
         }
     });
     let app_io = io.clone();
-    let server = HttpServer::new(move || {
+    let app = move || {
         let io = app_io.clone();
         App::new().configure(move |cfg| io.configure(cfg))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let port = server.addrs()[0].port();
-    actix_rt::spawn(server.run());
+    };
+    let port = match serving {
+        Serving::Takeover => {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = actix_server::Server::build()
+                .workers(1)
+                .disable_signals()
+                .listen("test", listener, move || {
+                    duet_socketio::takeover::tcp(app.clone())
+                })
+                .unwrap()
+                .run();
+            actix_rt::spawn(server);
+            port
+        }
+        Serving::Dispatcher => {
+            let server = HttpServer::new(app)
+                .workers(1)
+                .disable_signals()
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+            let port = server.addrs()[0].port();
+            actix_rt::spawn(server.run());
+            port
+        }
+    };
     TestServer {
         base: format!("http://127.0.0.1:{port}/socket.io/?EIO=4"),
         ws: format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"),
