@@ -30,7 +30,8 @@ use actix_codec::Framed;
 use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::h1::{self, Message};
 use actix_http::{ConnectionType, HttpMessage as _, Request, Response, StatusCode};
-use actix_service::{Service, ServiceFactory};
+use actix_service::boxed::BoxServiceFactory;
+use actix_service::{Service, ServiceFactory, ServiceFactoryExt as _};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -174,8 +175,56 @@ async fn send<T: RawIo>(framed: &mut Framed<T, h1::Codec>, msg: Msg) -> std::io:
     std::future::poll_fn(|cx| Pin::new(&mut *framed).flush::<Msg>(cx)).await
 }
 
+/// [`Upgrades`] for an actix-web app (what `App::new()…` or a function making one returns), boxed:
+/// the upgrade service of an `HttpService` on connections of type `T`.
+pub fn upgrades<T, I, S, B>(
+    app: I,
+) -> BoxServiceFactory<(), (Request, Framed<T, h1::Codec>), (), actix_http::Error, ()>
+where
+    T: RawIo,
+    I: actix_service::IntoServiceFactory<S, Request> + 'static,
+    S: ServiceFactory<Request, Config = actix_web::dev::AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    actix_service::boxed::factory(Upgrades::new(app_factory(app)).map_init_err(|e| {
+        tracing::error!(error = ?e, "the app for WebSocket upgrades did not start");
+    }))
+}
+
+/// An actix-web app as actix-http serves it (what `HttpServer` does with it).
+fn app_factory<I, S, B>(
+    app: I,
+) -> impl ServiceFactory<
+    Request,
+    Config = (),
+    Response = S::Response,
+    Error = actix_web::HttpResponse,
+    InitError = S::InitError,
+    Service = impl Service<Request, Response = S::Response, Error = actix_web::HttpResponse> + 'static,
+    Future = impl Future + 'static,
+>
+where
+    I: actix_service::IntoServiceFactory<S, Request> + 'static,
+    S: ServiceFactory<Request, Config = actix_web::dev::AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+{
+    actix_service::map_config(
+        app.into_factory()
+            .map_err(|e| e.into().error_response()),
+        |()| actix_web::dev::AppConfig::default(),
+    )
+}
+
 /// The HTTP/1 service of one worker for an actix-web app, WebSockets taken over by [`Upgrades`]: for
-/// `actix_server::Server::build().bind(name, addr, move || takeover::tcp(make_app()))` in examples
+/// `actix_server::Server::build().bind(name, addr, move || takeover::tcp(make_app))` in examples
 /// and tests. Services build their own (with connection limits and timeouts).
 pub fn tcp<I, S, B>(
     app: impl Fn() -> I,
@@ -187,7 +236,7 @@ pub fn tcp<I, S, B>(
     InitError = (),
 >
 where
-    I: actix_service::IntoServiceFactory<S, Request>,
+    I: actix_service::IntoServiceFactory<S, Request> + 'static,
     S: ServiceFactory<Request, Config = actix_web::dev::AppConfig> + 'static,
     S::Error: Into<actix_web::Error> + 'static,
     S::InitError: std::fmt::Debug,
@@ -196,19 +245,9 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
-    use actix_service::{map_config, ServiceFactoryExt};
-    use actix_web::dev::AppConfig;
-    let make = || {
-        map_config(
-            app()
-                .into_factory()
-                .map_err(|e| e.into().error_response()),
-            |_| AppConfig::default(),
-        )
-    };
     actix_http::HttpService::build()
         .tcp_nodelay(true)
-        .upgrade(Upgrades::new(make()))
-        .finish(make())
+        .upgrade(upgrades(app()))
+        .finish(app_factory(app()))
         .tcp()
 }
