@@ -110,11 +110,12 @@ async fn main() -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let port = listener.local_addr()?.port();
     // WebSockets leave actix-http's dispatcher after the handshake, as in the services.
-    let server = actix_server::Server::build()
-        .workers(2)
-        .listen("interop", listener, move || {
-            duet_socketio::takeover::tcp(app.clone())
-        })?;
+    let server =
+        actix_server::Server::build()
+            .workers(2)
+            .listen("interop", listener, move || {
+                duet_socketio::takeover::tcp(app.clone())
+            })?;
     println!("listening on {port}");
     server.run().await
 }

@@ -217,8 +217,7 @@ where
     S::Service: 'static,
 {
     actix_service::map_config(
-        app.into_factory()
-            .map_err(|e| e.into().error_response()),
+        app.into_factory().map_err(|e| e.into().error_response()),
         |()| actix_web::dev::AppConfig::default(),
     )
 }

@@ -873,7 +873,10 @@ impl TestServer {
     /// A WebSocket-only session on a raw socket, connected to the main namespace.
     async fn raw_ws_connected(&self) -> RawWs {
         let (head, mut ws) = self
-            .raw(&handshake_head("/socket.io/?EIO=4&transport=websocket"), &[])
+            .raw(
+                &handshake_head("/socket.io/?EIO=4&transport=websocket"),
+                &[],
+            )
             .await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         assert!(ws.next_text().await.unwrap().starts_with('0'));
@@ -902,11 +905,9 @@ impl RawWs {
             if let Some(frame) = self.codec.decode(&mut self.buf).unwrap() {
                 return Some(frame);
             }
-            let read = tokio::time::timeout(
-                Duration::from_secs(3),
-                self.stream.read_buf(&mut self.buf),
-            )
-            .await;
+            let read =
+                tokio::time::timeout(Duration::from_secs(3), self.stream.read_buf(&mut self.buf))
+                    .await;
             match read {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return None,
@@ -962,7 +963,10 @@ async fn a_client_that_stalls_mid_frame_is_closed_by_the_heartbeat() {
     );
     let reason = ws.closed().await.expect("a close frame");
     assert_eq!(reason.description.as_deref(), Some("ping timeout"));
-    assert_eq!(srv.reasons.lock().as_slice(), [DisconnectReason::PingTimeout]);
+    assert_eq!(
+        srv.reasons.lock().as_slice(),
+        [DisconnectReason::PingTimeout]
+    );
     srv.still_serves().await;
 }
 
@@ -1016,7 +1020,10 @@ async fn the_close_handshake() {
         actix_http::ws::CloseCode::Normal.into(),
     ))])
     .await;
-    let reason = ws.closed().await.expect("the server answers with a close frame");
+    let reason = ws
+        .closed()
+        .await
+        .expect("the server answers with a close frame");
     assert_eq!(reason.code, actix_http::ws::CloseCode::Normal);
     assert_eq!(
         srv.reasons.lock().as_slice(),
@@ -1068,11 +1075,17 @@ async fn other_websocket_requests_get_the_apps_answer() {
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     assert!(raw.next().await.is_none(), "then the connection closes");
     let (head, _) = srv
-        .raw(&handshake_head("/socket.io/?EIO=3&transport=websocket"), &[])
+        .raw(
+            &handshake_head("/socket.io/?EIO=3&transport=websocket"),
+            &[],
+        )
         .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     let (head, _) = srv
-        .raw(&handshake_head("/socket.io/?EIO=4&transport=websocket&sid=nope"), &[])
+        .raw(
+            &handshake_head("/socket.io/?EIO=4&transport=websocket&sid=nope"),
+            &[],
+        )
         .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     srv.still_serves().await;
@@ -1092,9 +1105,11 @@ async fn websockets_work_through_the_dispatcher_too() {
     .await;
     let mut ws = srv.open_ws_connected().await;
     echo(&mut ws, "through the dispatcher").await;
-    ws.send(Message::Text(format!(r#"42["echo","{}"]"#, "x".repeat(2000)).into()))
-        .await
-        .unwrap();
+    ws.send(Message::Text(
+        format!(r#"42["echo","{}"]"#, "x".repeat(2000)).into(),
+    ))
+    .await
+    .unwrap();
     assert_closed(&mut ws, Duration::from_secs(2)).await;
     // An upgrade from polling.
     let sid = srv.open_polling().await;

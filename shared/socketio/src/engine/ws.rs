@@ -615,7 +615,11 @@ impl WsSocket {
                     if !last {
                         continue;
                     }
-                    let Some(Partial { text: is_text, data }) = self.partial.take() else {
+                    let Some(Partial {
+                        text: is_text,
+                        data,
+                    }) = self.partial.take()
+                    else {
                         continue;
                     };
                     if is_text {
