@@ -187,14 +187,21 @@ impl Application {
         let jobs =
             duet_session_api::jobs::spawn(settings, storage.clone(), api.job_metrics.clone());
         let gate = ConnectionGate::new(ConnectionLimits::from_settings(&settings.http));
-        let server = connections::serve(listener, gate, false, move || {
+        let app = move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .configure(|c| duet_session_api::configure(c, api.clone()))
                 .configure(|c| hub_routes.configure(c))
                 .configure(|c| duet_telemetry::health::configure(c, readiness.clone()))
                 .configure(|c| duet_gateway::pages::configure(c, pages.clone()))
-        })?;
+        };
+        // WebSocket requests go through the same app, and once a handshake is answered the
+        // socket leaves actix-http's dispatcher and its buffers (duet-socketio's takeover).
+        let upgrades = {
+            let app = app.clone();
+            move || duet_socketio::takeover::upgrades(app())
+        };
+        let server = connections::serve_upgrading(listener, gate, false, app, upgrades)?;
         Ok(Self {
             port,
             server,

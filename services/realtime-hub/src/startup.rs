@@ -197,13 +197,12 @@ where
         .keep_alive(limits.keep_alive)
         .client_request_timeout(limits.handshake_timeout)
         .client_disconnect_timeout(DISCONNECT_TIMEOUT)
-        // Edits are small frames: without TCP_NODELAY, Nagle holds a frame until the previous
-        // one is acknowledged, and delayed ACKs make that up to 40 ms.
-        .tcp_nodelay(true)
         .local_addr(listener.local_addr()?)
-        .finish(map_config(app().into_factory(), |_| AppConfig::default()))
-        .tcp();
-    let factory = gate.wrap(factory);
+        // A WebSocket leaves actix-http's dispatcher (and its two 8 KiB buffers) once its
+        // handshake is answered: duet-socketio's takeover.
+        .upgrade(duet_socketio::takeover::upgrades(app()))
+        .finish(map_config(app().into_factory(), |_| AppConfig::default()));
+    let factory = gate.wrap(duet_telemetry::connections::http1(factory));
     let service = factory
         .new_service(())
         .await

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use bytes::Bytes;
 use duet_socketio::engine::{Conn, EngineHandler, EngineIo, ProtocolViolation};
 use duet_socketio::{DisconnectReason, Payload, SioConfig, SocketIo};
@@ -74,16 +74,20 @@ async fn main() -> std::io::Result<()> {
     let echo = EngineIo::new(config, Echo);
 
     let port = port();
-    let server = HttpServer::new(move || {
+    let app = move || {
         let io = io.clone();
         let echo = echo.clone();
         App::new().configure(move |cfg| {
             io.configure(cfg);
             echo.configure_at(cfg, "/engine.io");
         })
-    })
-    .bind(("127.0.0.1", port))?;
-    let port = server.addrs().first().map_or(port, |a| a.port());
+    };
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let port = listener.local_addr()?.port();
+    // WebSockets leave actix-http's dispatcher after the handshake, as in the services.
+    let server = actix_server::Server::build().listen("conformance", listener, move || {
+        duet_socketio::takeover::tcp(app.clone())
+    })?;
     println!("listening on {port}");
     server.run().await
 }

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use duet_socketio::{Payload, SioConfig, SocketIo};
 use serde_json::json;
 
@@ -103,13 +103,19 @@ async fn main() -> std::io::Result<()> {
     });
 
     let port = port();
-    let server = HttpServer::new(move || {
+    let app = move || {
         let io = io.clone();
         App::new().configure(move |cfg| io.configure(cfg))
-    })
-    .workers(2)
-    .bind(("127.0.0.1", port))?;
-    let port = server.addrs().first().map_or(port, |a| a.port());
+    };
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let port = listener.local_addr()?.port();
+    // WebSockets leave actix-http's dispatcher after the handshake, as in the services.
+    let server =
+        actix_server::Server::build()
+            .workers(2)
+            .listen("interop", listener, move || {
+                duet_socketio::takeover::tcp(app.clone())
+            })?;
     println!("listening on {port}");
     server.run().await
 }

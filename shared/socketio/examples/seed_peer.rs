@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use duet_socketio::{Payload, SioConfig, SocketIo};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -100,14 +100,18 @@ async fn main() -> std::io::Result<()> {
     });
     let port = arg("--port", 3200) as u16;
     let workers = arg("--workers", 1);
-    let server = HttpServer::new(move || {
+    let app = move || {
         let io = io.clone();
         App::new().configure(move |cfg| io.configure(cfg))
-    })
-    .workers(workers)
-    .backlog(4096)
-    .max_connections(100_000)
-    .bind(("127.0.0.1", port))?;
+    };
+    // WebSockets leave actix-http's dispatcher after the handshake (duet_socketio::takeover).
+    let server = actix_server::Server::build()
+        .workers(workers)
+        .backlog(4096)
+        .max_concurrent_connections(100_000)
+        .bind("seed_peer", ("127.0.0.1", port), move || {
+            duet_socketio::takeover::tcp(app.clone())
+        })?;
     println!("listening on {port}");
     server.run().await
 }

@@ -1,5 +1,5 @@
-//! A Socket.IO server on actix-web: Engine.IO v4 (HTTP long-polling, WebSocket through
-//! actix-ws, upgrade, heartbeat) and Socket.IO v5 (namespaces, events, acks both ways, binary
+//! A Socket.IO server on actix-web: Engine.IO v4 (HTTP long-polling, WebSocket, upgrade,
+//! heartbeat) and Socket.IO v5 (namespaces, events, acks both ways, binary
 //! attachments, rooms, broadcast), so the official `socket.io-client` works unchanged.
 //!
 //! Wire formats come from [`duet_sio_codec`]; this crate is the transport and the API.
@@ -37,6 +37,7 @@
 //! with [`DisconnectReason::SlowClient`], never silently skipped.
 
 pub mod engine;
+pub mod takeover;
 
 mod config;
 mod error;

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 type Framed = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
 struct TestServer {
+    port: u16,
     base: String,
     ws: String,
     io: SocketIo,
@@ -34,7 +35,21 @@ fn test_config() -> SioConfig {
     }
 }
 
+/// How the test server serves WebSockets.
+#[derive(Debug, Clone, Copy)]
+enum Serving {
+    /// Taken out of actix-http's dispatcher after the handshake (`duet_socketio::takeover`), as
+    /// the services serve them.
+    Takeover,
+    /// Through the dispatcher (actix-web's `HttpServer`).
+    Dispatcher,
+}
+
 async fn spawn(config: SioConfig) -> TestServer {
+    spawn_with(config, Serving::Takeover).await
+}
+
+async fn spawn_with(config: SioConfig, serving: Serving) -> TestServer {
     let io = SocketIo::builder().config(config).build();
     let reasons = Arc::new(Mutex::new(Vec::new()));
     let sockets = Arc::new(Mutex::new(Vec::new()));
@@ -65,17 +80,38 @@ async fn spawn(config: SioConfig) -> TestServer {
         }
     });
     let app_io = io.clone();
-    let server = HttpServer::new(move || {
+    let app = move || {
         let io = app_io.clone();
         App::new().configure(move |cfg| io.configure(cfg))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let port = server.addrs()[0].port();
-    actix_rt::spawn(server.run());
+    };
+    let port = match serving {
+        Serving::Takeover => {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = actix_server::Server::build()
+                .workers(1)
+                .disable_signals()
+                .listen("test", listener, move || {
+                    duet_socketio::takeover::tcp(app.clone())
+                })
+                .unwrap()
+                .run();
+            actix_rt::spawn(server);
+            port
+        }
+        Serving::Dispatcher => {
+            let server = HttpServer::new(app)
+                .workers(1)
+                .disable_signals()
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+            let port = server.addrs()[0].port();
+            actix_rt::spawn(server.run());
+            port
+        }
+    };
     TestServer {
+        port,
         base: format!("http://127.0.0.1:{port}/socket.io/?EIO=4"),
         ws: format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"),
         io,
@@ -828,4 +864,320 @@ async fn server_acks_time_out_and_resolve() {
     let pending = socket.emit_with_ack("q", 3, None);
     drop(ws);
     assert_eq!(pending.await.unwrap_err(), AckError::Disconnected);
+}
+
+/// A WebSocket client on a raw socket, for what awc will not do: half frames, unmasked frames,
+/// frames sent together with the handshake.
+struct RawWs {
+    stream: tokio::net::TcpStream,
+    codec: actix_http::ws::Codec,
+    buf: bytes::BytesMut,
+}
+
+/// The request head of a WebSocket handshake for `path`.
+fn handshake_head(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Masked client frames for `msgs`.
+fn client_frames(msgs: Vec<actix_http::ws::Message>) -> bytes::BytesMut {
+    use actix_codec::Encoder as _;
+    let mut codec = actix_http::ws::Codec::new().client_mode();
+    let mut out = bytes::BytesMut::new();
+    for msg in msgs {
+        codec.encode(msg, &mut out).unwrap();
+    }
+    out
+}
+
+impl TestServer {
+    /// Sends `head` and `extra` in one write; returns the status line and the connection.
+    async fn raw(&self, head: &str, extra: &[u8]) -> (String, RawWs) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let mut request = head.as_bytes().to_vec();
+        request.extend_from_slice(extra);
+        stream.write_all(&request).await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(3), stream.read_buf(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed before the response head");
+        };
+        let head = String::from_utf8_lossy(&buf.split_to(end)).into_owned();
+        let raw = RawWs {
+            stream,
+            codec: actix_http::ws::Codec::new().client_mode(),
+            buf,
+        };
+        (head, raw)
+    }
+
+    /// A WebSocket-only session on a raw socket, connected to the main namespace.
+    async fn raw_ws_connected(&self) -> RawWs {
+        let (head, mut ws) = self
+            .raw(
+                &handshake_head("/socket.io/?EIO=4&transport=websocket"),
+                &[],
+            )
+            .await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(ws.next_text().await.unwrap().starts_with('0'));
+        ws.send(vec![actix_http::ws::Message::Text("40".into())])
+            .await;
+        assert!(ws.next_text().await.unwrap().starts_with("40{"));
+        ws
+    }
+}
+
+impl RawWs {
+    async fn send(&mut self, msgs: Vec<actix_http::ws::Message>) {
+        self.send_bytes(&client_frames(msgs)).await;
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt as _;
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next frame, `None` at the end of the stream or after 3 s.
+    async fn next(&mut self) -> Option<actix_http::ws::Frame> {
+        use actix_codec::Decoder as _;
+        use tokio::io::AsyncReadExt as _;
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buf).unwrap() {
+                return Some(frame);
+            }
+            let read =
+                tokio::time::timeout(Duration::from_secs(3), self.stream.read_buf(&mut self.buf))
+                    .await;
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next text frame other than an Engine.IO ping; `None` on a close frame or the end.
+    async fn next_text(&mut self) -> Option<String> {
+        loop {
+            match self.next().await? {
+                actix_http::ws::Frame::Text(t) if &t[..] == b"2" => continue,
+                actix_http::ws::Frame::Text(t) => {
+                    return Some(String::from_utf8_lossy(&t).into_owned())
+                }
+                actix_http::ws::Frame::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until a close frame (returned) and then the end of the stream.
+    async fn closed(&mut self) -> Option<actix_http::ws::CloseReason> {
+        let mut reason = None;
+        loop {
+            match self.next().await {
+                Some(actix_http::ws::Frame::Close(r)) => reason = r,
+                Some(_) => continue,
+                None => return reason,
+            }
+        }
+    }
+}
+
+/// A client that sends part of a frame and stalls cannot hold the connection: pings still go out
+/// (the write side does not wait for the read side), and without pongs the heartbeat closes it.
+#[actix_rt::test]
+async fn a_client_that_stalls_mid_frame_is_closed_by_the_heartbeat() {
+    let srv = spawn(SioConfig {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    let mut ws = srv.raw_ws_connected().await;
+    let frame = client_frames(vec![actix_http::ws::Message::Text(
+        r#"42["echo","never finished"]"#.into(),
+    )]);
+    ws.send_bytes(&frame[..frame.len() / 2]).await;
+    assert!(
+        matches!(ws.next().await, Some(actix_http::ws::Frame::Text(t)) if &t[..] == b"2"),
+        "the ping goes out"
+    );
+    let reason = ws.closed().await.expect("a close frame");
+    assert_eq!(reason.description.as_deref(), Some("ping timeout"));
+    assert_eq!(
+        srv.reasons.lock().as_slice(),
+        [DisconnectReason::PingTimeout]
+    );
+    srv.still_serves().await;
+}
+
+/// Fragmented messages are reassembled, with control frames between fragments answered; their
+/// total size is limited by `max_payload` like a single frame's.
+#[actix_rt::test]
+async fn fragmented_messages_are_reassembled_and_limited() {
+    use actix_http::ws::{Item, Message as M};
+    let srv = spawn(SioConfig {
+        max_payload: 1000,
+        ..test_config()
+    })
+    .await;
+    let mut ws = srv.raw_ws_connected().await;
+    ws.send(vec![
+        M::Continuation(Item::FirstText(Bytes::from_static(b"42[\"echo\","))),
+        M::Ping(Bytes::from_static(b"between")),
+        M::Continuation(Item::Continue(Bytes::from_static(b"\"in three "))),
+        M::Continuation(Item::Last(Bytes::from_static(b"parts\"]"))),
+    ])
+    .await;
+    assert!(
+        matches!(ws.next().await, Some(actix_http::ws::Frame::Pong(b)) if &b[..] == b"between")
+    );
+    assert_eq!(
+        ws.next_text().await.unwrap(),
+        r#"42["echo","in three parts"]"#
+    );
+    // Each fragment under the limit, all of them over it.
+    let part = Bytes::from(vec![b'x'; 600]);
+    ws.send(vec![
+        M::Continuation(Item::FirstText(Bytes::from_static(b"42[\"echo\",\""))),
+        M::Continuation(Item::Continue(part.clone())),
+        M::Continuation(Item::Last(part)),
+    ])
+    .await;
+    assert!(ws.closed().await.is_some());
+    assert_eq!(
+        srv.reasons.lock().as_slice(),
+        [DisconnectReason::TransportError]
+    );
+    srv.still_serves().await;
+}
+
+/// A client's close frame is answered with a close frame, and the server ends the connection.
+#[actix_rt::test]
+async fn the_close_handshake() {
+    let srv = spawn(test_config()).await;
+    let mut ws = srv.raw_ws_connected().await;
+    ws.send(vec![actix_http::ws::Message::Close(Some(
+        actix_http::ws::CloseCode::Normal.into(),
+    ))])
+    .await;
+    let reason = ws
+        .closed()
+        .await
+        .expect("the server answers with a close frame");
+    assert_eq!(reason.code, actix_http::ws::CloseCode::Normal);
+    assert_eq!(
+        srv.reasons.lock().as_slice(),
+        [DisconnectReason::TransportClose]
+    );
+}
+
+/// Frames that arrive in the same packet as the handshake request are not lost in the hand-over.
+#[actix_rt::test]
+async fn frames_sent_with_the_handshake_are_read() {
+    let srv = spawn(test_config()).await;
+    let connect = client_frames(vec![actix_http::ws::Message::Text("40".into())]);
+    let (head, mut ws) = srv
+        .raw(
+            &handshake_head("/socket.io/?EIO=4&transport=websocket"),
+            &connect,
+        )
+        .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(ws.next_text().await.unwrap().starts_with('0'));
+    assert!(ws.next_text().await.unwrap().starts_with("40{"));
+}
+
+/// Unmasked client frames break RFC 6455: the connection is closed.
+#[actix_rt::test]
+async fn unmasked_frames_close_the_connection() {
+    use actix_codec::Encoder as _;
+    let srv = spawn(test_config()).await;
+    let mut ws = srv.raw_ws_connected().await;
+    let mut unmasked = bytes::BytesMut::new();
+    actix_http::ws::Codec::new()
+        .encode(actix_http::ws::Message::Text("40".into()), &mut unmasked)
+        .unwrap();
+    ws.send_bytes(&unmasked).await;
+    ws.closed().await;
+    assert_eq!(
+        srv.reasons.lock().as_slice(),
+        [DisconnectReason::TransportError]
+    );
+    srv.still_serves().await;
+}
+
+/// A WebSocket handshake the app does not take over gets the app's answer, and the connection
+/// closes.
+#[actix_rt::test]
+async fn other_websocket_requests_get_the_apps_answer() {
+    let srv = spawn(test_config()).await;
+    let (head, mut raw) = srv.raw(&handshake_head("/elsewhere"), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(raw.next().await.is_none(), "then the connection closes");
+    let (head, _) = srv
+        .raw(
+            &handshake_head("/socket.io/?EIO=3&transport=websocket"),
+            &[],
+        )
+        .await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let (head, _) = srv
+        .raw(
+            &handshake_head("/socket.io/?EIO=4&transport=websocket&sid=nope"),
+            &[],
+        )
+        .await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    srv.still_serves().await;
+}
+
+/// Behind actix-web's `HttpServer` (no takeover) the same WebSocket task runs through the
+/// dispatcher.
+#[actix_rt::test]
+async fn websockets_work_through_the_dispatcher_too() {
+    let srv = spawn_with(
+        SioConfig {
+            max_payload: 1000,
+            ..test_config()
+        },
+        Serving::Dispatcher,
+    )
+    .await;
+    let mut ws = srv.open_ws_connected().await;
+    echo(&mut ws, "through the dispatcher").await;
+    ws.send(Message::Text(
+        format!(r#"42["echo","{}"]"#, "x".repeat(2000)).into(),
+    ))
+    .await
+    .unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    // An upgrade from polling.
+    let sid = srv.open_polling().await;
+    assert_eq!(srv.post(&sid, "40").await, 200);
+    assert!(srv.poll(&sid).await.1.starts_with("40{"));
+    let (_, mut ws) = client()
+        .ws(format!("{}&sid={sid}", srv.ws))
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::Text("2probe".into())).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.unwrap(), "3probe");
+    ws.send(Message::Text("5".into())).await.unwrap();
+    echo(&mut ws, "upgraded").await;
+    ws.send(Message::Close(None)).await.unwrap();
+    assert_closed(&mut ws, Duration::from_secs(2)).await;
+    srv.still_serves().await;
 }

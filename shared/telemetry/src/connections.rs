@@ -6,6 +6,9 @@
 //!
 //! - A new connection must send its first byte within `handshake_timeout`; until it does it costs
 //!   only its socket (actix's dispatcher and its two 8 KiB buffers are made once bytes arrive).
+//!   The connection then goes on as an [`Admitted`] stream, which holds its place in the count
+//!   however long it lives, also after a WebSocket takes it out of actix-http's dispatcher (an
+//!   upgrade service such as duet-socketio's takeover, [`serve_upgrading`]).
 //!   Then actix-http's `client_request_timeout` (the same duration) bounds the request head, and
 //!   `keep_alive` the idle time between requests.
 //! - At most `max_connections` are open at once in the process (all workers together). When a
@@ -19,8 +22,9 @@
 //!   first), keeping [`RESERVED_FILES`] for everything else, so accepting never fails with
 //!   "too many open files" because of clients alone.
 //!
-//! [`serve`] builds the multi-worker actix server the services use; the realtime hub's
-//! single-threaded server wraps its connection service with [`ConnectionGate::wrap`].
+//! [`serve`] builds the multi-worker actix server the services use ([`serve_upgrading`] with an
+//! upgrade service); the realtime hub's single-threaded server wraps its connection service
+//! ([`http1`]) with [`ConnectionGate::wrap`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -32,10 +36,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use actix_codec::Framed;
 use actix_http::body::MessageBody;
-use actix_http::{HttpService, Request, Response};
-use actix_service::{map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt};
+use actix_http::error::DispatchError;
+use actix_http::{h1, HttpService, Protocol, Request, Response};
+use actix_service::boxed::BoxServiceFactory;
+use actix_service::{
+    fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt,
+};
 use actix_web::dev::{AppConfig, Server};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -241,6 +251,95 @@ impl Drop for Admission {
     }
 }
 
+/// An admitted connection: the socket and its place in the count, given up when it is dropped.
+/// This is the stream actix-http serves, so the place goes wherever the socket goes (to a
+/// WebSocket task after an upgrade, say).
+pub struct Admitted {
+    stream: TcpStream,
+    _admission: Admission,
+}
+
+impl Admitted {
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl AsyncRead for Admitted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Admitted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// actix-http's HTTP/1 service on [`Admitted`] connections (what `HttpService::tcp()` is on
+/// plain sockets), with `TCP_NODELAY` on.
+pub fn http1<S>(
+    http: S,
+) -> impl ServiceFactory<Admitted, Config = (), Response = (), Error = DispatchError, InitError = ()>
+where
+    S: ServiceFactory<
+        (Admitted, Protocol, Option<std::net::SocketAddr>),
+        Config = (),
+        Response = (),
+        Error = DispatchError,
+        InitError = (),
+    >,
+{
+    fn_service(|io: Admitted| async move {
+        // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add up to
+        // 40 ms.
+        let _ = io.stream.set_nodelay(true);
+        let peer_addr = io.stream.peer_addr().ok();
+        Ok::<_, DispatchError>((io, Protocol::Http1, peer_addr))
+    })
+    .and_then(http)
+}
+
+/// An upgrade service for actix-http on [`Admitted`] connections (duet-socketio's
+/// `takeover::upgrades`), boxed.
+pub type UpgradeFactory =
+    BoxServiceFactory<(), (Request, Framed<Admitted, h1::Codec>), (), actix_http::Error, ()>;
+
 impl fmt::Debug for ConnectionGate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionGate")
@@ -307,7 +406,7 @@ impl ConnectionGate {
         self.reserve()?.admit(stream).await
     }
 
-    /// `factory` (a connection service such as actix-http's `HttpService::tcp()`), with every
+    /// `factory` (a connection service on [`Admitted`] streams, such as [`http1`]), with every
     /// connection passing [`ConnectionGate::admit`] first.
     pub fn wrap<F>(&self, factory: F) -> Gated<F> {
         Gated {
@@ -355,7 +454,7 @@ type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 impl<F> ServiceFactory<TcpStream> for Gated<F>
 where
-    F: ServiceFactory<TcpStream, Config = (), Response = ()>,
+    F: ServiceFactory<Admitted, Config = (), Response = ()>,
     F::Service: 'static,
     F::Future: 'static,
 {
@@ -386,7 +485,7 @@ pub struct GatedService<S> {
 
 impl<S> Service<TcpStream> for GatedService<S>
 where
-    S: Service<TcpStream, Response = ()> + 'static,
+    S: Service<Admitted, Response = ()> + 'static,
 {
     type Response = ();
     type Error = S::Error;
@@ -403,10 +502,15 @@ where
         };
         let inner = self.inner.clone();
         Box::pin(async move {
-            let Some(_admission) = reservation.admit(&stream).await else {
+            let Some(admission) = reservation.admit(&stream).await else {
                 return Ok(());
             };
-            inner.call(stream).await
+            inner
+                .call(Admitted {
+                    stream,
+                    _admission: admission,
+                })
+                .await
         })
     }
 }
@@ -454,6 +558,63 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
+    serve_inner(
+        listener,
+        gate,
+        signals,
+        grace_secs,
+        app,
+        None::<fn() -> UpgradeFactory>,
+    )
+}
+
+/// [`serve`], with `upgrades()` (one per worker) serving the requests with `Upgrade: websocket`:
+/// duet-socketio's `takeover::upgrades(app())`, which takes WebSockets out of actix-http's
+/// dispatcher after the handshake.
+pub fn serve_upgrading<F, I, S, B, U>(
+    listener: TcpListener,
+    gate: ConnectionGate,
+    signals: bool,
+    app: F,
+    upgrades: U,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+    U: Fn() -> UpgradeFactory + Send + Clone + 'static,
+{
+    serve_inner(listener, gate, signals, SHUTDOWN_SECS, app, Some(upgrades))
+}
+
+type ConnectionFactory = BoxServiceFactory<(), Admitted, (), DispatchError, ()>;
+
+fn serve_inner<F, I, S, B, U>(
+    listener: TcpListener,
+    gate: ConnectionGate,
+    signals: bool,
+    grace_secs: u64,
+    app: F,
+    upgrades: Option<U>,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+    U: Fn() -> UpgradeFactory + Send + Clone + 'static,
+{
     let addr = listener.local_addr()?;
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let mut builder = Server::build();
@@ -461,10 +622,10 @@ where
     builder = builder
         .workers(workers)
         .shutdown_timeout(grace_secs)
-        // actix counts per worker, from accept until the connection ends, and pauses accepting
-        // when every worker is full: that bounds the files a burst can take (the accept cap),
-        // while the gate, which counts for the whole process, closes or refuses connections
-        // over `max_connections` below it.
+        // actix counts per worker, from accept until the connection ends (or leaves actix-http
+        // for a WebSocket task), and pauses accepting when every worker is full: that bounds the
+        // files a burst can take (the accept cap), while the gate, which counts for the whole
+        // process, closes or refuses connections over `max_connections` below it.
         .max_concurrent_connections(gate.limits().accept_cap().div_ceil(workers));
     if !signals {
         builder = builder.disable_signals();
@@ -482,16 +643,18 @@ where
                 .keep_alive(limits.keep_alive)
                 .client_request_timeout(limits.handshake_timeout)
                 .client_disconnect_timeout(DISCONNECT_TIMEOUT)
-                // Edits and acks are small frames: without TCP_NODELAY, Nagle + delayed ACKs add
-                // up to 40 ms.
-                .tcp_nodelay(true)
-                .local_addr(addr)
-                // The host in `AppConfig` is only a fallback for requests without a `Host` header.
-                .finish(map_config(
-                    app().into_factory().map_err(|e| e.into().error_response()),
-                    |_| AppConfig::default(),
-                ))
-                .tcp();
+                .local_addr(addr);
+            // The host in `AppConfig` is only a fallback for requests without a `Host` header.
+            let app = map_config(
+                app().into_factory().map_err(|e| e.into().error_response()),
+                |_| AppConfig::default(),
+            );
+            let http: ConnectionFactory = match &upgrades {
+                Some(upgrades) => {
+                    actix_service::boxed::factory(http1(http.upgrade(upgrades()).finish(app)))
+                }
+                None => actix_service::boxed::factory(http1(http.finish(app))),
+            };
             gate.wrap(http)
         })?
         .run();
