@@ -30,6 +30,7 @@
 // turns both halves into U+FFFD in the stored document, and the replay shows that from the start (or,
 // for a deletion of half of one in a batch, the half left).
 import * as Y from 'yjs';
+import * as decoding from 'lib0/decoding';
 
 /** Decodes standard base64 (what `/history` sends) to bytes. */
 export function fromBase64(s) {
@@ -290,34 +291,25 @@ class Scan {
     this.groups = new Floats(12);
     /** Per deleted range: client, clock, length. */
     this.dels = new Floats(48);
-    this.data = null;
-    this.pos = 0;
+    /** Reads the update (lib0's decoder, reused: `arr` and `pos` set per update). */
+    this.dec = decoding.createDecoder(new Uint8Array(0));
     this.strStart = 0;
   }
 
   varUint() {
-    const a = this.data;
-    let num = 0;
-    let mult = 1;
-    for (;;) {
-      if (this.pos >= a.length) throw BAD;
-      const r = a[this.pos++];
-      num += (r & 0x7f) * mult;
-      if (r < 0x80) return num;
-      mult *= 128;
-      if (mult > 2 ** 53) throw BAD;
-    }
+    return decoding.readVarUint(this.dec);
   }
 
   /** Skips a var-length string; its length in UTF-16 units, or -1 when it is not valid UTF-8. */
   string() {
     const len = this.varUint();
-    const start = this.pos;
+    const dec = this.dec;
+    const start = dec.pos;
     const end = start + len;
-    if (end > this.data.length) throw BAD;
-    this.pos = end;
+    if (end > dec.arr.length) throw BAD;
+    dec.pos = end;
     this.strStart = start;
-    const a = this.data;
+    const a = dec.arr;
     for (let k = start; k < end; k++) {
       if (a[k] >= 0x80) {
         if (utf8 === null) return -1;
@@ -340,8 +332,9 @@ class Scan {
 
   /** Reads `data`; true when it is ready against the state vector `sv` (see above). */
   read(data, sv) {
-    this.data = data;
-    this.pos = 0;
+    const dec = this.dec;
+    dec.arr = data;
+    dec.pos = 0;
     this.nStructs = 0;
     const G = this.groups;
     const D = this.dels;
@@ -357,9 +350,9 @@ class Scan {
         if (clock !== (sv.get(client) ?? 0)) return false; // a gap, or some of it is in already
         for (let k = 0; k < G.n; k += 3) if (G.a[k] === client) return false;
         for (let s = 0; s < n; s++) {
-          const hdr = this.pos;
+          const hdr = dec.pos;
           if (hdr >= data.length) throw BAD;
-          const info = data[this.pos++];
+          const info = data[dec.pos++];
           // Only text: string content (4), no parent sub-key (0x20 set with an origin is a map entry).
           if ((info & 0x1f) !== 4 || (info & 0x20) !== 0) return false;
           let oc = 0;
@@ -378,7 +371,7 @@ class Scan {
             if (this.varUint() !== 1) return false; // a nested type's child, not a root's
             if (this.string() < 0) return false;
           }
-          const hdrEnd = this.pos;
+          const hdrEnd = dec.pos;
           const len = this.string();
           if (len <= 0) return false;
           if (STRUCT * (this.nStructs + 1) > this.structs.length) {
@@ -398,7 +391,7 @@ class Scan {
           S[o + 7] = hdr;
           S[o + 8] = hdrEnd;
           S[o + 9] = this.strStart;
-          S[o + 10] = this.pos;
+          S[o + 10] = dec.pos;
           clock += len;
         }
         G.push3(client, sv.get(client) ?? 0, clock);
@@ -416,7 +409,9 @@ class Scan {
         }
       }
     } catch (err) {
-      if (err !== BAD) throw err; // a bug, not a malformed update: the build falls back (see Replay)
+      // A bug, not a malformed update (lib0's decoder and the checks here throw plain errors): the
+      // build falls back (see Replay).
+      if (err instanceof TypeError || err instanceof ReferenceError) throw err;
       return false;
     }
     // Every origin in (in the document, or earlier in this update: Yjs integrates those first).
@@ -433,7 +428,11 @@ class Scan {
   }
 }
 
-/** A growable byte buffer. */
+/**
+ * A growable byte buffer, reset and reused (a client's open struct in `Batch` is rebuilt for every
+ * keystroke it joins). Not lib0's `Encoder`, which cannot be reset: with it, building the batches took
+ * twice as long in Node (30,000 keystrokes: 12 against 6–9 ms warm, 78–86 against 37–44 ms cold).
+ */
 class Bytes {
   constructor(size = 1024) {
     this.buf = new Uint8Array(size);
