@@ -242,7 +242,7 @@ impl<H: EngineHandler> Conn<H> {
 
     /// Takes everything queued. The queue's buffer goes with it, so an idle session holds none.
     pub(crate) fn take_queue(&self) -> VecDeque<Frame> {
-        std::mem::take(&mut self.state.lock().queue)
+        self.state.lock().take_queue()
     }
 
     pub(crate) fn note_pong(&self) {

@@ -9,7 +9,6 @@ use bytes::{Bytes, BytesMut};
 use duet_sio_codec::polling::{decode_payload, PayloadEncoder};
 use futures_util::StreamExt as _;
 
-use super::conn::PollRetry;
 use super::Transport;
 use super::{
     handle_packet, Conn, EngineHandler, EngineHttpError, EngineShared, Frame, Incoming,
@@ -17,11 +16,11 @@ use super::{
 };
 use crate::DisconnectReason;
 
-pub(crate) fn text_response(body: String) -> HttpResponse {
+pub(crate) fn text_response(body: impl Into<Bytes>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; charset=UTF-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body)
+        .body(body.into())
 }
 
 fn encode(frames: impl IntoIterator<Item = Frame>, trailer: Option<&str>) -> String {
@@ -68,13 +67,6 @@ impl<H: EngineHandler> Drop for GetGuard<H> {
     }
 }
 
-fn body_response(body: Bytes) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=UTF-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body)
-}
-
 /// A long-poll `GET`: answers at once with whatever is queued, or waits until something is.
 /// `t` is the request's cache buster, which makes a proxy's retry of it recognisable (see
 /// [`PollRetry`](super::conn::PollRetry)).
@@ -90,17 +82,16 @@ pub(crate) async fn get<H: EngineHandler>(
             // requests with same sid after upgrade").
             return EngineHttpError::BadRequest.response();
         }
-        let retry = |p: &Option<Box<PollRetry>>| {
-            t.is_some() && p.as_ref().and_then(|p| p.active_t.as_deref()) == t
-        };
         if let (Some(t), Some((last_t, body))) = (t, s.poll.as_ref().and_then(|p| p.last.as_ref()))
         {
             if **last_t == *t && !s.get_active {
                 // A retry of a GET already answered: its answer was lost on the way.
-                return body_response(body.clone());
+                return text_response(body.clone());
             }
         }
-        if s.get_active && !retry(&s.poll) {
+        // The same request again while the first still waits: a proxy's retry (see PollRetry).
+        let retry = t.is_some() && s.poll.as_ref().and_then(|p| p.active_t.as_deref()) == t;
+        if s.get_active && !retry {
             // "a client MUST NOT have more than one active GET request. Should it happen, the
             // server MUST return an HTTP 400 error status and close the session."
             drop(s);
@@ -109,24 +100,19 @@ pub(crate) async fn get<H: EngineHandler>(
         }
         if s.transport == Transport::Upgrading {
             // Upgrade: "send a noop packet to any pending GET request".
-            return text_response("6".to_owned());
+            return text_response("6");
         }
         // This GET is active (replacing an earlier one with the same `t`, which then ends);
         // the previous answer has arrived, since the client asks again.
         s.get_active = true;
         s.get_gen = s.get_gen.wrapping_add(1);
-        match (t, s.poll.as_mut()) {
-            (Some(t), Some(p)) => {
+        match t {
+            Some(t) => {
+                let p = s.poll.get_or_insert_with(Default::default);
                 p.active_t = Some(t.into());
                 p.last = None;
             }
-            (Some(t), None) => {
-                s.poll = Some(Box::new(PollRetry {
-                    active_t: Some(t.into()),
-                    last: None,
-                }))
-            }
-            (None, _) => s.poll = None,
+            None => s.poll = None,
         }
         s.get_gen
     };
@@ -144,7 +130,7 @@ pub(crate) async fn get<H: EngineHandler>(
             if s.get_gen != gen {
                 // Replaced by a retry of this very request: whoever asked is gone.
                 guard.answered = true;
-                return text_response("6".to_owned());
+                return text_response("6");
             }
             let frames = s.take_queue();
             let body = if let Some(reason) = s.closed {
@@ -176,7 +162,7 @@ pub(crate) async fn get<H: EngineHandler>(
                     p.active_t = None;
                     p.last = Some((t.into(), body.clone()));
                 }
-                return body_response(body);
+                return text_response(body);
             }
         }
         tokio::select! {
