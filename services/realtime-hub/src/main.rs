@@ -2,6 +2,7 @@
 
 /// mimalloc: small, frequent allocations (frames, updates, acks) are a visible share of the hub's
 /// CPU with glibc's allocator, which also grows and trims per-thread arenas with `mprotect`.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
