@@ -5,7 +5,9 @@
 //! the last text it saw. Per connection it keeps the texts the client may have based its change on —
 //! the text it last sent, and the texts sent to it since (`sync_code`, `code_updated`) — each with a
 //! [`Snapshot`] of the document when the client had it (a [`Base`]). A new text is diffed (by
-//! characters, Myers) against the closest of them, and the diff is encoded as the update an offline
+//! characters, Myers) against the one it was most likely made from ([`Rank`]: the fewest changed
+//! places, then the least of others' unseen work deleted, then the fewest changed characters), and
+//! the diff is encoded as the update an offline
 //! Yjs peer at that snapshot would have made: each insertion between the two characters around it in
 //! the base (its left and right origins), each deletion naming the characters that were there.
 //! Applied to the document, it merges with everything that happened since exactly as that peer's
@@ -305,8 +307,38 @@ fn distance(hunks: &[Hunk]) -> (usize, u64) {
     (hunks.len(), units)
 }
 
-/// A candidate base: its distance, its number, the base, the changes from it.
-type Choice = ((usize, u64), u64, Arc<Base>, Vec<Hunk>);
+/// The text a hunk deletes from `old`.
+fn deleted(old: &[char], h: &Hunk) -> String {
+    let mut at = 0u32;
+    let mut out = String::new();
+    for &c in old {
+        if at >= h.at + h.del {
+            break;
+        }
+        if at >= h.at {
+            out.push(c);
+        }
+        at += c.len_utf16() as u32;
+    }
+    out
+}
+
+/// How likely a base is to be the one a text was made from, lowest first (docs/PROTOCOL.md, "Seed
+/// clients"): the places changed; the units of others' characters deleted that the client's own
+/// last text did not have; the units changed; whether it is a text sent to the client rather than
+/// its own last text.
+type Rank = (usize, u64, u64, bool);
+
+/// A candidate base: its rank, its number, the base, the changes from it.
+type Choice = (Rank, u64, Arc<Base>, Vec<Hunk>);
+
+/// What [`SeedPeer::choose`] found.
+enum Chosen {
+    /// `new` is this base's text.
+    Same(u64, Arc<Base>),
+    /// The closest base and the changes from it.
+    Diff(u64, Arc<Base>, Vec<Hunk>),
+}
 
 /// A seed client's text as a Yjs update.
 #[derive(Debug)]
@@ -385,7 +417,106 @@ impl SeedPeer {
         self.own = Some((edit.from, edit.base.clone()));
     }
 
-    /// The update that turns the base closest to `new` into `new`, applied at that base's state
+    /// The base `new` was most likely made from, and the changes from it.
+    fn choose(
+        &self,
+        txn: &mut TransactionMut,
+        text: &TextRef,
+        new: &str,
+        deadline: Instant,
+    ) -> Option<Chosen> {
+        // Newest first: what was sent to it, then its own text (numbered as its base).
+        let mut candidates: Vec<&(u64, Arc<Base>)> = self.seen.iter().collect();
+        if let Some(own) = &self.own {
+            let at = candidates.partition_point(|(n, _)| *n <= own.0);
+            candidates.insert(at, own);
+        }
+        candidates.reverse();
+        // The same text may have been sent more than once (nothing changed it in between, or it
+        // came back): the client may have had the oldest of them, so that is the one the texts
+        // sent before it are dropped behind (`applied`).
+        let oldest = |text: &str| {
+            candidates
+                .iter()
+                .filter(|(_, b)| &*b.text == text)
+                .map(|(n, _)| *n)
+                .min()
+        };
+        if let Some((_, same)) = candidates.iter().find(|(_, b)| &*b.text == new) {
+            // An echo of a text sent to it, or its own edit that happens to give that text: no
+            // change, and nothing it may still edit is dropped.
+            let first = candidates.iter().map(|(n, _)| *n).min()?;
+            return Some(Chosen::Same(first, same.clone()));
+        }
+        let new_chars: Vec<char> = new.chars().collect();
+        // The likeliest base: see `Rank`; the most recent of equal rank.
+        let mut best: Option<Choice> = None;
+        for (i, (n, base)) in candidates.iter().enumerate() {
+            if candidates[..i].iter().any(|(_, b)| b.text == base.text) {
+                // A newer base with this text was ranked already and wins ties.
+                continue;
+            }
+            let old: Vec<char> = base.text.chars().collect();
+            let h = hunks(&old, &new_chars, deadline);
+            let (places, units) = distance(&h);
+            let is_own = self
+                .own
+                .as_ref()
+                .is_some_and(|(m, b)| m == n && Arc::ptr_eq(b, base));
+            let rank = (
+                places,
+                self.unseen_deleted(txn, text, base, &old, &h),
+                units,
+                !is_own,
+            );
+            if best.as_ref().is_none_or(|(r, ..)| rank < *r) {
+                best = Some((rank, *n, base.clone(), h));
+            }
+        }
+        let (_, _, base, hunks) = best?;
+        Some(Chosen::Diff(oldest(&base.text)?, base, hunks))
+    }
+
+    /// How many UTF-16 units of other participants' characters `hunks` delete from `base` that
+    /// the client's own last text did not have: if `base` is not what the client edited, they are
+    /// someone's recent work it may never have seen.
+    fn unseen_deleted(
+        &self,
+        txn: &mut TransactionMut,
+        text: &TextRef,
+        base: &Base,
+        old: &[char],
+        hunks: &[Hunk],
+    ) -> u64 {
+        let Some((_, own)) = &self.own else {
+            return 0;
+        };
+        let mut runs: Option<Option<Runs>> = None;
+        let mut ranges = Vec::new();
+        let mut units = 0;
+        for h in hunks.iter().filter(|h| h.del > 0) {
+            if own.text.contains(deleted(old, h).as_str()) {
+                continue;
+            }
+            // Whose characters they are (resolved once per base, and only here: it walks the
+            // document).
+            match runs.get_or_insert_with(|| Runs::resolve(txn, text, &base.snapshot, &base.text)) {
+                Some(r) => {
+                    ranges.clear();
+                    r.ids(h.at, h.at + h.del, &mut ranges);
+                    units += ranges
+                        .iter()
+                        .filter(|(c, ..)| *c != self.client)
+                        .map(|(.., len)| u64::from(*len))
+                        .sum::<u64>();
+                }
+                None => units += u64::from(h.del),
+            }
+        }
+        units
+    }
+
+    /// The update that turns the likeliest base (see [`Rank`]) into `new`, applied at that base's state
     /// (`text` is the document's root type `root`); no update when `new` is one of the bases
     /// already. Call [`SeedPeer::applied`] once it is applied. The diff stops looking for the smallest
     /// change at `deadline` (a huge whole-text change; the result is exact regardless).
@@ -397,33 +528,18 @@ impl SeedPeer {
         new: &str,
         deadline: Instant,
     ) -> Result<Edit, SeedError> {
-        // Newest first: what was sent to it, then its own text (numbered as its base).
-        let mut candidates: Vec<&(u64, Arc<Base>)> = self.seen.iter().collect();
-        if let Some(own) = &self.own {
-            let at = candidates.partition_point(|(n, _)| *n <= own.0);
-            candidates.insert(at, own);
-        }
-        candidates.reverse();
-        if let Some((n, same)) = candidates.iter().find(|(_, b)| &*b.text == new) {
-            return Ok(Edit {
-                update: None,
-                base: same.clone(),
-                from: *n,
-            });
-        }
-        let new_chars: Vec<char> = new.chars().collect();
-        // The closest base (the most recent one of equal distance).
-        let mut best: Option<Choice> = None;
-        for (n, base) in candidates {
-            let old: Vec<char> = base.text.chars().collect();
-            let h = hunks(&old, &new_chars, deadline);
-            let d = distance(&h);
-            if best.as_ref().is_none_or(|(bd, ..)| d < *bd) {
-                best = Some((d, *n, base.clone(), h));
+        let (from, base, hunks) = match self
+            .choose(txn, text, new, deadline)
+            .ok_or(SeedError::BaseLost)?
+        {
+            Chosen::Same(from, base) => {
+                return Ok(Edit {
+                    update: None,
+                    base,
+                    from,
+                })
             }
-        }
-        let Some((_, from, base, hunks)) = best else {
-            return Err(SeedError::BaseLost);
+            Chosen::Diff(from, base, hunks) => (from, base, hunks),
         };
         let runs =
             Runs::resolve(txn, text, &base.snapshot, &base.text).ok_or(SeedError::BaseLost)?;

@@ -293,13 +293,23 @@ proptest! {
 
     #[test]
     fn seed_and_yjs_clients_converge(seed in any::<u64>(), seeds in 2usize..=3) {
-        simulate(seed, seeds);
+        let _ = simulate(seed, seeds, MAX_BASES / 2);
+    }
+
+    /// Clients that have every text sent to them before they edit (their change may still cross one
+    /// on the wire) lose no one's words.
+    #[test]
+    fn seed_clients_in_step_lose_no_words(seed in any::<u64>(), seeds in 2usize..=3) {
+        let lost = simulate(seed, seeds, 0);
+        prop_assert!(lost.is_empty(), "words lost: {:?}", lost);
     }
 }
 
 /// What travels to the hub, in each connection's order.
 enum ToHub {
-    Code(String),
+    /// A seed client's text, and how many texts the hub had sent it by the time it had received
+    /// the one it edited.
+    Code(String, u64),
     Yjs(Vec<u8>),
 }
 
@@ -334,8 +344,11 @@ const FLAVOURS: [&str; 6] = ["", "é", "😀", "\r\n", "e\u{301}", "👩‍💻"
 
 /// `seeds` seed clients and one Yjs client edit at random; every message waits a random time.
 /// Each client inserts words of its own and deletes only its own. At the end every replica — the
-/// hub, the Yjs client, every seed client — has the same text.
-fn simulate(seed: u64, seeds: usize) {
+/// hub, the Yjs client, every seed client — has the same text (asserted); returned: the words
+/// missing from it that their author did not delete. A seed client is at most `lag` texts behind
+/// (those on their way to it, and those sent since the text its oldest change on the way was made
+/// from).
+fn simulate(seed: u64, seeds: usize, lag: usize) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut hub = Hub::new("", seeds);
     let mut clients: Vec<SeedClient> = (0..seeds)
@@ -367,7 +380,7 @@ fn simulate(seed: u64, seeds: usize) {
                     msg: ToHub| {
         let before = hub.value();
         let delta = match msg {
-            ToHub::Code(text) => {
+            ToHub::Code(text, _) => {
                 let d = hub.code_change(from, &text);
                 let after = hub.value();
                 if after != text {
@@ -398,9 +411,19 @@ fn simulate(seed: u64, seeds: usize) {
 
     for _ in 0..120 {
         // A client lags at most half as many texts as the hub keeps for it (beyond that its change
-        // is merged against the oldest text kept; see `MAX_BASES`).
+        // is merged against the oldest text kept; see `MAX_BASES`): both the texts on their way to
+        // it and those the hub sent since what its oldest change on the way was made from.
+        for i in 0..seeds {
+            while let Some(ToHub::Code(_, received)) = to_hub.get(&i).and_then(|q| q.front()) {
+                if hub.peers[i].next - received <= lag as u64 {
+                    break;
+                }
+                let msg = to_hub.get_mut(&i).unwrap().pop_front().unwrap();
+                hub_step(&mut hub, &mut clients, &mut y_inbox, i, msg);
+            }
+        }
         for c in clients.iter_mut() {
-            while c.inbox.len() > MAX_BASES / 2 {
+            while c.inbox.len() > lag {
                 c.text = c.inbox.pop_front().unwrap();
             }
         }
@@ -409,6 +432,7 @@ fn simulate(seed: u64, seeds: usize) {
             0..=2 => {
                 let i = rng.gen_range(0..seeds);
                 let c = &mut clients[i];
+                let received = hub.peers[i].next - c.inbox.len() as u64;
                 let own: Vec<String> = tokens(&c.text)
                     .into_iter()
                     .filter(|t| c.inserted.contains(t))
@@ -428,7 +452,7 @@ fn simulate(seed: u64, seeds: usize) {
                 to_hub
                     .entry(i)
                     .or_default()
-                    .push_back(ToHub::Code(c.text.clone()));
+                    .push_back(ToHub::Code(c.text.clone(), received));
             }
             // The Yjs client edits.
             3 => {
@@ -509,8 +533,28 @@ fn simulate(seed: u64, seeds: usize) {
     for (i, c) in clients.iter().enumerate() {
         assert_eq!(c.text, value, "seed client {i}");
     }
-    // Which words survive is the closest base's guess where a seed client lagged: its view loses
-    // or regains recent words when a `code_updated` sent before the hub had them replaces its text
-    // (the seed protocol replaces the editor's text), and similar texts can be mistaken for the
-    // one it edited. The scenarios above pin the cases the guess must get right.
+    // No one deletes another's words, so every word should survive whole that its author did not
+    // delete (its space may be the one before it: an insertion is moved to the most natural
+    // boundary). The words that did not.
+    let mut lost: Vec<String> = clients
+        .iter()
+        .map(|c| (&c.inserted, &c.deleted))
+        .chain([(&y_inserted, &y_deleted)])
+        .flat_map(|(inserted, deleted)| inserted.difference(deleted))
+        .filter(|t| !value.contains(t.trim_end_matches(' ')))
+        .cloned()
+        .collect();
+    lost.sort();
+    lost
+}
+
+/// With clients further behind, which base a change was made from is a guess (PROTOCOL.md, "Seed
+/// clients"): over fixed random histories with clients up to four texts behind, a word is lost in
+/// 96 of 1,000 (434 when the closest base was taken by distance alone); this keeps it rare.
+#[test]
+fn lagging_seed_clients_rarely_lose_a_word() {
+    let lost = (0..200u64)
+        .filter(|seed| !simulate(seed * 7919 + 13, 2 + (seed % 2) as usize, 4).is_empty())
+        .count();
+    assert!(lost <= 30, "{lost} of 200 histories lost a word");
 }
