@@ -344,8 +344,15 @@ impl Interview {
         }
         let write = res?;
         let after = self.code_doc.text();
-        if after != new_text {
-            // Merged with what others did meanwhile: show the client the result.
+        let must = self
+            .roster
+            .local
+            .get(conn)
+            .and_then(|l| l.seed.as_ref())
+            .is_some_and(|p| p.must_be_sent(&new_text, &after));
+        if must {
+            // Merged with what others did meanwhile, or a text sent before this change would
+            // replace it: show the client the result.
             let base = self.seed_base(&after);
             out.emit(
                 conn,

@@ -6,10 +6,10 @@
 //! the text it last sent, and the texts sent to it since (`sync_code`, `code_updated`) — each with a
 //! [`Snapshot`] of the document when the client had it (a [`Base`]). A new text is diffed (by
 //! characters, Myers) against the one it was most likely made from ([`Rank`]: the fewest changed
-//! places, then the least of others' unseen work deleted, then the fewest changed characters), and
-//! the diff is encoded as the update an offline
-//! Yjs peer at that snapshot would have made: each insertion between the two characters around it in
-//! the base (its left and right origins), each deletion naming the characters that were there.
+//! places, then the fewest deleted characters its own last text did not have, then the fewest
+//! changed characters), and the diff is encoded as the update an offline Yjs peer at that snapshot
+//! would have made: each insertion between the two characters around it in the base (its left and
+//! right origins), each deletion naming the characters that were there.
 //! Applied to the document, it merges with everything that happened since exactly as that peer's
 //! edit would; a client alone always ends with exactly its own text.
 //!
@@ -43,13 +43,15 @@ pub const MAX_BASE_BYTES: usize = 4 << 20;
 /// A text a seed client had, with the state of the document when it had it.
 pub struct Base {
     pub text: Arc<str>,
+    /// The text's length in UTF-16 units.
+    units: u64,
     snapshot: Snapshot,
 }
 
 impl std::fmt::Debug for Base {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Base")
-            .field("units", &self.text.encode_utf16().count())
+            .field("units", &self.units)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +65,7 @@ impl Base {
     /// The document's current state, whose text is `text`.
     pub fn capture<T: ReadTxn>(txn: &T, text: Arc<str>) -> Arc<Base> {
         Arc::new(Base {
+            units: utf16_len(&text),
             text,
             snapshot: txn.snapshot(),
         })
@@ -148,6 +151,8 @@ struct Hunk {
     at: u32,
     del: u32,
     ins: String,
+    /// The deleted characters' indices in the old text's characters.
+    chars: std::ops::Range<usize>,
 }
 
 /// The minimal changes from `old` to `new` (characters; UTF-16 offsets). The diff gives up on
@@ -217,6 +222,7 @@ fn hunks(old: &[char], new: &[char], deadline: Instant) -> Vec<Hunk> {
             at: units[o],
             del: units[oe] - units[o],
             ins: ins.into_iter().collect(),
+            chars: o..oe,
         })
         .collect()
 }
@@ -309,23 +315,20 @@ fn distance(hunks: &[Hunk]) -> (usize, u64) {
 
 /// The text a hunk deletes from `old`.
 fn deleted(old: &[char], h: &Hunk) -> String {
-    let mut at = 0u32;
-    let mut out = String::new();
-    for &c in old {
-        if at >= h.at + h.del {
-            break;
-        }
-        if at >= h.at {
-            out.push(c);
-        }
-        at += c.len_utf16() as u32;
-    }
-    out
+    old[h.chars.clone()].iter().collect()
+}
+
+/// A text's length in UTF-16 units, from its UTF-8 bytes: one per character (every byte but a
+/// continuation byte), two for a character of four bytes.
+fn utf16_len(s: &str) -> u64 {
+    s.bytes()
+        .map(|b| u64::from(b & 0xC0 != 0x80) + u64::from(b >= 0xF0))
+        .sum()
 }
 
 /// How likely a base is to be the one a text was made from, lowest first (docs/PROTOCOL.md, "Seed
-/// clients"): the places changed; the units of others' characters deleted that the client's own
-/// last text did not have; the units changed; whether it is a text sent to the client rather than
+/// clients"): the places changed; the units deleted that the client's own last text did not
+/// have; the units changed; whether it is a text sent to the client rather than
 /// its own last text.
 type Rank = (usize, u64, u64, bool);
 
@@ -368,6 +371,8 @@ pub struct SeedPeer {
     /// sent after that one when it made it.
     own: Option<(u64, Arc<Base>)>,
     next: u64,
+    /// The last text sent to it (numbered `next - 1`).
+    last: Option<Arc<str>>,
 }
 
 impl SeedPeer {
@@ -379,6 +384,7 @@ impl SeedPeer {
             seen: VecDeque::new(),
             own: None,
             next: 0,
+            last: None,
         };
         peer.saw(base);
         peer
@@ -394,6 +400,7 @@ impl SeedPeer {
         if self.seen.back().is_some_and(|(_, b)| Arc::ptr_eq(b, &base)) {
             return;
         }
+        self.last = Some(base.text.clone());
         self.seen.push_back((self.next, base));
         self.next += 1;
         let own = self.own.as_ref().map_or(0, |(_, b)| b.text.len());
@@ -403,6 +410,19 @@ impl SeedPeer {
                 bytes -= b.text.len();
             }
         }
+    }
+
+    /// Whether the client, whose change `sent` was just applied, must be sent the document's text
+    /// `current`: it differs from what the client sent, or a text was sent to it after the one its
+    /// change was made from, and the last such (it may arrive after this change and replace it: the
+    /// seed protocol replaces the editor's text) is not `current` — so a client that echoes what
+    /// it is sent is not answered again. Call after [`SeedPeer::applied`].
+    pub fn must_be_sent(&self, sent: &str, current: &str) -> bool {
+        let on_its_way = match (&self.own, self.next.checked_sub(1)) {
+            (Some((from, _)), Some(last)) => last > *from,
+            _ => false,
+        };
+        sent != current || (on_its_way && self.last.as_deref().is_some_and(|t| t != current))
     }
 
     /// Bases kept.
@@ -418,20 +438,10 @@ impl SeedPeer {
     }
 
     /// The base `new` was most likely made from, and the changes from it.
-    fn choose(
-        &self,
-        txn: &mut TransactionMut,
-        text: &TextRef,
-        new: &str,
-        deadline: Instant,
-    ) -> Option<Chosen> {
-        // Newest first: what was sent to it, then its own text (numbered as its base).
-        let mut candidates: Vec<&(u64, Arc<Base>)> = self.seen.iter().collect();
-        if let Some(own) = &self.own {
-            let at = candidates.partition_point(|(n, _)| *n <= own.0);
-            candidates.insert(at, own);
-        }
-        candidates.reverse();
+    fn choose(&self, new: &str, deadline: Instant) -> Option<Chosen> {
+        // Its own last text first (see `Rank`), then what was sent to it, newest first.
+        let mut candidates: Vec<&(u64, Arc<Base>)> = self.own.iter().collect();
+        candidates.extend(self.seen.iter().rev());
         // The same text may have been sent more than once (nothing changed it in between, or it
         // came back): the client may have had the oldest of them, so that is the one the texts
         // sent before it are dropped behind (`applied`).
@@ -449,26 +459,26 @@ impl SeedPeer {
             return Some(Chosen::Same(first, same.clone()));
         }
         let new_chars: Vec<char> = new.chars().collect();
-        // The likeliest base: see `Rank`; the most recent of equal rank.
+        let new_units = utf16_len(new);
+        // The likeliest base: see `Rank`; the most recent of equal rank. Its own text is ranked
+        // first (it is most often the one), and a text that cannot rank better is not diffed — a
+        // change always has a place and at least as many units as the lengths differ by (a client
+        // that never takes what it is sent would otherwise have every text kept diffed each time).
         let mut best: Option<Choice> = None;
         for (i, (n, base)) in candidates.iter().enumerate() {
+            let is_own = i == 0 && self.own.is_some();
             if candidates[..i].iter().any(|(_, b)| b.text == base.text) {
-                // A newer base with this text was ranked already and wins ties.
+                // Its own text or a newer base with this text was ranked already and wins ties.
+                continue;
+            }
+            let least = (1, 0, base.units.abs_diff(new_units), !is_own);
+            if best.as_ref().is_some_and(|(r, ..)| least >= *r) {
                 continue;
             }
             let old: Vec<char> = base.text.chars().collect();
             let h = hunks(&old, &new_chars, deadline);
             let (places, units) = distance(&h);
-            let is_own = self
-                .own
-                .as_ref()
-                .is_some_and(|(m, b)| m == n && Arc::ptr_eq(b, base));
-            let rank = (
-                places,
-                self.unseen_deleted(txn, text, base, &old, &h),
-                units,
-                !is_own,
-            );
+            let rank = (places, self.unseen_deleted(&old, &h), units, !is_own);
             if best.as_ref().is_none_or(|(r, ..)| rank < *r) {
                 best = Some((rank, *n, base.clone(), h));
             }
@@ -477,43 +487,20 @@ impl SeedPeer {
         Some(Chosen::Diff(oldest(&base.text)?, base, hunks))
     }
 
-    /// How many UTF-16 units of other participants' characters `hunks` delete from `base` that
-    /// the client's own last text did not have: if `base` is not what the client edited, they are
-    /// someone's recent work it may never have seen.
-    fn unseen_deleted(
-        &self,
-        txn: &mut TransactionMut,
-        text: &TextRef,
-        base: &Base,
-        old: &[char],
-        hunks: &[Hunk],
-    ) -> u64 {
+    /// How many UTF-16 units `hunks` delete from a base that the client's own last text did not
+    /// have: if that base is not what the client edited, they are someone's recent work it may
+    /// never have seen. (By text, not by author: resolving every candidate's characters to their
+    /// authors walks the whole document per candidate, which a client replacing its whole text
+    /// several times a second cannot afford.)
+    fn unseen_deleted(&self, old: &[char], hunks: &[Hunk]) -> u64 {
         let Some((_, own)) = &self.own else {
             return 0;
         };
-        let mut runs: Option<Option<Runs>> = None;
-        let mut ranges = Vec::new();
-        let mut units = 0;
-        for h in hunks.iter().filter(|h| h.del > 0) {
-            if own.text.contains(deleted(old, h).as_str()) {
-                continue;
-            }
-            // Whose characters they are (resolved once per base, and only here: it walks the
-            // document).
-            match runs.get_or_insert_with(|| Runs::resolve(txn, text, &base.snapshot, &base.text)) {
-                Some(r) => {
-                    ranges.clear();
-                    r.ids(h.at, h.at + h.del, &mut ranges);
-                    units += ranges
-                        .iter()
-                        .filter(|(c, ..)| *c != self.client)
-                        .map(|(.., len)| u64::from(*len))
-                        .sum::<u64>();
-                }
-                None => units += u64::from(h.del),
-            }
-        }
-        units
+        hunks
+            .iter()
+            .filter(|h| h.del > 0 && !own.text.contains(deleted(old, h).as_str()))
+            .map(|h| u64::from(h.del))
+            .sum()
     }
 
     /// The update that turns the likeliest base (see [`Rank`]) into `new`, applied at that base's state
@@ -528,10 +515,7 @@ impl SeedPeer {
         new: &str,
         deadline: Instant,
     ) -> Result<Edit, SeedError> {
-        let (from, base, hunks) = match self
-            .choose(txn, text, new, deadline)
-            .ok_or(SeedError::BaseLost)?
-        {
+        let (from, base, hunks) = match self.choose(new, deadline).ok_or(SeedError::BaseLost)? {
             Chosen::Same(from, base) => {
                 return Ok(Edit {
                     update: None,
@@ -616,6 +600,7 @@ impl SeedPeer {
         snapshot.delete_set.merge_with(deleted);
         let own = Arc::new(Base {
             text: Arc::from(new),
+            units: utf16_len(new),
             snapshot,
         });
         Ok(Edit {
