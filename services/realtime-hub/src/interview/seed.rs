@@ -327,9 +327,8 @@ fn utf16_len(s: &str) -> u64 {
 }
 
 /// How likely a base is to be the one a text was made from, lowest first (docs/PROTOCOL.md, "Seed
-/// clients"): the places changed; the units deleted that the client's own last text did not
-/// have; the units changed; whether it is a text sent to the client rather than
-/// its own last text.
+/// clients"): the places changed; the units deleted that the client's own last text did not have;
+/// the units changed; whether it is a text sent to the client rather than its own last text.
 type Rank = (usize, u64, u64, bool);
 
 /// A candidate base: its rank, its number, the base, the changes from it.
@@ -339,7 +338,7 @@ type Choice = (Rank, u64, Arc<Base>, Vec<Hunk>);
 enum Chosen {
     /// `new` is this base's text.
     Same(u64, Arc<Base>),
-    /// The closest base and the changes from it.
+    /// The likeliest base and the changes from it.
     Diff(u64, Arc<Base>, Vec<Hunk>),
 }
 
