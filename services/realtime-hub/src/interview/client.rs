@@ -328,7 +328,7 @@ impl Interview {
         out: &mut Effects,
     ) -> Result<(), HubError> {
         if let Err(refusal) = self.permits(conn, Action::Edit) {
-            if new_text != self.code_doc.text() {
+            if *new_text != *self.code_doc.current_text() {
                 return Err(refusal);
             }
         }
@@ -343,7 +343,7 @@ impl Interview {
             l.seed = Some(peer);
         }
         let write = res?;
-        let after = self.code_doc.text();
+        let after = self.code_doc.current_text();
         let must = self
             .roster
             .local
@@ -353,11 +353,11 @@ impl Interview {
         if must {
             // Merged with what others did meanwhile, or a text sent before this change would
             // replace it: show the client the result.
-            let base = self.seed_base(&after);
+            let base = self.seed_base(after.clone());
             out.emit(
                 conn,
                 "code_updated",
-                Outgoing::Json(json!({"code": after, "user_id": Value::Null})),
+                Outgoing::Json(json!({"code": &*after, "user_id": Value::Null})),
             );
             if let Some(p) = self
                 .roster
@@ -402,8 +402,7 @@ impl Interview {
                 // Cannot happen while the document keeps deleted characters; should it, the client
                 // starts again from what the document holds now.
                 tracing::warn!(session = %self.id, "a seed client's base is gone; it is sent the current text");
-                let text = self.code_doc.text();
-                let base = self.seed_base(&text);
+                let base = self.seed_base(self.code_doc.current_text());
                 peer.saw(base);
                 return Err(HubError::new(
                     ErrorCode::InvalidUpdate,
@@ -424,10 +423,18 @@ impl Interview {
                 live.get(c).map(|l| l.awareness_ids.as_slice())
             })?;
         self.usage.admit(now, &stats, bytes.len())?;
+        let version = self.code_doc.version();
         let applied = self.code_doc.apply_pieces(std::slice::from_ref(&bytes))?;
         peer.applied(&edit);
         if !applied.changed {
             return Ok(None);
+        }
+        if !applied.pending && edit.made_from.is_at_version(version) {
+            // Made from the document's text as it was: nothing else to merge, the text is the
+            // client's.
+            self.code_doc.text_is(edit.base.text.clone());
+            edit.base.at_version(self.code_doc.version());
+            self.seed_made = Some(edit.base.clone());
         }
         self.usage.integrated(&stats);
         self.fan_out(now, &applied.delta, Some(conn), Some(author), out);
@@ -456,7 +463,7 @@ impl Interview {
 
     /// A seed connection joined and is sent `text`: its Yjs peer, under a client id no one writes
     /// under (derived from the connection, so the core stays deterministic).
-    pub(super) fn start_seed_peer(&mut self, conn: &ConnId, user: Uuid, text: &str) {
+    pub(super) fn start_seed_peer(&mut self, conn: &ConnId, user: Uuid, text: Arc<str>) {
         use std::hash::{Hash, Hasher};
         let sv = self.code_doc.state_vector();
         let mut client = 0;
@@ -479,13 +486,25 @@ impl Interview {
 
     /// The document's current state as a base whose text is `text` (the current text); the same
     /// base as the last one while nothing changed.
-    fn seed_base(&mut self, text: &str) -> Arc<seed::Base> {
+    fn seed_base(&mut self, text: Arc<str>) -> Arc<seed::Base> {
         if let Some(b) = &self.seed_text {
-            if &*b.text == text && b.matches(&self.code_doc.doc.transact()) {
+            if b.text == text && b.matches(&self.code_doc.doc.transact()) {
                 return b.clone();
             }
         }
-        let base = seed::Base::capture(&self.code_doc.doc.transact(), Arc::from(text));
+        let version = self.code_doc.version();
+        let base = match self.seed_made.take() {
+            Some(made) if made.text == text && made.is_at_version(version) => {
+                #[cfg(debug_assertions)]
+                made.check_runs(&mut self.code_doc.doc.transact_mut(), &self.code_doc.text);
+                made
+            }
+            _ => {
+                let base = seed::Base::capture(&self.code_doc.doc.transact(), text);
+                base.at_version(version);
+                base
+            }
+        };
         self.seed_text = Some(base.clone());
         base
     }
@@ -504,9 +523,9 @@ impl Interview {
         out.broadcast(Audience::Editors, except, "yjs", Outgoing::Binary(msg));
         self.text_dirty_since.get_or_insert(now);
         if self.roster.seed_count > 0 {
-            let text = self.code_doc.text();
-            if self.seed_text.as_ref().is_none_or(|b| *b.text != *text) {
-                let base = self.seed_base(&text);
+            let text = self.code_doc.current_text();
+            if self.seed_text.as_ref().is_none_or(|b| b.text != text) {
+                let base = self.seed_base(text.clone());
                 for (c, l) in self.roster.local.iter_mut() {
                     if Some(c) != except {
                         if let Some(p) = l.seed.as_mut() {
@@ -514,7 +533,7 @@ impl Interview {
                         }
                     }
                 }
-                let body = json!({"code": text, "user_id": author});
+                let body = json!({"code": &*text, "user_id": author});
                 out.broadcast(Audience::Seed, except, "code_updated", Outgoing::Json(body));
             }
         }

@@ -3,8 +3,10 @@
 //! sync, updates and awareness. The code document is every editor's; more documents with narrower
 //! audiences (an interviewer's private notes) slot in beside it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use duet_storage::DocumentState;
 use uuid::Uuid;
@@ -139,11 +141,19 @@ pub struct Applied {
 /// One shared document of an interview.
 pub struct SharedDoc {
     pub name: DocName,
+    /// Changed only through [`SharedDoc::apply`] and [`SharedDoc::apply_pieces`], which keep
+    /// [`SharedDoc::text`]'s copy right.
     pub doc: Doc,
     pub text: TextRef,
     pub awareness: Awareness,
     /// Which connection published each awareness client id.
     pub awareness_owner: HashMap<u64, ConnId>,
+    /// The current text, once read: reading it walks every item the document keeps, deleted ones
+    /// too, and one change asks for it several times (the seed clients' copy, their bases).
+    current: RefCell<Option<Arc<str>>>,
+    /// Counts the updates applied (or tried): a text known at one version is the text while the
+    /// version stays.
+    version: u64,
 }
 
 impl SharedDoc {
@@ -155,12 +165,43 @@ impl SharedDoc {
             text,
             awareness: Awareness::default(),
             awareness_owner: HashMap::new(),
+            current: RefCell::new(None),
+            version: 0,
         }
+    }
+
+    /// See [`SharedDoc::text_is`].
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The caller knows the document's text is `text` (a seed client's edit made from the text
+    /// at the version before it was applied): it need not be read back.
+    pub fn text_is(&mut self, text: Arc<str>) {
+        debug_assert_eq!(
+            *text,
+            self.text.get_string(&self.doc.transact()),
+            "the text a seed edit gives"
+        );
+        *self.current.get_mut() = Some(text);
     }
 
     /// The current text.
     pub fn text(&self) -> String {
-        self.text.get_string(&self.doc.transact())
+        self.current_text().to_string()
+    }
+
+    /// The current text, shared (read from the document once per change).
+    pub fn current_text(&self) -> Arc<str> {
+        let mut current = self.current.borrow_mut();
+        match &*current {
+            Some(text) => text.clone(),
+            None => {
+                let text: Arc<str> = Arc::from(self.text.get_string(&self.doc.transact()));
+                *current = Some(text.clone());
+                text
+            }
+        }
     }
 
     pub fn state_vector(&self) -> StateVector {
@@ -188,6 +229,8 @@ impl SharedDoc {
     }
 
     fn apply_all(&mut self, updates: Vec<Update>) -> Result<Applied, HubError> {
+        *self.current.get_mut() = None;
+        self.version += 1;
         let doc = &self.doc;
         let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();

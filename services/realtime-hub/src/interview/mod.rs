@@ -121,6 +121,9 @@ pub struct Interview {
     stage: guard::Stage,
     /// The text last sent to the seed clients, with the state it stands for.
     seed_text: Option<Arc<seed::Base>>,
+    /// The text a seed client's edit gave, as its base (its characters' ids known without reading
+    /// the document), while the document is at the version it was made at: the next base sent.
+    seed_made: Option<Arc<seed::Base>>,
     text_dirty_since: Option<Instant>,
     resync_needed: bool,
     unavailable_notified: bool,
@@ -169,6 +172,7 @@ impl Interview {
             notes_usage: guard::Usage::default(),
             stage: guard::Stage::default(),
             seed_text: None,
+            seed_made: None,
             text_dirty_since: None,
             resync_needed: false,
             unavailable_notified: false,
@@ -265,15 +269,15 @@ impl Interview {
             );
         }
         out.emit(conn, "interview_state", Outgoing::Json(self.control_json()));
-        let text = self.code_doc.text();
+        let text = self.code_doc.current_text();
         if !joiner.yjs {
-            self.start_seed_peer(conn, joiner.user.user_id, &text);
+            self.start_seed_peer(conn, joiner.user.user_id, text.clone());
         }
         out.emit(
             conn,
             "sync_code",
             Outgoing::Json(
-                json!({"code": text, "language": self.language.as_str(), "participants": participants}),
+                json!({"code": &*text, "language": self.language.as_str(), "participants": participants}),
             ),
         );
         Roster::announce(&before, &after, Some(conn), out);

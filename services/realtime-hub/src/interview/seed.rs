@@ -22,7 +22,7 @@
 //! lags further behind than that has its change merged against the oldest text still kept.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use similar::algorithms::{myers, Capture};
@@ -46,6 +46,15 @@ pub struct Base {
     /// The text's length in UTF-16 units.
     units: u64,
     snapshot: Snapshot,
+    /// Where its units live in the document, once known: made with the edit that wrote the text
+    /// (the base's runs, less what it deleted, plus what it inserted), or read from the document the
+    /// first time a change is made from it (a text sent to clients) — so a client editing its own
+    /// last text never walks the document.
+    runs: OnceLock<Runs>,
+    /// The document's version (its count of applied changes, see [`super::docs::SharedDoc`]) at
+    /// which this was the document's text, when known: an edit made from it while the document is
+    /// still at that version gives exactly the client's text, which need not be read back.
+    version: OnceLock<u64>,
 }
 
 impl std::fmt::Debug for Base {
@@ -68,12 +77,33 @@ impl Base {
             units: utf16_len(&text),
             text,
             snapshot: txn.snapshot(),
+            runs: OnceLock::new(),
+            version: OnceLock::new(),
         })
+    }
+
+    /// This text is the document's at `version` (the first call counts).
+    pub fn at_version(&self, version: u64) {
+        let _ = self.version.set(version);
+    }
+
+    /// Whether this text is known to be the document's at `version`.
+    pub fn is_at_version(&self, version: u64) -> bool {
+        self.version.get() == Some(&version)
+    }
+
+    /// (Debug builds) The runs known for this text are where the document (`text`) has it.
+    #[cfg(debug_assertions)]
+    pub fn check_runs(&self, txn: &mut TransactionMut, text: &TextRef) {
+        if let Some(runs) = self.runs.get() {
+            let read = Runs::resolve(txn, text, &self.snapshot, &self.text);
+            assert_eq!(read.as_ref(), Some(runs), "runs of {:?}", self.text);
+        }
     }
 }
 
 /// One piece of a base's text: `len` UTF-16 units written by `client` from `clock` on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Run {
     client: u64,
     clock: u32,
@@ -81,6 +111,7 @@ struct Run {
 }
 
 /// Where each UTF-16 unit of a base's text lives in the document.
+#[derive(Debug, PartialEq, Eq)]
 struct Runs {
     runs: Vec<Run>,
     /// `starts[i]`: the text offset of `runs[i]`.
@@ -100,9 +131,10 @@ impl Runs {
         // Every piece visible at `snapshot` and not at `nothing` comes back as "added", one chunk per
         // item, with the id of its first unit.
         let chunks = text.diff_range(txn, Some(snapshot), Some(&nothing), YChange::identity);
-        let mut runs = Vec::with_capacity(chunks.len());
-        let mut starts = Vec::with_capacity(chunks.len());
-        let mut offset = 0u32;
+        let mut runs = Runs {
+            runs: Vec::with_capacity(chunks.len()),
+            starts: Vec::with_capacity(chunks.len()),
+        };
         let mut rest = expected;
         for chunk in chunks {
             let (Out::Any(Any::String(s)), Some(change)) = (&chunk.insert, chunk.ychange) else {
@@ -113,15 +145,9 @@ impl Runs {
             }
             rest = rest.strip_prefix(&**s)?;
             let len = s.encode_utf16().count() as u32;
-            starts.push(offset);
-            runs.push(Run {
-                client: change.id.client.get(),
-                clock: change.id.clock,
-                len,
-            });
-            offset += len;
+            runs.push(change.id.client.get(), change.id.clock, len);
         }
-        rest.is_empty().then_some(Runs { runs, starts })
+        rest.is_empty().then_some(runs)
     }
 
     /// The id of the unit at `offset`.
@@ -143,6 +169,56 @@ impl Runs {
             at += len;
         }
     }
+
+    /// The text's length in UTF-16 units.
+    fn len(&self) -> u32 {
+        self.starts
+            .last()
+            .map_or(0, |&s| s + self.runs.last().map_or(0, |r| r.len))
+    }
+
+    /// Appends `len` units from `client`'s `clock` on, joined to the last run when they continue it.
+    fn push(&mut self, client: u64, clock: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
+        let end = self.len();
+        if let Some(last) = self.runs.last_mut() {
+            if last.client == client && last.clock + last.len == clock {
+                last.len += len;
+                return;
+            }
+        }
+        self.starts.push(end);
+        self.runs.push(Run { client, clock, len });
+    }
+
+    /// The runs of the text `hunks` make of this one, the insertions written by `client` from
+    /// `clock` on, in order.
+    fn edited(&self, hunks: &[Hunk], client: u64, mut clock: u32) -> Runs {
+        let mut out = Runs {
+            runs: Vec::with_capacity(self.runs.len() + 2 * hunks.len()),
+            starts: Vec::with_capacity(self.runs.len() + 2 * hunks.len()),
+        };
+        let mut kept = Vec::new();
+        let mut at = 0;
+        let mut copy = |out: &mut Runs, from: u32, to: u32| {
+            kept.clear();
+            self.ids(from, to, &mut kept);
+            for &(c, k, len) in &kept {
+                out.push(c, k, len);
+            }
+        };
+        for h in hunks {
+            copy(&mut out, at, h.at);
+            let len = h.ins.encode_utf16().count() as u32;
+            out.push(client, clock, len);
+            clock += len;
+            at = h.at + h.del;
+        }
+        copy(&mut out, at, self.len());
+        out
+    }
 }
 
 /// One change of a base: at UTF-16 offset `at`, `del` units removed and `ins` inserted.
@@ -162,7 +238,10 @@ struct Hunk {
 /// natural boundaries — line breaks, then spaces, then punctuation — as diff-match-patch's lossless
 /// semantic clean-up does: that is most likely where the person's edit was, so it merges with
 /// edits around it as theirs would.
-fn hunks(old: &[char], new: &[char], deadline: Instant) -> Vec<Hunk> {
+///
+/// `open`: whether `old` and `new` are windows whose start (end) is not the texts' — then a change
+/// that reaches that end, or would slide past it, cannot be placed here (`None`).
+fn hunks(old: &[char], new: &[char], deadline: Instant, open: (bool, bool)) -> Option<Vec<Hunk>> {
     let mut capture = Capture::new();
     // Capture's hooks cannot fail.
     let _ = myers::diff_deadline(
@@ -199,7 +278,10 @@ fn hunks(old: &[char], new: &[char], deadline: Instant) -> Vec<Hunk> {
     for i in 0..raw.len() {
         let lo = placed.last().map_or(0, |p| p.1);
         let hi = raw.get(i + 1).map_or(old.len(), |r| r.0);
-        let (o, oe, ins) = slide(old, raw[i].clone(), lo, hi);
+        let (o, oe, ins, reached) = slide(old, raw[i].clone(), lo, hi);
+        if (open.0 && (o == 0 || reached.0)) || (open.1 && (oe == old.len() || reached.1)) {
+            return None;
+        }
         match placed.last_mut() {
             // Touching the previous change: one change (one insertion point).
             Some(prev) if prev.1 == o => {
@@ -216,7 +298,7 @@ fn hunks(old: &[char], new: &[char], deadline: Instant) -> Vec<Hunk> {
         acc += c.len_utf16() as u32;
         units.push(acc);
     }
-    placed
+    let hunks = placed
         .into_iter()
         .map(|(o, oe, ins)| Hunk {
             at: units[o],
@@ -224,7 +306,76 @@ fn hunks(old: &[char], new: &[char], deadline: Instant) -> Vec<Hunk> {
             ins: ins.into_iter().collect(),
             chars: o..oe,
         })
-        .collect()
+        .collect();
+    Some(hunks)
+}
+
+/// Characters kept on each side of what two texts do not share, for [`hunks`] to place changes in.
+const MARGIN: usize = 64;
+
+/// The part of two texts a diff looks at: what lies between their common start and end, with up to
+/// [`MARGIN`] shared characters on each side — so a keystroke in a long text does not turn the
+/// whole text into characters, twice, and diff it.
+struct Window {
+    old: Vec<char>,
+    new: Vec<char>,
+    /// UTF-16 units of the old text before the window.
+    shift: u32,
+    /// Whether the window starts after the texts' start, ends before their end.
+    open: (bool, bool),
+}
+
+impl Window {
+    fn new(old: &str, new: &str) -> Window {
+        let (a, b) = (old.as_bytes(), new.as_bytes());
+        let mut head = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        while !old.is_char_boundary(head) {
+            head -= 1;
+        }
+        let mut tail = a[head..]
+            .iter()
+            .rev()
+            .zip(b[head..].iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        while !old.is_char_boundary(old.len() - tail) {
+            tail -= 1;
+        }
+        let start = old[..head]
+            .char_indices()
+            .rev()
+            .nth(MARGIN - 1)
+            .map_or(0, |(i, _)| i);
+        let suffix = &old[old.len() - tail..];
+        let keep = suffix
+            .char_indices()
+            .nth(MARGIN)
+            .map_or(suffix.len(), |(i, _)| i);
+        let dropped = tail - keep;
+        Window {
+            old: old[start..old.len() - dropped].chars().collect(),
+            new: new[start..new.len() - dropped].chars().collect(),
+            shift: utf16_len(&old[..start]) as u32,
+            open: (start > 0, dropped > 0),
+        }
+    }
+
+    /// The changes from the old text to the new (see [`hunks`]), at offsets in the whole text;
+    /// their `chars` index [`Window::old`]. A change that could slide out of the window has the
+    /// whole texts diffed instead (the window then is the whole texts).
+    fn diff(&mut self, old: &str, new: &str, deadline: Instant) -> Vec<Hunk> {
+        if let Some(mut h) = hunks(&self.old, &self.new, deadline, self.open) {
+            for x in &mut h {
+                x.at += self.shift;
+            }
+            return h;
+        }
+        self.old = old.chars().collect();
+        self.new = new.chars().collect();
+        self.shift = 0;
+        self.open = (false, false);
+        hunks(&self.old, &self.new, deadline, self.open).unwrap_or_default()
+    }
 }
 
 /// Moves a pure insertion or deletion within `lo..hi` of the old text to its best-scored place.
@@ -233,7 +384,7 @@ fn slide(
     (mut o, mut oe, mut ins): (usize, usize, Vec<char>),
     lo: usize,
     hi: usize,
-) -> (usize, usize, Vec<char>) {
+) -> (usize, usize, Vec<char>, (bool, bool)) {
     let at = |i: usize| if i < old.len() { Some(old[i]) } else { None };
     let before = |i: usize| if i > 0 { Some(old[i - 1]) } else { None };
     if ins.is_empty() && oe > o {
@@ -241,6 +392,7 @@ fn slide(
             o -= 1;
             oe -= 1;
         }
+        let first = o == 0;
         let score = |o: usize, oe: usize| boundary(before(o), at(o)) + boundary(before(oe), at(oe));
         let mut best = (score(o, oe), o);
         while oe < hi && old[o] == old[oe] {
@@ -252,13 +404,14 @@ fn slide(
             }
         }
         let len = oe - o;
-        return (best.1, best.1 + len, ins);
+        return (best.1, best.1 + len, ins, (first, oe == old.len()));
     }
     if oe == o && !ins.is_empty() {
         while o > lo && old[o - 1] == ins[ins.len() - 1] {
             ins.rotate_right(1);
             o -= 1;
         }
+        let first = o == 0;
         let score = |o: usize, ins: &[char]| {
             boundary(before(o), ins.first().copied()) + boundary(ins.last().copied(), at(o))
         };
@@ -271,9 +424,9 @@ fn slide(
                 best = (s, o, ins.clone());
             }
         }
-        return (best.1, best.1, best.2);
+        return (best.1, best.1, best.2, (first, o == old.len()));
     }
-    (o, oe, ins)
+    (o, oe, ins, (false, false))
 }
 
 /// How natural a place between `a` and `b` is for an edit to begin or end (after
@@ -299,6 +452,53 @@ fn boundary(a: Option<char>, b: Option<char>) -> u8 {
     } else {
         0
     }
+}
+
+/// Whether `a` becomes `b` with at most `max` characters deleted and inserted: the edit distance
+/// without substitutions, in a band of `max` around the diagonal, after the common ends.
+fn within(a: &[char], b: &[char], max: usize) -> bool {
+    let head = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[head..], &b[head..]);
+    let tail = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (a, b) = (&a[..a.len() - tail], &b[..b.len() - tail]);
+    let (n, m) = (a.len(), b.len());
+    if n.abs_diff(m) > max {
+        return false;
+    }
+    // row[j - i + max]: the distance from a[..i] to b[..j], for j within `max` of i.
+    const FAR: usize = usize::MAX / 2;
+    let width = 2 * max + 1;
+    let mut prev = vec![FAR; width];
+    for j in 0..=max.min(m) {
+        prev[j + max] = j;
+    }
+    let mut row = vec![FAR; width];
+    for i in 1..=n {
+        row.fill(FAR);
+        let mut least = FAR;
+        for j in i.saturating_sub(max)..=(i + max).min(m) {
+            let k = j + max - i;
+            let mut d = if k + 1 < width { prev[k + 1] + 1 } else { FAR };
+            if k > 0 {
+                d = d.min(row[k - 1] + 1);
+            }
+            if j > 0 && a[i - 1] == b[j - 1] {
+                d = d.min(prev[k]);
+            }
+            row[k] = d;
+            least = least.min(d);
+        }
+        if least > max {
+            return false;
+        }
+        std::mem::swap(&mut prev, &mut row);
+    }
+    prev[m + max - n] <= max
 }
 
 /// How far `new` is from a base, by the changes that turn one into the other: first the places
@@ -351,6 +551,8 @@ pub struct Edit {
     pub base: Arc<Base>,
     /// The base it was made from.
     from: u64,
+    /// That base.
+    pub made_from: Arc<Base>,
 }
 
 /// Why a text could not be made into an edit of its base.
@@ -457,7 +659,6 @@ impl SeedPeer {
             let first = candidates.iter().map(|(n, _)| *n).min()?;
             return Some(Chosen::Same(first, same.clone()));
         }
-        let new_chars: Vec<char> = new.chars().collect();
         let new_units = utf16_len(new);
         // The likeliest base: see `Rank`; the most recent of equal rank. Its own text is ranked
         // first (it is most often the one), and a text that cannot rank better is not diffed — a
@@ -466,18 +667,27 @@ impl SeedPeer {
         let mut best: Option<Choice> = None;
         for (i, (n, base)) in candidates.iter().enumerate() {
             let is_own = i == 0 && self.own.is_some();
-            if candidates[..i].iter().any(|(_, b)| b.text == base.text) {
-                // Its own text or a newer base with this text was ranked already and wins ties.
-                continue;
-            }
             let least = (1, 0, base.units.abs_diff(new_units), !is_own);
             if best.as_ref().is_some_and(|(r, ..)| least >= *r) {
                 continue;
             }
-            let old: Vec<char> = base.text.chars().collect();
-            let h = hunks(&old, &new_chars, deadline);
+            if candidates[..i].iter().any(|(_, b)| b.text == base.text) {
+                // Its own text or a newer base with this text was ranked already and wins ties.
+                continue;
+            }
+            let mut w = Window::new(&base.text, new);
+            if let Some(((1, 0, units, _), ..)) = &best {
+                // One place and nothing unseen deleted: only fewer changed units rank better, and
+                // a character is at least one unit (the usual case — a client that takes what it
+                // is sent has several texts of one length kept, all but one far from its change).
+                let fewer = usize::try_from(*units).unwrap_or(usize::MAX) - 1;
+                if !within(&w.old, &w.new, fewer) {
+                    continue;
+                }
+            }
+            let h = w.diff(&base.text, new, deadline);
             let (places, units) = distance(&h);
-            let rank = (places, self.unseen_deleted(&old, &h), units, !is_own);
+            let rank = (places, self.unseen_deleted(&w.old, &h), units, !is_own);
             if best.as_ref().is_none_or(|(r, ..)| rank < *r) {
                 best = Some((rank, *n, base.clone(), h));
             }
@@ -518,20 +728,24 @@ impl SeedPeer {
             Chosen::Same(from, base) => {
                 return Ok(Edit {
                     update: None,
+                    made_from: base.clone(),
                     base,
                     from,
                 })
             }
             Chosen::Diff(from, base, hunks) => (from, base, hunks),
         };
-        let runs =
-            Runs::resolve(txn, text, &base.snapshot, &base.text).ok_or(SeedError::BaseLost)?;
+        let runs = match base.runs.get() {
+            Some(runs) => runs,
+            None => {
+                let resolved = Runs::resolve(txn, text, &base.snapshot, &base.text)
+                    .ok_or(SeedError::BaseLost)?;
+                base.runs.get_or_init(|| resolved)
+            }
+        };
         let client = ClientID::new(self.client);
         let start = txn.state_vector().get(&client);
-        let base_len = runs
-            .starts
-            .last()
-            .map_or(0, |&s| s + runs.runs.last().map_or(0, |r| r.len));
+        let base_len = runs.len();
 
         // The structs: one string item per insertion, anchored in the base; the characters it
         // deleted, as yrs' own delete set (it sorts and merges the ranges).
@@ -601,11 +815,14 @@ impl SeedPeer {
             text: Arc::from(new),
             units: utf16_len(new),
             snapshot,
+            runs: OnceLock::from(runs.edited(&hunks, self.client, start)),
+            version: OnceLock::new(),
         });
         Ok(Edit {
             update: Some(update),
             base: own,
             from,
+            made_from: base,
         })
     }
 }

@@ -222,6 +222,72 @@ async fn yjs_and_seed_clients_converge_and_acks_follow_commits() {
     assert_eq!(rest_text(&storage, session.id, &expected).await, expected);
 }
 
+/// Seed clients that take what they are sent and edit their own line, as the seed's editor does:
+/// each change is made from the document's current text (the hub knows the result without reading
+/// the document back, and the next base's characters without resolving them — debug builds check
+/// both against the document), and nobody's line is lost.
+#[tokio::test]
+async fn seed_clients_in_step_keep_every_line() {
+    let storage = sqlite();
+    let hub = TestHub::start("a", storage.clone(), Arc::new(LocalBus::new())).await;
+    let session = new_session(&storage).await;
+    let mut y = YClient::join(&hub, &session.code, "Yan").await;
+    let mut seeds = Vec::new();
+    for name in ["S0", "S1"] {
+        let (conn, sink) = hub.connect();
+        conn.join(
+            json!({"session_code": session.code.as_str(), "name": name}),
+            None,
+        )
+        .await;
+        let text = jsons(&sink.take(), "sync_code")[0]["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        seeds.push((conn, sink, text));
+    }
+    for round in 0..12 {
+        for i in 0..seeds.len() {
+            let (conn, _, text) = &mut seeds[i];
+            let line = format!("s{i} round {round} ✓\n");
+            let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+            match lines.iter().position(|l| l.starts_with(&format!("s{i} "))) {
+                Some(at) => lines[at] = line,
+                None => lines.push(line),
+            }
+            *text = lines.concat();
+            conn.code_change(json!({"code": text.as_str()}), None);
+            for (_, sink, t) in seeds.iter_mut() {
+                if let Some(v) = jsons(&sink.take(), "code_updated").last() {
+                    *t = v["code"].as_str().unwrap().to_owned();
+                }
+            }
+        }
+        if round % 4 == 3 {
+            y.insert(0, "// y\n");
+        }
+        y.pump();
+    }
+    for _ in 0..3 {
+        y.pump();
+    }
+    for (_, sink, t) in seeds.iter_mut() {
+        if let Some(v) = jsons(&sink.take(), "code_updated").last() {
+            *t = v["code"].as_str().unwrap().to_owned();
+        }
+    }
+    let expected = y.text();
+    for (i, (_, _, text)) in seeds.iter().enumerate() {
+        assert!(
+            expected.contains(&format!("s{i} round 11 ✓\n")),
+            "{expected}"
+        );
+        assert_eq!(*text, expected, "seed client {i} shows the document");
+    }
+    assert_eq!(expected.matches("// y\n").count(), 3, "{expected}");
+    assert_eq!(expected.lines().count(), 5, "{expected}");
+}
+
 #[tokio::test]
 async fn late_joiners_and_reloads_get_the_full_document() {
     let storage = sqlite();

@@ -68,6 +68,14 @@ impl Hub {
             txn.encode_update_v1()
         });
         self.peers[i].applied(&edit);
+        if let Some(derived) = edit.base.runs.get() {
+            // The runs an edit derived for its text (not read from the document) are where the
+            // document has that text.
+            let mut txn = self.doc.transact_mut();
+            let read = Runs::resolve(&mut txn, &self.text, &edit.base.snapshot, &edit.base.text)
+                .expect("the text is in the document");
+            assert_eq!(*derived, read, "runs of {:?}", edit.base.text);
+        }
         delta
     }
 
@@ -290,6 +298,55 @@ fn mutate(rng: &mut StdRng, text: &str) -> String {
             t.push_str(&piece(rng));
             t
         }
+    }
+}
+
+proptest! {
+    /// Diffing the window around what two texts do not share places every change where diffing
+    /// the whole texts does — also a change in a long run of repeats, which slides past the margin.
+    #[test]
+    fn the_window_diffs_as_the_whole_texts(
+        around in "[ab \n😀é]{0,4}",
+        reps in 0usize..200,
+        tail in "[ab\n😀]{0,80}",
+        middle_old in "[ab \n😀é]{0,6}",
+        middle_new in "[ab \n😀é]{0,6}",
+    ) {
+        let head = around.repeat(reps);
+        let old = format!("{head}{middle_old}{tail}");
+        let new = format!("{head}{middle_new}{tail}");
+        prop_assume!(old != new);
+        let whole: Vec<_> = {
+            let (a, b): (Vec<char>, Vec<char>) = (old.chars().collect(), new.chars().collect());
+            hunks(&a, &b, far(), (false, false))
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.at, h.del, h.ins))
+                .collect()
+        };
+        let mut w = Window::new(&old, &new);
+        let windowed: Vec<_> = w
+            .diff(&old, &new, far())
+            .into_iter()
+            .map(|h| (h.at, h.del, h.ins))
+            .collect();
+        prop_assert_eq!(windowed, whole);
+    }
+
+    /// The banded bound `choose` skips candidates with agrees with the minimal diff.
+    #[test]
+    fn the_banded_bound_agrees_with_the_diff(
+        a in "[ab\n😀é]{0,24}",
+        b in "[ab\n😀é]{0,24}",
+        max in 0usize..8,
+    ) {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let distance: usize = hunks(&a, &b, far(), (false, false))
+            .unwrap()
+            .iter()
+            .map(|h| h.chars.len() + h.ins.chars().count())
+            .sum();
+        prop_assert_eq!(within(&a, &b, max), distance <= max, "distance {}", distance);
     }
 }
 
