@@ -5,7 +5,9 @@
 //! interviews of 5, 5 edits/s per client:
 //! 1. the Node socket.io peer (`../shared/peers/node-socketio`, seed events) at 1,000 clients;
 //! 2. one Duet hub, Yjs updates with durability acks (history on), 1,000 clients;
-//! 3. one Duet hub, seed events (`code_change`, as the peer), 1,000 clients;
+//! 3. one Duet hub, seed events (`code_change`, as the peer), 1,000 clients: clients that take the
+//!    texts they are sent and change their own line (`--mode seed`), then clients that replace the
+//!    whole text with theirs and never take another's (`--mode seed-replace`: pure conflict);
 //! 4. two Duet hubs, each interview split across them (the Redis hop: deliveries across hubs
 //!    against those within one hub, in the same run), 1,000 clients, three times (the median hop
 //!    is reported);
@@ -371,6 +373,19 @@ async fn main() {
         )
         .await;
     lines.push(row("Duet, 1 hub, seed events", &one_seed));
+    let one_replace = pool
+        .load(
+            std::slice::from_ref(&url_a),
+            &[hub_a.id()],
+            1000,
+            "seed-replace",
+            seconds,
+        )
+        .await;
+    lines.push(row(
+        "Duet, 1 hub, seed events replacing the whole text",
+        &one_replace,
+    ));
 
     let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let hop = |r: &Value| num(&r["cross_hub_p99"]) - num(&r["same_hub_p99"]);

@@ -2,13 +2,15 @@
 // directly over `ws` (socket.io-client costs too much per client to run thousands in one process).
 //
 //   node loadgen.mjs --urls http://127.0.0.1:A[,http://127.0.0.1:B] --codes C1,C2,... --clients 1000
-//        [--room 5] [--rate 5] [--seconds 20] [--warmup 3] [--mode yjs|seed]
+//        [--room 5] [--rate 5] [--seconds 20] [--warmup 3] [--mode yjs|seed|seed-replace]
 //
 // Clients are grouped in interviews of --room; with several URLs the members of one interview are
 // spread over them (the cross-hub case). Each client makes --rate edits per second:
 //   yjs:  a Yjs update (insert a marker, delete its previous one) as a `yjs` binary event with an ack;
-//   seed: `code_change {code}` with a 64-byte text holding a marker (what the seed and the Node peer do).
-// Latency = time from the sender's emit to a peer's receipt of the marker (one process, one clock).
+//   seed: as the seed's editor: takes the texts it is sent (`sync_code`, `code_updated`) and sends
+//         `code_change {code}` with its own 64-byte line (holding a marker) changed or added;
+//   seed-replace: `code_change {code}` with only its 64-byte line, never taking what it is sent.
+// Latency = time from the sender's emit to a peer's first receipt of the marker (one process, one clock).
 // Prints one JSON line: sent, expected and received deliveries, loss, p50/p99/max latency, ack latency.
 import WebSocket from "ws";
 import * as Y from "yjs";
@@ -40,9 +42,15 @@ let received = 0;
 let errors = 0;
 const MARK = /~(\d+)\.(\d+)~/g;
 
-function record(text, clientId) {
+// `seen` (seed clients): the newest marker recorded per sender — a text holds every participant's line.
+function record(text, clientId, seen) {
   const now = performance.now();
   for (const m of text.matchAll(MARK)) {
+    if (seen) {
+      const last = seen.get(m[1]) ?? 0;
+      if (Number(m[2]) <= last) continue;
+      seen.set(m[1], Number(m[2]));
+    }
     if (Number(m[1]) === clientId) continue;
     const key = `${m[1]}.${m[2]}`;
     const t = sentAt.get(key);
@@ -64,6 +72,8 @@ class Client {
     this.acks = new Map();
     this.pendingBinary = null;
     this.updates = mode === "yjs" ? precompute(id, EDITS_PER_CLIENT) : null;
+    this.text = mode === "seed" ? "" : null; // a seed client's editor
+    this.seen = new Map();
     this.ws = new WebSocket(`${url.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false });
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
@@ -129,8 +139,13 @@ class Client {
         return;
       }
       const [event, body] = JSON.parse(m[2]);
-      if (event === "code_updated" && collecting) record(body.code, this.id);
-      else if (event === "sync_code") this.resolveReady(); // the Node peer does not ack joins
+      if (event === "code_updated") {
+        if (collecting) record(body.code, this.id, this.text === null ? null : this.seen);
+        if (this.text !== null) this.text = body.code;
+      } else if (event === "sync_code") {
+        if (this.text !== null) this.text = body.code ?? "";
+        this.resolveReady(); // the Node peer does not ack joins
+      }
       else if (event === "error") errors++;
     } else if (t === "5") {
       const m = /^45(\d+)-(\d*)(.*)$/s.exec(s);
@@ -166,7 +181,19 @@ class Client {
         else if (m) ackLatencies.push(performance.now() - t0);
       });
     } else {
-      this.emit("code_change", { code: marker.padEnd(64, ".") });
+      const line = `${marker.padEnd(63, ".")}\n`;
+      if (this.text === null) this.emit("code_change", { code: line });
+      else {
+        const lines = this.text.split(/(?<=\n)/).filter((l) => l !== "");
+        const mine = lines.findIndex((l) => l.startsWith(`~${this.id}.`));
+        if (mine >= 0) lines[mine] = line;
+        else {
+          if (lines.length > 0 && !lines[lines.length - 1].endsWith("\n")) lines[lines.length - 1] += "\n";
+          lines.push(line);
+        }
+        this.text = lines.join("");
+        this.emit("code_change", { code: this.text });
+      }
     }
   }
 }

@@ -6,15 +6,19 @@
 //!
 //! ```text
 //! duet-loadgen --urls http://127.0.0.1:A[,http://127.0.0.1:B] --codes C1,C2,... --clients 1000
-//!              [--room 5] [--rate 5] [--seconds 20] [--warmup 3] [--mode yjs|seed]
+//!              [--room 5] [--rate 5] [--seconds 20] [--warmup 3] [--mode yjs|seed|seed-replace]
 //!              [--cpu-pids P1,P2]
 //! ```
 //!
 //! Clients are grouped in interviews of `--room`; with several URLs the members of one interview are
 //! spread over them. Each client makes `--rate` edits per second: `yjs` sends a y-protocols update
 //! (insert marker `~id.seq~`, delete the previous one) as a binary `yjs` event with an ack; `seed`
-//! sends `code_change {code}` with a 64-byte text holding the marker. Latency is the sender's emit →
-//! a peer's receipt of the marker (one process, one clock). Prints one JSON line.
+//! clients behave as the seed's editor does: each takes the texts it is sent (`sync_code`,
+//! `code_updated`) and sends `code_change {code}` with its own 64-byte line (holding the marker)
+//! changed in the text it has, or added; `seed-replace` clients replace the whole text with their
+//! line and never take what they are sent (pure conflict: five writers of one text). Latency is the
+//! sender's emit → a peer's first receipt of the marker (one process, one clock). Prints one JSON
+//! line.
 //!
 //! `--cpu-pids` names the server processes under test: their CPU time (user and system, from
 //! `/proc/<pid>/stat`) over exactly the measured window is reported, also per 1,000 deliveries.
@@ -60,6 +64,9 @@ struct Args {
     seconds: f64,
     warmup: f64,
     yjs: bool,
+    /// Seed clients replace the whole text with their marker and never take the texts they are
+    /// sent (`--mode seed-replace`), instead of editing their own line of the text they were sent.
+    replace: bool,
     cpu_pids: Vec<u32>,
 }
 
@@ -86,6 +93,7 @@ fn args() -> Args {
         seconds: num("seconds", 20.0),
         warmup: num("warmup", 3.0),
         yjs: m.get("mode").is_none_or(|v| v == "yjs"),
+        replace: m.get("mode").is_some_and(|v| v == "seed-replace"),
         cpu_pids: list("cpu-pids")
             .iter()
             .filter_map(|p| p.parse().ok())
@@ -117,8 +125,10 @@ struct Shared {
 
 type State = Rc<RefCell<Shared>>;
 
-/// Records every `~id.seq~` marker in `data` not sent by `me`.
-fn record(st: &mut Shared, data: &[u8], me: u32) {
+/// Records every `~id.seq~` marker in `data` not sent by `me` — with `seen` (a seed client's
+/// newest marker recorded per sender: a text holds every participant's line), only markers newer
+/// than those.
+fn record(st: &mut Shared, data: &[u8], me: u32, mut seen: Option<&mut HashMap<u32, u32>>) {
     if !st.collecting {
         return;
     }
@@ -148,7 +158,16 @@ fn record(st: &mut Shared, data: &[u8], me: u32) {
         })();
         match parsed {
             Some((id, seq)) => {
-                if id != me {
+                let fresh = match seen.as_deref_mut() {
+                    Some(seen) => {
+                        let last = seen.entry(id).or_insert(0);
+                        let fresh = seq > *last;
+                        *last = (*last).max(seq);
+                        fresh
+                    }
+                    None => true,
+                };
+                if id != me && fresh {
                     if let Some(&(at, true)) = st.sent_at.get(&(id, seq)) {
                         let l = ms(now - at);
                         st.received += 1;
@@ -167,6 +186,29 @@ fn record(st: &mut Shared, data: &[u8], me: u32) {
             None => i += 1,
         }
     }
+}
+
+/// `text` with client `id`'s line (the one holding its marker `~id.`) replaced by `line` (which
+/// ends with a line break), or `line` added at the end when it has none.
+fn own_line(text: &str, id: u32, line: &str) -> String {
+    let mark = format!("~{id}.");
+    let mut out = String::with_capacity(text.len() + line.len());
+    let mut found = false;
+    for l in text.split_inclusive('\n') {
+        if !found && l.starts_with(&mark) {
+            out.push_str(line);
+            found = true;
+        } else {
+            out.push_str(l);
+        }
+    }
+    if !found {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// Whether an event packet's JSON array (compact, as both servers write it) names `name`.
@@ -345,6 +387,11 @@ struct Client {
     id: u32,
     code: String,
     yjs: bool,
+    /// A seed client's text (the last it was sent, with its own line changed since), as a seed
+    /// client's editor holds it; `None` for `--mode seed-replace` and Yjs clients.
+    text: Option<String>,
+    /// A seed client's newest marker recorded per sender.
+    seen: HashMap<u32, u32>,
     seq: u32,
     next_ack: u64,
     acks: HashMap<u64, Ack>,
@@ -392,8 +439,28 @@ impl Client {
             let update = std::mem::take(&mut self.updates[seq as usize - 1]);
             ws.queue(2, &update);
         } else {
-            let code = format!("{:.<64}", format!("~{}.{seq}~", self.id));
+            // A 64-byte line holding the marker: the whole text, or this client's own line of the
+            // text it has (added at the end when it has none yet).
+            let line = format!("{:.<63}\n", format!("~{}.{seq}~", self.id));
+            let code = match &mut self.text {
+                None => line,
+                Some(text) => {
+                    *text = own_line(text, self.id, &line);
+                    text.clone()
+                }
+            };
             self.emit(ws, "code_change", json!({ "code": code }), None);
+        }
+    }
+
+    /// A seed client takes the text it is sent (`sync_code`, `code_updated`) into its editor.
+    fn take_text(&mut self, body: &[u8]) {
+        if let Some(text) = &mut self.text {
+            if let Ok(Value::Array(a)) = serde_json::from_slice::<Value>(body) {
+                if let Some(code) = a.get(1).and_then(|b| b["code"].as_str()) {
+                    *text = code.to_owned();
+                }
+            }
         }
     }
 
@@ -401,7 +468,7 @@ impl Client {
         let text = match frame {
             Frame::Binary(data) => {
                 if self.pending_binary.take() == Some(true) {
-                    record(&mut st.borrow_mut(), &data, self.id);
+                    record(&mut st.borrow_mut(), &data, self.id, None);
                 }
                 return;
             }
@@ -461,9 +528,14 @@ impl Client {
             }
             // The markers hold no character JSON escapes, so they are found in the raw text.
             b'2' if event_named(body, "code_updated") => {
-                record(&mut st.borrow_mut(), body, self.id)
+                let seen = self.text.is_some().then_some(&mut self.seen);
+                record(&mut st.borrow_mut(), body, self.id, seen);
+                self.take_text(body);
             }
-            b'2' if event_named(body, "sync_code") => self.ready = true, // the Node peer does not ack joins
+            b'2' if event_named(body, "sync_code") => {
+                self.take_text(body);
+                self.ready = true; // the Node peer does not ack joins
+            }
             b'2' if event_named(body, "error") => st.borrow_mut().errors += 1,
             b'5' => self.pending_binary = Some(event_named(body, "yjs")),
             _ => {}
@@ -567,6 +639,8 @@ async fn run(a: Args) {
             id: i as u32,
             code: a.codes[r % a.codes.len()].clone(),
             yjs: a.yjs,
+            text: (!a.yjs && !a.replace).then(String::new),
+            seen: HashMap::new(),
             seq: 0,
             next_ack: 1,
             acks: HashMap::new(),
@@ -642,7 +716,7 @@ async fn run(a: Args) {
     let mut cross = std::mem::take(&mut s.cross_hub);
     let mut same = std::mem::take(&mut s.same_hub);
     let mut out = json!({
-        "mode": if a.yjs { "yjs" } else { "seed" },
+        "mode": if a.yjs { "yjs" } else if a.replace { "seed-replace" } else { "seed" },
         "generator": "rust",
         "clients": a.clients,
         "hubs": a.urls.len(),
@@ -714,15 +788,46 @@ mod tests {
         let at = Instant::now();
         st.sent_at.insert((0, 1), (at, true));
         st.sent_at.insert((0, 2), (at, false)); // sent before the window: not counted
-        record(&mut st, b"~0.1~", 1); // hub 0 -> hub 1
-        record(&mut st, b"~0.1~", 2); // hub 0 -> hub 0
-        record(&mut st, b"xx~0.1~yy~0.2~", 3); // hub 0 -> hub 1, and an unmeasured marker
-        record(&mut st, b"~0.1~", 0); // the sender's own edit
+        record(&mut st, b"~0.1~", 1, None); // hub 0 -> hub 1
+        record(&mut st, b"~0.1~", 2, None); // hub 0 -> hub 0
+        record(&mut st, b"xx~0.1~yy~0.2~", 3, None); // hub 0 -> hub 1, and an unmeasured marker
+        record(&mut st, b"~0.1~", 0, None); // the sender's own edit
         assert_eq!(st.received, 3);
         assert_eq!(st.latencies.len(), 3);
         assert_eq!(st.cross_hub.len(), 2);
         assert_eq!(st.same_hub.len(), 1);
         assert_eq!(hub_of(7, 5, 2), 0);
         assert_eq!(hub_of(8, 5, 2), 1);
+    }
+
+    #[test]
+    fn a_seed_text_counts_each_marker_once_per_receiver() {
+        let mut st = Shared {
+            room: 5,
+            hubs: 1,
+            collecting: true,
+            ..Shared::default()
+        };
+        let at = Instant::now();
+        for (id, seq) in [(0, 1), (0, 2), (2, 1)] {
+            st.sent_at.insert((id, seq), (at, true));
+        }
+        let mut seen = HashMap::new();
+        record(&mut st, b"~0.1~\n~2.1~\n", 1, Some(&mut seen));
+        record(&mut st, b"~0.2~\n~2.1~\n", 1, Some(&mut seen)); // only ~0.2~ is new
+        record(&mut st, b"~0.1~\n~2.1~\n", 1, Some(&mut seen)); // older than what it had
+        assert_eq!(st.received, 3);
+    }
+
+    #[test]
+    fn a_seed_client_edits_its_own_line() {
+        let line = |id: u32, seq: u32| format!("{:.<63}\n", format!("~{id}.{seq}~"));
+        let t = own_line("", 3, &line(3, 1));
+        assert_eq!(t, line(3, 1));
+        let t = own_line(&format!("{}{}", line(1, 4), line(3, 1)), 3, &line(3, 2));
+        assert_eq!(t, format!("{}{}", line(1, 4), line(3, 2)));
+        let t = own_line("no line break", 2, &line(2, 1));
+        assert_eq!(t, format!("no line break\n{}", line(2, 1)));
+        assert_eq!(line(3, 1).len(), 64);
     }
 }
