@@ -133,7 +133,9 @@ fn rust_generator() -> PathBuf {
             .success();
         assert!(ok, "building duet-loadgen failed");
     });
-    repo().join("target/release/duet-loadgen")
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo().join("target"), PathBuf::from)
+        .join("release/duet-loadgen")
 }
 
 /// The server processes under test (their CPU time is measured over the generator's window).

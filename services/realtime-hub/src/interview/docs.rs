@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use duet_storage::DocumentState;
@@ -151,9 +152,16 @@ pub struct SharedDoc {
     /// The current text, once read: reading it walks every item the document keeps, deleted ones
     /// too, and one change asks for it several times (the seed clients' copy, their bases).
     current: RefCell<Option<Arc<str>>>,
-    /// Counts the updates applied (or tried): a text known at one version is the text while the
-    /// version stays.
+    /// Changes with every update applied (or tried), unique in the process (no two documents, nor
+    /// one document before and after, share one): a text known at one version is the text while
+    /// the version stays.
     version: u64,
+}
+
+/// A document version no other document or state has had.
+fn next_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl SharedDoc {
@@ -166,7 +174,7 @@ impl SharedDoc {
             awareness: Awareness::default(),
             awareness_owner: HashMap::new(),
             current: RefCell::new(None),
-            version: 0,
+            version: next_version(),
         }
     }
 
@@ -230,7 +238,7 @@ impl SharedDoc {
 
     fn apply_all(&mut self, updates: Vec<Update>) -> Result<Applied, HubError> {
         *self.current.get_mut() = None;
-        self.version += 1;
+        self.version = next_version();
         let doc = &self.doc;
         let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();

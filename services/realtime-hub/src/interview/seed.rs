@@ -16,10 +16,18 @@
 //! A base names characters that may have been deleted since, so the document keeps deleted
 //! characters (`skip_gc`, see [`super::docs::new_doc`]).
 //!
+//! Cost: a change is diffed in the window around what it changed (the texts' common start and end
+//! are compared as bytes, not diffed), and its base's characters are known without walking the
+//! document: the text an edit gives gets them from its base (less what it deleted, plus what it
+//! inserted), a text sent to clients has them read from the document once, the first time a change
+//! is made from it. An edit made from the document's current text gives exactly the client's text,
+//! which is not read back.
+//!
 //! Memory: per connection at most [`MAX_BASES`] bases holding [`MAX_BASE_BYTES`] of text. A base
-//! is the text and a snapshot (one entry per client of the document and one per deleted range,
-//! bounded by the document caps), shared with every seed connection it was sent to; a client that
-//! lags further behind than that has its change merged against the oldest text still kept.
+//! is the text, a snapshot (one entry per client of the document and one per deleted range,
+//! bounded by the document caps) and, once known, where its characters live (16 bytes per piece of
+//! one author's consecutive writing), shared with every seed connection it was sent to; a client
+//! that lags further behind than that has its change merged against the oldest text still kept.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -51,7 +59,7 @@ pub struct Base {
     /// first time a change is made from it (a text sent to clients) — so a client editing its own
     /// last text never walks the document.
     runs: OnceLock<Runs>,
-    /// The document's version (its count of applied changes, see [`super::docs::SharedDoc`]) at
+    /// The document's version (changed by every update, see [`super::docs::SharedDoc`]) at
     /// which this was the document's text, when known: an edit made from it while the document is
     /// still at that version gives exactly the client's text, which need not be read back.
     version: OnceLock<u64>,
