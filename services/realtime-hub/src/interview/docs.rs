@@ -142,8 +142,9 @@ pub struct Applied {
 /// One shared document of an interview.
 pub struct SharedDoc {
     pub name: DocName,
-    /// Changed only through [`SharedDoc::apply`] and [`SharedDoc::apply_pieces`], which keep
-    /// [`SharedDoc::text`]'s copy right.
+    /// Its content changes only through [`SharedDoc::apply`] and [`SharedDoc::apply_pieces`],
+    /// which keep [`SharedDoc::text`]'s copy right (a seed edit's transaction only reads, and
+    /// splits items).
     pub doc: Doc,
     pub text: TextRef,
     pub awareness: Awareness,

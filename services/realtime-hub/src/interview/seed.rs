@@ -688,7 +688,7 @@ impl SeedPeer {
                 // One place and nothing unseen deleted: only fewer changed units rank better, and
                 // a character is at least one unit (the usual case — a client that takes what it
                 // is sent has several texts of one length kept, all but one far from its change).
-                let fewer = usize::try_from(*units).unwrap_or(usize::MAX) - 1;
+                let fewer = usize::try_from(units.saturating_sub(1)).unwrap_or(usize::MAX);
                 if !within(&w.old, &w.new, fewer) {
                     continue;
                 }
