@@ -16,6 +16,7 @@
 //! The session queue is the only outbound buffer: the task takes it when the previous batch is
 //! written, so its bound is the backpressure rule.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -193,35 +194,41 @@ impl<H: EngineHandler> Drop for Start<H> {
     }
 }
 
-/// The WebSocket task.
-async fn drive<H: EngineHandler>(
+/// The WebSocket task. Its state is what every open WebSocket costs for its whole life, so it is
+/// kept small: an `async move` block rather than an `async fn` (whose state keeps its arguments
+/// twice, as arguments and as locals), the probe boxed (it lives only while an upgrade is probed),
+/// and [`run`] without a cancellation future.
+#[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
+fn drive<H: EngineHandler>(
     engine: Arc<EngineShared<H>>,
     conn: Arc<Conn<H>>,
     ctl: Arc<WsCtl>,
     mut sock: WsSocket,
     mode: Mode,
-) {
-    match mode {
-        Mode::Fresh => run(&engine, &conn, &ctl, &mut sock).await,
-        Mode::Upgrade => match probe(&engine, &conn, &ctl, &mut sock).await {
-            Ok(()) => run(&engine, &conn, &ctl, &mut sock).await,
-            Err(close) => {
-                {
-                    let mut s = conn.state.lock();
-                    s.ws_attached = false;
-                    if s.transport == Transport::Upgrading {
-                        s.transport = Transport::Polling;
+) -> impl Future<Output = ()> + 'static {
+    async move {
+        match mode {
+            Mode::Fresh => run(&engine, &conn, &ctl, &mut sock).await,
+            Mode::Upgrade => match Box::pin(probe(&engine, &conn, &ctl, &mut sock)).await {
+                Ok(()) => run(&engine, &conn, &ctl, &mut sock).await,
+                Err(close) => {
+                    {
+                        let mut s = conn.state.lock();
+                        s.ws_attached = false;
+                        if s.transport == Transport::Upgrading {
+                            s.transport = Transport::Polling;
+                        }
                     }
+                    ctl.close(close);
                 }
-                ctl.close(close);
-            }
-        },
-        Mode::Refuse(reason) => ctl.close(Some(CloseReason {
-            code: CloseCode::Policy,
-            description: Some(reason.to_owned()),
-        })),
+            },
+            Mode::Refuse(reason) => ctl.close(Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some(reason.to_owned()),
+            })),
+        }
+        finish(&conn, &ctl, &mut sock).await;
     }
-    finish(&conn, &ctl, &mut sock).await;
 }
 
 /// The probe phase of an upgrade: `2probe` → `3probe`, then `5` (engine.io-protocol,
@@ -310,10 +317,22 @@ async fn run<H: EngineHandler>(
     let sleep = sleep_until(hb.deadline());
     tokio::pin!(sleep);
     loop {
-        let reason = tokio::select! {
-            biased;
-            _ = conn.closed.cancelled() => return,
-            event = sock.next(conn, ctl) => match event {
+        // The session's close wakes this task through `ctl.waker` (it is the session's transport),
+        // registered before the check so that a close in between is not missed.
+        let step = std::future::poll_fn(|cx| {
+            ctl.waker.register(cx.waker());
+            if conn.is_closed() {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(event) = sock.poll_next(conn, ctl, cx) {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            sleep.as_mut().poll(cx).map(|()| Some(Err(())))
+        })
+        .await;
+        let reason = match step {
+            None => return,
+            Some(Ok(event)) => match event {
                 Ok(Event::Close | Event::End) => DisconnectReason::TransportClose,
                 Err(e) => {
                     tracing::debug!(sid = conn.sid(), error = %e, "websocket error");
@@ -330,20 +349,21 @@ async fn run<H: EngineHandler>(
                         hb.on_pong();
                         sleep.as_mut().reset(hb.deadline());
                     }
-                    match packet.map_err(|_| super::ProtocolViolation).and_then(|p| handle_packet(conn, p)) {
+                    match packet
+                        .map_err(|_| super::ProtocolViolation)
+                        .and_then(|p| handle_packet(conn, p))
+                    {
                         Ok(Incoming::Continue) => continue,
                         Ok(Incoming::Close) => DisconnectReason::TransportClose,
                         Err(_) => DisconnectReason::ParseError,
                     }
                 }
-                Ok(Event::Binary(data)) => {
-                    match handle_packet(conn, Packet::Binary(data)) {
-                        Ok(_) => continue,
-                        Err(_) => DisconnectReason::ParseError,
-                    }
-                }
+                Ok(Event::Binary(data)) => match handle_packet(conn, Packet::Binary(data)) {
+                    Ok(_) => continue,
+                    Err(_) => DisconnectReason::ParseError,
+                },
             },
-            _ = &mut sleep => {
+            Some(Err(())) => {
                 if hb.pong_deadline.is_some() {
                     DisconnectReason::PingTimeout
                 } else if conn.send_text("2").is_err() {
@@ -470,13 +490,20 @@ impl WsSocket {
         conn: &Conn<H>,
         ctl: &WsCtl,
     ) -> Result<Event, WsError> {
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(Err(e)) = self.poll_send(conn, ctl, cx) {
-                return Poll::Ready(Err(e.into()));
-            }
-            self.poll_event(cx)
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_next(conn, ctl, cx)).await
+    }
+
+    /// [`WsSocket::next`] as a poll.
+    fn poll_next<H: EngineHandler>(
+        &mut self,
+        conn: &Conn<H>,
+        ctl: &WsCtl,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Event, WsError>> {
+        if let Poll::Ready(Err(e)) = self.poll_send(conn, ctl, cx) {
+            return Poll::Ready(Err(e.into()));
+        }
+        self.poll_event(cx)
     }
 
     /// Writes everything due: the frames for this WebSocket only, the session queue once this
