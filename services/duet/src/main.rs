@@ -1,11 +1,6 @@
-/// mimalloc: small, frequent allocations (frames, updates, acks) are a visible share of the hub's
-/// CPU with glibc's allocator, which also grows and trims per-thread arenas with `mprotect`. Built
-/// without transparent huge pages (`no_thp`, the workspace's Cargo.toml): with them an idle
-/// participant cost 65 KiB of RSS instead of 25. `--no-default-features` builds with glibc's malloc
-/// (for heap profilers).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator (glibc's malloc), chosen over mimalloc by measurement: less memory per idle
+// participant, no CPU cost under the edit load (docs/BENCHMARKS.md, "Resident memory per idle WebSocket
+// connection"). Heap profilers (heaptrack) see it directly.
 use duet_config::Settings;
 
 #[actix_web::main]

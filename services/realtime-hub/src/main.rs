@@ -1,11 +1,5 @@
 //! `realtime-hub`: the standalone hub service (see the library's docs).
 
-/// mimalloc: small, frequent allocations (frames, updates, acks) are a visible share of the hub's
-/// CPU with glibc's allocator, which also grows and trims per-thread arenas with `mprotect`.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use duet_config::Settings;
 
 #[actix_web::main]
