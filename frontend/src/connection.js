@@ -358,6 +358,30 @@ class DocSync {
   }
 }
 
+/**
+ * The interview's Socket.IO socket, not connected yet (`connect()` it, or give it to a
+ * `DuetConnection`). A page may open it before it knows who joins: the Engine.IO handshake then
+ * overlaps the page's API calls instead of following them.
+ * @param {string} sessionCode
+ * @param {object} [opts]
+ * @param {string} [opts.url] server origin (default: this page's)
+ * @param {object} [opts.socketOptions]
+ */
+export function openSocket(sessionCode, { url, socketOptions = {} } = {}) {
+  return io(url, {
+    path: '/socket.io/',
+    autoConnect: false,
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 4000,
+    randomizationFactor: 0.3,
+    timeout: 10000,
+    // The gateway routes every Engine.IO request of an interview to the same hub by this parameter
+    // (rendezvous hashing on the session code), so all participants normally meet on one hub.
+    query: { session: sessionCode },
+    ...socketOptions,
+  });
+}
+
 export class DuetConnection extends Observable {
   /**
    * @param {object} opts
@@ -385,18 +409,7 @@ export class DuetConnection extends Observable {
     /** Awareness client ids this socket has published, both documents together (the hub limits them). */
     this._awarenessClients = new Set();
 
-    this.socket = socket ?? io(url, {
-      path: '/socket.io/',
-      autoConnect: false,
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 4000,
-      randomizationFactor: 0.3,
-      timeout: 10000,
-      // The gateway routes every Engine.IO request of an interview to the same hub by this parameter
-      // (rendezvous hashing on the session code), so all participants normally meet on one hub.
-      query: { session: sessionCode },
-      ...socketOptions,
-    });
+    this.socket = socket ?? openSocket(sessionCode, { url, socketOptions });
 
     /** The code document (`yjs`). */
     this.code = new DocSync(this, { event: 'yjs', prefix: '', doc, awareness });
@@ -415,10 +428,7 @@ export class DuetConnection extends Observable {
     };
 
     const s = this.socket;
-    s.on('connect', () => {
-      this._awarenessClients.clear();
-      this._join();
-    });
+    s.on('connect', () => this._onConnect());
     s.on('disconnect', (reason) => this._onDisconnect(reason));
     s.on('connect_error', () => this._emitStatus());
     s.io.on('reconnect_attempt', () => this._emitStatus());
@@ -458,10 +468,20 @@ export class DuetConnection extends Observable {
     return this.code.hasGap;
   }
 
+  /**
+   * Connects and joins. A socket given already connected (the page opens it beside its API calls,
+   * `openSocket`) joins at once; one still connecting joins when it connects.
+   */
   connect() {
-    this.socket.connect();
+    if (this.socket.connected) this._onConnect();
+    else if (!this.socket.active) this.socket.connect();
     this._emitStatus();
     return this;
+  }
+
+  _onConnect() {
+    this._awarenessClients.clear();
+    this._join();
   }
 
   // ---- joining ------------------------------------------------------------------------------------

@@ -269,6 +269,76 @@ describe('interviews in the browser against the real duet server', { timeout: 60
     await rex.context().close();
   });
 
+  test('a returning candidate: the socket connects and the join request goes out while the session is still being fetched', async () => {
+    const { code } = ctx;
+    const page = await openPage(browser, null, { ignore: NETWORK_NOISE, name: 'Quinn' });
+    const started = [];
+    page.on('request', (r) => started.push({ url: new URL(r.url()), method: r.method(), at: Date.now() }));
+    // GET /api/session/<code> is held for a while: what the page does meanwhile does not wait for it.
+    let released = Infinity;
+    await page.route(`**/api/session/${code}`, async (route) => {
+      await new Promise((r) => setTimeout(r, 700));
+      released = Date.now();
+      await route.continue();
+    });
+    await page.goto(`${server.url}/interview/${code}`);
+    await waitSaved(page);
+    const first = (pred) => started.find(pred)?.at ?? Infinity;
+    const socketAt = first((r) => r.url.pathname.startsWith('/socket.io/'));
+    const joinAt = first((r) => r.method === 'POST' && r.url.pathname === `/api/session/${code}/join`);
+    assert.ok(socketAt < released, 'the Engine.IO handshake started before the session was answered');
+    assert.ok(joinAt < released, 'the join request went out before the session was answered');
+    assert.equal(await page.evaluate(() => window.duet.model.role), 'candidate');
+    assert.equal(await page.evaluate(() => window.duet.connection.socket.connected), true);
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
+  test('a returning candidate (name known) on an interview with a password is asked for it, then joins', async () => {
+    const base = server.url;
+    const host = await openPage(browser, null, { ignore: NETWORK_NOISE });
+    const code = await createOnLanding(host, base, { name: 'Hal', title: 'Side door', password: 'open-up' });
+    const page = await openPage(browser, null, { ignore: [...NETWORK_NOISE, /401/], name: 'Rae' });
+    await page.goto(`${base}/interview/${code}`);
+    await page.waitForSelector('#name-dialog[open]');
+    assert.ok(await page.isVisible('#password-field'));
+    assert.equal(await page.inputValue('#name-input'), 'Rae');
+    assert.match(await page.textContent('#name-error'), /needs a password/);
+    await page.fill('#password-input', 'open-up');
+    await page.click('#join-btn');
+    await waitSaved(page);
+    assert.equal(await page.evaluate(() => window.duet.model.role), 'candidate');
+    assert.equal(await page.evaluate(() => window.duet.model.self?.name), 'Rae');
+    assert.deepEqual(page.problems, []);
+    await Promise.all([host, page].map((p) => p.context().close()));
+  });
+
+  test('an interview gone by the time the page asks (name known): "not found", and the socket opened beside the lookup is closed', async () => {
+    const { code } = ctx;
+    const page = await openPage(browser, null, { ignore: [...NETWORK_NOISE, /404/], name: 'Uma' });
+    // The page was served for an interview the session API no longer knows (erased meanwhile).
+    const gone = (route) =>
+      route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: { code: 'session_not_found', message: 'no interview with that code' } }) });
+    await page.route(`**/api/session/${code}`, gone);
+    await page.route(`**/api/session/${code}/join`, gone);
+    let socketRequests = 0;
+    page.on('request', (r) => {
+      if (r.url().includes('/socket.io/')) socketRequests += 1;
+    });
+    await page.goto(`${server.url}/interview/${code}`);
+    await page.waitForSelector('#fatal:not([hidden])');
+    assert.match(await page.textContent('#fatal-title'), /Interview not found/);
+    assert.ok(socketRequests > 0, 'the socket was opened beside the lookup');
+    assert.equal(await page.evaluate(() => window.duet), undefined, 'no editor was set up');
+    // Nothing is left polling or connected once the page settles.
+    await page.waitForTimeout(500);
+    const settled = socketRequests;
+    await page.waitForTimeout(1500);
+    assert.equal(socketRequests, settled);
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
   test('a password: asked of the candidate; a wrong one is an inline error; too many say to wait', async () => {
     const base = server.url;
     const host = await openPage(browser, null, { ignore: NETWORK_NOISE });

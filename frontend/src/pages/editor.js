@@ -11,7 +11,7 @@ import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
 import { CODE_RE, LANGUAGES, getSession, isMissingEndpoint, joinSession, normalizeCode } from '../api.js';
 import { watchPastes, watchPresence } from '../activity-reporter.js';
-import { DuetConnection } from '../connection.js';
+import { DuetConnection, openSocket } from '../connection.js';
 import {
   forgetLinkToken,
   forgetParticipant,
@@ -123,6 +123,17 @@ async function main() {
   showInterview({ code });
   const share = mountShareDialog(code);
 
+  // The socket's handshake (several round trips) and the API calls below go out together, not one
+  // after the other: on a slow link each round trip is what the candidate waits for. It joins once
+  // the credentials are known.
+  const socket = openSocket(code);
+  socket.connect();
+  const link = fragmentToken ?? linkToken(code);
+  // With the name known no dialog comes first, so the join request goes out beside the session's;
+  // without it the dialog waits for the session (it asks for the password too when there is one).
+  const early = getName() ? obtainCredentials(code, null, link) : null;
+  early?.catch(() => {}); // read below, unless the session turns out not to exist
+
   // What the session API knows (title, language); the socket would tell us too, but this lets an
   // unknown code fail fast and clearly.
   let info = null;
@@ -130,6 +141,7 @@ async function main() {
     info = await getSession(code);
   } catch (err) {
     if (err.status === 404) {
+      socket.disconnect();
       showFatal('Interview not found', notFoundMessage(code));
       return;
     }
@@ -142,12 +154,12 @@ async function main() {
   showLanguage(language);
 
   const wantShare = takeShareDialogRequest(code);
-  const link = fragmentToken ?? linkToken(code);
   if (link) share.showInterviewerLink(link);
   let creds;
   try {
-    creds = await obtainCredentials(code, info, link);
+    creds = await (early ?? obtainCredentials(code, info, link));
   } catch (err) {
+    socket.disconnect();
     if (err instanceof Stop) {
       showFatal(err.title, err.message);
       return;
@@ -161,7 +173,7 @@ async function main() {
   let doc = new Y.Doc();
   let ytext = doc.getText('code');
   let awareness = new Awareness(doc);
-  const connection = new DuetConnection({ sessionCode: code, name, userId, doc, awareness, token: token ?? undefined });
+  const connection = new DuetConnection({ sessionCode: code, name, userId, doc, awareness, token: token ?? undefined, socket });
 
   // The model over it, and the code runners it drives (looked up by language at each run).
   const runners = {};
