@@ -226,12 +226,13 @@ async function measure(name, start, open = openRaw) {
   const connectMs = Date.now() - t0;
   await sleep(IDLE_MS); // idle
   const after = rssKb(pid);
-  for (const close of closers) close();
-  // Killed where it stands: under heaptrack (APP_WRAP) what it reports as leaked is then the heap
-  // of the idle server.
+  // Killed where it stands, before the clients close (closing, a client sends its awareness
+  // goodbye, a binary packet the server would be holding half-read): under heaptrack (APP_WRAP)
+  // what it reports as leaked is then the heap of the idle server.
   process.kill(pid, 'SIGKILL');
   if (process.env.APP_WRAP) await new Promise((r) => child.once('exit', r));
   else child.kill('SIGKILL');
+  for (const close of closers) close();
   child.cleanup?.();
   const perConn = ((after - before) * 1024) / N;
   const r = { name, n: N, beforeKb: before, afterKb: after, perConnBytes: Math.round(perConn), connectMs };
