@@ -540,6 +540,49 @@ async fn a_stream_of_binary_packets_is_watched_by_one_timer() {
     srv.still_serves().await;
 }
 
+/// Of three connections, the two whose binary packets stall are closed, each by its own deadline,
+/// and the one whose packets complete across both deadlines stays open.
+#[actix_rt::test]
+async fn stalled_binary_packets_close_their_connection_and_no_other() {
+    let srv = spawn(SioConfig {
+        attachment_timeout: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    let header = || Message::Text(r#"451-["echo",{"_placeholder":true,"num":0}]"#.into());
+    let mut stalled_first = srv.open_ws_connected().await;
+    let mut healthy = srv.open_ws_connected().await;
+    let mut stalled_later = srv.open_ws_connected().await;
+    stalled_first.send(header()).await.unwrap();
+    // The healthy connection completes a packet now and then, across both stalled deadlines.
+    for i in 0..6 {
+        healthy.send(header()).await.unwrap();
+        healthy
+            .send(Message::Binary(Bytes::from(format!("part {i}"))))
+            .await
+            .unwrap();
+        let echo = next_text(&mut healthy).await.expect("echo");
+        assert!(echo.starts_with("451-[\"echo\""), "{echo}");
+        if i == 2 {
+            stalled_later.send(header()).await.unwrap();
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_closed(&mut stalled_first, Duration::from_secs(2)).await;
+    assert_closed(&mut stalled_later, Duration::from_secs(2)).await;
+    // Still open and served after both deadlines.
+    healthy.send(header()).await.unwrap();
+    healthy
+        .send(Message::Binary(Bytes::from_static(b"last")))
+        .await
+        .unwrap();
+    let echo = next_text(&mut healthy)
+        .await
+        .expect("echo after the others closed");
+    assert!(echo.starts_with("451-[\"echo\""), "{echo}");
+    srv.still_serves().await;
+}
+
 #[actix_rt::test]
 async fn stray_binary_frames_close_the_connection() {
     let srv = spawn(test_config()).await;
