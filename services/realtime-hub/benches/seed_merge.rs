@@ -8,17 +8,24 @@
 //! - `seed_keystroke_behind`: the same, while another participant's edit arrived since its base
 //!   (merged, as a lagging client's change is).
 //!
+//! The hub also needs each change's result (the text sent on, the next base), which it reads
+//! from the document or, for a change made from an older text, works out (`Base::merged`); each
+//! pair below measures the change with its result got both ways:
+//! - `conflict_result_read` / `_worked_out`: two seed clients that never take what they are sent
+//!   typing at the same place in turn (pure conflict: every change is made from an older text).
+//!   (After a Yjs client's change the hub reads the next result: see `Base::find_runs`.)
+//!
 //! Each iteration inserts a character and the next deletes it, so the text stays 10 KiB (the
 //! document keeps the deleted characters, as the hub's does).
 //!
-//! Run: `cargo bench -p duet-realtime-hub --bench seed_merge` (about 30 s).
+//! Run: `cargo bench -p duet-realtime-hub --bench seed_merge` (about a minute).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, criterion_main, Bencher, Criterion};
 use duet_realtime_hub::interview::docs::{new_doc, TEXT_NAME};
-use duet_realtime_hub::interview::seed::{Base, SeedPeer};
+use duet_realtime_hub::interview::seed::{Base, Edit, SeedPeer};
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, Text, TextRef, Transact, Update};
 
@@ -38,7 +45,7 @@ fn base(doc: &Doc, text: &TextRef) -> Arc<Base> {
 }
 
 /// One seed change: the edit made and applied.
-fn seed_change(doc: &Doc, text: &TextRef, peer: &mut SeedPeer, new: &str) {
+fn seed_change(doc: &Doc, text: &TextRef, peer: &mut SeedPeer, new: &str) -> Edit {
     let edit = peer
         .edit(
             &mut doc.transact_mut(),
@@ -54,6 +61,44 @@ fn seed_change(doc: &Doc, text: &TextRef, peer: &mut SeedPeer, new: &str) {
             .unwrap();
     }
     peer.applied(&edit);
+    edit
+}
+
+/// The document's text and state after `edit`, which was made and applied when `before` was: worked
+/// out when `worked_out` (and possible), else read, as the hub does.
+fn result(doc: &Doc, text: &TextRef, before: &Base, edit: &Edit, worked_out: bool) -> Arc<Base> {
+    let after = if worked_out {
+        let mut txn = doc.transact_mut();
+        before.find_runs(&mut txn, text);
+        before.merged(&mut txn, edit)
+    } else {
+        None
+    };
+    after.unwrap_or_else(|| base(doc, text))
+}
+
+/// Two seed clients that never take what they are sent change the text at the same place in turn.
+fn conflict(b: &mut Bencher, worked_out: bool) {
+    let (doc, text, s) = document();
+    let start = base(&doc, &text);
+    let mut peers = [
+        SeedPeer::new(4242, start.clone()),
+        SeedPeer::new(4343, start.clone()),
+    ];
+    let mid = s.len() / 2;
+    let texts = [
+        [format!("{}x{}", &s[..mid], &s[mid..]), s.clone()],
+        [format!("{}y{}", &s[..mid], &s[mid..]), s.clone()],
+    ];
+    let mut current = start;
+    let mut turn = 0usize;
+    b.iter(|| {
+        let (who, which) = (turn % 2, (turn / 2) % 2);
+        turn += 1;
+        let edit = seed_change(&doc, &text, &mut peers[who], &texts[who][which]);
+        current = result(&doc, &text, &current, &edit, worked_out);
+        black_box(&current.text);
+    });
 }
 
 fn bench(c: &mut Criterion) {
@@ -133,6 +178,8 @@ fn bench(c: &mut Criterion) {
             spent
         });
     });
+    g.bench_function("conflict_result_read", |b| conflict(b, false));
+    g.bench_function("conflict_result_worked_out", |b| conflict(b, true));
     g.finish();
 }
 

@@ -424,20 +424,40 @@ impl Interview {
             })?;
         self.usage.admit(now, &stats, bytes.len())?;
         let version = self.code_doc.version();
+        // The document's text and state before the edit, when known.
+        let before = self.seed_text.clone().filter(|b| b.is_at_version(version));
         let applied = self.code_doc.apply_pieces(std::slice::from_ref(&bytes))?;
         peer.applied(&edit);
         if !applied.changed {
             return Ok(None);
         }
-        if !applied.pending && edit.made_from.is_at_version(version) {
-            // Made from the document's text as it was: nothing else to merge, the text is the
-            // client's.
-            self.code_doc.text_is(edit.base.text.clone());
-            edit.base.at_version(self.code_doc.version());
-            self.seed_made = Some(edit.base.clone());
+        if !applied.pending {
+            let after = if edit.made_from.is_at_version(version) {
+                // Made from the document's text as it was: nothing else to merge, the text is the
+                // client's.
+                Some(edit.base.clone())
+            } else {
+                // Made from an older text: the result, from the text before and what it wrote —
+                // when the ids of that text's characters are known, or worth finding (seed edits
+                // in a row: each result comes with its ids).
+                let d = &self.code_doc;
+                before.and_then(|b| {
+                    let mut txn = d.doc.transact_mut();
+                    if !self.code_changed_by_others {
+                        b.find_runs(&mut txn, &d.text);
+                    }
+                    b.merged(&mut txn, &edit)
+                })
+            };
+            if let Some(after) = after {
+                self.code_doc.text_is(after.text.clone());
+                after.at_version(self.code_doc.version());
+                self.seed_made = Some(after);
+            }
         }
         self.usage.integrated(&stats);
         self.fan_out(now, &applied.delta, Some(conn), Some(author), out);
+        self.code_changed_by_others = false;
         if applied.pending {
             // Its origins are characters the document has: this does not happen. Stored as made so
             // the ack is honest, and the missing part fetched.
@@ -522,6 +542,8 @@ impl Interview {
         let msg = Bytes::from(protocol::encode_update(delta));
         out.broadcast(Audience::Editors, except, "yjs", Outgoing::Binary(msg));
         self.text_dirty_since.get_or_insert(now);
+        // (A seed edit's own call clears it again.)
+        self.code_changed_by_others = true;
         if self.roster.seed_count > 0 {
             let text = self.code_doc.current_text();
             if self.seed_text.as_ref().is_none_or(|b| b.text != text) {

@@ -124,6 +124,10 @@ pub struct Interview {
     /// The text a seed client's edit gave, as its base (its characters' ids known without reading
     /// the document), while the document is at the version it was made at: the next base sent.
     seed_made: Option<Arc<seed::Base>>,
+    /// The code changed other than by a seed edit made here since the last such edit (a Yjs
+    /// client's update, another hub's): the text before the next seed edit then comes without its
+    /// characters' ids, and reading that edit's result costs less than finding them.
+    code_changed_by_others: bool,
     text_dirty_since: Option<Instant>,
     resync_needed: bool,
     unavailable_notified: bool,
@@ -173,6 +177,7 @@ impl Interview {
             stage: guard::Stage::default(),
             seed_text: None,
             seed_made: None,
+            code_changed_by_others: false,
             text_dirty_since: None,
             resync_needed: false,
             unavailable_notified: false,

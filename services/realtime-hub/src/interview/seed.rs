@@ -21,7 +21,9 @@
 //! document: the text an edit gives gets them from its base (less what it deleted, plus what it
 //! inserted), a text sent to clients has them read from the document once, the first time a change
 //! is made from it. An edit made from the document's current text gives exactly the client's text,
-//! which is not read back.
+//! which is not read back; one made from an older text gives a text worked out from the document's
+//! text before it and what the edit wrote ([`Base::merged`]), not read back either: reading walks
+//! every item the document keeps, deleted ones too, so it grows with the interview's history.
 //!
 //! Memory: per connection at most [`MAX_BASES`] bases holding [`MAX_BASE_BYTES`] of text. A base
 //! is the text, a snapshot (one entry per client of the document and one per deleted range,
@@ -39,7 +41,8 @@ use yrs::encoding::write::Write;
 use yrs::types::text::{ChangeKind, YChange};
 use yrs::updates::encoder::Encode;
 use yrs::{
-    Any, ClientID, IdSet, Out, ReadTxn, Snapshot, StateVector, Text, TextRef, TransactionMut, ID,
+    Any, Assoc, ClientID, IdSet, Out, ReadTxn, Snapshot, StateVector, StickyIndex, Text, TextRef,
+    TransactionMut, ID,
 };
 
 /// Bases kept per seed connection: the text it last sent, and the most recent texts sent to it.
@@ -98,6 +101,149 @@ impl Base {
     /// Whether this text is known to be the document's at `version`.
     pub fn is_at_version(&self, version: u64) -> bool {
         self.version.get() == Some(&version)
+    }
+
+    /// The document's text and state once `edit` is applied, when this base was the document's
+    /// text and state just before (see [`Base::is_at_version`]): worked out from this text, where
+    /// its units live, and what the edit wrote, so the document's text is not read back (an edit
+    /// made from an older text merges with what others did since, and reading the result walks
+    /// every item the document keeps, deleted ones too, and builds the text).
+    ///
+    /// Deletions remove the units this text still has. An insertion lands between its origins in
+    /// the document, whatever else lies there: when they are neighbours in this text (or the
+    /// text's ends) it lands between them here too. Otherwise (others wrote between them, or
+    /// deleted one of them, since the edit's base) the document says where it landed: the units
+    /// before it, counted leftwards from it (yrs' sticky index), a walk over part of the document
+    /// without building any text. `None` when where this text's units live is not known (see
+    /// [`Base::find_runs`]).
+    pub fn merged(&self, txn: &mut TransactionMut, edit: &Edit) -> Option<Arc<Base>> {
+        let w = &edit.written;
+        edit.update.as_ref()?;
+        let runs = self.runs.get()?;
+        let n = runs.len();
+        // The units it deletes that this text has, in order, joined.
+        let mut gone = Vec::with_capacity(w.deleted.len());
+        for &range in &w.deleted {
+            runs.offsets_of(range, &mut gone);
+        }
+        gone.sort_unstable();
+        let mut dels: Vec<(u32, u32)> = Vec::with_capacity(gone.len());
+        for (a, b) in gone {
+            match dels.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => dels.push((a, b)),
+            }
+        }
+        // This text less what it deletes: `kept`, with its runs.
+        let old = &*self.text;
+        let mut kept = String::with_capacity(old.len());
+        let mut kept_runs = Runs {
+            runs: Vec::with_capacity(runs.runs.len() + dels.len()),
+            starts: Vec::with_capacity(runs.runs.len() + dels.len()),
+        };
+        let mut cursor = Cursor::new(old);
+        let mut ids = Vec::new();
+        for &(from, to) in dels.iter().chain(std::iter::once(&(n, n))) {
+            let (unit, byte) = (cursor.unit, cursor.byte);
+            cursor.advance(from)?;
+            kept.push_str(&old[byte..cursor.byte]);
+            ids.clear();
+            runs.ids(unit, from, &mut ids);
+            for &(c, k, len) in &ids {
+                kept_runs.push(c, k, len);
+            }
+            cursor.advance(to)?;
+        }
+        // Each insertion's place in `kept`: from its origins here when they are neighbours, else
+        // from the document (its offset there less the units inserted before it: the edit's
+        // insertions keep their order, each lies between its origins).
+        let deleted_before =
+            |p: u32| -> u32 { dels.iter().map(|&(a, b)| b.min(p).saturating_sub(a)).sum() };
+        let mut at = Vec::with_capacity(w.inserted.len());
+        let mut inserted_before = 0u32;
+        for ins in &w.inserted {
+            let left = ins.left.map(|id| runs.offset_of(id));
+            let right = ins.right.map(|id| runs.offset_of(id));
+            let here = match (left, right) {
+                (Some(Some(l)), Some(Some(r))) if r == l + 1 => Some(r),
+                (Some(Some(l)), None) if l + 1 == n => Some(n),
+                (None, Some(Some(0))) => Some(0),
+                (None, None) if n == 0 => Some(0),
+                _ => None,
+            };
+            let pos = match here {
+                Some(p) => p - deleted_before(p),
+                None => {
+                    let id = ID::new(ClientID::new(w.client), ins.clock);
+                    let offset = StickyIndex::from_id(id, Assoc::After).get_offset(txn)?;
+                    offset.index.checked_sub(inserted_before)?
+                }
+            };
+            at.push(pos);
+            inserted_before += ins.units;
+        }
+        if at.windows(2).any(|p| p[0] > p[1]) || at.last().is_some_and(|&p| p > kept_runs.len()) {
+            return None;
+        }
+        // The insertions put in.
+        let mut out = String::with_capacity(
+            kept.len() + w.inserted.iter().map(|i| i.text.len()).sum::<usize>(),
+        );
+        let mut new_runs = Runs {
+            runs: Vec::with_capacity(kept_runs.runs.len() + 2 * at.len()),
+            starts: Vec::with_capacity(kept_runs.runs.len() + 2 * at.len()),
+        };
+        let mut cursor = Cursor::new(&kept);
+        let kept_len = kept_runs.len();
+        for (ins, &p) in w
+            .inserted
+            .iter()
+            .zip(at.iter())
+            .map(|(i, p)| (Some(i), p))
+            .chain(std::iter::once((None, &kept_len)))
+        {
+            let (unit, byte) = (cursor.unit, cursor.byte);
+            cursor.advance(p)?;
+            out.push_str(&kept[byte..cursor.byte]);
+            ids.clear();
+            kept_runs.ids(unit, p, &mut ids);
+            for &(c, k, len) in &ids {
+                new_runs.push(c, k, len);
+            }
+            if let Some(ins) = ins {
+                out.push_str(&ins.text);
+                new_runs.push(w.client, ins.clock, ins.units);
+            }
+        }
+
+        let mut snapshot = Snapshot::new(
+            self.snapshot.state_map.clone(),
+            self.snapshot.delete_set.clone(),
+        );
+        if !w.inserted.is_empty() {
+            snapshot.state_map.set_max(ClientID::new(w.client), w.clock);
+        }
+        snapshot.delete_set.merge_with(w.delete_set.clone());
+        let text: Arc<str> = Arc::from(out);
+        Some(Arc::new(Base {
+            units: utf16_len(&text),
+            text,
+            snapshot,
+            runs: OnceLock::from(new_runs),
+            version: OnceLock::new(),
+        }))
+    }
+
+    /// Finds where this text's units live in the document (`text`), unless known: a walk over the
+    /// document's items through a snapshot, dearer than reading the text, so worth it only for a
+    /// text several changes will be worked out from ([`Base::merged`]: each result comes with
+    /// them).
+    pub fn find_runs(&self, txn: &mut TransactionMut, text: &TextRef) {
+        if self.runs.get().is_none() {
+            if let Some(runs) = Runs::resolve(txn, text, &self.snapshot, &self.text) {
+                let _ = self.runs.set(runs);
+            }
+        }
     }
 
     /// (Debug builds) The runs known for this text are where the document (`text`) has it.
@@ -165,6 +311,28 @@ impl Runs {
         (r.client, r.clock + (offset - self.starts[i]))
     }
 
+    /// The offset of the unit `clock` of `client`, when the text has it.
+    fn offset_of(&self, (client, clock): (u64, u32)) -> Option<u32> {
+        self.runs
+            .iter()
+            .zip(&self.starts)
+            .find(|(r, _)| r.client == client && r.clock <= clock && clock - r.clock < r.len)
+            .map(|(r, &s)| s + (clock - r.clock))
+    }
+
+    /// The offsets of the units of `client` from `clock` on (`len` of them) that the text has, as
+    /// ranges, added to `out`.
+    fn offsets_of(&self, (client, clock, len): (u64, u32, u32), out: &mut Vec<(u32, u32)>) {
+        let end = clock + len;
+        for (r, &s) in self.runs.iter().zip(&self.starts) {
+            if r.client == client && r.clock < end && clock < r.clock + r.len {
+                let from = clock.max(r.clock);
+                let to = end.min(r.clock + r.len);
+                out.push((s + (from - r.clock), s + (to - r.clock)));
+            }
+        }
+    }
+
     /// The ids of the units in `from..to`, as `(client, clock, len)` ranges.
     fn ids(&self, from: u32, to: u32, out: &mut Vec<(u64, u32, u32)>) {
         let mut at = from;
@@ -226,6 +394,52 @@ impl Runs {
         }
         copy(&mut out, at, self.len());
         out
+    }
+}
+
+/// A place in a text, in UTF-16 units and bytes, moving forwards.
+struct Cursor<'a> {
+    text: &'a str,
+    unit: u32,
+    byte: usize,
+    /// Units are bytes.
+    ascii: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Cursor {
+            text,
+            unit: 0,
+            byte: 0,
+            ascii: text.is_ascii(),
+        }
+    }
+
+    /// Moves to the unit `to`; `None` when that is behind, past the text or inside a character.
+    fn advance(&mut self, to: u32) -> Option<()> {
+        if to < self.unit {
+            return None;
+        }
+        let bytes = self.text.as_bytes();
+        if self.ascii {
+            let at = usize::try_from(to).ok()?;
+            if at > bytes.len() {
+                return None;
+            }
+            (self.unit, self.byte) = (to, at);
+            return Some(());
+        }
+        // A character's first byte counts its units (two for four bytes), the others none.
+        while self.unit < to && self.byte < bytes.len() {
+            let b = bytes[self.byte];
+            self.unit += u32::from(b >= 0xF0) + 1;
+            self.byte += 1;
+            while self.byte < bytes.len() && bytes[self.byte] & 0xC0 == 0x80 {
+                self.byte += 1;
+            }
+        }
+        (self.unit == to).then_some(())
     }
 }
 
@@ -550,11 +764,37 @@ enum Chosen {
     Diff(u64, Arc<Base>, Vec<Hunk>),
 }
 
+/// One insertion of an [`Edit`]: `units` UTF-16 units written from `clock` on, between the
+/// base's units `left` and `right` (its origins; `None`: the text's start, end).
+#[derive(Debug)]
+struct Inserted {
+    left: Option<(u64, u32)>,
+    right: Option<(u64, u32)>,
+    clock: u32,
+    units: u32,
+    text: String,
+}
+
+/// What an [`Edit`]'s update writes, for [`Base::merged`].
+#[derive(Debug, Default)]
+struct Written {
+    inserted: Vec<Inserted>,
+    /// The units it deletes, as `(client, clock, len)`, in the base's order.
+    deleted: Vec<(u64, u32, u32)>,
+    /// The same, as yrs' delete set.
+    delete_set: IdSet,
+    /// Its writer (the seed connection's client id), and the writer's clock after it.
+    client: u64,
+    clock: u32,
+}
+
 /// A seed client's text as a Yjs update.
 #[derive(Debug)]
 pub struct Edit {
     /// The update (v1) under the connection's client id; `None` when the text is a base already.
     pub update: Option<Vec<u8>>,
+    /// What the update writes.
+    written: Written,
     /// The client's new text with the state it stands for: its next base.
     pub base: Arc<Base>,
     /// The base it was made from.
@@ -736,6 +976,7 @@ impl SeedPeer {
             Chosen::Same(from, base) => {
                 return Ok(Edit {
                     update: None,
+                    written: Written::default(),
                     made_from: base.clone(),
                     base,
                     from,
@@ -761,10 +1002,19 @@ impl SeedPeer {
         let mut clock = start;
         let mut deleted = IdSet::default();
         let mut ranges = Vec::new();
+        let mut written = Written::default();
         for h in &hunks {
             if !h.ins.is_empty() {
                 let left = (h.at > 0).then(|| runs.id_at(h.at - 1));
                 let right = (h.at < base_len).then(|| runs.id_at(h.at));
+                let units = h.ins.encode_utf16().count() as u32;
+                written.inserted.push(Inserted {
+                    left,
+                    right,
+                    clock,
+                    units,
+                    text: h.ins.clone(),
+                });
                 let mut info = 4u8; // string content
                 if left.is_some() {
                     info |= 0x80;
@@ -782,14 +1032,17 @@ impl SeedPeer {
                     items.write_string(root);
                 }
                 items.write_string(&h.ins);
-                clock += h.ins.encode_utf16().count() as u32;
+                clock += units;
             }
             ranges.clear();
             runs.ids(h.at, h.at + h.del, &mut ranges);
             for (c, k, len) in &ranges {
                 deleted.insert(ID::new(ClientID::new(*c), *k), *len);
             }
+            written.deleted.extend_from_slice(&ranges);
         }
+        written.client = self.client;
+        written.clock = clock;
         let structs = hunks.iter().filter(|h| !h.ins.is_empty()).count() as u32;
         let mut update = Vec::with_capacity(items.len() + 32);
         if structs > 0 {
@@ -818,6 +1071,7 @@ impl SeedPeer {
         if clock > start {
             snapshot.state_map.set_max(client, clock);
         }
+        written.delete_set = deleted.clone();
         snapshot.delete_set.merge_with(deleted);
         let own = Arc::new(Base {
             text: Arc::from(new),
@@ -828,6 +1082,7 @@ impl SeedPeer {
         });
         Ok(Edit {
             update: Some(update),
+            written,
             base: own,
             from,
             made_from: base,

@@ -19,6 +19,11 @@ struct Hub {
     doc: Doc,
     text: TextRef,
     peers: Vec<SeedPeer>,
+    /// The document's text and state as [`Base::merged`] worked them out from the last seed edit.
+    current: Option<Arc<Base>>,
+    /// Seed edits whose result was worked out, and those whose result had to be read.
+    merged: usize,
+    read: usize,
 }
 
 impl Hub {
@@ -32,6 +37,9 @@ impl Hub {
             doc,
             text,
             peers: Vec::new(),
+            current: None,
+            merged: 0,
+            read: 0,
         };
         for i in 0..seeds {
             let base = hub.base();
@@ -52,6 +60,12 @@ impl Hub {
 
     /// Seed client `i` sent `new`: returns the update applied (if any).
     fn code_change(&mut self, i: usize, new: &str) -> Option<Vec<u8>> {
+        // The document's text and state before the edit: the last one worked out while nothing
+        // else changed the document, else read.
+        let before = match self.current.take() {
+            Some(b) if b.matches(&self.doc.transact()) => b,
+            _ => self.base(),
+        };
         let edit = {
             let mut txn = self.doc.transact_mut();
             self.peers[i]
@@ -68,6 +82,29 @@ impl Hub {
             txn.encode_update_v1()
         });
         self.peers[i].applied(&edit);
+        if edit.update.is_some() {
+            let merged = {
+                let mut txn = self.doc.transact_mut();
+                before.find_runs(&mut txn, &self.text);
+                before.merged(&mut txn, &edit)
+            };
+            match &merged {
+                Some(after) => {
+                    // Worked out, not read: exactly what the document holds, where it holds it.
+                    assert_eq!(*after.text, self.value(), "the text worked out");
+                    assert!(after.matches(&self.doc.transact()), "its state vector");
+                    let mut txn = self.doc.transact_mut();
+                    let read = Runs::resolve(&mut txn, &self.text, &after.snapshot, &after.text)
+                        .expect("the text is in the document at its snapshot");
+                    assert_eq!(after.runs.get(), Some(&read), "its runs");
+                    self.merged += 1;
+                }
+                None => self.read += 1,
+            }
+            self.current = merged;
+        } else {
+            self.current = Some(before);
+        }
         if let Some(derived) = edit.base.runs.get() {
             // The runs an edit derived for its text (not read from the document) are where the
             // document has that text.
@@ -80,6 +117,7 @@ impl Hub {
     }
 
     fn apply(&mut self, update: &[u8]) -> Vec<u8> {
+        self.current = None;
         let mut txn = self.doc.transact_mut();
         txn.apply_update(Update::decode_v1(update).unwrap())
             .unwrap();
@@ -213,6 +251,59 @@ fn a_client_that_drops_its_typing_for_a_newer_text_keeps_both() {
         value.contains("X\n") && value.contains("Y\n") && value.contains("from B\n"),
         "{value:?}"
     );
+}
+
+#[test]
+fn replacements_made_from_old_texts_are_worked_out_not_read() {
+    // As `tools/loadgen --mode seed-replace`: five clients each replace the whole text with their
+    // own line and never take what they are sent, so every change is made from an older text.
+    let mut hub = Hub::new("", 5);
+    let mut changes = 0;
+    for round in 0..40 {
+        for i in 0..5 {
+            let line = format!("~{i}.{}~ {}é😀\n", round * 7, "x".repeat(20 + round % 3));
+            if hub.code_change(i, &line).is_some() {
+                changes += 1;
+            }
+            let b = hub.base();
+            for j in (0..5).filter(|&j| j != i) {
+                hub.peers[j].saw(b.clone());
+            }
+        }
+    }
+    // `code_change` asserts each result worked out against the document's.
+    assert_eq!((hub.merged, hub.read), (changes, 0));
+}
+
+#[test]
+fn an_insertion_between_characters_others_wrote_between_is_placed_where_the_document_put_it() {
+    for (first, second) in [("aXb", "aYb"), ("aYb", "aXb")] {
+        let mut hub = Hub::new("ab", 2);
+        hub.code_change(0, first);
+        // Client 1 still has "ab": its character goes between `a` and `b`, where client 0's now is
+        // too — which side of it is Yjs' to say (`code_change` asserts the result worked out is the
+        // document's).
+        hub.code_change(1, second);
+        let v = hub.value();
+        assert!(v == "aXYb" || v == "aYXb", "{v:?}");
+        // It deletes the `a` it had, next to either.
+        hub.code_change(1, &second[1..]);
+        // Client 0 still has its first text, whose left neighbour is gone.
+        hub.code_change(0, &format!("{}Z", &first[..2]));
+        assert_eq!((hub.merged, hub.read), (4, 0));
+        assert_eq!(hub.value().chars().filter(|c| c.is_uppercase()).count(), 3);
+    }
+}
+
+#[test]
+fn a_first_change_that_only_deletes_from_an_older_text_is_worked_out() {
+    let mut hub = Hub::new("abc", 2);
+    hub.code_change(0, "abcd");
+    // Client 1 has written nothing: the state worked out must not name it (`code_change` asserts
+    // the state vector is the document's).
+    hub.code_change(1, "bc");
+    assert_eq!(hub.value(), "bcd");
+    assert_eq!((hub.merged, hub.read), (2, 0));
 }
 
 #[test]
