@@ -11,7 +11,9 @@
 //! 4. two Duet hubs, each interview split across them (the Redis hop: deliveries across hubs
 //!    against those within one hub, in the same run), 1,000 clients, three times (the median hop
 //!    is reported);
-//! 5. the largest client count at p99 ≤ 50 ms with no loss, for Duet (Yjs) and for the peer;
+//! 5. the largest client count at p99 ≤ 50 ms with no loss, for Duet (Yjs) and for the peer, then
+//!    for one hub on a PostgreSQL of its own pinned to the hub's core, the database's processes'
+//!    CPU counted with the hub's (the shared PostgreSQL of the other rows runs unpinned, uncounted);
 //! 6. the history writer's commit rate (`append_updates` in the writer's batch size).
 //!
 //! Every point also reports the server processes' CPU time over the generator's measured window
@@ -185,6 +187,34 @@ async fn loadgen(
     let line = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(line.trim().lines().last().unwrap_or("{}"))
         .unwrap_or_else(|_| panic!("loadgen said: {line}"))
+}
+
+/// A PostgreSQL server's processes: its postmaster and the postmaster's children (backends,
+/// writers, launchers), from `/proc`.
+fn server_pids(pg: &duet_testkit::postgres::TestPostgres) -> Vec<u32> {
+    let Some(main) = pg.server_pid() else {
+        return Vec::new();
+    };
+    let mut pids = vec![main];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the fields after the last `)`.
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(main) {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 fn pid_list(pids: Pids<'_>) -> String {
@@ -470,6 +500,45 @@ async fn main() {
             "largest client count at p99 <= 50 ms, no loss: Duet {duet_cap}, Node {node_cap} ({:.1}x)",
             duet_cap as f64 / node_cap.max(1) as f64
         ));
+
+        // One hub on PostgreSQL with the database's CPU counted: a server of its own on the hub's
+        // core (its processes pinned there; the backends it forks for the hub inherit that), every
+        // process of it measured with the hub.
+        let pg = duet_testkit::postgres::TestPostgres::start().await;
+        let pg_db = pg.fresh_database_url().await;
+        let pg_pool = Sessions {
+            storage: Arc::new(PgStorage::connect(&pg_db).await.unwrap()),
+            ids: std::sync::Mutex::new(Vec::new()),
+        };
+        for pid in server_pids(&pg) {
+            let pinned = std::process::Command::new("taskset")
+                .args(["-a", "-p", "-c", "0", &pid.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(pinned, "taskset -p on PostgreSQL's process {pid}");
+        }
+        let (mut hub_db, url_db) = spawn_hub("bench-db", &pg_db, &redis.url()).await;
+        let urls = [url_db];
+        let (db_cap, rs) = capacity(1000, max_clients, |n| {
+            let mut pids = vec![hub_db.id()];
+            pids.extend(server_pids(&pg).into_iter().map(Some));
+            let (pool, urls) = (&pg_pool, &urls);
+            async move { pool.load(urls, &pids, n, "yjs", seconds).await }
+        })
+        .await;
+        for r in &rs {
+            lines.push(row(
+                "Duet capacity probe (Yjs), PostgreSQL on the hub's core, its CPU counted",
+                r,
+            ));
+        }
+        summary.push(format!(
+            "largest client count at p99 <= 50 ms, no loss, with PostgreSQL on the hub's core and its \
+             CPU counted: Duet {db_cap}, Node {node_cap} ({:.1}x)",
+            db_cap as f64 / node_cap.max(1) as f64
+        ));
+        let _ = hub_db.start_kill();
     }
     let _ = hub_a.start_kill();
     let _ = peer.start_kill();

@@ -183,6 +183,13 @@ impl TestPostgres {
         self.port
     }
 
+    /// The server's main process (the postmaster), while it runs: the first line of its
+    /// `postmaster.pid`. Every backend and helper process of the server is its child.
+    pub fn server_pid(&self) -> Option<u32> {
+        let pid = fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        pid.lines().next()?.trim().parse().ok()
+    }
+
     /// The URL of database `db` on this server (user `postgres`, no password).
     pub fn url_for(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
