@@ -142,16 +142,8 @@ impl Base {
             starts: Vec::with_capacity(runs.runs.len() + dels.len()),
         };
         let mut cursor = Cursor::new(old);
-        let mut ids = Vec::new();
         for &(from, to) in dels.iter().chain(std::iter::once(&(n, n))) {
-            let (unit, byte) = (cursor.unit, cursor.byte);
-            cursor.advance(from)?;
-            kept.push_str(&old[byte..cursor.byte]);
-            ids.clear();
-            runs.ids(unit, from, &mut ids);
-            for &(c, k, len) in &ids {
-                kept_runs.push(c, k, len);
-            }
+            cursor.copy_to(from, runs, &mut kept, &mut kept_runs)?;
             cursor.advance(to)?;
         }
         // Each insertion's place in `kept`: from its origins here when they are neighbours, else
@@ -202,14 +194,7 @@ impl Base {
             .map(|(i, p)| (Some(i), p))
             .chain(std::iter::once((None, &kept_len)))
         {
-            let (unit, byte) = (cursor.unit, cursor.byte);
-            cursor.advance(p)?;
-            out.push_str(&kept[byte..cursor.byte]);
-            ids.clear();
-            kept_runs.ids(unit, p, &mut ids);
-            for &(c, k, len) in &ids {
-                new_runs.push(c, k, len);
-            }
+            cursor.copy_to(p, &kept_runs, &mut out, &mut new_runs)?;
             if let Some(ins) = ins {
                 out.push_str(&ins.text);
                 new_runs.push(w.client, ins.clock, ins.units);
@@ -333,17 +318,27 @@ impl Runs {
         }
     }
 
-    /// The ids of the units in `from..to`, as `(client, clock, len)` ranges.
-    fn ids(&self, from: u32, to: u32, out: &mut Vec<(u64, u32, u32)>) {
+    /// The ids of the units in `from..to`, piece by piece: `f(client, clock, len)`.
+    fn pieces(&self, from: u32, to: u32, mut f: impl FnMut(u64, u32, u32)) {
         let mut at = from;
         while at < to {
             let i = self.starts.partition_point(|&s| s <= at) - 1;
             let r = self.runs[i];
             let skip = at - self.starts[i];
             let len = (r.len - skip).min(to - at);
-            out.push((r.client, r.clock + skip, len));
+            f(r.client, r.clock + skip, len);
             at += len;
         }
+    }
+
+    /// Appends the runs of the units in `from..to` to `out`.
+    fn copy_into(&self, from: u32, to: u32, out: &mut Runs) {
+        self.pieces(from, to, |c, k, len| out.push(c, k, len));
+    }
+
+    /// The ids of the units in `from..to`, as `(client, clock, len)` ranges.
+    fn ids(&self, from: u32, to: u32, out: &mut Vec<(u64, u32, u32)>) {
+        self.pieces(from, to, |c, k, len| out.push((c, k, len)));
     }
 
     /// The text's length in UTF-16 units.
@@ -376,23 +371,15 @@ impl Runs {
             runs: Vec::with_capacity(self.runs.len() + 2 * hunks.len()),
             starts: Vec::with_capacity(self.runs.len() + 2 * hunks.len()),
         };
-        let mut kept = Vec::new();
         let mut at = 0;
-        let mut copy = |out: &mut Runs, from: u32, to: u32| {
-            kept.clear();
-            self.ids(from, to, &mut kept);
-            for &(c, k, len) in &kept {
-                out.push(c, k, len);
-            }
-        };
         for h in hunks {
-            copy(&mut out, at, h.at);
+            self.copy_into(at, h.at, &mut out);
             let len = h.ins.encode_utf16().count() as u32;
             out.push(client, clock, len);
             clock += len;
             at = h.at + h.del;
         }
-        copy(&mut out, at, self.len());
+        self.copy_into(at, self.len(), &mut out);
         out
     }
 }
@@ -414,6 +401,16 @@ impl<'a> Cursor<'a> {
             byte: 0,
             ascii: text.is_ascii(),
         }
+    }
+
+    /// Moves to the unit `to`, adding the text passed to `text` and its runs (`runs`: this text's)
+    /// to `into`.
+    fn copy_to(&mut self, to: u32, runs: &Runs, text: &mut String, into: &mut Runs) -> Option<()> {
+        let (unit, byte) = (self.unit, self.byte);
+        self.advance(to)?;
+        text.push_str(&self.text[byte..self.byte]);
+        runs.copy_into(unit, to, into);
+        Some(())
     }
 
     /// Moves to the unit `to`; `None` when that is behind, past the text or inside a character.
