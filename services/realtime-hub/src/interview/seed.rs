@@ -208,7 +208,11 @@ impl Base {
         if !w.inserted.is_empty() {
             snapshot.state_map.set_max(ClientID::new(w.client), w.clock);
         }
-        snapshot.delete_set.merge_with(w.delete_set.clone());
+        for &(c, k, len) in &w.deleted {
+            snapshot
+                .delete_set
+                .insert(ID::new(ClientID::new(c), k), len);
+        }
         let text: Arc<str> = Arc::from(out);
         Some(Arc::new(Base {
             units: utf16_len(&text),
@@ -778,8 +782,6 @@ struct Written {
     inserted: Vec<Inserted>,
     /// The units it deletes, as `(client, clock, len)`, in the base's order.
     deleted: Vec<(u64, u32, u32)>,
-    /// The same, as yrs' delete set.
-    delete_set: IdSet,
     /// Its writer (the seed connection's client id), and the writer's clock after it.
     client: u64,
     clock: u32,
@@ -1010,7 +1012,8 @@ impl SeedPeer {
                     right,
                     clock,
                     units,
-                    text: h.ins.clone(),
+                    // Moved in from the hunk once its runs are made (below).
+                    text: String::new(),
                 });
                 let mut info = 4u8; // string content
                 if left.is_some() {
@@ -1068,7 +1071,6 @@ impl SeedPeer {
         if clock > start {
             snapshot.state_map.set_max(client, clock);
         }
-        written.delete_set = deleted.clone();
         snapshot.delete_set.merge_with(deleted);
         let own = Arc::new(Base {
             text: Arc::from(new),
@@ -1077,6 +1079,10 @@ impl SeedPeer {
             runs: OnceLock::from(runs.edited(&hunks, self.client, start)),
             version: OnceLock::new(),
         });
+        let texts = hunks.into_iter().map(|h| h.ins).filter(|t| !t.is_empty());
+        for (ins, text) in written.inserted.iter_mut().zip(texts) {
+            ins.text = text;
+        }
         Ok(Edit {
             update: Some(update),
             written,
