@@ -57,6 +57,11 @@ const MARKER_KEY: &str = "duet:gateways";
 /// a day after the last gateway stopped.
 const MARKER_TTL_SECS: u64 = 24 * 3600;
 
+/// Longest a request waits, on a gateway just started, for the first read of the registrations: until
+/// then the gateway knows no hub (unless `gateway.hub_urls` lists some) and could only answer 502. A
+/// read takes milliseconds; past this, Redis is not answering and the request goes on without it.
+pub const FIRST_ROUND_WAIT: Duration = Duration::from_secs(2);
+
 /// A hub, as a gateway addresses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubRef {
@@ -111,6 +116,9 @@ pub struct Hubs {
     bus_ok: AtomicBool,
     /// Whether discovery has read the bus at all (successfully or not).
     bus_read: AtomicBool,
+    /// `true` once discovery's first round has ended (at once when there is no discovery): what
+    /// requests on a gateway just started wait for ([`Hubs::first_round`]).
+    first_round: tokio::sync::watch::Sender<bool>,
     /// Signalled when Redis is found empty (restarted without persistence): placement records are
     /// to be written again.
     pub redis_reset: tokio::sync::Notify,
@@ -138,6 +146,7 @@ impl Hubs {
             entries: RwLock::new(entries),
             bus_ok: AtomicBool::new(false),
             bus_read: AtomicBool::new(false),
+            first_round: tokio::sync::watch::Sender::new(true),
             redis_reset: tokio::sync::Notify::new(),
             recheck: tokio::sync::Mutex::new(
                 reqwest::Client::builder()
@@ -164,6 +173,21 @@ impl Hubs {
     pub fn set_bus_ok(&self, ok: bool) {
         self.bus_ok.store(ok, Ordering::Relaxed);
         self.bus_read.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether discovery's first round has ended (or there is no discovery).
+    pub fn first_round_done(&self) -> bool {
+        *self.first_round.borrow()
+    }
+
+    /// Waits, at most `max`, until discovery's first round has ended (registrations read, or the read
+    /// failed). Returns at once without discovery, and on every call after the first round.
+    pub async fn first_round(&self, max: Duration) {
+        if self.first_round_done() {
+            return;
+        }
+        let mut rx = self.first_round.subscribe();
+        let _ = tokio::time::timeout(max, rx.wait_for(|done| *done)).await;
     }
 
     /// Whether placement lookups ask Redis: while its last read succeeded, and before the first read
@@ -429,6 +453,8 @@ pub async fn registered_hubs(bus: &dyn Bus) -> Result<Vec<HubRef>, duet_bus::Bus
 /// lost its data the registrations are taken as incomplete (the hubs' registration TTL: by then each
 /// live hub has renewed its own).
 pub fn spawn_discovery(bus: Arc<dyn Bus>, hubs: Arc<Hubs>, grace: Duration) {
+    // Set before the task runs, so no request slips in between.
+    hubs.first_round.send_replace(false);
     tokio::spawn(async move {
         // Untrusted from the start: this gateway has not seen a complete round yet.
         let mut trusted_from = Instant::now() + grace;
@@ -461,6 +487,8 @@ pub fn spawn_discovery(bus: Arc<dyn Bus>, hubs: Arc<Hubs>, grace: Duration) {
                     trusted_from = Instant::now() + grace;
                 }
             }
+            hubs.first_round
+                .send_if_modified(|done| !std::mem::replace(done, true));
             tokio::time::sleep(DISCOVERY_EVERY).await;
         }
     });

@@ -150,7 +150,7 @@ impl Application {
                 apis: apis.clone(),
             }),
         );
-        let readiness = Readiness(vec![ReadyCheck::new("session-api", move || {
+        let mut checks = vec![ReadyCheck::new("session-api", move || {
             let http = http.clone();
             let apis = apis.clone();
             async move {
@@ -167,7 +167,20 @@ impl Application {
                 }
                 Err("no session-API answers".to_owned())
             }
-        })]);
+        })];
+        // Not ready before it has read which hubs exist (requests meanwhile wait for that read).
+        let known = hubs.clone();
+        checks.push(ReadyCheck::new("hub-discovery", move || {
+            let done = known.first_round_done();
+            async move {
+                if done {
+                    Ok(())
+                } else {
+                    Err("the hub registrations have not been read yet".to_owned())
+                }
+            }
+        }));
+        let readiness = Readiness(checks);
         if let Some(bus) = bus {
             // Absent registrations are believed once every live hub has had a chance to renew its own.
             let grace = Duration::from_secs(settings.hub.heartbeat_ttl_secs);

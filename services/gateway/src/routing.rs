@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use duet_bus::{placement, Bus};
 use duet_domain::SessionCode;
 
-use crate::hubs::{HubRef, Hubs};
+use crate::hubs::{HubRef, Hubs, FIRST_ROUND_WAIT};
 
 /// How long a placement read from Redis is used for requests of established sessions before it is
 /// read again. Records change only when a hub is gone, and such a session's next request fails
@@ -143,6 +143,7 @@ impl Router {
     /// The hub for a request of an established Engine.IO session (one with a `sid`); with `fresh`,
     /// the record is read from Redis rather than from this gateway's cache.
     pub async fn for_session(&self, code: Option<&str>, key: &str, fresh: bool) -> Option<HubRef> {
+        self.hubs.first_round(FIRST_ROUND_WAIT).await;
         if let Some(code) = code {
             let max_age = if fresh {
                 Duration::ZERO
@@ -168,6 +169,7 @@ impl Router {
     /// The hub for a handshake: the interview's placed hub while it may take new connections,
     /// else the first live hub in rendezvous order, which is then claimed as its placement.
     pub async fn for_handshake(&self, code: Option<&str>, key: &str) -> Option<HubRef> {
+        self.hubs.first_round(FIRST_ROUND_WAIT).await;
         let mut candidates = self.hubs.candidates(key);
         let Some(code) = code else {
             return candidates.into_iter().next();

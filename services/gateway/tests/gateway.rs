@@ -988,3 +988,127 @@ async fn metrics_count_requests_by_route_and_status_with_latency() {
     let text = text_of(&http, format!("{gw}/metrics")).await;
     assert!(!text.contains("xxxxxxxx"), "{text}");
 }
+
+/// Redis behind a slow link at first: the first read of the hub registrations takes `delay`, as on a
+/// gateway started while Redis is busy; everything else goes straight through.
+struct SlowFirstDiscovery {
+    inner: duet_bus::RedisBus,
+    delay: Duration,
+    first: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl duet_bus::Bus for SlowFirstDiscovery {
+    async fn publish(
+        &self,
+        channel: &str,
+        payload: actix_web::web::Bytes,
+    ) -> Result<(), duet_bus::BusError> {
+        self.inner.publish(channel, payload).await
+    }
+    async fn subscribe_skipping(
+        &self,
+        channel: &str,
+        skip: Option<duet_bus::Skip>,
+    ) -> Result<duet_bus::Subscription, duet_bus::BusError> {
+        self.inner.subscribe_skipping(channel, skip).await
+    }
+    async fn ping(&self) -> Result<(), duet_bus::BusError> {
+        self.inner.ping().await
+    }
+    async fn set_with_ttl(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_secs: u64,
+    ) -> Result<(), duet_bus::BusError> {
+        self.inner.set_with_ttl(key, value, ttl_secs).await
+    }
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, duet_bus::BusError> {
+        if self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.inner.keys_with_prefix(prefix).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<String>, duet_bus::BusError> {
+        self.inner.get(key).await
+    }
+    async fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        replacing: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<String, duet_bus::BusError> {
+        self.inner.claim(key, value, replacing, ttl_secs).await
+    }
+}
+
+#[actix_web::test]
+async fn a_gateway_just_started_routes_to_the_hubs_it_has_not_read_yet() {
+    // Issue 16's rolling restart: nginx sends a restarted gateway requests the moment it listens,
+    // before it has read which hubs exist. It answered them 502 ("no realtime hub is available"), and a
+    // long-polling client whose request landed there was disconnected a second time in that step.
+    // Requests now wait for the first read (bounded), and /readyz says not ready until it is done.
+    use duet_bus::Bus;
+    let redis = duet_testkit::redis::TestRedis::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = spawn_hub(dir.path(), 0, Some((&url, "hub-a"))).await;
+    let mut s = settings(vec![], dir.path());
+    s.hub.heartbeat_ttl_secs = 3;
+    let bus: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&url).await.unwrap());
+    let (g1, up1) = spawn_gateway_with_bus(&s, Some(bus)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || up1.hubs().candidates("").len()
+            == 1)
+        .await
+    );
+    let http = reqwest::Client::new();
+    let code = code_hashing_to(&["hub-a"], "hub-a");
+    let (status, sid) = handshake(&http, &g1, &code).await;
+    assert_eq!(status, StatusCode::OK);
+    let sid = sid.unwrap();
+
+    let delay = Duration::from_millis(600);
+    let slow: Arc<dyn Bus> = Arc::new(SlowFirstDiscovery {
+        inner: duet_bus::RedisBus::connect(&url).await.unwrap(),
+        delay,
+        first: true.into(),
+    });
+    let started = std::time::Instant::now();
+    let (g2, up2) = spawn_gateway_with_bus(&s, Some(slow)).await;
+    assert!(up2.hubs().candidates("").is_empty(), "nothing read yet");
+    let r = http.get(format!("{g2}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().await.unwrap().contains("hub-discovery"));
+    // The established session's request and a new handshake, both before the first read has ended.
+    let post = http
+        .post(format!(
+            "{g2}/socket.io/?EIO=4&transport=polling&session={code}&sid={sid}"
+        ))
+        .body("40")
+        .send();
+    let (post, (status, new_sid)) = tokio::join!(post, handshake(&http, &g2, &code));
+    let post = post.unwrap();
+    assert!(started.elapsed() >= delay, "they waited for the read");
+    assert_eq!(
+        post.status(),
+        StatusCode::OK,
+        "{}",
+        post.text().await.unwrap()
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert!(holds(&http, &hub, &new_sid.unwrap()).await);
+    let connected = text_of(
+        &http,
+        format!("{g2}/socket.io/?EIO=4&transport=polling&session={code}&sid={sid}"),
+    )
+    .await;
+    assert!(connected.starts_with("40{\"sid\""), "{connected}");
+    let r = http.get(format!("{g2}/readyz")).send().await.unwrap();
+    assert!(
+        !r.text().await.unwrap().contains("hub-discovery"),
+        "discovery is done (the session-API check still fails: none configured)"
+    );
+}
