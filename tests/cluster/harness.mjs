@@ -114,8 +114,8 @@ export class Cluster {
 
 /**
  * Participants of several interviews typing at once through nginx: per interview one WebSocket client
- * and one long-polling client (which never upgrades, so every one of its requests goes through nginx
- * and either gateway). Every disconnect is recorded with its time.
+ * and one long-polling client (named `polling-N`; it never upgrades, so every one of its requests goes
+ * through nginx and either gateway). Every disconnect is recorded with its time.
  */
 export class Workload {
   constructor(cluster, { interviews = 6, typeEveryMs = 150, seed = 1 } = {}) {
