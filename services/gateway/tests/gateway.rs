@@ -989,61 +989,6 @@ async fn metrics_count_requests_by_route_and_status_with_latency() {
     assert!(!text.contains("xxxxxxxx"), "{text}");
 }
 
-/// Redis behind a slow link at first: the first read of the hub registrations takes `delay`, as on a
-/// gateway started while Redis is busy; everything else goes straight through.
-struct SlowFirstDiscovery {
-    inner: duet_bus::RedisBus,
-    delay: Duration,
-    first: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl duet_bus::Bus for SlowFirstDiscovery {
-    async fn publish(
-        &self,
-        channel: &str,
-        payload: actix_web::web::Bytes,
-    ) -> Result<(), duet_bus::BusError> {
-        self.inner.publish(channel, payload).await
-    }
-    async fn subscribe_skipping(
-        &self,
-        channel: &str,
-        skip: Option<duet_bus::Skip>,
-    ) -> Result<duet_bus::Subscription, duet_bus::BusError> {
-        self.inner.subscribe_skipping(channel, skip).await
-    }
-    async fn ping(&self) -> Result<(), duet_bus::BusError> {
-        self.inner.ping().await
-    }
-    async fn set_with_ttl(
-        &self,
-        key: &str,
-        value: &str,
-        ttl_secs: u64,
-    ) -> Result<(), duet_bus::BusError> {
-        self.inner.set_with_ttl(key, value, ttl_secs).await
-    }
-    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, duet_bus::BusError> {
-        if self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(self.delay).await;
-        }
-        self.inner.keys_with_prefix(prefix).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<String>, duet_bus::BusError> {
-        self.inner.get(key).await
-    }
-    async fn claim(
-        &self,
-        key: &str,
-        value: &str,
-        replacing: Option<&str>,
-        ttl_secs: u64,
-    ) -> Result<String, duet_bus::BusError> {
-        self.inner.claim(key, value, replacing, ttl_secs).await
-    }
-}
-
 #[actix_web::test]
 async fn a_gateway_just_started_routes_to_the_hubs_it_has_not_read_yet() {
     // Issue 16's rolling restart: nginx sends a restarted gateway requests the moment it listens,
@@ -1070,14 +1015,11 @@ async fn a_gateway_just_started_routes_to_the_hubs_it_has_not_read_yet() {
     assert_eq!(status, StatusCode::OK);
     let sid = sid.unwrap();
 
-    let delay = Duration::from_millis(600);
-    let slow: Arc<dyn Bus> = Arc::new(SlowFirstDiscovery {
-        inner: duet_bus::RedisBus::connect(&url).await.unwrap(),
-        delay,
-        first: true.into(),
-    });
+    // Redis stalls as the second gateway starts: its first read of the registrations waits.
+    let bus: Arc<dyn Bus> = Arc::new(duet_bus::RedisBus::connect(&url).await.unwrap());
+    let paused = redis.pause();
     let started = std::time::Instant::now();
-    let (g2, up2) = spawn_gateway_with_bus(&s, Some(slow)).await;
+    let (g2, up2) = spawn_gateway_with_bus(&s, Some(bus)).await;
     assert!(up2.hubs().candidates("").is_empty(), "nothing read yet");
     let r = http.get(format!("{g2}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -1089,9 +1031,14 @@ async fn a_gateway_just_started_routes_to_the_hubs_it_has_not_read_yet() {
         ))
         .body("40")
         .send();
-    let (post, (status, new_sid)) = tokio::join!(post, handshake(&http, &g2, &code));
+    let stall = Duration::from_millis(600);
+    let resume = async {
+        tokio::time::sleep(stall).await;
+        drop(paused);
+    };
+    let (post, (status, new_sid), ()) = tokio::join!(post, handshake(&http, &g2, &code), resume);
     let post = post.unwrap();
-    assert!(started.elapsed() >= delay, "they waited for the read");
+    assert!(started.elapsed() >= stall, "they waited for the read");
     assert_eq!(
         post.status(),
         StatusCode::OK,

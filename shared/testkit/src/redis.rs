@@ -111,6 +111,19 @@ impl TestRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP), as a Redis stalled by the host: connections stay open and
+    /// commands wait. It runs again (SIGCONT) when the returned guard is dropped. Panics if the
+    /// server is not running.
+    pub fn pause(&self) -> Paused {
+        let pid = self
+            .server
+            .as_ref()
+            .expect("redis-server is not running")
+            .id();
+        signal(pid, "STOP");
+        Paused { pid }
+    }
+
     /// Starts the server again on the same port (with no data: persistence is off). Panics if it
     /// cannot, or if it is running.
     pub fn start_again(&mut self) {
@@ -158,6 +171,27 @@ impl TestRedis {
             let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
         }
     }
+}
+
+/// A server frozen by [`TestRedis::pause`]; dropping this lets it run again.
+#[must_use = "the server runs again when this is dropped"]
+pub struct Paused {
+    pid: u32,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.pid, "CONT");
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{name} {pid} failed");
 }
 
 impl Drop for TestRedis {
