@@ -2077,6 +2077,52 @@ async fn pg_text_batches_skip_rows_another_transaction_holds_instead_of_waiting(
 }
 
 #[tokio::test]
+async fn pg_appends_to_one_session_wait_for_each_other_and_for_no_other() {
+    // Two hubs may append to one interview during a failover. A sequence hands out numbers at
+    // INSERT, not at COMMIT: without the per-session lock a lower `seq` could become visible after
+    // a higher one, and a snapshot of "everything up to N" read in between would miss it.
+    let b = Backend::pg().await;
+    let (busy, other) = (session(&b).await, session(&b).await);
+    let Raw::Pg(url) = &b.raw else { unreachable!() };
+    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // Another writer's append to `busy`, in flight (appends lock the session's row).
+    let tx = client.transaction().await.unwrap();
+    tx.query(
+        "SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE",
+        &[&busy.id],
+    )
+    .await
+    .unwrap();
+    let store = b.store.clone();
+    let mut waiting =
+        tokio::spawn(async move { store.append_updates(&[update(busy.id, None, "b")]).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err(),
+        "an append to the same session waits for the one in flight"
+    );
+    let free = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.store.append_updates(&[update(other.id, None, "o")]),
+    )
+    .await
+    .expect("an append to another session does not wait")
+    .unwrap();
+    tx.commit().await.unwrap();
+    let after = waiting.await.unwrap().unwrap();
+    assert!(
+        after[0] > free[0],
+        "the waiting append got its number after the lock: {after:?} vs {free:?}"
+    );
+    let history = b.store.history(busy.id, DocKind::Code).await.unwrap();
+    assert_eq!(payloads(&history), ["b"]);
+}
+
+#[tokio::test]
 async fn pg_replicas_connecting_together_migrate_once() {
     let url = fresh_database_url().await;
     let (a, b, c) = tokio::join!(
