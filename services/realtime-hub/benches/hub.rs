@@ -22,7 +22,8 @@
 //!
 //! Environment: `BENCH_SECONDS` (measured seconds per point, default 15), `BENCH_QUICK=1` (skip the
 //! search for the largest client count), `BENCH_LOADGEN=node` (the Node generator), `BENCH_HUB_BIN`
-//! (another hub binary, for before/after comparisons). PostgreSQL and Redis are throw-away servers (duet-testkit).
+//! (another hub binary, for before/after comparisons), `BENCH_DB_POINTS=2000,2000` (only step 5's
+//! last probes, at these client counts, fresh each). PostgreSQL and Redis are throw-away servers (duet-testkit).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -348,6 +349,57 @@ impl Sessions {
     }
 }
 
+/// One hub on a PostgreSQL of its own pinned to the hub's core (its processes pinned there; the
+/// backends it forks for the hub inherit that): the server, interviews on it, the hub and its URL.
+async fn own_postgres(
+    redis: &str,
+) -> (
+    duet_testkit::postgres::TestPostgres,
+    Sessions,
+    Child,
+    String,
+) {
+    let pg = duet_testkit::postgres::TestPostgres::start().await;
+    let pg_db = pg.fresh_database_url().await;
+    let pool = Sessions {
+        storage: Arc::new(PgStorage::connect(&pg_db).await.unwrap()),
+        ids: std::sync::Mutex::new(Vec::new()),
+    };
+    for pid in server_pids(&pg) {
+        let pinned = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "0", &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(pinned, "taskset -p on PostgreSQL's process {pid}");
+    }
+    let (hub, url) = spawn_hub("bench-db", &pg_db, redis).await;
+    (pg, pool, hub, url)
+}
+
+/// `BENCH_DB_POINTS=2000,2000,…`: only the probes of one hub on its own PostgreSQL, the database's
+/// CPU counted, at these client counts (a fresh server and hub for each): the database path's
+/// before/after figures with `BENCH_HUB_BIN`.
+async fn db_points(points: &str, redis: &str, seconds: u64) {
+    for n in points
+        .split(',')
+        .filter_map(|p| p.trim().parse::<usize>().ok())
+    {
+        let (pg, pool, mut hub, url) = own_postgres(redis).await;
+        let mut pids = vec![hub.id()];
+        pids.extend(server_pids(&pg).into_iter().map(Some));
+        let r = pool.load(&[url], &pids, n, "yjs", seconds).await;
+        println!(
+            "{}",
+            row(
+                "Duet (Yjs), PostgreSQL on the hub's core, its CPU counted",
+                &r
+            )
+        );
+        let _ = hub.kill().await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
@@ -356,6 +408,11 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let quick = std::env::var("BENCH_QUICK").is_ok();
+    if let Ok(points) = std::env::var("BENCH_DB_POINTS") {
+        let redis = TestRedis::start();
+        db_points(&points, &redis.url(), seconds).await;
+        return;
+    }
     let db = duet_testkit::postgres::fresh_database_url().await;
     let redis = TestRedis::start();
     let storage: Arc<dyn Storage> = Arc::new(PgStorage::connect(&db).await.unwrap());
@@ -504,21 +561,11 @@ async fn main() {
         // One hub on PostgreSQL with the database's CPU counted: a server of its own on the hub's
         // core (its processes pinned there; the backends it forks for the hub inherit that), every
         // process of it measured with the hub.
-        let pg = duet_testkit::postgres::TestPostgres::start().await;
-        let pg_db = pg.fresh_database_url().await;
-        let pg_pool = Sessions {
-            storage: Arc::new(PgStorage::connect(&pg_db).await.unwrap()),
-            ids: std::sync::Mutex::new(Vec::new()),
-        };
-        for pid in server_pids(&pg) {
-            let pinned = std::process::Command::new("taskset")
-                .args(["-a", "-p", "-c", "0", &pid.to_string()])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(pinned, "taskset -p on PostgreSQL's process {pid}");
-        }
-        let (mut hub_db, url_db) = spawn_hub("bench-db", &pg_db, &redis.url()).await;
+        // The hub and the peer measured above are done: stopped, so their chores (unloading
+        // thousands of idle interviews, their snapshots) do not take the measured hub's core.
+        let _ = hub_a.kill().await;
+        let _ = peer.kill().await;
+        let (pg, pg_pool, mut hub_db, url_db) = own_postgres(&redis.url()).await;
         let urls = [url_db];
         let (db_cap, rs) = capacity(1000, max_clients, |n| {
             let mut pids = vec![hub_db.id()];
