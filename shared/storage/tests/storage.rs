@@ -2029,23 +2029,34 @@ async fn check_migrated_v1(store: &dyn Storage, id: Uuid) {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL only
 
+/// A connection of its own to the backend's PostgreSQL database.
+async fn raw_pg(b: &Backend) -> tokio_postgres::Client {
+    let Raw::Pg(url) = &b.raw else { unreachable!() };
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// Takes the row lock the history writer holds on a session while it appends, until `tx` ends.
+async fn lock_session_row(tx: &tokio_postgres::Transaction<'_>, id: Uuid) {
+    tx.query(
+        "SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE",
+        &[&id],
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn pg_text_batches_skip_rows_another_transaction_holds_instead_of_waiting() {
     let b = Backend::pg().await;
     let (held, free) = (session(&b).await, session(&b).await);
-    let Raw::Pg(url) = &b.raw else { unreachable!() };
-    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = raw_pg(&b).await;
     // As the history writer does while it appends to a session.
     let tx = client.transaction().await.unwrap();
-    tx.query(
-        "SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE",
-        &[&held.id],
-    )
-    .await
-    .unwrap();
+    lock_session_row(&tx, held.id).await;
     let saved = tokio::time::timeout(
         Duration::from_secs(5),
         b.store
@@ -2083,19 +2094,10 @@ async fn pg_appends_to_one_session_wait_for_each_other_and_for_no_other() {
     // a higher one, and a snapshot of "everything up to N" read in between would miss it.
     let b = Backend::pg().await;
     let (busy, other) = (session(&b).await, session(&b).await);
-    let Raw::Pg(url) = &b.raw else { unreachable!() };
-    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    // Another writer's append to `busy`, in flight (appends lock the session's row).
+    let mut client = raw_pg(&b).await;
+    // Another writer's append to `busy`, in flight.
     let tx = client.transaction().await.unwrap();
-    tx.query(
-        "SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE",
-        &[&busy.id],
-    )
-    .await
-    .unwrap();
+    lock_session_row(&tx, busy.id).await;
     let store = b.store.clone();
     let mut waiting =
         tokio::spawn(async move { store.append_updates(&[update(busy.id, None, "b")]).await });
