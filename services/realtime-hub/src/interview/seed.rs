@@ -137,10 +137,7 @@ impl Base {
         // This text less what it deletes: `kept`, with its runs.
         let old = &*self.text;
         let mut kept = String::with_capacity(old.len());
-        let mut kept_runs = Runs {
-            runs: Vec::with_capacity(runs.runs.len() + dels.len()),
-            starts: Vec::with_capacity(runs.runs.len() + dels.len()),
-        };
+        let mut kept_runs = Runs::with_capacity(runs.runs.len() + dels.len());
         let mut cursor = Cursor::new(old);
         for &(from, to) in dels.iter().chain(std::iter::once(&(n, n))) {
             cursor.copy_to(from, runs, &mut kept, &mut kept_runs)?;
@@ -181,10 +178,7 @@ impl Base {
         let mut out = String::with_capacity(
             kept.len() + w.inserted.iter().map(|i| i.text.len()).sum::<usize>(),
         );
-        let mut new_runs = Runs {
-            runs: Vec::with_capacity(kept_runs.runs.len() + 2 * at.len()),
-            starts: Vec::with_capacity(kept_runs.runs.len() + 2 * at.len()),
-        };
+        let mut new_runs = Runs::with_capacity(kept_runs.runs.len() + 2 * at.len());
         let mut cursor = Cursor::new(&kept);
         let kept_len = kept_runs.len();
         for (ins, &p) in w
@@ -213,10 +207,9 @@ impl Base {
                 .delete_set
                 .insert(ID::new(ClientID::new(c), k), len);
         }
-        let text: Arc<str> = Arc::from(out);
         Some(Arc::new(Base {
-            units: utf16_len(&text),
-            text,
+            units: u64::from(new_runs.len()),
+            text: Arc::from(out),
             snapshot,
             runs: OnceLock::from(new_runs),
             version: OnceLock::new(),
@@ -262,6 +255,13 @@ struct Runs {
 }
 
 impl Runs {
+    fn with_capacity(n: usize) -> Runs {
+        Runs {
+            runs: Vec::with_capacity(n),
+            starts: Vec::with_capacity(n),
+        }
+    }
+
     /// The characters visible at `snapshot`, in document order, with their ids; `None` when they do
     /// not spell `expected` (characters of the base were dropped from the document).
     fn resolve(
@@ -274,10 +274,7 @@ impl Runs {
         // Every piece visible at `snapshot` and not at `nothing` comes back as "added", one chunk per
         // item, with the id of its first unit.
         let chunks = text.diff_range(txn, Some(snapshot), Some(&nothing), YChange::identity);
-        let mut runs = Runs {
-            runs: Vec::with_capacity(chunks.len()),
-            starts: Vec::with_capacity(chunks.len()),
-        };
+        let mut runs = Runs::with_capacity(chunks.len());
         let mut rest = expected;
         for chunk in chunks {
             let (Out::Any(Any::String(s)), Some(change)) = (&chunk.insert, chunk.ychange) else {
@@ -371,10 +368,7 @@ impl Runs {
     /// The runs of the text `hunks` make of this one, the insertions written by `client` from
     /// `clock` on, in order.
     fn edited(&self, hunks: &[Hunk], client: u64, mut clock: u32) -> Runs {
-        let mut out = Runs {
-            runs: Vec::with_capacity(self.runs.len() + 2 * hunks.len()),
-            starts: Vec::with_capacity(self.runs.len() + 2 * hunks.len()),
-        };
+        let mut out = Runs::with_capacity(self.runs.len() + 2 * hunks.len());
         let mut at = 0;
         for h in hunks {
             self.copy_into(at, h.at, &mut out);

@@ -92,6 +92,7 @@ impl Hub {
                 Some(after) => {
                     // Worked out, not read: exactly what the document holds, where it holds it.
                     assert_eq!(*after.text, self.value(), "the text worked out");
+                    assert_eq!(after.units, utf16_len(&after.text), "its length");
                     assert!(after.matches(&self.doc.transact()), "its state vector");
                     let mut txn = self.doc.transact_mut();
                     let read = Runs::resolve(&mut txn, &self.text, &after.snapshot, &after.text)
