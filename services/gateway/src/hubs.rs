@@ -114,10 +114,8 @@ pub struct Hubs {
     entries: RwLock<BTreeMap<String, Entry>>,
     /// Whether the last read of the bus succeeded; placement lookups skip Redis while it is away.
     bus_ok: AtomicBool,
-    /// Whether discovery has read the bus at all (successfully or not).
-    bus_read: AtomicBool,
-    /// `true` once discovery's first round has ended (at once when there is no discovery): what
-    /// requests on a gateway just started wait for ([`Hubs::first_round`]).
+    /// `true` once discovery has read the bus (successfully or not), and from the start when there
+    /// is no discovery: what requests on a gateway just started wait for ([`Hubs::first_round`]).
     first_round: tokio::sync::watch::Sender<bool>,
     /// Signalled when Redis is found empty (restarted without persistence): placement records are
     /// to be written again.
@@ -145,7 +143,6 @@ impl Hubs {
         Self {
             entries: RwLock::new(entries),
             bus_ok: AtomicBool::new(false),
-            bus_read: AtomicBool::new(false),
             first_round: tokio::sync::watch::Sender::new(true),
             redis_reset: tokio::sync::Notify::new(),
             recheck: tokio::sync::Mutex::new(
@@ -170,9 +167,18 @@ impl Hubs {
         self.bus_ok.load(Ordering::Relaxed)
     }
 
+    /// The outcome of a discovery round's read of the bus, once what it read is applied: this ends
+    /// the first round.
     pub fn set_bus_ok(&self, ok: bool) {
         self.bus_ok.store(ok, Ordering::Relaxed);
-        self.bus_read.store(true, Ordering::Relaxed);
+        self.first_round
+            .send_if_modified(|done| !std::mem::replace(done, true));
+    }
+
+    /// Discovery starts: until its first read of the bus ends ([`Hubs::set_bus_ok`]), requests wait
+    /// for it ([`Hubs::first_round`]) and placement lookups ask Redis.
+    pub fn discovery_starts(&self) {
+        self.first_round.send_replace(false);
     }
 
     /// Whether discovery's first round has ended (or there is no discovery).
@@ -194,7 +200,7 @@ impl Hubs {
     /// (a gateway just started serves at once; hashing instead would send an established
     /// long-polling session to a hub that does not hold it — "Session ID unknown", a reconnect).
     pub fn placements_usable(&self) -> bool {
-        self.bus_ok() || !self.bus_read.load(Ordering::Relaxed)
+        self.bus_ok() || !self.first_round_done()
     }
 
     /// Takes in the registrations read from Redis. With `trust_absence`, a known hub missing from
@@ -453,8 +459,8 @@ pub async fn registered_hubs(bus: &dyn Bus) -> Result<Vec<HubRef>, duet_bus::Bus
 /// lost its data the registrations are taken as incomplete (the hubs' registration TTL: by then each
 /// live hub has renewed its own).
 pub fn spawn_discovery(bus: Arc<dyn Bus>, hubs: Arc<Hubs>, grace: Duration) {
-    // Set before the task runs, so no request slips in between.
-    hubs.first_round.send_replace(false);
+    // Before the task runs, so no request slips in between.
+    hubs.discovery_starts();
     tokio::spawn(async move {
         // Untrusted from the start: this gateway has not seen a complete round yet.
         let mut trusted_from = Instant::now() + grace;
@@ -473,11 +479,11 @@ pub fn spawn_discovery(bus: Arc<dyn Bus>, hubs: Arc<Hubs>, grace: Duration) {
             };
             match round.await {
                 Ok(registered) => {
+                    hubs.apply_registrations(&registered, Instant::now() >= trusted_from);
                     hubs.set_bus_ok(true);
                     if reset {
                         hubs.redis_reset.notify_one();
                     }
-                    hubs.apply_registrations(&registered, Instant::now() >= trusted_from);
                 }
                 Err(e) => {
                     if hubs.bus_ok() {
@@ -487,8 +493,6 @@ pub fn spawn_discovery(bus: Arc<dyn Bus>, hubs: Arc<Hubs>, grace: Duration) {
                     trusted_from = Instant::now() + grace;
                 }
             }
-            hubs.first_round
-                .send_if_modified(|done| !std::mem::replace(done, true));
             tokio::time::sleep(DISCOVERY_EVERY).await;
         }
     });
@@ -593,9 +597,19 @@ mod tests {
     #[test]
     fn placements_are_asked_for_from_the_start_and_while_redis_answers() {
         let h = Hubs::new(&["http://hub-1".to_owned()]);
+        assert!(
+            h.first_round_done(),
+            "nothing to wait for without discovery"
+        );
+        h.discovery_starts();
+        assert!(!h.first_round_done());
         assert!(!h.bus_ok(), "not known to answer before a read");
         assert!(h.placements_usable(), "a gateway just started asks Redis");
         h.set_bus_ok(false);
+        assert!(
+            h.first_round_done(),
+            "a failed read ends the first round too"
+        );
         assert!(!h.placements_usable(), "not while Redis does not answer");
         h.set_bus_ok(true);
         assert!(h.placements_usable());
