@@ -377,6 +377,14 @@ async fn own_postgres(
     (pg, pool, hub, url)
 }
 
+/// The processes whose CPU counts for a hub on its own PostgreSQL: the hub's and the database's
+/// (read at each probe: PostgreSQL forks a backend per connection).
+fn counted_pids(hub: &Child, pg: &duet_testkit::postgres::TestPostgres) -> Vec<Option<u32>> {
+    let mut pids = vec![hub.id()];
+    pids.extend(server_pids(pg).into_iter().map(Some));
+    pids
+}
+
 /// `BENCH_DB_POINTS=2000,2000,…`: only the probes of one hub on its own PostgreSQL, the database's
 /// CPU counted, at these client counts (a fresh server and hub for each): the database path's
 /// before/after figures with `BENCH_HUB_BIN`.
@@ -386,8 +394,7 @@ async fn db_points(points: &str, redis: &str, seconds: u64) {
         .filter_map(|p| p.trim().parse::<usize>().ok())
     {
         let (pg, pool, mut hub, url) = own_postgres(redis).await;
-        let mut pids = vec![hub.id()];
-        pids.extend(server_pids(&pg).into_iter().map(Some));
+        let pids = counted_pids(&hub, &pg);
         let r = pool.load(&[url], &pids, n, "yjs", seconds).await;
         println!(
             "{}",
@@ -568,8 +575,7 @@ async fn main() {
         let (pg, pg_pool, mut hub_db, url_db) = own_postgres(&redis.url()).await;
         let urls = [url_db];
         let (db_cap, rs) = capacity(1000, max_clients, |n| {
-            let mut pids = vec![hub_db.id()];
-            pids.extend(server_pids(&pg).into_iter().map(Some));
+            let pids = counted_pids(&hub_db, &pg);
             let (pool, urls) = (&pg_pool, &urls);
             async move { pool.load(urls, &pids, n, "yjs", seconds).await }
         })
