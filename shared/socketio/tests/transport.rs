@@ -346,6 +346,88 @@ async fn a_retried_poll_gets_its_answer_again_or_replaces_the_waiting_one() {
     srv.still_serves().await;
 }
 
+/// nginx resends a long-poll POST whose gateway died before answering (`non_idempotent` in
+/// deploy/nginx.conf) — the same request, same `t`. A retry of a POST whose packets were taken is
+/// answered `ok` and takes nothing twice; a retry that comes while the first is still being read
+/// waits for it; another POST at the same time (another `t`) is still a protocol violation.
+#[actix_rt::test]
+async fn a_retried_post_is_taken_once() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let srv = spawn(test_config()).await;
+    let sid = srv.open_polling().await;
+    assert_eq!(srv.post(&sid, "40").await, 200);
+    assert!(srv.poll(&sid).await.1.starts_with("40{"));
+    let post_t = |t: &'static str, body: &'static str| {
+        let (srv, sid) = (&srv, &sid);
+        async move {
+            let url = format!("{}&sid={sid}&t={t}", srv.polling());
+            let mut res = client().post(url).send_body(body).await.unwrap();
+            let answer = res.body().await.unwrap();
+            (
+                res.status().as_u16(),
+                String::from_utf8_lossy(&answer).into_owned(),
+            )
+        }
+    };
+    let one = r#"42["echo","one"]"#;
+    assert_eq!(post_t("p1", one).await, (200, "ok".to_owned()));
+    assert_eq!(post_t("p1", one).await, (200, "ok".to_owned()), "the retry");
+    assert_eq!(srv.poll(&sid).await, (200, one.to_owned()), "echoed once");
+
+    // The first is still being read (half its body sent) when its retry arrives.
+    let two = r#"42["echo","two"]"#;
+    let mut first = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid}&t=p2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{}",
+        two.len(),
+        &two[..5]
+    );
+    first.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let retry = post_t("p2", two);
+    let rest = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        first.write_all(&two.as_bytes()[5..]).await.unwrap();
+        let mut answer = Vec::new();
+        let read = first.read_buf(&mut answer);
+        tokio::time::timeout(Duration::from_secs(3), read)
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let (retried, first_answer) = futures_util::join!(retry, rest);
+    assert!(first_answer.starts_with("HTTP/1.1 200"), "{first_answer}");
+    assert_eq!(
+        retried,
+        (200, "ok".to_owned()),
+        "the retry waited for the first"
+    );
+    assert_eq!(srv.poll(&sid).await, (200, two.to_owned()), "echoed once");
+    assert!(srv.reasons.lock().is_empty(), "{:?}", srv.reasons.lock());
+
+    // A new request (another `t`) is taken as such, even with the same packets.
+    assert_eq!(post_t("p3", one).await.0, 200);
+    assert_eq!(srv.poll(&sid).await, (200, one.to_owned()));
+
+    // Another POST while one is being read: 400, and the session closes.
+    let mut first = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid}&t=p4 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Length: 10\r\n\r\n42"
+    );
+    first.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(post_t("p5", two).await.0, 400);
+    assert_eq!(srv.poll(&sid).await.0, 400);
+    srv.still_serves().await;
+}
+
 #[actix_rt::test]
 async fn undecodable_packets_close_the_connection() {
     let srv = spawn(test_config()).await;

@@ -85,13 +85,20 @@ impl State {
     }
 }
 
-/// What makes a long-poll GET safe to retry. A proxy in front (nginx with `proxy_next_upstream`)
-/// retries a GET whose upstream failed before answering it — the same request, with the same `t`
-/// query parameter (the client's per-request cache buster). When the failure came after this
-/// server had answered (a gateway that died with the answer in hand), the packets in that answer
-/// would be lost with no error at the client: the retry is then given the same answer again. When
-/// the first request is still waiting here (its downstream gone, which the server does not see),
-/// the retry replaces it instead of counting as a second concurrent GET.
+/// What makes long-poll requests safe to retry. A proxy in front (nginx with `proxy_next_upstream`)
+/// retries a request whose upstream failed before answering it — the same request, with the same
+/// `t` query parameter (the client's per-request cache buster).
+///
+/// A `GET`: when the failure came after this server had answered (a gateway that died with the
+/// answer in hand), the packets in that answer would be lost with no error at the client: the retry
+/// is then given the same answer again. When the first request is still waiting here (its
+/// downstream gone, which the server does not see), the retry replaces it instead of counting as a
+/// second concurrent GET.
+///
+/// A `POST` (nginx resends one only with `non_idempotent`, which deploy/nginx.conf sets for
+/// Engine.IO): when its packets were already taken, the retry is answered `ok` again without taking
+/// them twice; when the first is still being read, the retry waits for it instead of counting as a
+/// second concurrent POST.
 #[derive(Default)]
 pub(crate) struct PollRetry {
     /// The `t` of the GET that is active.
@@ -99,6 +106,10 @@ pub(crate) struct PollRetry {
     /// The last answer and the `t` of the GET it answered; dropped when the next GET (another `t`)
     /// shows the client has it.
     pub(crate) last: Option<(Box<str>, Bytes)>,
+    /// The `t` of the last POST that began, and whether its packets were taken.
+    pub(crate) post: Option<(Box<str>, bool)>,
+    /// A retry of the active POST waits for it (woken through `Conn::notify`).
+    pub(crate) post_waiting: bool,
 }
 
 /// Shared between a WebSocket's response body (the writer) and its reader task.

@@ -297,7 +297,9 @@ impl<H: EngineHandler> EngineIo<H> {
                 };
                 match *req.method() {
                     Method::GET => polling::get(&self.shared, conn, q.t.as_deref()).await,
-                    Method::POST => polling::post(&self.shared, conn, req, body).await,
+                    Method::POST => {
+                        polling::post(&self.shared, conn, req, body, q.t.as_deref()).await
+                    }
                     _ => EngineHttpError::BadRequest.response(),
                 }
             }

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -112,7 +113,13 @@ pub(crate) async fn get<H: EngineHandler>(
                 p.active_t = Some(t.into());
                 p.last = None;
             }
-            None => s.poll = None,
+            // Kept for a POST's record, if one made it.
+            None => {
+                if let Some(p) = s.poll.as_mut() {
+                    p.active_t = None;
+                    p.last = None;
+                }
+            }
         }
         s.get_gen
     };
@@ -172,35 +179,65 @@ pub(crate) async fn get<H: EngineHandler>(
     }
 }
 
-/// Clears `post_active` when the request ends.
+/// Clears `post_active` when the request ends, and wakes a retry of it that waits.
 struct PostGuard<H: EngineHandler>(Arc<Conn<H>>);
 
 impl<H: EngineHandler> Drop for PostGuard<H> {
     fn drop(&mut self) {
-        self.0.state.lock().post_active = false;
+        let waiting = {
+            let mut s = self.0.state.lock();
+            s.post_active = false;
+            s.poll
+                .as_mut()
+                .is_some_and(|p| std::mem::take(&mut p.post_waiting))
+        };
+        if waiting {
+            self.0.notify.notify_waiters();
+        }
     }
 }
 
+/// Longest time a proxy's retry of a POST waits for the first, still being read, to end; then it
+/// counts as a second concurrent POST.
+const POST_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+/// What a POST may do, given the one before it.
+enum PostStart {
+    /// Take its packets.
+    Take,
+    /// A retry of a POST whose packets were taken: answer `ok` again.
+    Taken,
+    /// A retry of the POST still being read: wait for it.
+    Wait,
+    /// Refused (closed session, upgraded, or a second concurrent POST that is no retry).
+    Refuse,
+}
+
 /// A `POST` with a payload of packets from the client.
+/// `t` is the request's cache buster, which makes a proxy's retry of it recognisable (see
+/// [`PollRetry`](super::conn::PollRetry)).
 pub(crate) async fn post<H: EngineHandler>(
     engine: &Arc<EngineShared<H>>,
     conn: Arc<Conn<H>>,
     req: &HttpRequest,
     mut body: web::Payload,
+    t: Option<&str>,
 ) -> HttpResponse {
-    {
-        let mut s = conn.state.lock();
-        if s.closed.is_some() || s.transport == Transport::WebSocket {
-            return EngineHttpError::BadRequest.response();
+    let deadline = tokio::time::Instant::now() + POST_RETRY_WAIT;
+    loop {
+        // Made before the state is read, so the first POST's end cannot be missed.
+        let notified = conn.notify.notified();
+        match start_post(&conn, t, tokio::time::Instant::now() < deadline) {
+            PostStart::Take => break,
+            PostStart::Taken => return posted(),
+            PostStart::Refuse => return EngineHttpError::BadRequest.response(),
+            PostStart::Wait => {}
         }
-        if s.post_active {
-            // "a client MUST NOT have more than one active POST request. Should it happen, the
-            // server MUST return an HTTP 400 error status and close the session."
-            drop(s);
-            conn.close(DisconnectReason::TransportError);
-            return EngineHttpError::BadRequest.response();
+        tokio::select! {
+            _ = notified => {}
+            _ = conn.closed.cancelled() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
         }
-        s.post_active = true;
     }
     let _guard = PostGuard(conn.clone());
     let max = engine.config.max_payload;
@@ -245,7 +282,58 @@ pub(crate) async fn post<H: EngineHandler>(
             }
         }
     }
+    // Taken: a retry of this request is answered without taking them again. (The record is this
+    // request's: no other POST begins while it is active.)
+    if t.is_some() {
+        if let Some((_, taken)) = conn
+            .state
+            .lock()
+            .poll
+            .as_mut()
+            .and_then(|p| p.post.as_mut())
+        {
+            *taken = true;
+        }
+    }
+    posted()
+}
+
+fn posted() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html").body("ok")
+}
+
+/// Decides what a POST does and, when it takes its packets, makes it the active one.
+fn start_post<H: EngineHandler>(conn: &Arc<Conn<H>>, t: Option<&str>, may_wait: bool) -> PostStart {
+    let mut s = conn.state.lock();
+    if s.closed.is_some() || s.transport == Transport::WebSocket {
+        return PostStart::Refuse;
+    }
+    // This request is a retry of the last POST (same `t`): whether that one's packets were taken.
+    let retry_of = t.and_then(|t| {
+        let (post_t, taken) = s.poll.as_ref()?.post.as_ref()?;
+        (**post_t == *t).then_some(*taken)
+    });
+    if s.post_active {
+        if may_wait && retry_of.is_some() {
+            if let Some(p) = s.poll.as_mut() {
+                p.post_waiting = true;
+            }
+            return PostStart::Wait;
+        }
+        // "a client MUST NOT have more than one active POST request. Should it happen, the
+        // server MUST return an HTTP 400 error status and close the session."
+        drop(s);
+        conn.close(DisconnectReason::TransportError);
+        return PostStart::Refuse;
+    }
+    if retry_of == Some(true) {
+        return PostStart::Taken;
+    }
+    s.post_active = true;
+    if let Some(t) = t {
+        s.poll.get_or_insert_with(Default::default).post = Some((t.into(), false));
+    }
+    PostStart::Take
 }
 
 /// The heartbeat of a polling session (engine.io-protocol, "Heartbeat"): a `ping` every
