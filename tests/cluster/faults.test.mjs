@@ -1,13 +1,16 @@
 // Scale-out under faults, on the native cluster of scripts/cluster.sh (nginx → 2 gateways → 2 hubs and
-// 2 session-APIs, PostgreSQL, Redis): a hub killed, a gateway killed, both gateways restarted, nginx
-// reloaded, Redis and PostgreSQL restarted, a third hub joining and leaving. Real socket.io-client + Yjs
-// participants type through nginx all along (one WebSocket and one long-polling client per interview,
-// with the browser client's reconnection settings); after each fault every acknowledged edit must be in
-// the document a fresh participant loads, and each scenario asserts its own figures.
+// 2 session-APIs, PostgreSQL, Redis): a hub killed, a gateway killed (also one frozen first, holding
+// requests), both gateways restarted, nginx reloaded, Redis and PostgreSQL restarted, a third hub
+// joining and leaving. Real socket.io-client + Yjs participants type through nginx all along (one
+// WebSocket and one long-polling client per interview, with the browser client's reconnection
+// settings); after each fault every acknowledged edit must be in the document a fresh participant
+// loads, and each scenario asserts its own figures.
 //
 // The figures that depend on the hub's drain (a stopping hub deregistering and refusing handshakes at
-// once: ≤ 1 reconnect and ≤ 3 s per client on a rolling restart) are in drain.pending.mjs, not run yet.
+// once: ≤ 1 reconnect and ≤ 3 s per client on a rolling restart) are in drain.test.mjs.
 import { describe, it, before, after } from "node:test";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import assert from "node:assert/strict";
 import { Cluster, Workload, pollHttp, BROWSER_SOCKET } from "./harness.mjs";
 import { CollabClient, sleep, until } from "../js/collab/client.mjs";
@@ -95,6 +98,31 @@ describe("scale-out on the native cluster", { timeout: 300_000 }, () => {
     figures.gatewayKill.http = r.counts;
     assert.deepEqual(r.failures, [], "requests through nginx failed while a gateway was dead");
     await noLoss("gateway killed");
+    await cluster.up("gateway-1");
+  }));
+
+  it("a gateway frozen, then killed (-9), holding long-poll requests: nginx resends them (POSTs too) to the other, no long-polling client disconnects", withLogs(async () => {
+    // Frozen (SIGSTOP), the gateway still completes TCP handshakes (the kernel does), so nginx sends
+    // it requests that it never reads; killed, it resets them. nginx resends each to the other gateway
+    // — a POST too (`non_idempotent` in deploy/nginx.conf), which the hub takes once (same `t`).
+    const errorLog = join(cluster.dir, "nginx.error.log");
+    const logFrom = statSync(errorLog).size;
+    const t0 = Date.now();
+    process.kill(Number(readFileSync(join(cluster.dir, "gateway-1.pid"), "utf8")), "SIGSTOP");
+    await sleep(800);
+    await cluster.kill("gateway-1", "KILL");
+    await sleep(1500);
+    const resets = readFileSync(errorLog, "utf8")
+      .slice(logFrom)
+      .split("\n")
+      .filter((l) => /reset by peer|prematurely closed/.test(l) && /transport=polling/.test(l));
+    const resentPosts = resets.filter((l) => /request: "POST /.test(l)).length;
+    const polling = work.disconnectsSince(t0).filter((d) => d.client.startsWith("polling-"));
+    figures.gatewayFrozen = { resetRequests: resets.length, resentPosts, pollingDisconnects: polling.length };
+    assert.ok(resentPosts > 0, `no long-poll POST was held by the frozen gateway (${resets.length} requests were)`);
+    assert.deepEqual(polling, [], "long-polling clients disconnected");
+    assert.ok(await until(() => work.clients.every((c) => c.joined && c.synced), FAILOVER_MS), "clients did not come back");
+    await noLoss("gateway frozen and killed");
     await cluster.up("gateway-1");
   }));
 
