@@ -347,7 +347,7 @@ async fn a_retried_poll_gets_its_answer_again_or_replaces_the_waiting_one() {
 }
 
 /// nginx resends a long-poll POST whose gateway died before answering (`non_idempotent` in
-/// deploy/nginx.conf) — the same request, same `t`. A retry of a POST whose packets were taken is
+/// deploy/nginx.conf) — the same request, same `t` and request id. A retry of a POST whose packets were taken is
 /// answered `ok` and takes nothing twice; a retry that comes while the first is still being read
 /// waits for it; another POST at the same time (another `t`) is still a protocol violation.
 #[actix_rt::test]
@@ -412,6 +412,26 @@ async fn a_retried_post_is_taken_once() {
     // A new request (another `t`) is taken as such, even with the same packets.
     assert_eq!(post_t("p3", one).await.0, 200);
     assert_eq!(srv.poll(&sid).await, (200, one.to_owned()));
+
+    // A client that sends no `t` (python-engineio's POSTs): nginx's request id tells a retry from
+    // the next request.
+    let post_id = |id: &'static str, body: &'static str| {
+        let (srv, sid) = (&srv, &sid);
+        async move {
+            let url = format!("{}&sid={sid}", srv.polling());
+            let req = client().post(url).insert_header(("x-request-id", id));
+            req.send_body(body).await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(post_id("r1", one).await, 200);
+    assert_eq!(post_id("r1", one).await, 200, "the retry");
+    assert_eq!(post_id("r2", one).await, 200, "the next request");
+    let both = format!("{one}\u{1e}{one}");
+    assert_eq!(
+        srv.poll(&sid).await,
+        (200, both),
+        "two requests, two echoes"
+    );
 
     // Another POST while one is being read: 400, and the session closes.
     let mut first = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))

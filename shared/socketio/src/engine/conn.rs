@@ -96,9 +96,10 @@ impl State {
 /// second concurrent GET.
 ///
 /// A `POST` (nginx resends one only with `non_idempotent`, which deploy/nginx.conf sets for
-/// Engine.IO): when its packets were already taken, the retry is answered `ok` again without taking
-/// them twice; when the first is still being read, the retry waits for it instead of counting as a
-/// second concurrent POST.
+/// Engine.IO), recognised by its `t` and by the request id nginx sends with it (a client may send
+/// no `t` with its POSTs): when its packets were already taken, the retry is answered `ok` again
+/// without taking them twice; when the first is still being read, the retry waits for it instead
+/// of counting as a second concurrent POST.
 #[derive(Default)]
 pub(crate) struct PollRetry {
     /// The `t` of the GET that is active.
@@ -106,7 +107,8 @@ pub(crate) struct PollRetry {
     /// The last answer and the `t` of the GET it answered; dropped when the next GET (another `t`)
     /// shows the client has it.
     pub(crate) last: Option<(Box<str>, Bytes)>,
-    /// The `t` of the last POST that began, and whether its packets were taken.
+    /// The retry key (`t`, or nginx's request id, or both) of the last POST that began, and whether
+    /// its packets were taken.
     pub(crate) post: Option<(Box<str>, bool)>,
     /// A retry of the active POST waits for it (woken through `Conn::notify`).
     pub(crate) post_waiting: bool,

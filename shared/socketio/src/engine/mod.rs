@@ -298,7 +298,8 @@ impl<H: EngineHandler> EngineIo<H> {
                 match *req.method() {
                     Method::GET => polling::get(&self.shared, conn, q.t.as_deref()).await,
                     Method::POST => {
-                        polling::post(&self.shared, conn, req, body, q.t.as_deref()).await
+                        let key = polling::retry_key(req, q.t.as_deref());
+                        polling::post(&self.shared, conn, req, body, key.as_deref()).await
                     }
                     _ => EngineHttpError::BadRequest.response(),
                 }

@@ -213,21 +213,39 @@ enum PostStart {
     Refuse,
 }
 
-/// A `POST` with a payload of packets from the client.
-/// `t` is the request's cache buster, which makes a proxy's retry of it recognisable (see
-/// [`PollRetry`](super::conn::PollRetry)).
+/// Longest `X-Request-Id` taken as part of a POST's [`retry_key`].
+const MAX_REQUEST_ID: usize = 128;
+
+/// What a proxy's retry of a POST has in common with the first and no other request of the client
+/// has: the client's `t` cache buster, and the request id nginx gives each request it receives
+/// (`X-Request-Id`, deploy/nginx.conf; the same for its retries), which stands in for `t` for a
+/// client that sends none (python-engineio's POSTs). Neither: `None`, and no retry is recognised.
+pub(crate) fn retry_key(req: &HttpRequest, t: Option<&str>) -> Option<String> {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID);
+    match (t, id) {
+        (Some(t), Some(id)) => Some(format!("{t} {id}")),
+        (t, id) => t.or(id).map(str::to_owned),
+    }
+}
+
+/// A `POST` with a payload of packets from the client. `key` is what makes a proxy's retry of it
+/// recognisable ([`retry_key`]; see [`PollRetry`](super::conn::PollRetry)).
 pub(crate) async fn post<H: EngineHandler>(
     engine: &Arc<EngineShared<H>>,
     conn: Arc<Conn<H>>,
     req: &HttpRequest,
     mut body: web::Payload,
-    t: Option<&str>,
+    key: Option<&str>,
 ) -> HttpResponse {
     let deadline = tokio::time::Instant::now() + POST_RETRY_WAIT;
     loop {
         // Made before the state is read, so the first POST's end cannot be missed.
         let notified = conn.notify.notified();
-        match start_post(&conn, t, tokio::time::Instant::now() < deadline) {
+        match start_post(&conn, key, tokio::time::Instant::now() < deadline) {
             PostStart::Take => break,
             PostStart::Taken => return posted(),
             PostStart::Refuse => return EngineHttpError::BadRequest.response(),
@@ -284,7 +302,7 @@ pub(crate) async fn post<H: EngineHandler>(
     }
     // Taken: a retry of this request is answered without taking them again. (The record is this
     // request's: no other POST begins while it is active.)
-    if t.is_some() {
+    if key.is_some() {
         if let Some((_, taken)) = conn
             .state
             .lock()
@@ -303,15 +321,19 @@ fn posted() -> HttpResponse {
 }
 
 /// Decides what a POST does and, when it takes its packets, makes it the active one.
-fn start_post<H: EngineHandler>(conn: &Arc<Conn<H>>, t: Option<&str>, may_wait: bool) -> PostStart {
+fn start_post<H: EngineHandler>(
+    conn: &Arc<Conn<H>>,
+    key: Option<&str>,
+    may_wait: bool,
+) -> PostStart {
     let mut s = conn.state.lock();
     if s.closed.is_some() || s.transport == Transport::WebSocket {
         return PostStart::Refuse;
     }
-    // This request is a retry of the last POST (same `t`): whether that one's packets were taken.
-    let retry_of = t.and_then(|t| {
-        let (post_t, taken) = s.poll.as_ref()?.post.as_ref()?;
-        (**post_t == *t).then_some(*taken)
+    // This request is a retry of the last POST (same key): whether that one's packets were taken.
+    let retry_of = key.and_then(|key| {
+        let (last, taken) = s.poll.as_ref()?.post.as_ref()?;
+        (**last == *key).then_some(*taken)
     });
     if s.post_active {
         if may_wait && retry_of.is_some() {
@@ -330,8 +352,8 @@ fn start_post<H: EngineHandler>(conn: &Arc<Conn<H>>, t: Option<&str>, may_wait: 
         return PostStart::Taken;
     }
     s.post_active = true;
-    if let Some(t) = t {
-        s.poll.get_or_insert_with(Default::default).post = Some((t.into(), false));
+    if let Some(key) = key {
+        s.poll.get_or_insert_with(Default::default).post = Some((key.into(), false));
     }
     PostStart::Take
 }
