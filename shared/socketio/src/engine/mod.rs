@@ -296,7 +296,9 @@ impl<H: EngineHandler> EngineIo<H> {
                     return EngineHttpError::UnknownSid.response();
                 };
                 match *req.method() {
-                    Method::GET => polling::get(&self.shared, conn, q.t.as_deref()).await,
+                    Method::GET => {
+                        polling::get(&self.shared, conn, polling::retry_t(q.t.as_deref())).await
+                    }
                     Method::POST => {
                         let key = polling::retry_key(req, q.t.as_deref());
                         polling::post(&self.shared, conn, req, body, key.as_deref()).await

@@ -213,8 +213,14 @@ enum PostStart {
     Refuse,
 }
 
-/// Longest `X-Request-Id` taken as part of a POST's [`retry_key`].
-const MAX_REQUEST_ID: usize = 128;
+/// Longest `t` or `X-Request-Id` kept to recognise a retry (the official clients' `t` has about ten
+/// characters); a longer one is not kept, and its request not recognised when retried.
+const MAX_RETRY_ID: usize = 128;
+
+/// `t`, if it is short enough to be kept for a retry.
+pub(crate) fn retry_t(t: Option<&str>) -> Option<&str> {
+    t.filter(|t| t.len() <= MAX_RETRY_ID)
+}
 
 /// What a proxy's retry of a POST has in common with the first and no other request of the client
 /// has: the client's `t` cache buster, and the request id nginx gives each request it receives
@@ -225,8 +231,8 @@ pub(crate) fn retry_key(req: &HttpRequest, t: Option<&str>) -> Option<String> {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID);
-    match (t, id) {
+        .filter(|v| !v.is_empty() && v.len() <= MAX_RETRY_ID);
+    match (retry_t(t), id) {
         (Some(t), Some(id)) => Some(format!("{t} {id}")),
         (t, id) => t.or(id).map(str::to_owned),
     }
@@ -404,4 +410,35 @@ pub(crate) fn spawn_heartbeat<H: EngineHandler>(engine: Arc<EngineShared<H>>, co
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn a_retry_key_is_t_and_the_request_id_whichever_are_there_and_short() {
+        let with_id = |id: &str| {
+            TestRequest::default()
+                .insert_header(("x-request-id", id))
+                .to_http_request()
+        };
+        let none = TestRequest::default().to_http_request();
+        assert_eq!(
+            retry_key(&with_id("r1"), Some("t1")).as_deref(),
+            Some("t1 r1")
+        );
+        assert_eq!(retry_key(&none, Some("t1")).as_deref(), Some("t1"));
+        assert_eq!(retry_key(&with_id("r1"), None).as_deref(), Some("r1"));
+        assert_eq!(retry_key(&none, None), None);
+        assert_eq!(retry_key(&with_id(""), None), None);
+        let long = "x".repeat(MAX_RETRY_ID + 1);
+        assert_eq!(retry_key(&with_id(&long), Some(&long)), None);
+        assert_eq!(
+            retry_key(&with_id(&long), Some("t1")).as_deref(),
+            Some("t1")
+        );
+        assert_eq!(retry_t(Some(&long)), None);
+    }
 }
