@@ -347,9 +347,10 @@ async fn a_retried_poll_gets_its_answer_again_or_replaces_the_waiting_one() {
 }
 
 /// nginx resends a long-poll POST whose gateway died before answering (`non_idempotent` in
-/// deploy/nginx.conf) — the same request, same `t` and request id. A retry of a POST whose packets were taken is
-/// answered `ok` and takes nothing twice; a retry that comes while the first is still being read
-/// waits for it; another POST at the same time (another `t`) is still a protocol violation.
+/// deploy/nginx.conf) — the same request, same `t` and request id. A retry of a POST whose packets
+/// were taken is answered `ok` and takes nothing twice; a retry that comes while the first is still
+/// being read waits for it; another POST at the same time (another `t`) is still a protocol
+/// violation.
 #[actix_rt::test]
 async fn a_retried_post_is_taken_once() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

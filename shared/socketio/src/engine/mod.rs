@@ -301,7 +301,7 @@ impl<H: EngineHandler> EngineIo<H> {
                     }
                     Method::POST => {
                         let key = polling::retry_key(req, q.t.as_deref());
-                        polling::post(&self.shared, conn, req, body, key.as_deref()).await
+                        polling::post(&self.shared, conn, req, body, key).await
                     }
                     _ => EngineHttpError::BadRequest.response(),
                 }

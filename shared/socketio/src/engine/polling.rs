@@ -226,15 +226,20 @@ pub(crate) fn retry_t(t: Option<&str>) -> Option<&str> {
 /// has: the client's `t` cache buster, and the request id nginx gives each request it receives
 /// (`X-Request-Id`, deploy/nginx.conf; the same for its retries), which stands in for `t` for a
 /// client that sends none (python-engineio's POSTs). Neither: `None`, and no retry is recognised.
-pub(crate) fn retry_key(req: &HttpRequest, t: Option<&str>) -> Option<String> {
+/// Made once per POST and kept as it is when the POST begins.
+pub(crate) fn retry_key(req: &HttpRequest, t: Option<&str>) -> Option<Box<str>> {
     let id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= MAX_RETRY_ID);
     match (retry_t(t), id) {
-        (Some(t), Some(id)) => Some(format!("{t} {id}")),
-        (t, id) => t.or(id).map(str::to_owned),
+        (Some(t), Some(id)) => {
+            let mut key = String::with_capacity(t.len() + 1 + id.len());
+            key.extend([t, " ", id]);
+            Some(key.into_boxed_str())
+        }
+        (t, id) => t.or(id).map(Box::from),
     }
 }
 
@@ -245,13 +250,14 @@ pub(crate) async fn post<H: EngineHandler>(
     conn: Arc<Conn<H>>,
     req: &HttpRequest,
     mut body: web::Payload,
-    key: Option<&str>,
+    mut key: Option<Box<str>>,
 ) -> HttpResponse {
+    let keyed = key.is_some();
     let deadline = tokio::time::Instant::now() + POST_RETRY_WAIT;
     loop {
         // Made before the state is read, so the first POST's end cannot be missed.
         let notified = conn.notify.notified();
-        match start_post(&conn, key, tokio::time::Instant::now() < deadline) {
+        match start_post(&conn, &mut key, tokio::time::Instant::now() < deadline) {
             PostStart::Take => break,
             PostStart::Taken => return posted(),
             PostStart::Refuse => return EngineHttpError::BadRequest.response(),
@@ -308,7 +314,7 @@ pub(crate) async fn post<H: EngineHandler>(
     }
     // Taken: a retry of this request is answered without taking them again. (The record is this
     // request's: no other POST begins while it is active.)
-    if key.is_some() {
+    if keyed {
         if let Some((_, taken)) = conn
             .state
             .lock()
@@ -326,10 +332,11 @@ fn posted() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html").body("ok")
 }
 
-/// Decides what a POST does and, when it takes its packets, makes it the active one.
+/// Decides what a POST does and, when it takes its packets, makes it the active one (its key moves
+/// into the record).
 fn start_post<H: EngineHandler>(
     conn: &Arc<Conn<H>>,
-    key: Option<&str>,
+    key: &mut Option<Box<str>>,
     may_wait: bool,
 ) -> PostStart {
     let mut s = conn.state.lock();
@@ -337,7 +344,7 @@ fn start_post<H: EngineHandler>(
         return PostStart::Refuse;
     }
     // This request is a retry of the last POST (same key): whether that one's packets were taken.
-    let retry_of = key.and_then(|key| {
+    let retry_of = key.as_deref().and_then(|key| {
         let (last, taken) = s.poll.as_ref()?.post.as_ref()?;
         (**last == *key).then_some(*taken)
     });
@@ -358,8 +365,8 @@ fn start_post<H: EngineHandler>(
         return PostStart::Taken;
     }
     s.post_active = true;
-    if let Some(key) = key {
-        s.poll.get_or_insert_with(Default::default).post = Some((key.into(), false));
+    if let Some(key) = key.take() {
+        s.poll.get_or_insert_with(Default::default).post = Some((key, false));
     }
     PostStart::Take
 }
